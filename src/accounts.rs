@@ -1,0 +1,115 @@
+//! API keys and the client ids (workspaces) they may act for.
+
+use serde::Serialize;
+
+use crate::domain::is_valid_client_id;
+use crate::keys;
+use crate::repo::{Repo, RepoError};
+
+/// Why an account operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("a key named '{0}' already exists")]
+    KeyExists(String),
+    #[error("no key named '{0}'")]
+    NoSuchKey(String),
+    #[error("key '{0}' is revoked")]
+    KeyRevoked(String),
+    #[error("'{0}' is not a valid name: use 1-64 of A-Z a-z 0-9 . _ -")]
+    InvalidName(String),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// A key just created; the secret is shown once and never stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    pub key: String,
+    pub api_key: String,
+}
+
+/// A client id mapped to a key, as `stowage clients add --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientAdded {
+    pub client_id: String,
+    pub workspace: String,
+    pub key: String,
+    /// Present only when the key was created by this call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+/// Creates a key named `name` and returns its secret.
+pub async fn create_key(repo: &dyn Repo, name: &str) -> Result<CreatedKey, AccountError> {
+    if !is_valid_client_id(name) {
+        return Err(AccountError::InvalidName(name.to_owned()));
+    }
+    let key = keys::generate();
+    match repo.create_key(key.id, name, &key.secret_hash).await {
+        Ok(()) => Ok(CreatedKey {
+            key: name.to_owned(),
+            api_key: key.plaintext,
+        }),
+        Err(RepoError::Conflict(_)) => Err(AccountError::KeyExists(name.to_owned())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Revokes a key; requests with it get 401 from then on.
+pub async fn revoke_key(repo: &dyn Repo, name: &str) -> Result<(), AccountError> {
+    if repo.revoke_key(name).await? {
+        Ok(())
+    } else {
+        Err(AccountError::NoSuchKey(name.to_owned()))
+    }
+}
+
+/// Maps a client id to a workspace for a key, creating the key first if it does not exist.
+pub async fn add_client(
+    repo: &dyn Repo,
+    client_id: &str,
+    key_name: &str,
+    workspace: Option<&str>,
+) -> Result<ClientAdded, AccountError> {
+    if !is_valid_client_id(client_id) {
+        return Err(AccountError::InvalidName(client_id.to_owned()));
+    }
+    let workspace = workspace.unwrap_or(client_id).trim();
+    if workspace.is_empty() || workspace.len() > 200 {
+        return Err(AccountError::InvalidName(workspace.to_owned()));
+    }
+    let mut api_key = None;
+    let key = match repo.find_key(key_name).await? {
+        Some(key) => key,
+        None => {
+            api_key = Some(create_key(repo, key_name).await?.api_key);
+            repo.find_key(key_name)
+                .await?
+                .ok_or_else(|| AccountError::NoSuchKey(key_name.to_owned()))?
+        }
+    };
+    if key.revoked {
+        return Err(AccountError::KeyRevoked(key_name.to_owned()));
+    }
+    repo.grant_client(key.id, client_id, workspace).await?;
+    Ok(ClientAdded {
+        client_id: client_id.to_owned(),
+        workspace: workspace.to_owned(),
+        key: key.name,
+        api_key,
+    })
+}
+
+/// On an empty database, creates client `default` with key `default` so a first run needs no
+/// other step. Returns what it created, or `None` if keys already exist.
+pub async fn bootstrap(repo: &dyn Repo) -> Result<Option<ClientAdded>, AccountError> {
+    if repo.has_keys().await? {
+        return Ok(None);
+    }
+    match add_client(repo, "default", "default", None).await {
+        Ok(added) => Ok(Some(added)),
+        // Another replica bootstrapped at the same moment.
+        Err(AccountError::KeyExists(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

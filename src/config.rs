@@ -1,0 +1,156 @@
+//! Typed configuration: command-line flags, each also read from its `STOWAGE_*` variable.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::sniff::DocumentKind;
+
+/// Everything the service and the commands need to know about their surroundings.
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address the HTTP service listens on.
+    #[arg(long, env = "STOWAGE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: String,
+
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(
+        long,
+        env = "STOWAGE_DATABASE_URL",
+        default_value = "sqlite://stowage-data/stowage.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// Object storage: `fs:DIR` for a local directory, or `s3`.
+    #[arg(long, env = "STOWAGE_STORAGE", default_value = "fs:stowage-data/objects", global = true)]
+    pub storage: String,
+
+    /// S3 endpoint URL; unset means AWS.
+    #[arg(long, env = "STOWAGE_S3_ENDPOINT", global = true)]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "STOWAGE_S3_REGION", default_value = "us-east-1", global = true)]
+    pub s3_region: String,
+
+    /// Path-style S3 addressing (LocalStack, moto, MinIO).
+    #[arg(
+        long,
+        env = "STOWAGE_S3_FORCE_PATH_STYLE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub s3_force_path_style: bool,
+
+    /// Bucket (or directory) for staged files.
+    #[arg(long, env = "STOWAGE_STAGING_BUCKET", default_value = "stowage-staging", global = true)]
+    pub staging_bucket: String,
+
+    /// Bucket (or directory) for promoted files.
+    #[arg(long, env = "STOWAGE_FILES_BUCKET", default_value = "stowage-files", global = true)]
+    pub files_bucket: String,
+
+    /// How long a staged file waits for a webhook (humantime: `90s`, `15m`, `3d`).
+    #[arg(long, env = "STOWAGE_UPLOAD_TTL", default_value = "72h", value_parser = humantime::parse_duration, global = true)]
+    pub upload_ttl: Duration,
+
+    /// Largest accepted file, in bytes.
+    #[arg(long, env = "STOWAGE_MAX_UPLOAD_BYTES", default_value_t = 52_428_800, global = true)]
+    pub max_upload_bytes: u64,
+
+    /// Accepted file extensions, comma separated (a subset of pdf, doc, docx).
+    #[arg(
+        long,
+        env = "STOWAGE_ALLOWED_EXTENSIONS",
+        default_value = "pdf,doc,docx",
+        value_parser = parse_extensions,
+        global = true
+    )]
+    pub allowed_extensions: BTreeSet<DocumentKind>,
+
+    /// Sweep schedule, cron with seconds.
+    #[arg(long, env = "STOWAGE_SWEEP_SCHEDULE", default_value = "0 * * * * *", global = true)]
+    pub sweep_schedule: String,
+
+    /// How long expired and discarded tombstones are kept.
+    #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
+    pub tombstone_retention: Duration,
+
+    /// Log format.
+    #[arg(long, env = "STOWAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+
+    /// Bearer token required by `/metrics` and `/ops/storage`; unset leaves them open.
+    #[arg(long, env = "STOWAGE_OPS_TOKEN", global = true, hide_env_values = true)]
+    pub ops_token: Option<String>,
+
+    /// Longest pause allowed while a client sends a request body (slow clients are cut off).
+    #[arg(long, env = "STOWAGE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub body_idle_timeout: Duration,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Where objects are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageKind {
+    /// A local directory holding the two areas.
+    Fs(PathBuf),
+    /// S3 or an S3-compatible server.
+    S3,
+}
+
+impl Config {
+    /// Parses `--storage`.
+    pub fn storage_kind(&self) -> Result<StorageKind, String> {
+        if self.storage == "s3" {
+            return Ok(StorageKind::S3);
+        }
+        match self.storage.strip_prefix("fs:") {
+            Some(dir) if !dir.is_empty() => Ok(StorageKind::Fs(PathBuf::from(dir))),
+            _ => Err(format!(
+                "STOWAGE_STORAGE must be 'fs:DIR' or 's3', not '{}'",
+                self.storage
+            )),
+        }
+    }
+
+    /// A configuration with every default, as `stowage serve` would run with no flags.
+    pub fn defaults() -> Config {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        Only::parse_from(["stowage"]).config
+    }
+}
+
+fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
+    let kinds: Result<BTreeSet<_>, String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|ext| {
+            let ext = ext.trim_start_matches('.');
+            DocumentKind::from_extension(ext)
+                .ok_or_else(|| format!("'{ext}' is not a type Stowage can check (pdf, doc, docx)"))
+        })
+        .collect();
+    let kinds = kinds?;
+    if kinds.is_empty() {
+        return Err("at least one extension must be allowed".into());
+    }
+    Ok(kinds)
+}

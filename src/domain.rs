@@ -1,0 +1,172 @@
+//! Domain types shared by the HTTP layer, the repository and the stores.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Where a file is in its life; see DESIGN.md §3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    /// A row exists, bytes may be on their way to the staging area.
+    Receiving,
+    /// Fully received and checked; waiting for a webhook.
+    Staged,
+    /// Claimed by a webhook; promotion to long-term storage pending.
+    Bound,
+    /// In long-term storage.
+    Promoted,
+    /// Nobody claimed it in time; object deleted, row kept as a tombstone.
+    Expired,
+    /// Deleted early by its client; object deleted, row kept as a tombstone.
+    Discarded,
+}
+
+impl FileState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [FileState; 6] = [
+        FileState::Receiving,
+        FileState::Staged,
+        FileState::Bound,
+        FileState::Promoted,
+        FileState::Expired,
+        FileState::Discarded,
+    ];
+
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Receiving => "receiving",
+            FileState::Staged => "staged",
+            FileState::Bound => "bound",
+            FileState::Promoted => "promoted",
+            FileState::Expired => "expired",
+            FileState::Discarded => "discarded",
+        }
+    }
+}
+
+impl fmt::Display for FileState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FileState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FileState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown file state '{s}'"))
+    }
+}
+
+/// One file as the repository knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    pub id: Uuid,
+    pub client_id: String,
+    pub state: FileState,
+    pub file_name: String,
+    pub content_type: Option<String>,
+    pub file_size: Option<i64>,
+    pub sha256: Option<String>,
+    pub staging_key: String,
+    pub multipart_upload_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub uploaded_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The facts known once a file has been fully received and checked.
+#[derive(Clone, Debug)]
+pub struct StagedFacts {
+    pub content_type: String,
+    pub file_size: i64,
+    pub sha256: String,
+    pub uploaded_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The storage key of a file: generated, never built from a client-supplied name.
+pub fn storage_key(client_id: &str, file_id: Uuid) -> String {
+    format!("{client_id}/{file_id}")
+}
+
+/// Whether a client id is safe to use in storage keys and logs: 1–64 of `[A-Za-z0-9._-]`,
+/// not starting with a dot.
+pub fn is_valid_client_id(client_id: &str) -> bool {
+    (1..=64).contains(&client_id.len())
+        && !client_id.starts_with('.')
+        && client_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// The longest display name kept, in characters.
+const MAX_FILE_NAME_CHARS: usize = 255;
+
+/// A client-supplied file name made safe for display: only its last path component, without
+/// control characters, trimmed, and at most 255 characters (keeping the extension).
+pub fn sanitize_file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+        .collect();
+    let trimmed = cleaned.trim().trim_start_matches('.').trim();
+    if trimmed.chars().count() <= MAX_FILE_NAME_CHARS {
+        return trimmed.to_owned();
+    }
+    match trimmed.rsplit_once('.') {
+        Some((stem, ext)) if ext.chars().count() < 16 => {
+            let keep = MAX_FILE_NAME_CHARS - ext.chars().count() - 1;
+            format!("{}.{ext}", stem.chars().take(keep).collect::<String>())
+        }
+        _ => trimmed.chars().take(MAX_FILE_NAME_CHARS).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in FileState::ALL {
+            assert_eq!(state.as_str().parse::<FileState>(), Ok(state));
+        }
+        assert!("gone".parse::<FileState>().is_err());
+    }
+
+    #[test]
+    fn file_names_lose_paths_and_control_characters() {
+        assert_eq!(sanitize_file_name("../../etc/passwd.pdf"), "passwd.pdf");
+        assert_eq!(sanitize_file_name("C:\\Users\\jane\\cv.docx"), "cv.docx");
+        assert_eq!(sanitize_file_name("re\0su\nme.pdf"), "resume.pdf");
+        assert_eq!(sanitize_file_name("  ..hidden.pdf "), "hidden.pdf");
+        assert_eq!(sanitize_file_name("evil\u{202E}fdp.exe"), "evilfdp.exe");
+    }
+
+    #[test]
+    fn long_file_names_keep_their_extension() {
+        let name = format!("{}.pdf", "a".repeat(400));
+        let clean = sanitize_file_name(&name);
+        assert_eq!(clean.chars().count(), 255);
+        assert!(clean.ends_with(".pdf"));
+    }
+
+    #[test]
+    fn client_ids_are_restricted_to_key_safe_characters() {
+        assert!(is_valid_client_id("acme-eu_1.prod"));
+        assert!(!is_valid_client_id(""));
+        assert!(!is_valid_client_id("../x"));
+        assert!(!is_valid_client_id("a/b"));
+        assert!(!is_valid_client_id(&"a".repeat(65)));
+    }
+}

@@ -1,0 +1,63 @@
+//! Client authentication: `X-API-Key` names an account, `X-ATS-Client-ID` one of its workspaces.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use crate::keys;
+
+/// Header carrying the API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+/// Header carrying the client id.
+pub const CLIENT_ID_HEADER: &str = "x-ats-client-id";
+
+/// An authenticated caller acting for one client id.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub client_id: String,
+    pub key_name: String,
+}
+
+fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, "Missing, unknown or revoked API key")
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = header(parts, API_KEY_HEADER).ok_or_else(unauthorized)?;
+        let (key_id, secret) = keys::parse(presented).ok_or_else(unauthorized)?;
+        let client_id = header(parts, CLIENT_ID_HEADER).ok_or_else(|| {
+            ApiError::new(ErrorCode::BadRequest, "The X-ATS-Client-ID header is required")
+        })?;
+        let grant = state
+            .repo()
+            .key_grant(key_id, client_id)
+            .await?
+            .ok_or_else(unauthorized)?;
+        if grant.revoked || !keys::verify(secret, &grant.secret_hash) {
+            return Err(unauthorized());
+        }
+        if !grant.client_allowed {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "This API key is not allowed to act for that client id",
+            ));
+        }
+        Ok(Caller {
+            client_id: client_id.to_owned(),
+            key_name: grant.key_name,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The HTTP API: one module per route group, the error envelope and authentication.
+
+pub mod auth;
+pub mod error;
+mod ops;
+mod uploads;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::repo::Repo;
+use crate::sniff::{DocumentKind, DocxLimits};
+use crate::store::Store;
+use error::{ApiError, ErrorCode, REQUEST_ID};
+
+/// Header carrying the request id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The knobs the handlers need, taken from [`Config`].
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub upload_ttl: Duration,
+    pub max_upload_bytes: u64,
+    pub allowed_extensions: BTreeSet<DocumentKind>,
+    pub docx_limits: DocxLimits,
+    pub ops_token: Option<String>,
+    pub body_idle_timeout: Duration,
+}
+
+impl Settings {
+    /// The handler settings a configuration asks for.
+    pub fn from_config(config: &Config) -> Self {
+        Settings {
+            upload_ttl: config.upload_ttl,
+            max_upload_bytes: config.max_upload_bytes,
+            allowed_extensions: config.allowed_extensions.clone(),
+            docx_limits: DocxLimits::default(),
+            ops_token: config.ops_token.clone(),
+            body_idle_timeout: config.body_idle_timeout,
+        }
+    }
+}
+
+struct Shared {
+    repo: Arc<dyn Repo>,
+    store: Arc<dyn Store>,
+    settings: Settings,
+}
+
+/// What every handler shares: the repository, the store and the settings.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Bundles the parts of a running service.
+    pub fn new(repo: Arc<dyn Repo>, store: Arc<dyn Store>, settings: Settings) -> Self {
+        AppState(Arc::new(Shared {
+            repo,
+            store,
+            settings,
+        }))
+    }
+
+    /// The database.
+    pub fn repo(&self) -> &dyn Repo {
+        self.0.repo.as_ref()
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    /// The handler settings.
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+}
+
+/// The whole HTTP API as a router.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    // Multipart framing adds a little to the file itself; the file's own limit is enforced
+    // exactly while streaming, this only bounds the whole body.
+    let upload_body_limit = usize::try_from(state.settings().max_upload_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
+    let body_idle_timeout = state.settings().body_idle_timeout;
+
+    Router::new()
+        .merge(uploads::routes().layer(DefaultBodyLimit::max(upload_body_limit)))
+        .merge(ops::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                        let id = req
+                            .headers()
+                            .get(REQUEST_ID_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("-");
+                        tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+                    }),
+                )
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(middleware::from_fn(request_context))
+                .layer(RequestBodyTimeoutLayer::new(body_idle_timeout)),
+        )
+}
+
+/// Makes the request id available to error responses further in.
+async fn request_context(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
+    REQUEST_ID.scope(id, next.run(req)).await
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "No such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this route")
+}

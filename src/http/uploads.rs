@@ -1,0 +1,165 @@
+//! `POST /uploads`, `GET /uploads/{id}`, `DELETE /uploads/{id}`.
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorCode, Result};
+use crate::domain::{FileRecord, FileState};
+use crate::repo::Discard;
+use crate::staging::{self, UploadError};
+use crate::store::Area;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/uploads", post(create_upload))
+        .route("/uploads/{id}", get(get_upload).delete(delete_upload))
+}
+
+/// Times as the API shows them: `2026-03-12T10:30:00Z`.
+pub(crate) fn api_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The record of a staged file, as `POST /uploads` returns it.
+#[derive(Serialize)]
+struct UploadBody {
+    carv_file_id: Uuid,
+    file_name: String,
+    content_type: Option<String>,
+    file_size: Option<i64>,
+    uploaded_at: Option<String>,
+    expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    state: Option<FileState>,
+}
+
+impl UploadBody {
+    fn from_record(record: &FileRecord, with_state: bool) -> Self {
+        UploadBody {
+            carv_file_id: record.id,
+            file_name: record.file_name.clone(),
+            content_type: record.content_type.clone(),
+            file_size: record.file_size,
+            uploaded_at: record.uploaded_at.map(api_time),
+            expires_at: record.expires_at.map(api_time),
+            state: with_state.then_some(record.state),
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        let message = e.to_string();
+        let code = match e {
+            UploadError::Missing => ErrorCode::FileMissing,
+            UploadError::MultipleFiles => ErrorCode::MultipleFiles,
+            UploadError::NoExtension { .. } => ErrorCode::FileNameInvalid,
+            UploadError::ExtensionNotAllowed { .. } => ErrorCode::FileExtensionNotAllowed,
+            UploadError::Empty => ErrorCode::FileEmpty,
+            UploadError::TooLarge { .. } => ErrorCode::FileTooLarge,
+            UploadError::ContentMismatch { .. } => ErrorCode::FileContentMismatch,
+            UploadError::ContentInvalid { .. } => ErrorCode::FileContentInvalid,
+            UploadError::Malformed(_) => ErrorCode::MalformedMultipart,
+            UploadError::Repo(e) => return e.into(),
+            UploadError::Store(e) => return e.into(),
+            UploadError::Internal(cause) => return ApiError::internal(cause),
+        };
+        ApiError::new(code, message)
+    }
+}
+
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"))
+        })
+}
+
+async fn create_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    multipart: std::result::Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<UploadBody>)> {
+    if !is_multipart(&headers) {
+        return Err(UploadError::Missing.into());
+    }
+    let multipart = multipart
+        .map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.body_text()))?;
+    // The upload runs in its own task so that a client hanging up mid-body cannot cancel it
+    // half-way: it sees the body end in an error and cleans up after itself.
+    let record = tokio::spawn(staging::stage_upload(
+        state.clone(),
+        caller.client_id,
+        multipart,
+    ))
+    .await
+    .map_err(ApiError::internal)??;
+    tracing::info!(file_id = %record.id, size = record.file_size, "file staged");
+    Ok((StatusCode::CREATED, Json(UploadBody::from_record(&record, false))))
+}
+
+/// A path id; anything that is not a UUID names no file.
+pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::file_not_found())
+}
+
+async fn get_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<UploadBody>> {
+    let id = parse_file_id(&id)?;
+    let record = state
+        .repo()
+        .get_file(&caller.client_id, id)
+        .await?
+        .ok_or_else(ApiError::file_not_found)?;
+    Ok(Json(UploadBody::from_record(&record, true)))
+}
+
+async fn delete_upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_file_id(&id)?;
+    match state.repo().discard(&caller.client_id, id).await? {
+        Discard::Discarded(record) => {
+            // The row is a tombstone already, so no webhook can bind the file any more; if the
+            // delete fails here the sweeper removes the object later.
+            match state
+                .store()
+                .delete(Area::Staging, std::slice::from_ref(&record.staging_key))
+                .await
+            {
+                Ok(failures) if failures.is_empty() => {}
+                Ok(failures) => {
+                    tracing::warn!(file_id = %id, reason = %failures[0].reason, "discarded file's object not deleted")
+                }
+                Err(e) => tracing::warn!(file_id = %id, error = %e, "discarded file's object not deleted"),
+            }
+            tracing::info!(file_id = %id, "file discarded");
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Discard::AlreadyGone => Ok(StatusCode::NO_CONTENT),
+        Discard::NotDiscardable(state) => Err(ApiError::new(
+            ErrorCode::FileNotDiscardable,
+            format!("File is {state} and can no longer be deleted"),
+        )
+        .with_detail("state", state.as_str())),
+        Discard::NotFound => Err(ApiError::file_not_found()),
+    }
+}

@@ -1,0 +1,48 @@
+//! Stowage: two-phase staged file uploads on object storage.
+//!
+//! A client stages a file with `POST /uploads` and gets a `carv_file_id` that expires; a later
+//! webhook binds it exactly once and it is promoted to long-term storage. See DESIGN.md.
+
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod keys;
+pub mod repo;
+pub mod sniff;
+pub mod staging;
+pub mod store;
+
+use std::future::Future;
+
+pub use http::{AppState, Settings, app};
+
+/// Opens the database and the store a configuration names and bundles them for the handlers.
+pub async fn connect(config: &config::Config) -> Result<AppState, StartError> {
+    let repo = repo::connect(&config.database_url).await?;
+    let store = store::connect(config).await?;
+    Ok(AppState::new(repo, store, Settings::from_config(config)))
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Repo(#[from] repo::RepoError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

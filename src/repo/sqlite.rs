@@ -1,0 +1,306 @@
+//! SQLite: the embedded default, for a first run and small single-process installs.
+//!
+//! Ids are stored as hyphenated TEXT and times as INTEGER microseconds since the Unix epoch.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+use super::{
+    ApiKeyRecord, Discard, KeyGrant, NewFile, Repo, RepoError, Result, StateCount, parse_state,
+};
+use crate::domain::{FileRecord, FileState, StagedFacts};
+
+/// The SQLite repository.
+#[derive(Clone, Debug)]
+pub struct SqliteRepo {
+    pool: SqlitePool,
+}
+
+#[derive(sqlx::FromRow)]
+struct FileRow {
+    id: String,
+    client_id: String,
+    state: String,
+    file_name: String,
+    content_type: Option<String>,
+    file_size: Option<i64>,
+    sha256: Option<String>,
+    staging_key: String,
+    multipart_upload_id: Option<String>,
+    created_at: i64,
+    uploaded_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
+macro_rules! file_columns {
+    () => {
+        "id, client_id, state, file_name, content_type, file_size, sha256, staging_key, \
+         multipart_upload_id, created_at, uploaded_at, expires_at"
+    };
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| RepoError::Corrupt(format!("time {us}")))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|e| RepoError::Corrupt(format!("id '{raw}': {e}")))
+}
+
+impl TryFrom<FileRow> for FileRecord {
+    type Error = RepoError;
+
+    fn try_from(row: FileRow) -> Result<Self> {
+        Ok(FileRecord {
+            id: parse_id(&row.id)?,
+            client_id: row.client_id,
+            state: parse_state(&row.state)?,
+            file_name: row.file_name,
+            content_type: row.content_type,
+            file_size: row.file_size,
+            sha256: row.sha256,
+            staging_key: row.staging_key,
+            multipart_upload_id: row.multipart_upload_id,
+            created_at: from_micros(row.created_at)?,
+            uploaded_at: row.uploaded_at.map(from_micros).transpose()?,
+            expires_at: row.expires_at.map(from_micros).transpose()?,
+        })
+    }
+}
+
+impl SqliteRepo {
+    /// Opens (creating it and its directory if missing) and migrates a SQLite database.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let file = options.get_filename();
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| RepoError::Unavailable(sqlx::Error::Io(e)))?;
+        }
+        let memory = file == Path::new(":memory:");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(if memory { 1 } else { 8 })
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(SqliteRepo { pool })
+    }
+
+    /// The pool, for tests and tools that need raw access.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Repo for SqliteRepo {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn has_keys(&self) -> Result<bool> {
+        let (any,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys)")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(any)
+    }
+
+    async fn create_key(&self, id: Uuid, name: &str, secret_hash: &[u8]) -> Result<()> {
+        sqlx::query("INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .bind(id.to_string())
+            .bind(name)
+            .bind(secret_hash)
+            .bind(micros(Utc::now()))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn find_key(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
+        let row: Option<(String, String, bool)> = sqlx::query_as(
+            "SELECT id, name, revoked_at IS NOT NULL FROM api_keys WHERE name = ?1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(id, name, revoked)| {
+            Ok(ApiKeyRecord {
+                id: parse_id(&id)?,
+                name,
+                revoked,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_key(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
+        )
+        .bind(name)
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn grant_client(&self, key_id: Uuid, client_id: &str, workspace: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO client_grants (key_id, client_id, workspace, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (key_id, client_id) DO UPDATE SET workspace = excluded.workspace",
+        )
+        .bind(key_id.to_string())
+        .bind(client_id)
+        .bind(workspace)
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn key_grant(&self, key_id: Uuid, client_id: &str) -> Result<Option<KeyGrant>> {
+        let row: Option<(String, Vec<u8>, bool, bool)> = sqlx::query_as(
+            "SELECT k.name, k.secret_hash, k.revoked_at IS NOT NULL, \
+                    EXISTS (SELECT 1 FROM client_grants g WHERE g.key_id = k.id AND g.client_id = ?2) \
+             FROM api_keys k WHERE k.id = ?1",
+        )
+        .bind(key_id.to_string())
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(key_name, secret_hash, revoked, client_allowed)| KeyGrant {
+            key_name,
+            secret_hash,
+            revoked,
+            client_allowed,
+        }))
+    }
+
+    async fn insert_receiving(&self, file: &NewFile) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, state_changed_at) \
+             VALUES (?1, ?2, 'receiving', ?3, ?4, ?5, ?5)",
+        )
+        .bind(file.id.to_string())
+        .bind(&file.client_id)
+        .bind(&file.file_name)
+        .bind(&file.staging_key)
+        .bind(micros(file.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_multipart_upload(&self, id: Uuid, upload_id: &str) -> Result<()> {
+        sqlx::query("UPDATE files SET multipart_upload_id = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(upload_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn mark_staged(&self, id: Uuid, facts: &StagedFacts) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE files SET state = 'staged', content_type = ?2, file_size = ?3, sha256 = ?4, \
+                    uploaded_at = ?5, expires_at = ?6, state_changed_at = ?5, multipart_upload_id = NULL \
+             WHERE id = ?1 AND state = 'receiving'",
+        )
+        .bind(id.to_string())
+        .bind(&facts.content_type)
+        .bind(facts.file_size)
+        .bind(&facts.sha256)
+        .bind(micros(facts.uploaded_at))
+        .bind(micros(facts.expires_at))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(RepoError::Conflict(format!("file {id} is no longer receiving")))
+        }
+    }
+
+    async fn delete_receiving(&self, id: Uuid) -> Result<()> {
+        sqlx::query("DELETE FROM files WHERE id = ?1 AND state = 'receiving'")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>> {
+        let row: Option<FileRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE id = ?1 AND client_id = ?2"
+        ))
+        .bind(id.to_string())
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(FileRecord::try_from).transpose()
+    }
+
+    async fn discard(&self, client_id: &str, id: Uuid) -> Result<Discard> {
+        let row: Option<FileRow> = sqlx::query_as(concat!(
+            "UPDATE files SET state = 'discarded', state_changed_at = ?3 \
+             WHERE id = ?1 AND client_id = ?2 AND state = 'staged' RETURNING ",
+            file_columns!()
+        ))
+        .bind(id.to_string())
+        .bind(client_id)
+        .bind(micros(Utc::now()))
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Discard::Discarded(row.try_into()?));
+        }
+        let state: Option<(String,)> =
+            sqlx::query_as("SELECT state FROM files WHERE id = ?1 AND client_id = ?2")
+                .bind(id.to_string())
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match state {
+            None => Discard::NotFound,
+            Some((state,)) => match parse_state(&state)? {
+                FileState::Expired | FileState::Discarded => Discard::AlreadyGone,
+                other => Discard::NotDiscardable(other),
+            },
+        })
+    }
+
+    async fn count_by_state(&self) -> Result<Vec<StateCount>> {
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*), COALESCE(SUM(file_size), 0) FROM files GROUP BY state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(state, files, bytes)| {
+                Ok(StateCount {
+                    state: parse_state(&state)?,
+                    files,
+                    bytes,
+                })
+            })
+            .collect()
+    }
+}

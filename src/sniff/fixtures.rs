@@ -1,0 +1,127 @@
+//! Test documents built in code, so no binary blobs live in git.
+//!
+//! Compiled into the library's unit tests and included by path into the integration tests.
+#![allow(dead_code)]
+
+use std::io::{Cursor, Write};
+
+const WORD_MAIN: &str =
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml";
+
+/// A small valid PDF padded with a comment to exactly `size` bytes (at least its skeleton).
+pub fn pdf(size: usize) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n\
+2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n\
+trailer << /Root 1 0 R >>\n%%EOF\n"
+        .to_vec();
+    if out.len() < size {
+        out.push(b'%');
+        out.resize(size, b'x');
+    }
+    out
+}
+
+/// The first bytes of a PNG image.
+pub fn png() -> Vec<u8> {
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    out.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    out.resize(128, 0);
+    out
+}
+
+/// A ZIP archive of the given entries, deflated.
+pub fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut writer = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in entries {
+        writer.start_file(*name, options).expect("start zip entry");
+        writer.write_all(data).expect("write zip entry");
+    }
+    writer.finish().expect("finish zip").into_inner()
+}
+
+/// A `[Content_Types].xml` declaring `main` as the main part's type.
+pub fn content_types(main: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">
+<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>
+<Default Extension="xml" ContentType="application/xml"/>
+<Override PartName="/word/document.xml" ContentType="{main}"/>
+</Types>"#
+    )
+}
+
+fn office_zip(main: &str, main_part: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let ct = content_types(main).replace("/word/document.xml", &format!("/{main_part}"));
+    let rels = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="{main_part}"/></Relationships>"#
+    );
+    let body = b"<?xml version=\"1.0\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body><w:p><w:r><w:t>Jane Doe</w:t></w:r></w:p></w:body></w:document>";
+    let mut entries: Vec<(&str, &[u8])> = vec![
+        ("[Content_Types].xml", ct.as_bytes()),
+        ("_rels/.rels", rels.as_bytes()),
+        (main_part, body),
+    ];
+    entries.extend_from_slice(extra);
+    zip_of(&entries)
+}
+
+/// A minimal valid Word document.
+pub fn docx() -> Vec<u8> {
+    office_zip(WORD_MAIN, "word/document.xml", &[])
+}
+
+/// A macro-enabled Word document (what a renamed `.docm` looks like).
+pub fn docm() -> Vec<u8> {
+    office_zip(
+        "application/vnd.ms-word.document.macroEnabled.main+xml",
+        "word/document.xml",
+        &[("word/vbaProject.bin", b"\xD0\xCF\x11\xE0 fake vba")],
+    )
+}
+
+/// A minimal Excel workbook.
+pub fn xlsx() -> Vec<u8> {
+    office_zip(
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml",
+        "xl/workbook.xml",
+        &[],
+    )
+}
+
+/// A Word document with one entry of `inflated` zero bytes: tiny compressed, huge inflated.
+pub fn docx_bomb(inflated: usize) -> Vec<u8> {
+    let zeros = vec![0u8; inflated];
+    office_zip(WORD_MAIN, "word/document.xml", &[("word/media/bomb.bin", &zeros)])
+}
+
+fn ole(streams: &[&str], clsid: Option<&str>) -> Vec<u8> {
+    let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).expect("create cfb");
+    if let Some(clsid) = clsid {
+        let id = uuid::Uuid::parse_str(clsid).expect("clsid");
+        file.set_storage_clsid("/", id).expect("set clsid");
+    }
+    for name in streams {
+        let mut stream = file.create_stream(name).expect("create stream");
+        stream.write_all(&[0x42; 4096]).expect("write stream");
+    }
+    file.flush().expect("flush cfb");
+    file.into_inner().into_inner()
+}
+
+/// An OLE compound file with a `WordDocument` stream.
+pub fn doc() -> Vec<u8> {
+    ole(&["/WordDocument", "/1Table"], None)
+}
+
+/// An OLE compound file holding an Excel workbook.
+pub fn xls() -> Vec<u8> {
+    ole(&["/Workbook"], None)
+}
+
+/// An OLE compound file marked as a Windows Installer package.
+pub fn msi() -> Vec<u8> {
+    ole(&["/SummaryInformation"], Some("000C1084-0000-0000-C000-000000000046"))
+}

@@ -1,0 +1,238 @@
+//! The local-directory store: `ROOT/STAGING_BUCKET/…` and `ROOT/FILES_BUCKET/…`.
+//!
+//! Writes go to a `.part` file beside the final path and are renamed into place on `finish`, so
+//! a half-written object is never visible under its key.
+
+use std::io::ErrorKind;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncWriteExt;
+
+use super::{Area, DeleteFailure, ObjectInfo, ObjectWriter, Result, Store, StoreError};
+
+/// Objects in a local directory.
+#[derive(Clone, Debug)]
+pub struct FsStore {
+    root: PathBuf,
+    staging: PathBuf,
+    files: PathBuf,
+}
+
+const PART_SUFFIX: &str = ".part";
+
+fn io_err(context: &str, e: std::io::Error) -> StoreError {
+    match e.kind() {
+        ErrorKind::NotFound => StoreError::NotFound(format!("{context}: {e}")),
+        _ => StoreError::Other(format!("{context}: {e}")),
+    }
+}
+
+impl FsStore {
+    /// A store rooted at `root`; the areas are directories named after the buckets.
+    pub fn new(root: PathBuf, staging_bucket: &str, files_bucket: &str) -> Result<Self> {
+        for name in [staging_bucket, files_bucket] {
+            if Path::new(name).components().count() != 1
+                || !matches!(Path::new(name).components().next(), Some(Component::Normal(_)))
+            {
+                return Err(StoreError::Other(format!("'{name}' is not a plain directory name")));
+            }
+        }
+        Ok(FsStore {
+            staging: root.join(staging_bucket),
+            files: root.join(files_bucket),
+            root,
+        })
+    }
+
+    fn area_dir(&self, area: Area) -> &Path {
+        match area {
+            Area::Staging => &self.staging,
+            Area::Files => &self.files,
+        }
+    }
+
+    /// The path of a key; keys are generated (`client/uuid`), but refuse anything that could
+    /// climb out of the area all the same.
+    fn path(&self, area: Area, key: &str) -> Result<PathBuf> {
+        let relative = Path::new(key);
+        if key.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(StoreError::Other(format!("invalid key '{key}'")));
+        }
+        Ok(self.area_dir(area).join(relative))
+    }
+}
+
+struct FsWriter {
+    file: Option<tokio::fs::File>,
+    part: PathBuf,
+    target: PathBuf,
+}
+
+#[async_trait]
+impl ObjectWriter for FsWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        let file = self.file.as_mut().expect("writer used after finish");
+        file.write_all(&chunk).await.map_err(|e| io_err("write", e))
+    }
+
+    fn multipart_upload_id(&self) -> Option<&str> {
+        None
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        let mut file = self.file.take().expect("writer finished twice");
+        let done = async {
+            file.flush().await?;
+            file.sync_data().await?;
+            drop(file);
+            tokio::fs::rename(&self.part, &self.target).await
+        }
+        .await;
+        if let Err(e) = done {
+            let _ = tokio::fs::remove_file(&self.part).await;
+            return Err(io_err("finish", e));
+        }
+        Ok(())
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        drop(self.file.take());
+        match tokio::fs::remove_file(&self.part).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("abort", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FsStore {
+    fn describe(&self) -> String {
+        format!("fs {}", self.root.display())
+    }
+
+    async fn init(&self, _upload_ttl: Duration) -> Result<()> {
+        for dir in [&self.staging, &self.files] {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| io_err(&dir.display().to_string(), e))?;
+        }
+        Ok(())
+    }
+
+    async fn check(&self, area: Area) -> Result<()> {
+        let dir = self.area_dir(area);
+        match tokio::fs::metadata(dir).await {
+            Ok(meta) if meta.is_dir() => Ok(()),
+            Ok(_) => Err(StoreError::Other(format!("{} is not a directory", dir.display()))),
+            Err(e) => Err(io_err(&dir.display().to_string(), e)),
+        }
+    }
+
+    async fn begin_staging(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        let target = self.path(Area::Staging, key)?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_err("create directory", e))?;
+        }
+        let mut part = target.clone().into_os_string();
+        part.push(PART_SUFFIX);
+        let part = PathBuf::from(part);
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&part)
+            .await
+            .map_err(|e| io_err("create", e))?;
+        Ok(Box::new(FsWriter {
+            file: Some(file),
+            part,
+            target,
+        }))
+    }
+
+    async fn abort_multipart(&self, key: &str, _upload_id: &str) -> Result<()> {
+        let mut part = self.path(Area::Staging, key)?.into_os_string();
+        part.push(PART_SUFFIX);
+        match tokio::fs::remove_file(PathBuf::from(part)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("abort", e)),
+        }
+    }
+
+    async fn delete(&self, area: Area, keys: &[String]) -> Result<Vec<DeleteFailure>> {
+        let mut failures = Vec::new();
+        for key in keys {
+            let outcome = match self.path(area, key) {
+                Ok(path) => match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(reason) = outcome {
+                failures.push(DeleteFailure {
+                    key: key.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn exists(&self, area: Area, key: &str) -> Result<bool> {
+        let path = self.path(area, key)?;
+        tokio::fs::try_exists(&path)
+            .await
+            .map_err(|e| io_err("exists", e))
+    }
+
+    async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>> {
+        let base = self.area_dir(area).to_path_buf();
+        tokio::task::spawn_blocking(move || list_dir(&base))
+            .await
+            .map_err(|e| StoreError::Other(format!("list: {e}")))?
+    }
+}
+
+fn list_dir(base: &Path) -> Result<Vec<ObjectInfo>> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("list", e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io_err("list", e))?;
+            let meta = entry.metadata().map_err(|e| io_err("list", e))?;
+            let path = entry.path();
+            if meta.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let key = path
+                .strip_prefix(base)
+                .expect("listed under base")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push(ObjectInfo {
+                key,
+                size: meta.len(),
+                last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}

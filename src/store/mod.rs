@@ -1,0 +1,108 @@
+//! The `Store` trait: where file bytes live. Two areas — staging (files waiting for a webhook)
+//! and files (long-term) — on S3 or on a local directory.
+
+mod fs;
+mod s3;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, StorageKind};
+
+pub use fs::FsStore;
+pub use s3::S3Store;
+
+/// Size of one multipart part, and the largest file sent as a single PUT.
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// The two storage areas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Area {
+    /// Files waiting for a webhook.
+    Staging,
+    /// Promoted files, kept long-term.
+    Files,
+}
+
+/// What can go wrong in the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The storage service cannot be reached.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The object or bucket does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Any other storage failure.
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+/// Result alias for the storage layer.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An object found by listing an area.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// A key that could not be deleted, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteFailure {
+    pub key: String,
+    pub reason: String,
+}
+
+/// Streams one object into the staging area. Nothing is visible under the key until `finish`
+/// succeeds; `abort` (or a failed `finish`) leaves nothing behind.
+#[async_trait]
+pub trait ObjectWriter: Send {
+    /// Appends a chunk.
+    async fn write(&mut self, chunk: Bytes) -> Result<()>;
+    /// The multipart upload in use, once one has been started.
+    fn multipart_upload_id(&self) -> Option<&str>;
+    /// Makes the object visible.
+    async fn finish(self: Box<Self>) -> Result<()>;
+    /// Throws away everything written so far.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// Where file bytes live.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// A short description for logs (`s3 stowage-staging/stowage-files`, `fs ./dir`).
+    fn describe(&self) -> String;
+    /// Creates both areas (buckets or directories) and, on S3, the staging lifecycle rule.
+    async fn init(&self, upload_ttl: Duration) -> Result<()>;
+    /// Whether an area is reachable.
+    async fn check(&self, area: Area) -> Result<()>;
+    /// Starts writing an object into the staging area.
+    async fn begin_staging(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
+    /// Aborts a multipart upload left by an interrupted write (no-op where there are none).
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Deletes objects; a missing object is not a failure. Returns the keys that failed.
+    async fn delete(&self, area: Area, keys: &[String]) -> Result<Vec<DeleteFailure>>;
+    /// Whether an object exists.
+    async fn exists(&self, area: Area, key: &str) -> Result<bool>;
+    /// Every object in an area.
+    async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>>;
+}
+
+/// Builds the store the configuration names.
+pub async fn connect(config: &Config) -> Result<Arc<dyn Store>> {
+    match config.storage_kind().map_err(StoreError::Other)? {
+        StorageKind::Fs(root) => Ok(Arc::new(FsStore::new(
+            root,
+            &config.staging_bucket,
+            &config.files_bucket,
+        )?)),
+        StorageKind::S3 => Ok(Arc::new(S3Store::connect(config).await)),
+    }
+}

@@ -1,0 +1,420 @@
+//! The S3 store: any S3-compatible endpoint through aws-sdk-s3.
+//!
+//! Objects up to one part (8 MiB) go up with a single PutObject; larger ones as a multipart
+//! upload that is aborted on any error.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
+    CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, Delete, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
+};
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+
+use super::{Area, DeleteFailure, ObjectInfo, ObjectWriter, PART_SIZE, Result, Store, StoreError};
+use crate::config::Config;
+
+/// Most keys S3 accepts in one DeleteObjects call.
+const DELETE_BATCH: usize = 1000;
+
+/// Objects in two S3 buckets.
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    staging: String,
+    files: String,
+    region: String,
+}
+
+fn sdk_err<E, R>(context: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let text = format!("{context}: {}", DisplayErrorContext(&err));
+    match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unavailable(text),
+        SdkError::ServiceError(service) => match service.err().code() {
+            Some("NoSuchKey" | "NoSuchBucket" | "NotFound" | "NoSuchUpload") => {
+                StoreError::NotFound(text)
+            }
+            _ => StoreError::Other(text),
+        },
+        _ => StoreError::Other(text),
+    }
+}
+
+impl S3Store {
+    /// Builds a client from the configuration and the standard AWS credential chain.
+    pub async fn connect(config: &Config) -> Self {
+        use aws_smithy_http_client::tls;
+
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(Region::new(config.s3_region.clone()))
+            .http_client(http)
+            .timeout_config(timeouts);
+        if let Some(endpoint) = &config.s3_endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        let shared = loader.load().await;
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(config.s3_force_path_style)
+            // Checksums are computed by Stowage itself (SHA-256 while streaming); asking the SDK
+            // for more only costs time and trips some S3-compatible servers.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        S3Store {
+            client: Client::from_conf(s3_config),
+            staging: config.staging_bucket.clone(),
+            files: config.files_bucket.clone(),
+            region: config.s3_region.clone(),
+        }
+    }
+
+    fn bucket(&self, area: Area) -> &str {
+        match area {
+            Area::Staging => &self.staging,
+            Area::Files => &self.files,
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let mut request = self.client.create_bucket().bucket(bucket);
+        if self.region != "us-east-1" {
+            request = request.create_bucket_configuration(
+                CreateBucketConfiguration::builder()
+                    .location_constraint(BucketLocationConstraint::from(self.region.as_str()))
+                    .build(),
+            );
+        }
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err().code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk_err("create bucket", e)),
+        }
+    }
+
+    async fn put_lifecycle(&self, upload_ttl: Duration) -> Result<()> {
+        // Whole days past the TTL, plus one: a backstop for the sweeper, never ahead of it.
+        let ttl_days = upload_ttl.as_secs().div_ceil(86_400) as i32;
+        let rule = LifecycleRule::builder()
+            .id("stowage-staging-backstop")
+            .status(ExpirationStatus::Enabled)
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .expiration(LifecycleExpiration::builder().days(ttl_days + 1).build())
+            .abort_incomplete_multipart_upload(
+                AbortIncompleteMultipartUpload::builder()
+                    .days_after_initiation(1)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| StoreError::Other(format!("lifecycle rule: {e}")))?;
+        let lifecycle = BucketLifecycleConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| StoreError::Other(format!("lifecycle configuration: {e}")))?;
+        self.client
+            .put_bucket_lifecycle_configuration()
+            .bucket(&self.staging)
+            .lifecycle_configuration(lifecycle)
+            .send()
+            .await
+            .map_err(|e| sdk_err("put lifecycle", e))?;
+        Ok(())
+    }
+}
+
+struct S3Writer {
+    client: Client,
+    bucket: String,
+    key: String,
+    buffer: BytesMut,
+    upload_id: Option<String>,
+    parts: Vec<CompletedPart>,
+}
+
+impl S3Writer {
+    async fn upload_part(&mut self, body: Bytes) -> Result<()> {
+        if self.upload_id.is_none() {
+            let created = self
+                .client
+                .create_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .send()
+                .await
+                .map_err(|e| sdk_err("create multipart upload", e))?;
+            let id = created
+                .upload_id()
+                .ok_or_else(|| StoreError::Other("multipart upload without an id".into()))?;
+            self.upload_id = Some(id.to_owned());
+        }
+        let upload_id = self.upload_id.clone().expect("set above");
+        let part_number = self.parts.len() as i32 + 1;
+        let length = body.len() as i64;
+        let uploaded = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .part_number(part_number)
+            .content_length(length)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| sdk_err("upload part", e))?;
+        self.parts.push(
+            CompletedPart::builder()
+                .part_number(part_number)
+                .set_e_tag(uploaded.e_tag().map(str::to_owned))
+                .build(),
+        );
+        Ok(())
+    }
+
+    async fn finish_inner(&mut self) -> Result<()> {
+        let rest = self.buffer.split().freeze();
+        if self.upload_id.is_none() {
+            let length = rest.len() as i64;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&self.key)
+                .content_length(length)
+                .body(ByteStream::from(rest))
+                .send()
+                .await
+                .map_err(|e| sdk_err("put object", e))?;
+            return Ok(());
+        }
+        if !rest.is_empty() {
+            self.upload_part(rest).await?;
+        }
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(self.upload_id.as_deref().expect("multipart started"))
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| sdk_err("complete multipart upload", e))?;
+        Ok(())
+    }
+
+    async fn abort_inner(&mut self) -> Result<()> {
+        self.buffer = BytesMut::new();
+        let Some(upload_id) = self.upload_id.take() else {
+            return Ok(());
+        };
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_err("abort multipart upload", e) {
+                StoreError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectWriter for S3Writer {
+    async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.buffer.extend_from_slice(&chunk);
+        // Only a buffer strictly larger than a part is flushed, so a file of exactly one part
+        // still goes up as a single PUT.
+        while self.buffer.len() > PART_SIZE {
+            let part = self.buffer.split_to(PART_SIZE).freeze();
+            self.upload_part(part).await?;
+        }
+        Ok(())
+    }
+
+    fn multipart_upload_id(&self) -> Option<&str> {
+        self.upload_id.as_deref()
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        match self.finish_inner().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Err(abort) = self.abort_inner().await {
+                    tracing::warn!(key = %self.key, error = %abort, "abort after a failed finish");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        self.abort_inner().await
+    }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn describe(&self) -> String {
+        format!("s3 {} / {}", self.staging, self.files)
+    }
+
+    async fn init(&self, upload_ttl: Duration) -> Result<()> {
+        self.create_bucket(&self.staging).await?;
+        self.create_bucket(&self.files).await?;
+        self.put_lifecycle(upload_ttl).await
+    }
+
+    async fn check(&self, area: Area) -> Result<()> {
+        self.client
+            .head_bucket()
+            .bucket(self.bucket(area))
+            .send()
+            .await
+            .map_err(|e| sdk_err("head bucket", e))?;
+        Ok(())
+    }
+
+    async fn begin_staging(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
+        Ok(Box::new(S3Writer {
+            client: self.client.clone(),
+            bucket: self.staging.clone(),
+            key: key.to_owned(),
+            buffer: BytesMut::new(),
+            upload_id: None,
+            parts: Vec::new(),
+        }))
+    }
+
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
+        match self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.staging)
+            .key(key)
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match sdk_err("abort multipart upload", e) {
+                StoreError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn delete(&self, area: Area, keys: &[String]) -> Result<Vec<DeleteFailure>> {
+        let mut failures = Vec::new();
+        for batch in keys.chunks(DELETE_BATCH) {
+            let objects = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| StoreError::Other(format!("delete request: {e}")))?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| StoreError::Other(format!("delete request: {e}")))?;
+            let output = self
+                .client
+                .delete_objects()
+                .bucket(self.bucket(area))
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| sdk_err("delete objects", e))?;
+            for error in output.errors() {
+                if error.code() == Some("NoSuchKey") {
+                    continue;
+                }
+                failures.push(DeleteFailure {
+                    key: error.key().unwrap_or_default().to_owned(),
+                    reason: format!(
+                        "{}: {}",
+                        error.code().unwrap_or("error"),
+                        error.message().unwrap_or("")
+                    ),
+                });
+            }
+        }
+        Ok(failures)
+    }
+
+    async fn exists(&self, area: Area, key: &str) -> Result<bool> {
+        match self
+            .client
+            .head_object()
+            .bucket(self.bucket(area))
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(false),
+            Err(e) => Err(sdk_err("head object", e)),
+        }
+    }
+
+    async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(self.bucket(area))
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err("list objects", e))?;
+            for object in page.contents() {
+                out.push(ObjectInfo {
+                    key: object.key().unwrap_or_default().to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    last_modified: object
+                        .last_modified()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+}
