@@ -12,7 +12,12 @@ use crate::sniff::DocumentKind;
 #[derive(Args, Clone, Debug)]
 pub struct Config {
     /// Address the HTTP service listens on.
-    #[arg(long, env = "STOWAGE_LISTEN", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub listen: String,
 
     /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
@@ -25,7 +30,12 @@ pub struct Config {
     pub database_url: String,
 
     /// Object storage: `fs:DIR` for a local directory, or `s3`.
-    #[arg(long, env = "STOWAGE_STORAGE", default_value = "fs:stowage-data/objects", global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_STORAGE",
+        default_value = "fs:stowage-data/objects",
+        global = true
+    )]
     pub storage: String,
 
     /// S3 endpoint URL; unset means AWS.
@@ -33,7 +43,12 @@ pub struct Config {
     pub s3_endpoint: Option<String>,
 
     /// S3 region.
-    #[arg(long, env = "STOWAGE_S3_REGION", default_value = "us-east-1", global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_S3_REGION",
+        default_value = "us-east-1",
+        global = true
+    )]
     pub s3_region: String,
 
     /// Path-style S3 addressing (LocalStack, moto, MinIO).
@@ -47,11 +62,21 @@ pub struct Config {
     pub s3_force_path_style: bool,
 
     /// Bucket (or directory) for staged files.
-    #[arg(long, env = "STOWAGE_STAGING_BUCKET", default_value = "stowage-staging", global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_STAGING_BUCKET",
+        default_value = "stowage-staging",
+        global = true
+    )]
     pub staging_bucket: String,
 
     /// Bucket (or directory) for promoted files.
-    #[arg(long, env = "STOWAGE_FILES_BUCKET", default_value = "stowage-files", global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_FILES_BUCKET",
+        default_value = "stowage-files",
+        global = true
+    )]
     pub files_bucket: String,
 
     /// How long a staged file waits for a webhook (humantime: `90s`, `15m`, `3d`).
@@ -59,7 +84,12 @@ pub struct Config {
     pub upload_ttl: Duration,
 
     /// Largest accepted file, in bytes.
-    #[arg(long, env = "STOWAGE_MAX_UPLOAD_BYTES", default_value_t = 52_428_800, global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_MAX_UPLOAD_BYTES",
+        default_value_t = 52_428_800,
+        global = true
+    )]
     pub max_upload_bytes: u64,
 
     /// Accepted file extensions, comma separated (a subset of pdf, doc, docx).
@@ -73,7 +103,12 @@ pub struct Config {
     pub allowed_extensions: BTreeSet<DocumentKind>,
 
     /// Sweep schedule, cron with seconds.
-    #[arg(long, env = "STOWAGE_SWEEP_SCHEDULE", default_value = "0 * * * * *", global = true)]
+    #[arg(
+        long,
+        env = "STOWAGE_SWEEP_SCHEDULE",
+        default_value = "0 * * * * *",
+        global = true
+    )]
     pub sweep_schedule: String,
 
     /// How long expired and discarded tombstones are kept.

@@ -42,7 +42,10 @@ pub enum UploadError {
     #[error("File size exceeds maximum of {max} bytes ({human})")]
     TooLarge { max: u64, human: String },
     #[error("File content does not match extension '{kind}': detected '{detected}'")]
-    ContentMismatch { kind: DocumentKind, detected: String },
+    ContentMismatch {
+        kind: DocumentKind,
+        detected: String,
+    },
     #[error("File content is not a valid {kind} document: {reason}")]
     ContentInvalid { kind: DocumentKind, reason: String },
     #[error("Malformed multipart body: {0}")]
@@ -82,7 +85,7 @@ impl UploadError {
 /// `52428800` → `50MB`: mebibytes, as the CarvOS API words it.
 fn human_size(bytes: u64) -> String {
     const MIB: u64 = 1024 * 1024;
-    if bytes % MIB == 0 {
+    if bytes.is_multiple_of(MIB) {
         format!("{}MB", bytes / MIB)
     } else {
         let text = format!("{:.2}", bytes as f64 / MIB as f64);
@@ -147,7 +150,8 @@ async fn receive_body(
     writer: &mut dyn ObjectWriter,
 ) -> Result<Option<std::fs::File>, UploadError> {
     let mut spool = if kind.needs_deep_check() {
-        let file = tempfile::tempfile().map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
+        let file =
+            tempfile::tempfile().map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
         let async_file = file
             .try_clone()
             .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
@@ -297,7 +301,17 @@ async fn receive_file(
             return Err(e.into());
         }
     };
-    match receive_body(state, id, kind, head, &mut field, &mut meter, writer.as_mut()).await {
+    match receive_body(
+        state,
+        id,
+        kind,
+        head,
+        &mut field,
+        &mut meter,
+        writer.as_mut(),
+    )
+    .await
+    {
         Ok(spool) => Ok(Pending {
             id,
             client_id: client_id.to_owned(),
@@ -405,6 +419,8 @@ async fn abandon(
                 tracing::warn!(file_id = %id, reason = %failures[0].reason, "could not delete a failed upload");
                 clean = false;
             }
+            // No bucket (or directory), no object.
+            Err(StoreError::NotFound(_)) => {}
             Err(e) => {
                 tracing::warn!(file_id = %id, error = %e, "could not delete a failed upload");
                 clean = false;

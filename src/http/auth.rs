@@ -29,7 +29,10 @@ fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
 }
 
 fn unauthorized() -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, "Missing, unknown or revoked API key")
+    ApiError::new(
+        ErrorCode::Unauthorized,
+        "Missing, unknown or revoked API key",
+    )
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -39,7 +42,10 @@ impl FromRequestParts<AppState> for Caller {
         let presented = header(parts, API_KEY_HEADER).ok_or_else(unauthorized)?;
         let (key_id, secret) = keys::parse(presented).ok_or_else(unauthorized)?;
         let client_id = header(parts, CLIENT_ID_HEADER).ok_or_else(|| {
-            ApiError::new(ErrorCode::BadRequest, "The X-ATS-Client-ID header is required")
+            ApiError::new(
+                ErrorCode::BadRequest,
+                "The X-ATS-Client-ID header is required",
+            )
         })?;
         let grant = state
             .repo()

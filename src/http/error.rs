@@ -15,7 +15,9 @@ tokio::task_local! {
 
 /// The request id of the current task, or `"-"` outside a request.
 pub fn current_request_id() -> String {
-    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".to_owned())
+    REQUEST_ID
+        .try_with(Clone::clone)
+        .unwrap_or_else(|_| "-".to_owned())
 }
 
 /// Every machine-readable error code the API returns, in one place.

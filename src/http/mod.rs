@@ -140,5 +140,8 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this route")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "Method not allowed on this route",
+    )
 }

@@ -96,8 +96,8 @@ async fn create_upload(
     if !is_multipart(&headers) {
         return Err(UploadError::Missing.into());
     }
-    let multipart = multipart
-        .map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.body_text()))?;
+    let multipart =
+        multipart.map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.body_text()))?;
     // The upload runs in its own task so that a client hanging up mid-body cannot cancel it
     // half-way: it sees the body end in an error and cleans up after itself.
     let record = tokio::spawn(staging::stage_upload(
@@ -108,7 +108,10 @@ async fn create_upload(
     .await
     .map_err(ApiError::internal)??;
     tracing::info!(file_id = %record.id, size = record.file_size, "file staged");
-    Ok((StatusCode::CREATED, Json(UploadBody::from_record(&record, false))))
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadBody::from_record(&record, false)),
+    ))
 }
 
 /// A path id; anything that is not a UUID names no file.
@@ -149,7 +152,9 @@ async fn delete_upload(
                 Ok(failures) => {
                     tracing::warn!(file_id = %id, reason = %failures[0].reason, "discarded file's object not deleted")
                 }
-                Err(e) => tracing::warn!(file_id = %id, error = %e, "discarded file's object not deleted"),
+                Err(e) => {
+                    tracing::warn!(file_id = %id, error = %e, "discarded file's object not deleted")
+                }
             }
             tracing::info!(file_id = %id, "file discarded");
             Ok(StatusCode::NO_CONTENT)

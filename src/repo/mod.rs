@@ -90,7 +90,7 @@ pub struct NewFile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Discard {
     /// The file was staged and is now a tombstone; its object must be deleted.
-    Discarded(FileRecord),
+    Discarded(Box<FileRecord>),
     /// It was already a tombstone; nothing to do.
     AlreadyGone,
     /// It is in a state that cannot be discarded (receiving, bound, promoted).

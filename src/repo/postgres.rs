@@ -107,12 +107,11 @@ impl Repo for PostgresRepo {
     }
 
     async fn find_key(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
-        let row: Option<(Uuid, String, bool)> = sqlx::query_as(
-            "SELECT id, name, revoked_at IS NOT NULL FROM api_keys WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(Uuid, String, bool)> =
+            sqlx::query_as("SELECT id, name, revoked_at IS NOT NULL FROM api_keys WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(id, name, revoked)| ApiKeyRecord { id, name, revoked }))
     }
 
@@ -149,12 +148,14 @@ impl Repo for PostgresRepo {
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(key_name, secret_hash, revoked, client_allowed)| KeyGrant {
-            key_name,
-            secret_hash,
-            revoked,
-            client_allowed,
-        }))
+        Ok(row.map(
+            |(key_name, secret_hash, revoked, client_allowed)| KeyGrant {
+                key_name,
+                secret_hash,
+                revoked,
+                client_allowed,
+            },
+        ))
     }
 
     async fn insert_receiving(&self, file: &NewFile) -> Result<()> {
@@ -198,7 +199,9 @@ impl Repo for PostgresRepo {
         if done.rows_affected() == 1 {
             Ok(())
         } else {
-            Err(RepoError::Conflict(format!("file {id} is no longer receiving")))
+            Err(RepoError::Conflict(format!(
+                "file {id} is no longer receiving"
+            )))
         }
     }
 
@@ -216,10 +219,10 @@ impl Repo for PostgresRepo {
             file_columns!(),
             " FROM files WHERE id = $1 AND client_id = $2"
         ))
-            .bind(id)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        .bind(id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(FileRecord::try_from).transpose()
     }
 
@@ -229,12 +232,12 @@ impl Repo for PostgresRepo {
              WHERE id = $1 AND client_id = $2 AND state = 'staged' RETURNING ",
             file_columns!()
         ))
-            .bind(id)
-            .bind(client_id)
-            .fetch_optional(&self.pool)
-            .await?;
+        .bind(id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
         if let Some(row) = row {
-            return Ok(Discard::Discarded(row.try_into()?));
+            return Ok(Discard::Discarded(Box::new(row.try_into()?)));
         }
         let state: Option<(String,)> =
             sqlx::query_as("SELECT state FROM files WHERE id = $1 AND client_id = $2")

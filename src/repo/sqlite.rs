@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use uuid::Uuid;
 
 use super::{
@@ -122,23 +124,24 @@ impl Repo for SqliteRepo {
     }
 
     async fn create_key(&self, id: Uuid, name: &str, secret_hash: &[u8]) -> Result<()> {
-        sqlx::query("INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)")
-            .bind(id.to_string())
-            .bind(name)
-            .bind(secret_hash)
-            .bind(micros(Utc::now()))
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(id.to_string())
+        .bind(name)
+        .bind(secret_hash)
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn find_key(&self, name: &str) -> Result<Option<ApiKeyRecord>> {
-        let row: Option<(String, String, bool)> = sqlx::query_as(
-            "SELECT id, name, revoked_at IS NOT NULL FROM api_keys WHERE name = ?1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row: Option<(String, String, bool)> =
+            sqlx::query_as("SELECT id, name, revoked_at IS NOT NULL FROM api_keys WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|(id, name, revoked)| {
             Ok(ApiKeyRecord {
                 id: parse_id(&id)?,
@@ -184,12 +187,14 @@ impl Repo for SqliteRepo {
         .bind(client_id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|(key_name, secret_hash, revoked, client_allowed)| KeyGrant {
-            key_name,
-            secret_hash,
-            revoked,
-            client_allowed,
-        }))
+        Ok(row.map(
+            |(key_name, secret_hash, revoked, client_allowed)| KeyGrant {
+                key_name,
+                secret_hash,
+                revoked,
+                client_allowed,
+            },
+        ))
     }
 
     async fn insert_receiving(&self, file: &NewFile) -> Result<()> {
@@ -233,7 +238,9 @@ impl Repo for SqliteRepo {
         if done.rows_affected() == 1 {
             Ok(())
         } else {
-            Err(RepoError::Conflict(format!("file {id} is no longer receiving")))
+            Err(RepoError::Conflict(format!(
+                "file {id} is no longer receiving"
+            )))
         }
     }
 
@@ -270,7 +277,7 @@ impl Repo for SqliteRepo {
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = row {
-            return Ok(Discard::Discarded(row.try_into()?));
+            return Ok(Discard::Discarded(Box::new(row.try_into()?)));
         }
         let state: Option<(String,)> =
             sqlx::query_as("SELECT state FROM files WHERE id = ?1 AND client_id = ?2")

@@ -63,6 +63,9 @@ mod tests {
     fn garbage_after_the_ole_magic_is_invalid() {
         let mut bytes = fixtures::doc();
         bytes.truncate(600);
-        assert!(matches!(check_doc(Cursor::new(bytes)), Err(ContentError::Invalid { .. })));
+        assert!(matches!(
+            check_doc(Cursor::new(bytes)),
+            Err(ContentError::Invalid { .. })
+        ));
     }
 }

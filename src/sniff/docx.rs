@@ -86,7 +86,9 @@ pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), 
         let mut bounded = (&mut entry).take(budget + 1);
         let keep = name == CONTENT_TYPES;
         if keep && declared > limits.max_content_types {
-            return Err(ContentError::invalid(format!("{CONTENT_TYPES} is too large")));
+            return Err(ContentError::invalid(format!(
+                "{CONTENT_TYPES} is too large"
+            )));
         }
         let mut buf = Vec::new();
         let read = if keep {
@@ -106,8 +108,7 @@ pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), 
         }
     }
 
-    let content_types = content_types
-        .ok_or_else(|| ContentError::mismatch("application/zip"))?;
+    let content_types = content_types.ok_or_else(|| ContentError::mismatch("application/zip"))?;
     classify(&declared_content_types(&content_types)?)
 }
 
@@ -194,13 +195,19 @@ mod tests {
 
     #[test]
     fn a_renamed_docm_is_refused_as_macro_enabled() {
-        assert_eq!(check(fixtures::docm()), Err(ContentError::mismatch(MACRO_ENABLED)));
+        assert_eq!(
+            check(fixtures::docm()),
+            Err(ContentError::mismatch(MACRO_ENABLED))
+        );
     }
 
     #[test]
     fn a_vba_project_is_refused_even_without_the_content_type() {
         let bytes = fixtures::zip_of(&[
-            ("[Content_Types].xml", fixtures::content_types(MAIN_DOCUMENT).as_bytes()),
+            (
+                "[Content_Types].xml",
+                fixtures::content_types(MAIN_DOCUMENT).as_bytes(),
+            ),
             ("word/document.xml", b"<w:document/>"),
             ("word/vbaProject.bin", b"\x00\x01"),
         ]);
@@ -209,7 +216,10 @@ mod tests {
 
     #[test]
     fn a_workbook_is_reported_as_one() {
-        assert_eq!(check(fixtures::xlsx()), Err(ContentError::mismatch(SPREADSHEET)));
+        assert_eq!(
+            check(fixtures::xlsx()),
+            Err(ContentError::mismatch(SPREADSHEET))
+        );
     }
 
     #[test]
@@ -221,7 +231,8 @@ mod tests {
     #[test]
     fn too_many_entries_is_refused() {
         let names: Vec<String> = (0..40).map(|i| format!("word/part{i}.xml")).collect();
-        let mut entries: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
+        let mut entries: Vec<(&str, &[u8])> =
+            names.iter().map(|n| (n.as_str(), &b"x"[..])).collect();
         let ct = fixtures::content_types(MAIN_DOCUMENT);
         entries.push(("[Content_Types].xml", ct.as_bytes()));
         let limits = DocxLimits {
@@ -245,8 +256,11 @@ mod tests {
             max_ratio: u64::MAX,
             ..DocxLimits::default()
         };
-        let err = check_docx(Cursor::new(fixtures::docx_bomb(4 * 1024 * 1024)), &limits).unwrap_err();
-        assert!(matches!(err, ContentError::Invalid { ref reason } if reason.contains("inflates to more")));
+        let err =
+            check_docx(Cursor::new(fixtures::docx_bomb(4 * 1024 * 1024)), &limits).unwrap_err();
+        assert!(
+            matches!(err, ContentError::Invalid { ref reason } if reason.contains("inflates to more"))
+        );
     }
 
     #[test]

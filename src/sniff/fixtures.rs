@@ -24,7 +24,9 @@ trailer << /Root 1 0 R >>\n%%EOF\n"
 /// The first bytes of a PNG image.
 pub fn png() -> Vec<u8> {
     let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
-    out.extend_from_slice(&[0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0]);
+    out.extend_from_slice(&[
+        0, 0, 0, 13, b'I', b'H', b'D', b'R', 0, 0, 0, 1, 0, 0, 0, 1, 8, 2, 0, 0, 0,
+    ]);
     out.resize(128, 0);
     out
 }
@@ -94,7 +96,11 @@ pub fn xlsx() -> Vec<u8> {
 /// A Word document with one entry of `inflated` zero bytes: tiny compressed, huge inflated.
 pub fn docx_bomb(inflated: usize) -> Vec<u8> {
     let zeros = vec![0u8; inflated];
-    office_zip(WORD_MAIN, "word/document.xml", &[("word/media/bomb.bin", &zeros)])
+    office_zip(
+        WORD_MAIN,
+        "word/document.xml",
+        &[("word/media/bomb.bin", &zeros)],
+    )
 }
 
 fn ole(streams: &[&str], clsid: Option<&str>) -> Vec<u8> {
@@ -123,5 +129,8 @@ pub fn xls() -> Vec<u8> {
 
 /// An OLE compound file marked as a Windows Installer package.
 pub fn msi() -> Vec<u8> {
-    ole(&["/SummaryInformation"], Some("000C1084-0000-0000-C000-000000000046"))
+    ole(
+        &["/SummaryInformation"],
+        Some("000C1084-0000-0000-C000-000000000046"),
+    )
 }

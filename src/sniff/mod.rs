@@ -124,8 +124,7 @@ pub fn check_head(kind: DocumentKind, head: &[u8]) -> Result<(), ContentError> {
         // infer reads the first local headers of a ZIP; if those already show a workbook or a
         // presentation, say so now. A plain "application/zip" is decided by the deep check.
         DocumentKind::Docx => {
-            head.starts_with(ZIP_MAGIC)
-                && matches!(detected, "application/zip" | OCTET_STREAM)
+            head.starts_with(ZIP_MAGIC) && matches!(detected, "application/zip" | OCTET_STREAM)
                 || detected == DocumentKind::Docx.content_type()
         }
         DocumentKind::Doc => head.starts_with(OLE_MAGIC),
@@ -200,7 +199,10 @@ mod tests {
 
     #[test]
     fn kinds_parse_from_extensions_in_any_case() {
-        assert_eq!(DocumentKind::from_extension("DOCX"), Some(DocumentKind::Docx));
+        assert_eq!(
+            DocumentKind::from_extension("DOCX"),
+            Some(DocumentKind::Docx)
+        );
         assert_eq!(DocumentKind::from_extension("exe"), None);
     }
 }

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
-use super::{Area, DeleteFailure, ObjectInfo, ObjectWriter, Result, Store, StoreError};
+use super::{
+    Area, DeleteFailure, IncompleteUpload, ObjectInfo, ObjectWriter, Result, Store, StoreError,
+};
 
 /// Objects in a local directory.
 #[derive(Clone, Debug)]
@@ -36,9 +38,14 @@ impl FsStore {
     pub fn new(root: PathBuf, staging_bucket: &str, files_bucket: &str) -> Result<Self> {
         for name in [staging_bucket, files_bucket] {
             if Path::new(name).components().count() != 1
-                || !matches!(Path::new(name).components().next(), Some(Component::Normal(_)))
+                || !matches!(
+                    Path::new(name).components().next(),
+                    Some(Component::Normal(_))
+                )
             {
-                return Err(StoreError::Other(format!("'{name}' is not a plain directory name")));
+                return Err(StoreError::Other(format!(
+                    "'{name}' is not a plain directory name"
+                )));
             }
         }
         Ok(FsStore {
@@ -59,7 +66,11 @@ impl FsStore {
     /// climb out of the area all the same.
     fn path(&self, area: Area, key: &str) -> Result<PathBuf> {
         let relative = Path::new(key);
-        if key.is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+        if key.is_empty()
+            || !relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
             return Err(StoreError::Other(format!("invalid key '{key}'")));
         }
         Ok(self.area_dir(area).join(relative))
@@ -128,7 +139,10 @@ impl Store for FsStore {
         let dir = self.area_dir(area);
         match tokio::fs::metadata(dir).await {
             Ok(meta) if meta.is_dir() => Ok(()),
-            Ok(_) => Err(StoreError::Other(format!("{} is not a directory", dir.display()))),
+            Ok(_) => Err(StoreError::Other(format!(
+                "{} is not a directory",
+                dir.display()
+            ))),
             Err(e) => Err(io_err(&dir.display().to_string(), e)),
         }
     }
@@ -196,9 +210,31 @@ impl Store for FsStore {
 
     async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>> {
         let base = self.area_dir(area).to_path_buf();
-        tokio::task::spawn_blocking(move || list_dir(&base))
+        let all = tokio::task::spawn_blocking(move || list_dir(&base))
             .await
-            .map_err(|e| StoreError::Other(format!("list: {e}")))?
+            .map_err(|e| StoreError::Other(format!("list: {e}")))??;
+        Ok(all
+            .into_iter()
+            .filter(|o| !o.key.ends_with(PART_SUFFIX))
+            .collect())
+    }
+
+    async fn list_incomplete(&self) -> Result<Vec<IncompleteUpload>> {
+        let base = self.staging.clone();
+        let all = tokio::task::spawn_blocking(move || list_dir(&base))
+            .await
+            .map_err(|e| StoreError::Other(format!("list: {e}")))??;
+        Ok(all
+            .into_iter()
+            .filter_map(|o| {
+                let key = o.key.strip_suffix(PART_SUFFIX)?.to_owned();
+                Some(IncompleteUpload {
+                    key,
+                    upload_id: String::new(),
+                    initiated: o.last_modified,
+                })
+            })
+            .collect())
     }
 }
 

@@ -53,6 +53,15 @@ pub struct ObjectInfo {
     pub last_modified: Option<DateTime<Utc>>,
 }
 
+/// A write that was started and neither finished nor aborted (a multipart upload on S3, a
+/// `.part` file on disk).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<DateTime<Utc>>,
+}
+
 /// A key that could not be deleted, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeleteFailure {
@@ -93,6 +102,8 @@ pub trait Store: Send + Sync {
     async fn exists(&self, area: Area, key: &str) -> Result<bool>;
     /// Every object in an area.
     async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>>;
+    /// Writes into the staging area that were never finished nor aborted.
+    async fn list_incomplete(&self) -> Result<Vec<IncompleteUpload>>;
 }
 
 /// Builds the store the configuration names.

@@ -18,7 +18,10 @@ use aws_sdk_s3::types::{
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 
-use super::{Area, DeleteFailure, ObjectInfo, ObjectWriter, PART_SIZE, Result, Store, StoreError};
+use super::{
+    Area, DeleteFailure, IncompleteUpload, ObjectInfo, ObjectWriter, PART_SIZE, Result, Store,
+    StoreError,
+};
 use crate::config::Config;
 
 /// Most keys S3 accepts in one DeleteObjects call.
@@ -57,7 +60,9 @@ impl S3Store {
         use aws_smithy_http_client::tls;
 
         let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
             .build_https();
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
@@ -152,6 +157,7 @@ struct S3Writer {
     buffer: BytesMut,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
+    written: u64,
 }
 
 impl S3Writer {
@@ -212,7 +218,8 @@ impl S3Writer {
         if !rest.is_empty() {
             self.upload_part(rest).await?;
         }
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&self.key)
@@ -223,9 +230,26 @@ impl S3Writer {
                     .build(),
             )
             .send()
-            .await
-            .map_err(|e| sdk_err("complete multipart upload", e))?;
-        Ok(())
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            // A 200 whose body the SDK cannot read (some S3-compatible servers name the root
+            // element differently; S3 itself may put an error in a 200): believe what is stored.
+            Err(e) if e.raw_response().is_some_and(|r| r.status().is_success()) => {
+                let stored = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&self.key)
+                    .send()
+                    .await;
+                match stored {
+                    Ok(head) if head.content_length() == Some(self.written as i64) => Ok(()),
+                    _ => Err(sdk_err("complete multipart upload", e)),
+                }
+            }
+            Err(e) => Err(sdk_err("complete multipart upload", e)),
+        }
     }
 
     async fn abort_inner(&mut self) -> Result<()> {
@@ -254,6 +278,7 @@ impl S3Writer {
 #[async_trait]
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        self.written += chunk.len() as u64;
         self.buffer.extend_from_slice(&chunk);
         // Only a buffer strictly larger than a part is flushed, so a file of exactly one part
         // still goes up as a single PUT.
@@ -315,6 +340,7 @@ impl Store for S3Store {
             buffer: BytesMut::new(),
             upload_id: None,
             parts: Vec::new(),
+            written: 0,
         }))
     }
 
@@ -413,6 +439,41 @@ impl Store for S3Store {
             match page.next_continuation_token() {
                 Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_owned()),
                 _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_incomplete(&self) -> Result<Vec<IncompleteUpload>> {
+        let mut out = Vec::new();
+        let mut key_marker = None;
+        let mut upload_marker = None;
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.staging)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_marker.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err("list multipart uploads", e))?;
+            for upload in page.uploads() {
+                out.push(IncompleteUpload {
+                    key: upload.key().unwrap_or_default().to_owned(),
+                    upload_id: upload.upload_id().unwrap_or_default().to_owned(),
+                    initiated: upload
+                        .initiated()
+                        .and_then(|t| DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            upload_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && upload_marker.is_none() {
+                break;
             }
         }
         Ok(out)

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Starts a throwaway PostgreSQL and a moto S3 server on 127.0.0.1 (free ports), runs the command
+# given as arguments with STOWAGE_TEST_PG_URL and STOWAGE_TEST_S3_ENDPOINT pointing at them, and
+# stops both when the command ends, whatever its outcome. Installs what is missing.
+#
+#   scripts/test-services.sh cargo test
+set -euo pipefail
+
+PG_VERSION=${PG_VERSION:-15}
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG_VERSION/bin}
+
+log() { echo "test-services: $*" >&2; }
+
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
+}
+
+ensure_postgres() {
+  [ -x "$PGBIN/initdb" ] && return
+  log "installing postgresql-$PG_VERSION"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "postgresql-$PG_VERSION" >/dev/null
+}
+
+ensure_moto() {
+  python3 -c 'import moto.server' 2>/dev/null && return
+  log "installing moto[server]"
+  python3 -m pip install -q 'moto[server]>=5,<6'
+}
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+PGBASE=""
+MOTO_PID=""
+cleanup() {
+  set +e
+  if [ -n "$MOTO_PID" ]; then
+    kill "$MOTO_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$MOTO_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$MOTO_PID" 2>/dev/null
+  fi
+  if [ -n "$PGBASE" ]; then
+    as_pg "$PGBIN/pg_ctl" -D "$PGBASE/data" -m immediate -w stop >/dev/null 2>&1
+    rm -rf "$PGBASE"
+  fi
+}
+trap cleanup EXIT INT TERM
+
+ensure_postgres
+ensure_moto
+
+PGPORT=$(free_port)
+PGBASE=$(mktemp -d /tmp/stowage-pg.XXXXXX)
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGBASE"
+as_pg "$PGBIN/initdb" -D "$PGBASE/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+  --no-sync --no-instructions >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/server.log" -w -t 30 \
+  -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGBASE -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  start >/dev/null
+log "PostgreSQL on 127.0.0.1:$PGPORT"
+
+S3PORT=$(free_port)
+python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" >"$PGBASE/moto.log" 2>&1 &
+MOTO_PID=$!
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$S3PORT/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$MOTO_PID" 2>/dev/null || { log "moto did not start:"; cat "$PGBASE/moto.log" >&2; exit 1; }
+  sleep 0.1
+done
+log "moto S3 on 127.0.0.1:$S3PORT"
+
+export STOWAGE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+export STOWAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3PORT"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+export AWS_EC2_METADATA_DISABLED=true
+
+"$@"

@@ -1,0 +1,178 @@
+//! The `stowage` binary: first-run bootstrap, keys and clients, graceful shutdown.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fixtures;
+use crate::helpers::{file_form, json_with};
+
+const BIN: &str = env!("CARGO_BIN_EXE_stowage");
+
+fn stowage(dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "STOWAGE_DATABASE_URL",
+            format!("sqlite://{}/db/stowage.db", dir.display()),
+        )
+        .env("STOWAGE_STORAGE", format!("fs:{}/objects", dir.display()))
+        .env("STOWAGE_LISTEN", "127.0.0.1:0")
+        .current_dir(dir);
+    cmd
+}
+
+fn run_json(cmd: &mut Command) -> Value {
+    let out = cmd.output().expect("run stowage");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn clients_add_creates_the_key_once_and_revoke_takes_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let first =
+        run_json(stowage(dir.path()).args(["clients", "add", "acme", "--key", "ats", "--json"]));
+    assert_eq!(first["client_id"], "acme");
+    assert_eq!(first["workspace"], "acme");
+    assert_eq!(first["key"], "ats");
+    assert!(first["api_key"].as_str().unwrap().starts_with("stw_"));
+
+    let second = run_json(stowage(dir.path()).args([
+        "clients",
+        "add",
+        "acme-eu",
+        "--key",
+        "ats",
+        "--workspace",
+        "Acme Europe",
+        "--json",
+    ]));
+    assert_eq!(second["workspace"], "Acme Europe");
+    assert!(
+        second.get("api_key").is_none(),
+        "existing key: no secret printed"
+    );
+
+    let created = run_json(stowage(dir.path()).args(["keys", "create", "other", "--json"]));
+    assert_eq!(created["key"], "other");
+    let again = stowage(dir.path())
+        .args(["keys", "create", "other"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "a key name is unique");
+
+    let revoked = stowage(dir.path())
+        .args(["keys", "revoke", "ats"])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success());
+    let unknown = stowage(dir.path())
+        .args(["keys", "revoke", "nope"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    let bad = stowage(dir.path())
+        .args(["clients", "add", "../evil", "--key", "k"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "client ids are restricted");
+}
+
+#[test]
+fn migrate_and_storage_init_prepare_an_empty_install() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        stowage(dir.path())
+            .arg("migrate")
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(dir.path().join("db/stowage.db").exists());
+    assert!(
+        stowage(dir.path())
+            .args(["storage", "init"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(dir.path().join("objects/stowage-staging").is_dir());
+    assert!(dir.path().join("objects/stowage-files").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bootstraps_a_default_client_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = stowage(dir.path())
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (key, base) = tokio::task::spawn_blocking(move || {
+        let mut key = None;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(rest) =
+                line.strip_prefix("first run: created client 'default' with API key 'default': ")
+            {
+                key = Some(rest.to_owned());
+            }
+            if let Some(url) = line.strip_prefix("stowage listening on ") {
+                return (
+                    key.expect("bootstrap key printed before listening"),
+                    url.to_owned(),
+                );
+            }
+        }
+        panic!("serve exited before listening");
+    })
+    .await
+    .unwrap();
+
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{base}/uploads"))
+        .header("X-API-Key", &key)
+        .header("X-ATS-Client-ID", "default")
+        .multipart(file_form("cv.pdf", fixtures::pdf(2048), "application/pdf"))
+        .send()
+        .await
+        .unwrap();
+    json_with(response, 201).await;
+    assert!(dir.path().join("objects/stowage-staging/default").is_dir());
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+
+    // A second start finds keys and does not bootstrap again.
+    let out = stowage(dir.path())
+        .args(["keys", "create", "default"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the default key exists");
+}

@@ -1,0 +1,284 @@
+//! Starting the service against each backend pair, and looking at what it left behind.
+
+use std::time::Duration;
+
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+use stowage::AppState;
+use stowage::config::Config;
+use stowage::domain::FileState;
+use stowage::store::Area;
+use tokio::sync::oneshot;
+
+/// The two backend pairs every API test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    SqliteFs,
+    PostgresS3,
+}
+
+/// Runs an async test function once per backend pair, as two `#[tokio::test]`s.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_fs() {
+                super::$name($crate::helpers::Backend::SqliteFs).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_s3() {
+                super::$name($crate::helpers::Backend::PostgresS3).await
+            }
+        }
+    )*};
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the suite with scripts/test.sh, which starts PostgreSQL and an S3 server")
+    })
+}
+
+fn short_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
+
+/// A fresh, empty configuration for a backend pair: its own database and its own buckets.
+pub async fn fresh_config(backend: Backend, dir: &std::path::Path) -> Config {
+    let mut config = Config::defaults();
+    config.listen = "127.0.0.1:0".into();
+    match backend {
+        Backend::SqliteFs => {
+            config.database_url = format!("sqlite://{}/stowage.db", dir.display());
+            config.storage = format!("fs:{}/objects", dir.display());
+        }
+        Backend::PostgresS3 => {
+            let admin = env("STOWAGE_TEST_PG_URL");
+            let name = format!("stowage_{}", short_id());
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut conn)
+                .await
+                .expect("create a test database");
+            let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
+            config.database_url = format!("{base}/{name}");
+            config.storage = "s3".into();
+            config.s3_endpoint = Some(env("STOWAGE_TEST_S3_ENDPOINT"));
+            config.s3_force_path_style = true;
+            let suffix = short_id();
+            config.staging_bucket = format!("staging-{suffix}");
+            config.files_bucket = format!("files-{suffix}");
+        }
+    }
+    config
+}
+
+/// A running Stowage on port 0 with two clients: `acme` and `globex`, each with its own key.
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub state: AppState,
+    pub config: Config,
+    pub acme_key: String,
+    pub globex_key: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    /// Starts the service with default settings.
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, |_| {}).await
+    }
+
+    /// Starts the service after `tweak` has adjusted its configuration.
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,stowage=warn".to_owned()),
+            )
+            .try_init();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = fresh_config(backend, dir.path()).await;
+        tweak(&mut config);
+        let state = stowage::connect(&config).await.expect("connect backends");
+        state
+            .store()
+            .init(config.upload_ttl)
+            .await
+            .expect("create storage areas");
+        let repo = state.repo();
+        let acme = stowage::accounts::add_client(repo, "acme", "acme-key", None)
+            .await
+            .expect("add acme");
+        let globex = stowage::accounts::add_client(repo, "globex", "globex-key", None)
+            .await
+            .expect("add globex");
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(stowage::serve(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("http client"),
+            state,
+            config,
+            acme_key: acme.api_key.expect("acme key created"),
+            globex_key: globex.api_key.expect("globex key created"),
+            shutdown: Some(tx),
+            _dir: dir,
+        }
+    }
+
+    /// A full URL for a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A request as client `acme`.
+    pub fn acme(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("X-API-Key", &self.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+    }
+
+    /// A request as client `globex`.
+    pub fn globex(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, self.url(path))
+            .header("X-API-Key", &self.globex_key)
+            .header("X-ATS-Client-ID", "globex")
+    }
+
+    /// `POST /uploads` as `acme` with one `file` part.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> reqwest::Response {
+        self.upload_form(file_form(name, bytes, "application/octet-stream"))
+            .await
+    }
+
+    /// `POST /uploads` as `acme` with any form.
+    pub async fn upload_form(&self, form: Form) -> reqwest::Response {
+        self.acme(reqwest::Method::POST, "/uploads")
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Keys of every object in an area.
+    pub async fn objects(&self, area: Area) -> Vec<String> {
+        self.state
+            .store()
+            .list(area)
+            .await
+            .expect("list objects")
+            .into_iter()
+            .map(|o| o.key)
+            .collect()
+    }
+
+    /// Writes into the staging area that were neither finished nor aborted.
+    pub async fn incomplete_uploads(&self) -> usize {
+        self.state
+            .store()
+            .list_incomplete()
+            .await
+            .expect("list incomplete uploads")
+            .len()
+    }
+
+    /// How many file rows are in a state.
+    pub async fn rows_in(&self, state: FileState) -> i64 {
+        self.state
+            .repo()
+            .count_by_state()
+            .await
+            .expect("count rows")
+            .into_iter()
+            .find(|c| c.state == state)
+            .map_or(0, |c| c.files)
+    }
+
+    /// How many file rows there are in all.
+    pub async fn rows(&self) -> i64 {
+        self.state
+            .repo()
+            .count_by_state()
+            .await
+            .expect("count rows")
+            .iter()
+            .map(|c| c.files)
+            .sum()
+    }
+
+    /// Asserts that nothing at all was stored: no object, no pending write, no row.
+    pub async fn assert_nothing_stored(&self) {
+        assert_eq!(self.objects(Area::Staging).await, Vec::<String>::new());
+        assert_eq!(
+            self.incomplete_uploads().await,
+            0,
+            "an incomplete upload was left"
+        );
+        assert_eq!(self.rows().await, 0, "a file row was left");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A form with one `file` part.
+pub fn file_form(name: &str, bytes: Vec<u8>, part_type: &str) -> Form {
+    let part = Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(part_type)
+        .expect("valid mime");
+    Form::new().part("file", part)
+}
+
+/// The JSON body of a response, asserting its status first.
+pub async fn json_with(response: reqwest::Response, status: u16) -> Value {
+    let got = response.status().as_u16();
+    let text = response.text().await.expect("response body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts the error envelope: status, code and a request id matching `X-Request-Id`.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = json_with(response, status).await;
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(
+        body["error"]["request_id"].as_str(),
+        header_id.as_deref(),
+        "request id in body and header differ"
+    );
+    body
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real router over real HTTP, on SQLite + a local directory and on
+//! PostgreSQL + an S3 server (started by `scripts/test.sh`).
+
+#[path = "../../src/sniff/fixtures.rs"]
+mod fixtures;
+mod helpers;
+
+mod cli;
+mod ops;
+mod uploads;

@@ -1,0 +1,75 @@
+//! Liveness, readiness, the error envelope and request ids.
+
+use reqwest::Method;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestApp, assert_error, json_with};
+
+both_backends!(
+    health_and_readiness_report_each_dependency,
+    every_error_carries_a_code_and_the_request_id,
+);
+
+async fn health_and_readiness_report_each_dependency(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let health = json_with(app.http.get(app.url("/healthz")).send().await.unwrap(), 200).await;
+    assert_eq!(health["status"], "ok");
+    let ready = json_with(app.http.get(app.url("/readyz")).send().await.unwrap(), 200).await;
+    assert_eq!(ready["status"], "ready");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["staging_bucket"], "ok");
+    assert_eq!(ready["checks"]["files_bucket"], "ok");
+
+    // The same database with a files area that does not exist: not ready, and it says which.
+    let mut config = app.config.clone();
+    config.files_bucket = format!("{}-absent", config.files_bucket);
+    let other = stowage::connect(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/readyz", listener.local_addr().unwrap());
+    tokio::spawn(stowage::serve(listener, other, std::future::pending()));
+    let not_ready = json_with(app.http.get(url).send().await.unwrap(), 503).await;
+    assert_eq!(not_ready["status"], "unavailable");
+    assert_eq!(not_ready["checks"]["database"], "ok");
+    assert_eq!(not_ready["checks"]["staging_bucket"], "ok");
+    assert!(
+        not_ready["checks"]["files_bucket"]
+            .as_str()
+            .unwrap()
+            .starts_with("unavailable")
+    );
+}
+
+async fn every_error_carries_a_code_and_the_request_id(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .http
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("x-request-id"));
+    assert_error(response, 404, "not_found").await;
+
+    let response = app.acme(Method::PUT, "/uploads").send().await.unwrap();
+    assert_error(response, 405, "method_not_allowed").await;
+
+    let response = app
+        .http
+        .get(app.url(&format!("/uploads/{}", uuid::Uuid::new_v4())))
+        .header("X-Request-Id", "trace-me-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "trace-me-123");
+    let body = assert_error(response, 401, "unauthorized").await;
+    assert_eq!(body["error"]["request_id"], "trace-me-123");
+
+    let ok = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let first = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let ok = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_ne!(
+        ok.headers()["x-request-id"].to_str().unwrap(),
+        first,
+        "fresh id per request"
+    );
+}
