@@ -4,6 +4,7 @@
 # stops both when the command ends, whatever its outcome. Installs what is missing.
 #
 #   scripts/test-services.sh cargo test
+#   S3_SERVER=localstack scripts/test-services.sh cargo test    # LocalStack host mode instead of moto
 set -euo pipefail
 
 PG_VERSION=${PG_VERSION:-15}
@@ -35,13 +36,14 @@ as_pg() {
 }
 
 PGBASE=""
-MOTO_PID=""
+S3_PID=""
+S3_SERVER=${S3_SERVER:-moto}
 cleanup() {
   set +e
-  if [ -n "$MOTO_PID" ]; then
-    kill "$MOTO_PID" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$MOTO_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$MOTO_PID" 2>/dev/null
+  if [ -n "$S3_PID" ]; then
+    kill "$S3_PID" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$S3_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$S3_PID" 2>/dev/null
   fi
   if [ -n "$PGBASE" ]; then
     as_pg "$PGBIN/pg_ctl" -D "$PGBASE/data" -m immediate -w stop >/dev/null 2>&1
@@ -51,7 +53,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 ensure_postgres
-ensure_moto
+[ "$S3_SERVER" = moto ] && ensure_moto
 
 PGPORT=$(free_port)
 PGBASE=$(mktemp -d /tmp/stowage-pg.XXXXXX)
@@ -64,16 +66,32 @@ as_pg "$PGBIN/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/server.log" -w -t 30 \
 log "PostgreSQL on 127.0.0.1:$PGPORT"
 
 S3PORT=$(free_port)
-python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" >"$PGBASE/moto.log" 2>&1 &
-MOTO_PID=$!
-for _ in $(seq 1 100); do
-  if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$S3PORT/', timeout=1)" 2>/dev/null; then
-    break
-  fi
-  kill -0 "$MOTO_PID" 2>/dev/null || { log "moto did not start:"; cat "$PGBASE/moto.log" >&2; exit 1; }
-  sleep 0.1
-done
-log "moto S3 on 127.0.0.1:$S3PORT"
+wait_for() { # URL [python expression on the body that must hold]
+  for _ in $(seq 1 600); do
+    if python3 - "$1" "${2:-True}" <<'PYEOF' 2>/dev/null; then return 0; fi
+import json, sys, urllib.request
+body = urllib.request.urlopen(sys.argv[1], timeout=1).read()
+sys.exit(0 if eval(sys.argv[2]) else 1)
+PYEOF
+    kill -0 "$S3_PID" 2>/dev/null || { log "$S3_SERVER did not start:"; tail -50 "$PGBASE/s3.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  log "$S3_SERVER did not become ready"; exit 1
+}
+case "$S3_SERVER" in
+  moto)
+    python3 -m moto.server -H 127.0.0.1 -p "$S3PORT" >"$PGBASE/s3.log" 2>&1 &
+    S3_PID=$!
+    wait_for "http://127.0.0.1:$S3PORT/"
+    ;;
+  localstack)
+    localstack/host.sh "$S3PORT" "$PGBASE/localstack" >"$PGBASE/s3.log" 2>&1 &
+    S3_PID=$!
+    wait_for "http://127.0.0.1:$S3PORT/_localstack/init/ready" 'json.loads(body).get("completed") is True'
+    ;;
+  *) log "S3_SERVER must be moto or localstack"; exit 1 ;;
+esac
+log "$S3_SERVER S3 on 127.0.0.1:$S3PORT"
 
 export STOWAGE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export STOWAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3PORT"
