@@ -97,6 +97,8 @@ pub enum CliError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Account(#[from] AccountError),
+    #[error(transparent)]
+    Scheduler(#[from] crate::sweeper::SchedulerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -201,6 +203,15 @@ async fn serve(config: &Config) -> Result<(), CliError> {
         println!("store this secret now; it is not shown again");
     }
 
+    // Promotions interrupted by a previous stop are re-driven now, then on every scheduled pass.
+    let scheduler = crate::sweeper::start(state.clone(), &config.sweep_schedule).await?;
+    tokio::spawn({
+        let state = state.clone();
+        async move {
+            crate::sweeper::run_pass(&state).await;
+        }
+    });
+
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let addr = listener.local_addr()?;
     println!("stowage listening on http://{addr}");
@@ -222,6 +233,7 @@ async fn serve(config: &Config) -> Result<(), CliError> {
             }
         }
     }
+    scheduler.stop(Duration::from_secs(10)).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -81,6 +81,132 @@ pub struct FileRecord {
     pub created_at: DateTime<Utc>,
     pub uploaded_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The webhook the file is bound to, and in which slot.
+    pub webhook_id: Option<Uuid>,
+    pub slot: Option<Slot>,
+    /// Where the file lives in long-term storage once promoted.
+    pub promoted_key: Option<String>,
+    pub bound_at: Option<DateTime<Utc>>,
+    pub promoted_at: Option<DateTime<Utc>>,
+}
+
+/// The two kinds of webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookKind {
+    Candidate,
+    Application,
+}
+
+impl WebhookKind {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookKind::Candidate => "candidate",
+            WebhookKind::Application => "application",
+        }
+    }
+
+    /// The file slots a webhook of this kind may fill.
+    pub fn slots(self) -> &'static [Slot] {
+        match self {
+            WebhookKind::Candidate => &[Slot::Resume],
+            WebhookKind::Application => &[Slot::Resume, Slot::CoverLetter],
+        }
+    }
+}
+
+impl FromStr for WebhookKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "candidate" => Ok(WebhookKind::Candidate),
+            "application" => Ok(WebhookKind::Application),
+            other => Err(format!("unknown webhook kind '{other}'")),
+        }
+    }
+}
+
+/// A named place for a file in a webhook.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    Resume,
+    CoverLetter,
+}
+
+impl Slot {
+    /// The name used in payloads and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Resume => "resume",
+            Slot::CoverLetter => "cover_letter",
+        }
+    }
+}
+
+impl FromStr for Slot {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "resume" => Ok(Slot::Resume),
+            "cover_letter" => Ok(Slot::CoverLetter),
+            other => Err(format!("unknown file slot '{other}'")),
+        }
+    }
+}
+
+/// Where a webhook is in its processing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookStatus {
+    /// Files bound; promotion under way (or interrupted, to be re-driven).
+    Processing,
+    /// Files bound and promotion attempted; `result` holds the answer.
+    Processed,
+    /// Refused; nothing was bound.
+    Rejected,
+}
+
+impl WebhookStatus {
+    /// The name stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookStatus::Processing => "processing",
+            WebhookStatus::Processed => "processed",
+            WebhookStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl FromStr for WebhookStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "processing" => Ok(WebhookStatus::Processing),
+            "processed" => Ok(WebhookStatus::Processed),
+            "rejected" => Ok(WebhookStatus::Rejected),
+            other => Err(format!("unknown webhook status '{other}'")),
+        }
+    }
+}
+
+/// A webhook as the repository keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub id: Uuid,
+    pub client_id: String,
+    pub kind: WebhookKind,
+    pub user_id: String,
+    pub payload: String,
+    pub payload_hash: String,
+    pub idempotency_key: Option<String>,
+    pub status: WebhookStatus,
+    pub result: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// The facts known once a file has been fully received and checked.

@@ -11,10 +11,13 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod keys;
+pub mod promotion;
 pub mod repo;
 pub mod sniff;
 pub mod staging;
 pub mod store;
+pub mod sweeper;
+pub mod webhooks;
 
 use std::future::Future;
 

@@ -387,6 +387,11 @@ impl Pending {
             created_at: now,
             uploaded_at: Some(facts.uploaded_at),
             expires_at: Some(facts.expires_at),
+            webhook_id: None,
+            slot: None,
+            promoted_key: None,
+            bound_at: None,
+            promoted_at: None,
         })
     }
 

@@ -39,6 +39,15 @@ pub enum ErrorCode {
     FileTooLarge,
     FileContentMismatch,
     FileContentInvalid,
+    InvalidJson,
+    InvalidPayload,
+    ClientIdMismatch,
+    PayloadTooLarge,
+    SlotFileNotFound,
+    FileExpired,
+    FileAlreadyConsumed,
+    IdempotencyKeyReused,
+    FileNotPromoted,
     ServiceUnavailable,
     InternalError,
 }
@@ -63,6 +72,16 @@ impl ErrorCode {
             ErrorCode::FileTooLarge => "file_too_large",
             ErrorCode::FileContentMismatch => "file_content_mismatch",
             ErrorCode::FileContentInvalid => "file_content_invalid",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidPayload => "invalid_payload",
+            ErrorCode::ClientIdMismatch => "client_id_mismatch",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            // A webhook naming an unknown file is refused as a whole (422), not a missing route.
+            ErrorCode::SlotFileNotFound => "file_not_found",
+            ErrorCode::FileExpired => "file_expired",
+            ErrorCode::FileAlreadyConsumed => "file_already_consumed",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
+            ErrorCode::FileNotPromoted => "file_not_promoted",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::InternalError => "internal_error",
         }
@@ -71,7 +90,11 @@ impl ErrorCode {
     /// The HTTP status that goes with the code.
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::BadRequest | ErrorCode::MalformedMultipart => StatusCode::BAD_REQUEST,
+            ErrorCode::BadRequest | ErrorCode::MalformedMultipart | ErrorCode::InvalidJson => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::IdempotencyKeyReused | ErrorCode::FileNotPromoted => StatusCode::CONFLICT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound | ErrorCode::FileNotFound => StatusCode::NOT_FOUND,
@@ -84,7 +107,12 @@ impl ErrorCode {
             | ErrorCode::FileEmpty
             | ErrorCode::FileTooLarge
             | ErrorCode::FileContentMismatch
-            | ErrorCode::FileContentInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::FileContentInvalid
+            | ErrorCode::InvalidPayload
+            | ErrorCode::ClientIdMismatch
+            | ErrorCode::SlotFileNotFound
+            | ErrorCode::FileExpired
+            | ErrorCode::FileAlreadyConsumed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -2,8 +2,10 @@
 
 pub mod auth;
 pub mod error;
+mod files;
 mod ops;
 mod uploads;
+mod webhooks;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -101,6 +103,8 @@ pub fn app(state: AppState) -> Router {
 
     Router::new()
         .merge(uploads::routes().layer(DefaultBodyLimit::max(upload_body_limit)))
+        .merge(webhooks::routes())
+        .merge(files::routes())
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

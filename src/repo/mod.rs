@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{FileRecord, FileState, StagedFacts};
+use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookKind, WebhookRecord};
 
 pub use postgres::PostgresRepo;
 pub use sqlite::SqliteRepo;
@@ -99,6 +99,43 @@ pub enum Discard {
     NotFound,
 }
 
+/// A webhook about to be recorded.
+#[derive(Clone, Debug)]
+pub struct NewWebhook {
+    pub id: Uuid,
+    pub client_id: String,
+    pub kind: WebhookKind,
+    pub user_id: String,
+    pub payload: String,
+    pub payload_hash: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why one slot of a webhook could not be bound.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SlotFailure {
+    /// No such file for this client (or it was discarded, or is still being received).
+    NotFound,
+    /// The file is past its `expires_at` (swept or not).
+    Expired { expired_at: Option<DateTime<Utc>> },
+    /// The file is bound to another webhook.
+    Consumed,
+}
+
+/// What binding the files of a webhook came to.
+#[derive(Clone, Debug)]
+pub enum BindOutcome {
+    /// The webhook is recorded and every file bound to it (in the order asked).
+    Bound(Vec<FileRecord>),
+    /// Nothing was written; each failing slot and why.
+    Rejected(Vec<(Slot, SlotFailure)>),
+    /// Every file is already bound to an earlier webhook with the identical payload: a retry.
+    Replay(Box<WebhookRecord>),
+    /// Another webhook of this client already holds the idempotency key.
+    KeyTaken,
+}
+
 /// Counts of files and bytes in one state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateCount {
@@ -140,6 +177,25 @@ pub trait Repo: Send + Sync {
     async fn discard(&self, client_id: &str, id: Uuid) -> Result<Discard>;
     /// Files and bytes per state, across all clients.
     async fn count_by_state(&self) -> Result<Vec<StateCount>>;
+
+    /// In one transaction: records the webhook and binds every file to it with a conditional
+    /// update (`staged`, this client, not expired) — all or none.
+    async fn bind_files(&self, webhook: &NewWebhook, files: &[(Slot, Uuid)])
+    -> Result<BindOutcome>;
+    /// Records a webhook that was refused (it holds no idempotency key).
+    async fn insert_rejected_webhook(&self, webhook: &NewWebhook, result: &str) -> Result<()>;
+    /// The accepted webhook of a client holding an idempotency key.
+    async fn webhook_by_key(&self, client_id: &str, key: &str) -> Result<Option<WebhookRecord>>;
+    /// The files bound to a webhook, in slot order.
+    async fn webhook_files(&self, webhook_id: Uuid) -> Result<Vec<FileRecord>>;
+    /// A webhook by id, within a client.
+    async fn get_webhook(&self, client_id: &str, id: Uuid) -> Result<Option<WebhookRecord>>;
+    /// Stores the answer given for a webhook and marks it processed.
+    async fn finish_webhook(&self, id: Uuid, result: &str) -> Result<()>;
+    /// Marks a bound file promoted; `false` if it was not bound (already promoted).
+    async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool>;
+    /// Bound files waiting for promotion, oldest first.
+    async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
 }
 
 /// Opens the repository a database URL names, creating a SQLite file if needed, and runs its
@@ -156,4 +212,31 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Repo>> {
 
 fn parse_state(raw: &str) -> Result<FileState> {
     raw.parse().map_err(RepoError::Corrupt)
+}
+
+fn parse_named<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T> {
+    raw.parse().map_err(RepoError::Corrupt)
+}
+
+/// Decides why a slot failed from the row as it is now (`None`: no row for this client).
+pub fn classify_failure(
+    row: Option<(FileState, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
+) -> SlotFailure {
+    match row {
+        None => SlotFailure::NotFound,
+        Some((FileState::Staged, expires_at)) if expires_at.is_none_or(|e| e <= now) => {
+            SlotFailure::Expired {
+                expired_at: expires_at,
+            }
+        }
+        Some((FileState::Expired, expires_at)) => SlotFailure::Expired {
+            expired_at: expires_at,
+        },
+        Some((FileState::Bound | FileState::Promoted, _)) => SlotFailure::Consumed,
+        // Receiving, discarded, or staged and valid (only if it changed under us: report
+        // it as not bindable rather than guess).
+        Some((FileState::Staged, _)) => SlotFailure::Consumed,
+        Some((FileState::Receiving | FileState::Discarded, _)) => SlotFailure::NotFound,
+    }
 }

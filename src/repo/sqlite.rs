@@ -14,9 +14,10 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, Discard, KeyGrant, NewFile, Repo, RepoError, Result, StateCount, parse_state,
+    ApiKeyRecord, BindOutcome, Discard, KeyGrant, NewFile, NewWebhook, Repo, RepoError, Result,
+    SlotFailure, StateCount, classify_failure, parse_named, parse_state,
 };
-use crate::domain::{FileRecord, FileState, StagedFacts};
+use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 
 /// The SQLite repository.
 #[derive(Clone, Debug)]
@@ -38,12 +39,58 @@ struct FileRow {
     created_at: i64,
     uploaded_at: Option<i64>,
     expires_at: Option<i64>,
+    webhook_id: Option<String>,
+    slot: Option<String>,
+    promoted_key: Option<String>,
+    bound_at: Option<i64>,
+    promoted_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct WebhookRow {
+    id: String,
+    client_id: String,
+    kind: String,
+    user_id: String,
+    payload: String,
+    payload_hash: String,
+    idempotency_key: Option<String>,
+    status: String,
+    result: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<WebhookRow> for WebhookRecord {
+    type Error = RepoError;
+
+    fn try_from(row: WebhookRow) -> Result<Self> {
+        Ok(WebhookRecord {
+            id: parse_id(&row.id)?,
+            client_id: row.client_id,
+            kind: parse_named(&row.kind)?,
+            user_id: row.user_id,
+            payload: row.payload,
+            payload_hash: row.payload_hash,
+            idempotency_key: row.idempotency_key,
+            status: parse_named(&row.status)?,
+            result: row.result,
+            created_at: from_micros(row.created_at)?,
+        })
+    }
+}
+
+macro_rules! webhook_columns {
+    () => {
+        "id, client_id, kind, user_id, payload, payload_hash, idempotency_key, status, result, \
+         created_at"
+    };
 }
 
 macro_rules! file_columns {
     () => {
         "id, client_id, state, file_name, content_type, file_size, sha256, staging_key, \
-         multipart_upload_id, created_at, uploaded_at, expires_at"
+         multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
+         promoted_key, bound_at, promoted_at"
     };
 }
 
@@ -76,6 +123,11 @@ impl TryFrom<FileRow> for FileRecord {
             created_at: from_micros(row.created_at)?,
             uploaded_at: row.uploaded_at.map(from_micros).transpose()?,
             expires_at: row.expires_at.map(from_micros).transpose()?,
+            webhook_id: row.webhook_id.as_deref().map(parse_id).transpose()?,
+            slot: row.slot.as_deref().map(parse_named).transpose()?,
+            promoted_key: row.promoted_key,
+            bound_at: row.bound_at.map(from_micros).transpose()?,
+            promoted_at: row.promoted_at.map(from_micros).transpose()?,
         })
     }
 }
@@ -309,5 +361,208 @@ impl Repo for SqliteRepo {
                 })
             })
             .collect()
+    }
+
+    async fn bind_files(
+        &self,
+        webhook: &NewWebhook,
+        files: &[(Slot, Uuid)],
+    ) -> Result<BindOutcome> {
+        // IMMEDIATE takes the write lock up front, so concurrent binders queue on the busy
+        // timeout instead of failing on a stale read snapshot.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = Utc::now();
+        let inserted = sqlx::query(
+            "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
+                                   idempotency_key, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'processing', ?8, ?8)",
+        )
+        .bind(webhook.id.to_string())
+        .bind(&webhook.client_id)
+        .bind(webhook.kind.as_str())
+        .bind(&webhook.user_id)
+        .bind(&webhook.payload)
+        .bind(&webhook.payload_hash)
+        .bind(&webhook.idempotency_key)
+        .bind(micros(webhook.created_at))
+        .execute(&mut *tx)
+        .await;
+        match inserted.map_err(RepoError::from) {
+            Ok(_) => {}
+            Err(RepoError::Conflict(_)) => return Ok(BindOutcome::KeyTaken),
+            Err(e) => return Err(e),
+        }
+
+        let mut bound = Vec::with_capacity(files.len());
+        let mut failures = Vec::new();
+        let mut consumers = Vec::new();
+        for &(slot, file_id) in files {
+            let row: Option<FileRow> = sqlx::query_as(concat!(
+                "UPDATE files SET state = 'bound', webhook_id = ?3, slot = ?4, bound_at = ?5, \
+                        state_changed_at = ?5 \
+                 WHERE id = ?1 AND client_id = ?2 AND state = 'staged' AND expires_at > ?5 \
+                 RETURNING ",
+                file_columns!()
+            ))
+            .bind(file_id.to_string())
+            .bind(&webhook.client_id)
+            .bind(webhook.id.to_string())
+            .bind(slot.as_str())
+            .bind(micros(now))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                bound.push(FileRecord::try_from(row)?);
+                continue;
+            }
+            let current: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+                "SELECT state, expires_at, webhook_id FROM files WHERE id = ?1 AND client_id = ?2",
+            )
+            .bind(file_id.to_string())
+            .bind(&webhook.client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let (row, consumer) = match current {
+                None => (None, None),
+                Some((state, expires_at, consumer)) => (
+                    Some((
+                        parse_state(&state)?,
+                        expires_at.map(from_micros).transpose()?,
+                    )),
+                    consumer,
+                ),
+            };
+            let failure = classify_failure(row, now);
+            if failure == SlotFailure::Consumed {
+                consumers.push(consumer);
+            }
+            failures.push((slot, failure));
+        }
+
+        if failures.is_empty() {
+            tx.commit().await?;
+            return Ok(BindOutcome::Bound(bound));
+        }
+        tx.rollback().await?;
+        if consumers.len() == files.len()
+            && let Some(Some(first)) = consumers.first()
+            && consumers
+                .iter()
+                .all(|c| c.as_deref() == Some(first.as_str()))
+        {
+            let earlier: Option<WebhookRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                webhook_columns!(),
+                " FROM webhooks WHERE id = ?1"
+            ))
+            .bind(first)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(earlier) = earlier {
+                let earlier = WebhookRecord::try_from(earlier)?;
+                if earlier.client_id == webhook.client_id
+                    && earlier.kind == webhook.kind
+                    && earlier.payload_hash == webhook.payload_hash
+                {
+                    return Ok(BindOutcome::Replay(Box::new(earlier)));
+                }
+            }
+        }
+        Ok(BindOutcome::Rejected(failures))
+    }
+
+    async fn insert_rejected_webhook(&self, webhook: &NewWebhook, result: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
+                                   idempotency_key, status, result, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, 'rejected', ?7, ?8, ?8)",
+        )
+        .bind(webhook.id.to_string())
+        .bind(&webhook.client_id)
+        .bind(webhook.kind.as_str())
+        .bind(&webhook.user_id)
+        .bind(&webhook.payload)
+        .bind(&webhook.payload_hash)
+        .bind(result)
+        .bind(micros(webhook.created_at))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn webhook_by_key(&self, client_id: &str, key: &str) -> Result<Option<WebhookRecord>> {
+        let row: Option<WebhookRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE client_id = ?1 AND idempotency_key = ?2"
+        ))
+        .bind(client_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(WebhookRecord::try_from).transpose()
+    }
+
+    async fn webhook_files(&self, webhook_id: Uuid) -> Result<Vec<FileRecord>> {
+        let rows: Vec<FileRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE webhook_id = ?1 ORDER BY slot DESC"
+        ))
+        .bind(webhook_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn get_webhook(&self, client_id: &str, id: Uuid) -> Result<Option<WebhookRecord>> {
+        let row: Option<WebhookRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE id = ?1 AND client_id = ?2"
+        ))
+        .bind(id.to_string())
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(WebhookRecord::try_from).transpose()
+    }
+
+    async fn finish_webhook(&self, id: Uuid, result: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhooks SET status = 'processed', result = ?2, updated_at = ?3 WHERE id = ?1",
+        )
+        .bind(id.to_string())
+        .bind(result)
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE files SET state = 'promoted', promoted_key = ?2, promoted_at = ?3, \
+                    state_changed_at = ?3 \
+             WHERE id = ?1 AND state = 'bound'",
+        )
+        .bind(id.to_string())
+        .bind(promoted_key)
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>> {
+        let rows: Vec<FileRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE state = 'bound' ORDER BY bound_at LIMIT ?1"
+        ))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(FileRecord::try_from).collect()
     }
 }

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Area, DeleteFailure, IncompleteUpload, ObjectInfo, ObjectWriter, Result, Store, StoreError,
+    Area, DeleteFailure, Download, IncompleteUpload, ObjectInfo, ObjectWriter, Result, Store,
+    StoreError,
 };
 
 /// Objects in a local directory.
@@ -235,6 +236,46 @@ impl Store for FsStore {
                 })
             })
             .collect())
+    }
+
+    async fn promote(&self, key: &str) -> Result<()> {
+        let from = self.path(Area::Staging, key)?;
+        let to = self.path(Area::Files, key)?;
+        if let Some(parent) = to.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| io_err("create directory", e))?;
+        }
+        match tokio::fs::rename(&from, &to).await {
+            Ok(()) => Ok(()),
+            // Already moved by an earlier attempt.
+            Err(e)
+                if e.kind() == ErrorKind::NotFound
+                    && tokio::fs::try_exists(&to).await.unwrap_or(false) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(io_err("promote", e)),
+        }
+    }
+
+    async fn download(
+        &self,
+        key: &str,
+        _content_disposition: &str,
+        _content_type: &str,
+        _ttl: Duration,
+    ) -> Result<Download> {
+        let path = self.path(Area::Files, key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_err("open", e))?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(|e| io_err("metadata", e))?
+            .len();
+        Ok(Download::Stream { file, length })
     }
 }
 

@@ -69,6 +69,14 @@ pub struct DeleteFailure {
     pub reason: String,
 }
 
+/// How a promoted file's bytes reach a client.
+pub enum Download {
+    /// A short-lived presigned URL the client fetches directly from object storage.
+    Presigned { url: String },
+    /// The bytes themselves, streamed by Stowage.
+    Stream { file: tokio::fs::File, length: u64 },
+}
+
 /// Streams one object into the staging area. Nothing is visible under the key until `finish`
 /// succeeds; `abort` (or a failed `finish`) leaves nothing behind.
 #[async_trait]
@@ -104,6 +112,18 @@ pub trait Store: Send + Sync {
     async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>>;
     /// Writes into the staging area that were never finished nor aborted.
     async fn list_incomplete(&self) -> Result<Vec<IncompleteUpload>>;
+    /// Moves an object from the staging area to the files area under the same key (server-side
+    /// copy, then delete). Idempotent: promoting an already promoted key succeeds.
+    async fn promote(&self, key: &str) -> Result<()>;
+    /// A way to hand a promoted file to a client, with the `Content-Disposition` and
+    /// `Content-Type` it should be served with.
+    async fn download(
+        &self,
+        key: &str,
+        content_disposition: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<Download>;
 }
 
 /// Builds the store the configuration names.

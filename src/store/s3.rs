@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 
 use super::{
-    Area, DeleteFailure, IncompleteUpload, ObjectInfo, ObjectWriter, PART_SIZE, Result, Store,
-    StoreError,
+    Area, DeleteFailure, Download, IncompleteUpload, ObjectInfo, ObjectWriter, PART_SIZE, Result,
+    Store, StoreError,
 };
 use crate::config::Config;
 
@@ -477,5 +477,55 @@ impl Store for S3Store {
             }
         }
         Ok(out)
+    }
+
+    async fn promote(&self, key: &str) -> Result<()> {
+        let copied = self
+            .client
+            .copy_object()
+            .bucket(&self.files)
+            .key(key)
+            .copy_source(format!("{}/{}", self.staging, key))
+            .send()
+            .await;
+        if let Err(e) = copied {
+            match sdk_err("copy object", e) {
+                // An earlier attempt copied and deleted it already.
+                StoreError::NotFound(_) if self.exists(Area::Files, key).await? => {}
+                other => return Err(other),
+            }
+        }
+        let failures = self.delete(Area::Staging, &[key.to_owned()]).await?;
+        match failures.first() {
+            None => Ok(()),
+            Some(failure) => Err(StoreError::Other(format!(
+                "delete staged copy of {key}: {}",
+                failure.reason
+            ))),
+        }
+    }
+
+    async fn download(
+        &self,
+        key: &str,
+        content_disposition: &str,
+        content_type: &str,
+        ttl: Duration,
+    ) -> Result<Download> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| StoreError::Other(format!("presigning: {e}")))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.files)
+            .key(key)
+            .response_content_disposition(content_disposition)
+            .response_content_type(content_type)
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_err("presign get object", e))?;
+        Ok(Download::Presigned {
+            url: request.uri().to_owned(),
+        })
     }
 }

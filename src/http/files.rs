@@ -1,0 +1,190 @@
+//! `GET /files/{id}` and `GET /files/{id}/content`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorCode, Result};
+use super::uploads::{api_time, parse_file_id};
+use crate::domain::FileState;
+use crate::store::Download;
+
+/// How long a presigned download URL stays valid.
+pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/files/{id}", get(get_file))
+        .route("/files/{id}/content", get(get_content))
+}
+
+async fn get_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>> {
+    let id = parse_file_id(&id)?;
+    let file = state
+        .repo()
+        .get_file(&caller.client_id, id)
+        .await?
+        .ok_or_else(ApiError::file_not_found)?;
+    let webhook = match file.webhook_id {
+        Some(webhook_id) => state
+            .repo()
+            .get_webhook(&caller.client_id, webhook_id)
+            .await?
+            .map(|w| {
+                json!({
+                    "webhook_id": w.id,
+                    "kind": w.kind,
+                    "user_id": w.user_id,
+                    "slot": file.slot,
+                    "received_at": api_time(w.created_at),
+                })
+            }),
+        None => None,
+    };
+    Ok(Json(json!({
+        "carv_file_id": file.id,
+        "file_name": file.file_name,
+        "content_type": file.content_type,
+        "file_size": file.file_size,
+        "sha256": file.sha256,
+        "state": file.state,
+        "uploaded_at": file.uploaded_at.map(api_time),
+        "expires_at": file.expires_at.map(api_time),
+        "bound_at": file.bound_at.map(api_time),
+        "promoted_at": file.promoted_at.map(api_time),
+        "storage_key": file.promoted_key,
+        "webhook": webhook,
+    })))
+}
+
+/// Characters RFC 5987 allows unencoded in an `ext-value` (`attr-char`).
+const ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `attachment` with the original name: an ASCII fallback and the exact UTF-8 name (RFC 6266,
+/// RFC 5987).
+pub fn content_disposition(file_name: &str) -> String {
+    let fallback: String = file_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!(
+        "attachment; filename=\"{fallback}\"; filename*=UTF-8''{}",
+        utf8_percent_encode(file_name, ATTR_CHAR)
+    )
+}
+
+async fn get_content(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_file_id(&id)?;
+    let file = state
+        .repo()
+        .get_file(&caller.client_id, id)
+        .await?
+        .ok_or_else(ApiError::file_not_found)?;
+    let key = match (&file.state, &file.promoted_key) {
+        (FileState::Promoted, Some(key)) => key.clone(),
+        (other, _) => {
+            return Err(ApiError::new(
+                ErrorCode::FileNotPromoted,
+                format!("File is {other}; its content is available once it is promoted"),
+            )
+            .with_detail("state", other.as_str()));
+        }
+    };
+    let disposition = content_disposition(&file.file_name);
+    let content_type = file
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".to_owned());
+    match state
+        .store()
+        .download(&key, &disposition, &content_type, DOWNLOAD_URL_TTL)
+        .await?
+    {
+        Download::Presigned { url } => {
+            let expires_at =
+                Utc::now() + chrono::TimeDelta::from_std(DOWNLOAD_URL_TTL).expect("a few minutes");
+            let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+            let mut response = (
+                StatusCode::TEMPORARY_REDIRECT,
+                Json(json!({ "url": url, "expires_at": api_time(expires_at) })),
+            )
+                .into_response();
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            Ok(response)
+        }
+        Download::Stream {
+            file: handle,
+            length,
+        } => {
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
+            let headers = [
+                (header::CONTENT_TYPE, content_type),
+                (header::CONTENT_LENGTH, length.to_string()),
+                (header::CONTENT_DISPOSITION, disposition),
+                (header::CACHE_CONTROL, "no-store".to_owned()),
+            ];
+            Ok((headers, body).into_response())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_disposition;
+
+    #[test]
+    fn plain_names_are_kept_and_encoded_both_ways() {
+        assert_eq!(
+            content_disposition("resume.pdf"),
+            "attachment; filename=\"resume.pdf\"; filename*=UTF-8''resume.pdf"
+        );
+    }
+
+    #[test]
+    fn unicode_and_quotes_get_a_fallback_and_an_exact_form() {
+        assert_eq!(
+            content_disposition("Lebenslauf Jürgen \"final\".pdf"),
+            "attachment; filename=\"Lebenslauf J_rgen _final_.pdf\"; \
+             filename*=UTF-8''Lebenslauf%20J%C3%BCrgen%20%22final%22.pdf"
+        );
+    }
+}

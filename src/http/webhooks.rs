@@ -1,0 +1,163 @@
+//! `POST /webhooks/candidates` and `POST /webhooks/applications`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorCode, Result};
+use super::uploads::api_time;
+use crate::domain::{FileRecord, WebhookKind};
+use crate::webhooks::{self, Processed, WebhookError};
+
+/// Largest webhook body accepted.
+const MAX_WEBHOOK_BYTES: usize = 1024 * 1024;
+
+/// Header naming a retry-safe request.
+pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
+/// Header set on an answer that repeats an earlier one.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/webhooks/candidates", post(candidates))
+        .route("/webhooks/applications", post(applications))
+        .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
+}
+
+async fn candidates(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    handle(state, caller, WebhookKind::Candidate, headers, body).await
+}
+
+async fn applications(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    handle(state, caller, WebhookKind::Application, headers, body).await
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> Self {
+        let message = e.to_string();
+        match e {
+            WebhookError::InvalidJson(_) => ApiError::new(ErrorCode::InvalidJson, message),
+            WebhookError::InvalidPayload(_) | WebhookError::BadIdempotencyKey => {
+                ApiError::new(ErrorCode::InvalidPayload, message)
+            }
+            WebhookError::ClientIdMismatch { .. } => {
+                ApiError::new(ErrorCode::ClientIdMismatch, message)
+            }
+            WebhookError::IdempotencyKeyReused => {
+                ApiError::new(ErrorCode::IdempotencyKeyReused, message)
+            }
+            WebhookError::Files(failures) => {
+                let (_, first) = failures.first().expect("a rejection names a slot");
+                let code = match webhooks::failure_code(first) {
+                    "file_expired" => ErrorCode::FileExpired,
+                    "file_already_consumed" => ErrorCode::FileAlreadyConsumed,
+                    _ => ErrorCode::SlotFileNotFound,
+                };
+                let mut error = ApiError::new(code, webhooks::failure_message(first));
+                for (slot, failure) in &failures {
+                    error = error.with_detail(
+                        format!("files.{}", slot.as_str()),
+                        webhooks::failure_message(failure),
+                    );
+                }
+                error
+            }
+            WebhookError::Repo(e) => e.into(),
+        }
+    }
+}
+
+fn file_body(file: &FileRecord) -> Value {
+    json!({
+        "carv_file_id": file.id,
+        "state": file.state,
+        "file_name": file.file_name,
+        "content_type": file.content_type,
+        "file_size": file.file_size,
+        "sha256": file.sha256,
+        "storage_key": file.promoted_key.as_deref().unwrap_or(&file.staging_key),
+    })
+}
+
+/// The answer to a processed webhook.
+fn webhook_body(processed: &Processed) -> Value {
+    let webhook = &processed.webhook;
+    let files: Map<String, Value> = processed
+        .files
+        .iter()
+        .filter_map(|f| Some((f.slot?.as_str().to_owned(), file_body(f))))
+        .collect();
+    json!({
+        "webhook_id": webhook.id,
+        "kind": webhook.kind,
+        "client_id": webhook.client_id,
+        "user_id": webhook.user_id,
+        "received_at": api_time(webhook.created_at),
+        "files": files,
+    })
+}
+
+async fn handle(
+    state: AppState,
+    caller: Caller,
+    kind: WebhookKind,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("Webhook body exceeds {MAX_WEBHOOK_BYTES} bytes"),
+            )
+        } else {
+            ApiError::new(ErrorCode::BadRequest, e.body_text())
+        }
+    })?;
+    let idempotency_key = match headers.get(IDEMPOTENCY_KEY_HEADER) {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .map_err(|_| ApiError::from(WebhookError::BadIdempotencyKey))?
+                .to_owned(),
+        ),
+    };
+    let payload = webhooks::parse_payload(kind, &caller.client_id, &body)?;
+    // Binding and promotion run in their own task: a client that hangs up does not cut a
+    // promotion in half (it would be re-driven anyway, but there is no need).
+    let processed = tokio::spawn({
+        let state = state.clone();
+        async move { webhooks::process(&state, kind, payload, idempotency_key.as_deref()).await }
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let body = webhook_body(&processed);
+    if !processed.replayed {
+        webhooks::record_result(&state, &processed, &body).await;
+    }
+    let mut response = (StatusCode::OK, Json(body)).into_response();
+    if processed.replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}

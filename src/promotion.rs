@@ -1,0 +1,105 @@
+//! Promotion: a bound file is copied server-side from the staging area to the files area, the
+//! staged copy deleted, and the row marked `promoted`. Every step is idempotent, so a promotion
+//! interrupted anywhere is simply run again (by the next request that touches the webhook, or by
+//! the recovery pass at start-up and on the schedule).
+
+use chrono::Utc;
+
+use crate::domain::{FileRecord, FileState};
+use crate::http::AppState;
+use crate::repo::RepoError;
+use crate::store::StoreError;
+
+/// The largest object S3 copies in one request (CopyObject); larger needs a multipart copy.
+pub const MAX_SINGLE_COPY_BYTES: i64 = 5 * 1024 * 1024 * 1024;
+
+/// Why a promotion did not complete (the file stays `bound` and is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum PromoteError {
+    #[error("file {0} is {1} bytes, above the 5 GiB a single server-side copy allows")]
+    TooLarge(uuid::Uuid, i64),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// Promotes one bound file; a file already promoted is returned as it is.
+pub async fn promote_file(state: &AppState, file: &FileRecord) -> Result<FileRecord, PromoteError> {
+    if file.state != FileState::Bound {
+        return Ok(file.clone());
+    }
+    let size = file.file_size.unwrap_or(0);
+    if size > MAX_SINGLE_COPY_BYTES {
+        return Err(PromoteError::TooLarge(file.id, size));
+    }
+    state.store().promote(&file.staging_key).await?;
+    state
+        .repo()
+        .mark_promoted(file.id, &file.staging_key)
+        .await?;
+    tracing::info!(file_id = %file.id, "file promoted");
+    Ok(FileRecord {
+        state: FileState::Promoted,
+        promoted_key: Some(file.staging_key.clone()),
+        promoted_at: Some(Utc::now()),
+        ..file.clone()
+    })
+}
+
+/// Promotes what it can of a list of files, logging what it cannot; returns the files as they
+/// now are.
+pub async fn promote_all(state: &AppState, files: Vec<FileRecord>) -> Vec<FileRecord> {
+    let mut out = Vec::with_capacity(files.len());
+    for file in files {
+        match promote_file(state, &file).await {
+            Ok(promoted) => out.push(promoted),
+            Err(e) => {
+                tracing::warn!(file_id = %file.id, error = %e, "promotion failed; it will be retried");
+                out.push(file);
+            }
+        }
+    }
+    out
+}
+
+/// What a recovery pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryReport {
+    pub promoted: u64,
+    pub failed: u64,
+}
+
+/// Re-drives every `bound` file to `promoted` (files whose promotion was interrupted).
+pub async fn recover_bound(state: &AppState) -> Result<RecoveryReport, RepoError> {
+    const BATCH: i64 = 100;
+    let mut report = RecoveryReport::default();
+    loop {
+        let batch = state.repo().bound_files(BATCH).await?;
+        let full = batch.len() as i64 == BATCH;
+        let mut progress = false;
+        for file in batch {
+            match promote_file(state, &file).await {
+                Ok(_) => {
+                    report.promoted += 1;
+                    progress = true;
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(file_id = %file.id, error = %e, "recovery could not promote a bound file");
+                }
+            }
+        }
+        if !full || !progress {
+            break;
+        }
+    }
+    if report.promoted > 0 || report.failed > 0 {
+        tracing::info!(
+            promoted = report.promoted,
+            failed = report.failed,
+            "recovery pass"
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,508 @@
+//! Webhooks: the second half of the two-phase flow. A webhook names files by `carv_file_id`;
+//! they are bound to it in one transaction (all or none), then promoted.
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::domain::{FileRecord, Slot, WebhookKind, WebhookRecord};
+use crate::http::AppState;
+use crate::promotion;
+use crate::repo::{BindOutcome, NewWebhook, RepoError, SlotFailure, classify_failure};
+
+/// Longest accepted `Idempotency-Key`.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// A webhook payload that passed parsing: the CarvOS shape, checked.
+#[derive(Clone, Debug)]
+pub struct WebhookPayload {
+    pub client_id: String,
+    pub user_id: String,
+    /// The slots in order (`resume` first) with the id each names, if it is a UUID at all.
+    pub files: Vec<(Slot, Option<Uuid>)>,
+    /// The payload re-serialised canonically (sorted keys), as stored.
+    pub canonical: String,
+}
+
+#[derive(Deserialize)]
+struct RawPayload {
+    client_id: String,
+    user_id: String,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    files: Option<BTreeMap<String, Option<RawFileRef>>>,
+}
+
+#[derive(Deserialize)]
+struct RawFileRef {
+    carv_file_id: String,
+}
+
+/// Why a webhook was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("Request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidPayload(String),
+    #[error(
+        "client_id in the body ('{body}') does not match the X-ATS-Client-ID header ('{header}')"
+    )]
+    ClientIdMismatch { body: String, header: String },
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    BadIdempotencyKey,
+    #[error("This Idempotency-Key was already used with a different payload")]
+    IdempotencyKeyReused,
+    #[error("one or more files cannot be bound")]
+    Files(Vec<(Slot, SlotFailure)>),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// Parses and checks a webhook body for a kind and the caller's client id.
+pub fn parse_payload(
+    kind: WebhookKind,
+    header_client_id: &str,
+    body: &[u8],
+) -> Result<WebhookPayload, WebhookError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| WebhookError::InvalidJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(WebhookError::InvalidPayload(
+            "The webhook body must be a JSON object".into(),
+        ));
+    }
+    let raw: RawPayload = serde_json::from_value(value.clone())
+        .map_err(|e| WebhookError::InvalidPayload(format!("Invalid webhook payload: {e}")))?;
+    if raw.client_id != header_client_id {
+        return Err(WebhookError::ClientIdMismatch {
+            body: raw.client_id,
+            header: header_client_id.to_owned(),
+        });
+    }
+    if raw.user_id.trim().is_empty() {
+        return Err(WebhookError::InvalidPayload(
+            "user_id must not be empty".into(),
+        ));
+    }
+    if raw
+        .data
+        .as_ref()
+        .is_some_and(|d| !d.is_object() && !d.is_null())
+    {
+        return Err(WebhookError::InvalidPayload(
+            "data must be an object".into(),
+        ));
+    }
+    let mut files = Vec::new();
+    for (name, reference) in raw.files.unwrap_or_default() {
+        let slot: Slot = name.parse().map_err(|_| {
+            WebhookError::InvalidPayload(format!(
+                "Unknown file slot '{name}'; {} webhooks accept: {}",
+                kind.as_str(),
+                slot_names(kind)
+            ))
+        })?;
+        if !kind.slots().contains(&slot) {
+            return Err(WebhookError::InvalidPayload(format!(
+                "{} webhooks do not accept a {} file; they accept: {}",
+                kind.as_str(),
+                slot.as_str(),
+                slot_names(kind)
+            )));
+        }
+        if let Some(reference) = reference {
+            files.push((slot, Uuid::parse_str(reference.carv_file_id.trim()).ok()));
+        }
+    }
+    files.sort_by_key(|(slot, _)| *slot);
+    let ids: Vec<Uuid> = files.iter().filter_map(|(_, id)| *id).collect();
+    if (1..ids.len()).any(|i| ids[..i].contains(&ids[i])) {
+        return Err(WebhookError::InvalidPayload(
+            "The same carv_file_id cannot fill two slots".into(),
+        ));
+    }
+    Ok(WebhookPayload {
+        client_id: raw.client_id,
+        user_id: raw.user_id,
+        files,
+        canonical: canonical_json(&value),
+    })
+}
+
+/// JSON with object keys sorted at every level, whatever serde_json's map type is.
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(canonical_json).collect();
+            format!("[{}]", inner.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn slot_names(kind: WebhookKind) -> String {
+    kind.slots()
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The identity of a payload for retries: its kind and canonical JSON.
+pub fn payload_hash(kind: WebhookKind, canonical: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.as_str().as_bytes());
+    hasher.update(b"\n");
+    hasher.update(canonical.as_bytes());
+    hex::encode(hasher.finalize())
+}
+
+/// Checks an `Idempotency-Key` header value.
+pub fn check_idempotency_key(key: &str) -> Result<(), WebhookError> {
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+    {
+        return Err(WebhookError::BadIdempotencyKey);
+    }
+    Ok(())
+}
+
+/// A processed webhook and its files as they now are.
+#[derive(Clone, Debug)]
+pub struct Processed {
+    pub webhook: WebhookRecord,
+    pub files: Vec<FileRecord>,
+    /// True when this answer repeats an earlier one (retry).
+    pub replayed: bool,
+}
+
+/// Handles one webhook: idempotency, binding (all or none), promotion.
+pub async fn process(
+    state: &AppState,
+    kind: WebhookKind,
+    payload: WebhookPayload,
+    idempotency_key: Option<&str>,
+) -> Result<Processed, WebhookError> {
+    let hash = payload_hash(kind, &payload.canonical);
+    if let Some(key) = idempotency_key {
+        check_idempotency_key(key)?;
+        if let Some(earlier) = state.repo().webhook_by_key(&payload.client_id, key).await? {
+            return replay_same(state, earlier, kind, &hash).await;
+        }
+    }
+
+    // A slot whose id is not even a UUID cannot be bound; report every failing slot without
+    // binding anything.
+    if payload.files.iter().any(|(_, id)| id.is_none()) {
+        return Err(WebhookError::Files(
+            failures_without_binding(state, &payload).await?,
+        ));
+    }
+    let slots: Vec<(Slot, Uuid)> = payload
+        .files
+        .iter()
+        .map(|(slot, id)| (*slot, id.expect("checked above")))
+        .collect();
+    let webhook = NewWebhook {
+        id: Uuid::new_v4(),
+        client_id: payload.client_id.clone(),
+        kind,
+        user_id: payload.user_id.clone(),
+        payload: payload.canonical.clone(),
+        payload_hash: hash.clone(),
+        idempotency_key: idempotency_key.map(str::to_owned),
+        created_at: Utc::now(),
+    };
+    match state.repo().bind_files(&webhook, &slots).await? {
+        BindOutcome::Bound(files) => {
+            tracing::info!(webhook_id = %webhook.id, files = files.len(), "webhook bound its files");
+            let files = promotion::promote_all(state, files).await;
+            let record = WebhookRecord {
+                id: webhook.id,
+                client_id: webhook.client_id,
+                kind,
+                user_id: webhook.user_id,
+                payload: webhook.payload,
+                payload_hash: webhook.payload_hash,
+                idempotency_key: webhook.idempotency_key,
+                status: crate::domain::WebhookStatus::Processed,
+                result: None,
+                created_at: webhook.created_at,
+            };
+            Ok(Processed {
+                webhook: record,
+                files,
+                replayed: false,
+            })
+        }
+        BindOutcome::Rejected(failures) => {
+            let result = serde_json::json!({
+                "failures": failures
+                    .iter()
+                    .map(|(slot, f)| (slot.as_str().to_owned(), Value::String(failure_code(f).to_owned())))
+                    .collect::<serde_json::Map<_, _>>()
+            });
+            if let Err(e) = state
+                .repo()
+                .insert_rejected_webhook(&webhook, &result.to_string())
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a rejected webhook");
+            }
+            Err(WebhookError::Files(failures))
+        }
+        BindOutcome::Replay(earlier) => replay(state, *earlier).await,
+        BindOutcome::KeyTaken => {
+            // A concurrent request with the same key won the race.
+            let key = idempotency_key.expect("only a keyed webhook can lose the key");
+            let earlier = state
+                .repo()
+                .webhook_by_key(&payload.client_id, key)
+                .await?
+                .ok_or_else(|| {
+                    RepoError::Conflict("idempotency key vanished after a conflict".into())
+                })?;
+            replay_same(state, earlier, kind, &hash).await
+        }
+    }
+}
+
+/// Stores the answer given for a freshly processed webhook.
+pub async fn record_result(state: &AppState, processed: &Processed, result: &Value) {
+    if let Err(e) = state
+        .repo()
+        .finish_webhook(processed.webhook.id, &result.to_string())
+        .await
+    {
+        tracing::warn!(webhook_id = %processed.webhook.id, error = %e, "could not store a webhook's result");
+    }
+}
+
+async fn replay_same(
+    state: &AppState,
+    earlier: WebhookRecord,
+    kind: WebhookKind,
+    hash: &str,
+) -> Result<Processed, WebhookError> {
+    if earlier.kind != kind || earlier.payload_hash != hash {
+        return Err(WebhookError::IdempotencyKeyReused);
+    }
+    replay(state, earlier).await
+}
+
+/// The earlier webhook's answer, rebuilt from its files as they are now — driving any promotion
+/// that was interrupted.
+async fn replay(state: &AppState, earlier: WebhookRecord) -> Result<Processed, WebhookError> {
+    let files = state.repo().webhook_files(earlier.id).await?;
+    let files = promotion::promote_all(state, files).await;
+    tracing::info!(webhook_id = %earlier.id, "webhook retry answered with the original result");
+    Ok(Processed {
+        webhook: earlier,
+        files,
+        replayed: true,
+    })
+}
+
+async fn failures_without_binding(
+    state: &AppState,
+    payload: &WebhookPayload,
+) -> Result<Vec<(Slot, SlotFailure)>, RepoError> {
+    let now = Utc::now();
+    let mut failures = Vec::new();
+    for (slot, id) in &payload.files {
+        let row = match id {
+            None => None,
+            Some(id) => state
+                .repo()
+                .get_file(&payload.client_id, *id)
+                .await?
+                .map(|f| (f.state, f.expires_at)),
+        };
+        let bindable = matches!(row, Some((crate::domain::FileState::Staged, Some(e))) if e > now);
+        if !bindable {
+            failures.push((*slot, classify_failure(row, now)));
+        }
+    }
+    Ok(failures)
+}
+
+/// The machine code of a slot failure.
+pub fn failure_code(failure: &SlotFailure) -> &'static str {
+    match failure {
+        SlotFailure::NotFound => "file_not_found",
+        SlotFailure::Expired { .. } => "file_expired",
+        SlotFailure::Consumed => "file_already_consumed",
+    }
+}
+
+/// The guidance text of a slot failure.
+pub fn failure_message(failure: &SlotFailure) -> String {
+    match failure {
+        SlotFailure::NotFound => "File not found: no such carv_file_id for this client".to_owned(),
+        SlotFailure::Expired { expired_at } => match expired_at {
+            Some(at) => format!(
+                "File expired at {}; upload a new file and retry the webhook",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => "File expired; upload a new file and retry the webhook".to_owned(),
+        },
+        SlotFailure::Consumed => "File was already used by another webhook; upload the file again \
+             to get a new carv_file_id"
+            .to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(kind: WebhookKind, body: &str) -> Result<WebhookPayload, WebhookError> {
+        parse_payload(kind, "acme", body.as_bytes())
+    }
+
+    #[test]
+    fn a_candidate_with_a_resume_parses() {
+        let id = Uuid::new_v4();
+        let body = format!(
+            r#"{{"client_id":"acme","user_id":"u-1","data":{{"first_name":"Jane"}},"files":{{"resume":{{"carv_file_id":"{id}"}}}}}}"#
+        );
+        let payload = parse(WebhookKind::Candidate, &body).unwrap();
+        assert_eq!(payload.files, vec![(Slot::Resume, Some(id))]);
+        assert_eq!(payload.user_id, "u-1");
+    }
+
+    #[test]
+    fn files_are_optional_and_null_slots_are_absent() {
+        let payload = parse(
+            WebhookKind::Candidate,
+            r#"{"client_id":"acme","user_id":"u"}"#,
+        )
+        .unwrap();
+        assert!(payload.files.is_empty());
+        let payload = parse(
+            WebhookKind::Application,
+            r#"{"client_id":"acme","user_id":"u","files":{"cover_letter":null}}"#,
+        )
+        .unwrap();
+        assert!(payload.files.is_empty());
+    }
+
+    #[test]
+    fn slots_come_in_a_fixed_order() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let body = format!(
+            r#"{{"client_id":"acme","user_id":"u","files":{{"cover_letter":{{"carv_file_id":"{b}"}},"resume":{{"carv_file_id":"{a}"}}}}}}"#
+        );
+        let payload = parse(WebhookKind::Application, &body).unwrap();
+        assert_eq!(
+            payload.files,
+            vec![(Slot::Resume, Some(a)), (Slot::CoverLetter, Some(b))]
+        );
+    }
+
+    #[test]
+    fn a_candidate_cannot_carry_a_cover_letter() {
+        let body = format!(
+            r#"{{"client_id":"acme","user_id":"u","files":{{"cover_letter":{{"carv_file_id":"{}"}}}}}}"#,
+            Uuid::new_v4()
+        );
+        assert!(matches!(
+            parse(WebhookKind::Candidate, &body),
+            Err(WebhookError::InvalidPayload(_))
+        ));
+    }
+
+    #[test]
+    fn malformed_bodies_are_told_apart() {
+        assert!(matches!(
+            parse(WebhookKind::Candidate, "{not json"),
+            Err(WebhookError::InvalidJson(_))
+        ));
+        assert!(matches!(
+            parse(WebhookKind::Candidate, "[1,2]"),
+            Err(WebhookError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            parse(WebhookKind::Candidate, r#"{"client_id":"acme"}"#),
+            Err(WebhookError::InvalidPayload(_))
+        ));
+        assert!(matches!(
+            parse(
+                WebhookKind::Candidate,
+                r#"{"client_id":"other","user_id":"u"}"#
+            ),
+            Err(WebhookError::ClientIdMismatch { .. })
+        ));
+        assert!(matches!(
+            parse(
+                WebhookKind::Candidate,
+                r#"{"client_id":"acme","user_id":"u","files":{"photo":{"carv_file_id":"x"}}}"#
+            ),
+            Err(WebhookError::InvalidPayload(_))
+        ));
+    }
+
+    #[test]
+    fn a_non_uuid_id_is_kept_as_unknown() {
+        let payload = parse(
+            WebhookKind::Candidate,
+            r#"{"client_id":"acme","user_id":"u","files":{"resume":{"carv_file_id":"nope"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(payload.files, vec![(Slot::Resume, None)]);
+    }
+
+    #[test]
+    fn the_same_file_in_two_slots_is_refused() {
+        let id = Uuid::new_v4();
+        let body = format!(
+            r#"{{"client_id":"acme","user_id":"u","files":{{"resume":{{"carv_file_id":"{id}"}},"cover_letter":{{"carv_file_id":"{id}"}}}}}}"#
+        );
+        assert!(matches!(
+            parse(WebhookKind::Application, &body),
+            Err(WebhookError::InvalidPayload(_))
+        ));
+    }
+
+    #[test]
+    fn the_hash_ignores_key_order_but_not_content() {
+        let a = parse(
+            WebhookKind::Candidate,
+            r#"{"client_id":"acme","user_id":"u","data":{"a":1,"b":2}}"#,
+        )
+        .unwrap();
+        let b = parse(
+            WebhookKind::Candidate,
+            r#"{"data":{"b":2,"a":1},"user_id":"u","client_id":"acme"}"#,
+        )
+        .unwrap();
+        let c = parse(
+            WebhookKind::Candidate,
+            r#"{"client_id":"acme","user_id":"u","data":{"a":1,"b":3}}"#,
+        )
+        .unwrap();
+        let hash = |p: &WebhookPayload| payload_hash(WebhookKind::Candidate, &p.canonical);
+        assert_eq!(hash(&a), hash(&b));
+        assert_ne!(hash(&a), hash(&c));
+        assert_ne!(
+            hash(&a),
+            payload_hash(WebhookKind::Application, &a.canonical)
+        );
+    }
+}
