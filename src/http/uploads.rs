@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::AppState;
@@ -100,11 +101,10 @@ async fn create_upload(
         multipart.map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.body_text()))?;
     // The upload runs in its own task so that a client hanging up mid-body cannot cancel it
     // half-way: it sees the body end in an error and cleans up after itself.
-    let record = tokio::spawn(staging::stage_upload(
-        state.clone(),
-        caller.client_id,
-        multipart,
-    ))
+    let record = tokio::spawn(
+        staging::stage_upload(state.clone(), caller.client_id, multipart)
+            .instrument(tracing::Span::current()),
+    )
     .await
     .map_err(ApiError::internal)??;
     tracing::info!(file_id = %record.id, size = record.file_size, "file staged");

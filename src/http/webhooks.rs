@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use super::AppState;
 use super::auth::Caller;
@@ -146,6 +147,7 @@ async fn handle(
     let processed = tokio::spawn({
         let state = state.clone();
         async move { webhooks::process(&state, kind, payload, idempotency_key.as_deref()).await }
+            .instrument(tracing::Span::current())
     })
     .await
     .map_err(ApiError::internal)??;
