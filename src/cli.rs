@@ -45,6 +45,18 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Run one sweep pass now and print what it did.
+    Sweep {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Files and bytes per state, what expires within 1 h / 24 h, the last sweep.
+    Stats {
+        /// Print JSON (the same document as GET /ops/storage).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `stowage storage …`
@@ -141,6 +153,39 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Sweep { json } => {
+            let state = crate::connect(&config).await?;
+            let run = crate::sweeper::run_pass(&state).await;
+            if json {
+                println!("{}", serde_json::to_string(&run).expect("serializable"));
+            } else {
+                println!(
+                    "sweep: {} expired ({} objects deleted), {} dead uploads aborted, {} orphans \
+                     deleted, {} tombstones purged, {} bound files promoted, {} errors",
+                    run.expired,
+                    run.objects_deleted,
+                    run.receiving_aborted,
+                    run.orphans_deleted,
+                    run.tombstones_purged,
+                    run.promoted,
+                    run.errors
+                );
+                if let Some(error) = &run.last_error {
+                    println!("last error: {error}");
+                }
+            }
+            Ok(())
+        }
+        Command::Stats { json } => {
+            let repo = repo::connect(&config.database_url).await?;
+            let report = crate::report::StorageReport::load(repo.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report).expect("serializable"));
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
         Command::Clients {
             command:
                 ClientsCommand::Add {
@@ -205,12 +250,7 @@ async fn serve(config: &Config) -> Result<(), CliError> {
 
     // Promotions interrupted by a previous stop are re-driven now, then on every scheduled pass.
     let scheduler = crate::sweeper::start(state.clone(), &config.sweep_schedule).await?;
-    tokio::spawn({
-        let state = state.clone();
-        async move {
-            crate::sweeper::run_pass(&state).await;
-        }
-    });
+    scheduler.run_now(state.clone());
 
     let listener = tokio::net::TcpListener::bind(&config.listen).await?;
     let addr = listener.local_addr()?;

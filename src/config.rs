@@ -55,8 +55,8 @@ pub struct Config {
     #[arg(
         long,
         env = "STOWAGE_S3_FORCE_PATH_STYLE",
-        default_value_t = false,
-        action = clap::ArgAction::Set,
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new(),
         global = true
     )]
     pub s3_force_path_style: bool,
@@ -114,6 +114,11 @@ pub struct Config {
     /// How long expired and discarded tombstones are kept.
     #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
     pub tombstone_retention: Duration,
+
+    /// How long an upload may stay `receiving` before the sweeper treats it as dead, and how
+    /// old an unreferenced staging object must be before it is deleted.
+    #[arg(long, env = "STOWAGE_RECEIVING_GRACE", default_value = "1h", value_parser = humantime::parse_duration, global = true)]
+    pub receiving_grace: Duration,
 
     /// Log format.
     #[arg(long, env = "STOWAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]

@@ -13,10 +13,12 @@ pub mod http;
 pub mod keys;
 pub mod promotion;
 pub mod repo;
+pub mod report;
 pub mod sniff;
 pub mod staging;
 pub mod store;
 pub mod sweeper;
+pub mod telemetry;
 pub mod webhooks;
 
 use std::future::Future;

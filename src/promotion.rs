@@ -79,7 +79,9 @@ pub async fn recover_bound(state: &AppState) -> Result<RecoveryReport, RepoError
         let full = batch.len() as i64 == BATCH;
         let mut progress = false;
         for file in batch {
-            match promote_file(state, &file).await {
+            let outcome = promote_file(state, &file).await;
+            state.telemetry().promotion_retry(outcome.is_ok());
+            match outcome {
                 Ok(_) => {
                     report.promoted += 1;
                     progress = true;

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::repo::Repo;
 use crate::sniff::{DocumentKind, DocxLimits};
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use error::{ApiError, ErrorCode, REQUEST_ID};
 
 /// Header carrying the request id, in and out.
@@ -39,6 +40,8 @@ pub struct Settings {
     pub docx_limits: DocxLimits,
     pub ops_token: Option<String>,
     pub body_idle_timeout: Duration,
+    pub receiving_grace: Duration,
+    pub tombstone_retention: Duration,
 }
 
 impl Settings {
@@ -51,6 +54,8 @@ impl Settings {
             docx_limits: DocxLimits::default(),
             ops_token: config.ops_token.clone(),
             body_idle_timeout: config.body_idle_timeout,
+            receiving_grace: config.receiving_grace,
+            tombstone_retention: config.tombstone_retention,
         }
     }
 }
@@ -59,6 +64,7 @@ struct Shared {
     repo: Arc<dyn Repo>,
     store: Arc<dyn Store>,
     settings: Settings,
+    telemetry: Telemetry,
 }
 
 /// What every handler shares: the repository, the store and the settings.
@@ -72,7 +78,13 @@ impl AppState {
             repo,
             store,
             settings,
+            telemetry: Telemetry::new(),
         }))
+    }
+
+    /// This instance's metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.0.telemetry
     }
 
     /// The database.

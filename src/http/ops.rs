@@ -4,12 +4,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
+use subtle::ConstantTimeEq;
+
 use super::AppState;
+use super::error::{ApiError, ErrorCode};
+use crate::report::StorageReport;
 use crate::store::Area;
 
 /// Longest a readiness probe waits on one dependency.
@@ -19,6 +23,48 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/ops/storage", get(storage))
+}
+
+/// When `STOWAGE_OPS_TOKEN` is set, `/metrics` and `/ops/storage` need it as a bearer token.
+fn check_ops_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.settings().ops_token else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Unauthorized,
+            "This endpoint needs Authorization: Bearer <STOWAGE_OPS_TOKEN>",
+        ))
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_ops_token(&state, &headers)?;
+    let stats = state.repo().storage_stats().await?;
+    let text = state.telemetry().render(&stats);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn storage(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_ops_token(&state, &headers)?;
+    let report = StorageReport::load(state.repo()).await?;
+    Ok(axum::Json(report).into_response())
 }
 
 async fn healthz() -> Response {

@@ -94,7 +94,23 @@ async fn create_upload(
     headers: HeaderMap,
     multipart: std::result::Result<Multipart, MultipartRejection>,
 ) -> Result<(StatusCode, Json<UploadBody>)> {
-    if !is_multipart(&headers) {
+    let started = std::time::Instant::now();
+    let result = stage(&state, caller, &headers, multipart).await;
+    let (outcome, bytes) = match &result {
+        Ok((_, Json(body))) => ("staged", body.file_size.unwrap_or(0) as u64),
+        Err(e) => (e.code.as_str(), 0),
+    };
+    state.telemetry().upload(outcome, bytes, started.elapsed());
+    result
+}
+
+async fn stage(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    multipart: std::result::Result<Multipart, MultipartRejection>,
+) -> Result<(StatusCode, Json<UploadBody>)> {
+    if !is_multipart(headers) {
         return Err(UploadError::Missing.into());
     }
     let multipart =

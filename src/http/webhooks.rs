@@ -122,6 +122,26 @@ async fn handle(
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
+    let started = std::time::Instant::now();
+    let result = answer(&state, caller, kind, headers, body).await;
+    let outcome = match &result {
+        Ok(response) if response.headers().contains_key(REPLAYED_HEADER) => "replayed",
+        Ok(_) => "processed",
+        Err(e) => e.code.as_str(),
+    };
+    state
+        .telemetry()
+        .webhook(kind.as_str(), outcome, started.elapsed());
+    result
+}
+
+async fn answer(
+    state: &AppState,
+    caller: Caller,
+    kind: WebhookKind,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -153,7 +173,7 @@ async fn handle(
     .map_err(ApiError::internal)??;
     let body = webhook_body(&processed);
     if !processed.replayed {
-        webhooks::record_result(&state, &processed, &body).await;
+        webhooks::record_result(state, &processed, &body).await;
     }
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if processed.replayed {

@@ -136,6 +136,51 @@ pub enum BindOutcome {
     KeyTaken,
 }
 
+/// A staged file claimed for expiry: its object is about to be deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedFile {
+    pub id: Uuid,
+    pub staging_key: String,
+}
+
+/// A batch of expired files claimed by one sweeper. On PostgreSQL the rows stay locked
+/// (`FOR UPDATE SKIP LOCKED`) until `complete`, so no other replica works on them.
+#[async_trait]
+pub trait ExpiryClaim: Send {
+    /// The claimed files.
+    fn files(&self) -> &[ClaimedFile];
+    /// Marks the given files `expired` (their objects are gone) and releases the claim; the
+    /// others stay `staged` for the next pass. Returns how many rows changed.
+    async fn complete(self: Box<Self>, expired: &[Uuid]) -> Result<u64>;
+}
+
+/// One sweep pass, as recorded for operators.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepRun {
+    pub id: Uuid,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub expired: i64,
+    pub objects_deleted: i64,
+    pub receiving_aborted: i64,
+    pub orphans_deleted: i64,
+    pub tombstones_purged: i64,
+    pub promoted: i64,
+    pub errors: i64,
+    pub last_error: Option<String>,
+}
+
+/// Files and bytes per state plus what is about to expire.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageStats {
+    pub by_state: Vec<StateCount>,
+    /// Staged files expiring within the next hour / day.
+    pub expiring_1h: i64,
+    pub expiring_24h: i64,
+    /// Staged files already past `expires_at`, waiting for the sweeper.
+    pub overdue: i64,
+}
+
 /// Counts of files and bytes in one state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StateCount {
@@ -196,6 +241,22 @@ pub trait Repo: Send + Sync {
     async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool>;
     /// Bound files waiting for promotion, oldest first.
     async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
+
+    /// Claims up to `limit` staged files past their `expires_at`.
+    async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>>;
+    /// `receiving` rows created before `before` (uploads that died).
+    async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>>;
+    /// Which of these ids have a row that still needs its staging object
+    /// (`receiving`, `staged` or `bound`).
+    async fn live_staging_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
+    /// Deletes tombstones (and refused webhooks, and sweep records) older than `before`.
+    async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// Records a sweep pass.
+    async fn record_sweep(&self, run: &SweepRun) -> Result<()>;
+    /// The most recent sweep pass.
+    async fn last_sweep(&self) -> Result<Option<SweepRun>>;
+    /// Files and bytes per state and what is about to expire.
+    async fn storage_stats(&self) -> Result<StorageStats>;
 }
 
 /// Opens the repository a database URL names, creating a SQLite file if needed, and runs its

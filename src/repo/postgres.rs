@@ -6,11 +6,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindOutcome, Discard, KeyGrant, NewFile, NewWebhook, Repo, RepoError, Result,
-    SlotFailure, StateCount, classify_failure, parse_named, parse_state,
+    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, ExpiryClaim, KeyGrant, NewFile, NewWebhook,
+    Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
+    parse_named, parse_state,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 
@@ -114,6 +116,45 @@ macro_rules! file_columns {
          promoted_key, bound_at, promoted_at"
     };
 }
+
+/// Expired rows locked by this sweeper until `complete`.
+struct PgExpiryClaim {
+    tx: Transaction<'static, Postgres>,
+    files: Vec<ClaimedFile>,
+}
+
+#[async_trait]
+impl ExpiryClaim for PgExpiryClaim {
+    fn files(&self) -> &[ClaimedFile] {
+        &self.files
+    }
+
+    async fn complete(mut self: Box<Self>, expired: &[Uuid]) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE files SET state = 'expired', state_changed_at = now() \
+             WHERE id = ANY($1) AND state = 'staged'",
+        )
+        .bind(expired)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+type SweepRow = (
+    Uuid,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
 
 impl PostgresRepo {
     /// Connects and runs the PostgreSQL migrations.
@@ -514,5 +555,129 @@ impl Repo for PostgresRepo {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, staging_key FROM files \
+             WHERE state = 'staged' AND expires_at <= now() \
+             ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        Ok(Box::new(PgExpiryClaim {
+            tx,
+            files: rows
+                .into_iter()
+                .map(|(id, staging_key)| ClaimedFile { id, staging_key })
+                .collect(),
+        }))
+    }
+
+    async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>> {
+        let rows: Vec<FileRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE state = 'receiving' AND created_at < $1 ORDER BY created_at LIMIT $2"
+        ))
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn live_staging_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let rows: Vec<(Uuid,)> = sqlx::query_as(
+            "SELECT id FROM files WHERE id = ANY($1) AND state IN ('receiving', 'staged', 'bound')",
+        )
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {
+        let files = sqlx::query(
+            "DELETE FROM files WHERE state IN ('expired', 'discarded') AND state_changed_at < $1",
+        )
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM webhooks WHERE status = 'rejected' AND created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sweep_runs WHERE started_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(files.rows_affected())
+    }
+
+    async fn record_sweep(&self, run: &SweepRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sweep_runs (id, started_at, finished_at, expired, objects_deleted, \
+                 receiving_aborted, orphans_deleted, tombstones_purged, promoted, errors, last_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(run.id)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .bind(run.expired)
+        .bind(run.objects_deleted)
+        .bind(run.receiving_aborted)
+        .bind(run.orphans_deleted)
+        .bind(run.tombstones_purged)
+        .bind(run.promoted)
+        .bind(run.errors)
+        .bind(&run.last_error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_sweep(&self) -> Result<Option<SweepRun>> {
+        let row: Option<SweepRow> = sqlx::query_as(
+            "SELECT id, started_at, finished_at, expired, objects_deleted, receiving_aborted, \
+                    orphans_deleted, tombstones_purged, promoted, errors, last_error \
+             FROM sweep_runs ORDER BY started_at DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| SweepRun {
+            id: r.0,
+            started_at: r.1,
+            finished_at: r.2,
+            expired: r.3,
+            objects_deleted: r.4,
+            receiving_aborted: r.5,
+            orphans_deleted: r.6,
+            tombstones_purged: r.7,
+            promoted: r.8,
+            errors: r.9,
+            last_error: r.10,
+        }))
+    }
+
+    async fn storage_stats(&self) -> Result<StorageStats> {
+        let by_state = self.count_by_state().await?;
+        let (expiring_1h, expiring_24h, overdue): (i64, i64, i64) = sqlx::query_as(
+            "SELECT \
+                 COUNT(*) FILTER (WHERE expires_at > now() AND expires_at <= now() + interval '1 hour'), \
+                 COUNT(*) FILTER (WHERE expires_at > now() AND expires_at <= now() + interval '24 hours'), \
+                 COUNT(*) FILTER (WHERE expires_at <= now()) \
+             FROM files WHERE state = 'staged'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StorageStats {
+            by_state,
+            expiring_1h,
+            expiring_24h,
+            overdue,
+        })
     }
 }

@@ -14,8 +14,9 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindOutcome, Discard, KeyGrant, NewFile, NewWebhook, Repo, RepoError, Result,
-    SlotFailure, StateCount, classify_failure, parse_named, parse_state,
+    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, ExpiryClaim, KeyGrant, NewFile, NewWebhook,
+    Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
+    parse_named, parse_state,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 
@@ -131,6 +132,52 @@ impl TryFrom<FileRow> for FileRecord {
         })
     }
 }
+
+/// Expired rows picked by this sweeper. SQLite serves one process, whose passes never overlap,
+/// so the claim needs no lock: an expired row can never be bound again anyway.
+struct SqliteExpiryClaim {
+    pool: SqlitePool,
+    files: Vec<ClaimedFile>,
+}
+
+/// A list of ids as the JSON array `json_each` reads.
+fn id_array(ids: &[Uuid]) -> String {
+    serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
+        .expect("ids serialize")
+}
+
+#[async_trait]
+impl ExpiryClaim for SqliteExpiryClaim {
+    fn files(&self) -> &[ClaimedFile] {
+        &self.files
+    }
+
+    async fn complete(self: Box<Self>, expired: &[Uuid]) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE files SET state = 'expired', state_changed_at = ?2 \
+             WHERE state = 'staged' AND id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(id_array(expired))
+        .bind(micros(Utc::now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+type SweepRow = (
+    String,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+);
 
 impl SqliteRepo {
     /// Opens (creating it and its directory if missing) and migrates a SQLite database.
@@ -564,5 +611,143 @@ impl Repo for SqliteRepo {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, staging_key FROM files WHERE state = 'staged' AND expires_at <= ?1 \
+             ORDER BY expires_at LIMIT ?2",
+        )
+        .bind(micros(Utc::now()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let files = rows
+            .into_iter()
+            .map(|(id, staging_key)| {
+                Ok(ClaimedFile {
+                    id: parse_id(&id)?,
+                    staging_key,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(SqliteExpiryClaim {
+            pool: self.pool.clone(),
+            files,
+        }))
+    }
+
+    async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>> {
+        let rows: Vec<FileRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE state = 'receiving' AND created_at < ?1 ORDER BY created_at LIMIT ?2"
+        ))
+        .bind(micros(before))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn live_staging_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT id FROM files WHERE id IN (SELECT value FROM json_each(?1)) \
+             AND state IN ('receiving', 'staged', 'bound')",
+        )
+        .bind(id_array(ids))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|(id,)| parse_id(&id)).collect()
+    }
+
+    async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {
+        let files = sqlx::query(
+            "DELETE FROM files WHERE state IN ('expired', 'discarded') AND state_changed_at < ?1",
+        )
+        .bind(micros(before))
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM webhooks WHERE status = 'rejected' AND created_at < ?1")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM sweep_runs WHERE started_at < ?1")
+            .bind(micros(before))
+            .execute(&self.pool)
+            .await?;
+        Ok(files.rows_affected())
+    }
+
+    async fn record_sweep(&self, run: &SweepRun) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sweep_runs (id, started_at, finished_at, expired, objects_deleted, \
+                 receiving_aborted, orphans_deleted, tombstones_purged, promoted, errors, last_error) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .bind(run.id.to_string())
+        .bind(micros(run.started_at))
+        .bind(micros(run.finished_at))
+        .bind(run.expired)
+        .bind(run.objects_deleted)
+        .bind(run.receiving_aborted)
+        .bind(run.orphans_deleted)
+        .bind(run.tombstones_purged)
+        .bind(run.promoted)
+        .bind(run.errors)
+        .bind(&run.last_error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn last_sweep(&self) -> Result<Option<SweepRun>> {
+        let row: Option<SweepRow> = sqlx::query_as(
+            "SELECT id, started_at, finished_at, expired, objects_deleted, receiving_aborted, \
+                    orphans_deleted, tombstones_purged, promoted, errors, last_error \
+             FROM sweep_runs ORDER BY started_at DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(SweepRun {
+                id: parse_id(&r.0)?,
+                started_at: from_micros(r.1)?,
+                finished_at: from_micros(r.2)?,
+                expired: r.3,
+                objects_deleted: r.4,
+                receiving_aborted: r.5,
+                orphans_deleted: r.6,
+                tombstones_purged: r.7,
+                promoted: r.8,
+                errors: r.9,
+                last_error: r.10,
+            })
+        })
+        .transpose()
+    }
+
+    async fn storage_stats(&self) -> Result<StorageStats> {
+        let by_state = self.count_by_state().await?;
+        let now = Utc::now();
+        let hour = 3_600_000_000_i64;
+        let (expiring_1h, expiring_24h, overdue): (i64, i64, i64) = sqlx::query_as(
+            "SELECT \
+                 COALESCE(SUM(expires_at > ?1 AND expires_at <= ?1 + ?2), 0), \
+                 COALESCE(SUM(expires_at > ?1 AND expires_at <= ?1 + ?3), 0), \
+                 COALESCE(SUM(expires_at <= ?1), 0) \
+             FROM files WHERE state = 'staged'",
+        )
+        .bind(micros(now))
+        .bind(hour)
+        .bind(24 * hour)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StorageStats {
+            by_state,
+            expiring_1h,
+            expiring_24h,
+            overdue,
+        })
     }
 }

@@ -171,7 +171,7 @@ impl Store for FsStore {
         }))
     }
 
-    async fn abort_multipart(&self, key: &str, _upload_id: &str) -> Result<()> {
+    async fn abort_incomplete(&self, key: &str, _upload_id: Option<&str>) -> Result<()> {
         let mut part = self.path(Area::Staging, key)?.into_os_string();
         part.push(PART_SUFFIX);
         match tokio::fs::remove_file(PathBuf::from(part)).await {

@@ -102,8 +102,9 @@ pub trait Store: Send + Sync {
     async fn check(&self, area: Area) -> Result<()>;
     /// Starts writing an object into the staging area.
     async fn begin_staging(&self, key: &str) -> Result<Box<dyn ObjectWriter>>;
-    /// Aborts a multipart upload left by an interrupted write (no-op where there are none).
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()>;
+    /// Aborts what an interrupted write left under a staging key: the given multipart upload,
+    /// or, without an id, every incomplete upload of that key.
+    async fn abort_incomplete(&self, key: &str, upload_id: Option<&str>) -> Result<()>;
     /// Deletes objects; a missing object is not a failure. Returns the keys that failed.
     async fn delete(&self, area: Area, keys: &[String]) -> Result<Vec<DeleteFailure>>;
     /// Whether an object exists.

@@ -344,22 +344,41 @@ impl Store for S3Store {
         }))
     }
 
-    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<()> {
-        match self
-            .client
-            .abort_multipart_upload()
-            .bucket(&self.staging)
-            .key(key)
-            .upload_id(upload_id)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => match sdk_err("abort multipart upload", e) {
-                StoreError::NotFound(_) => Ok(()),
-                other => Err(other),
-            },
+    async fn abort_incomplete(&self, key: &str, upload_id: Option<&str>) -> Result<()> {
+        let ids = match upload_id {
+            Some(id) => vec![id.to_owned()],
+            None => self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.staging)
+                .prefix(key)
+                .send()
+                .await
+                .map_err(|e| sdk_err("list multipart uploads", e))?
+                .uploads()
+                .iter()
+                .filter(|u| u.key() == Some(key))
+                .filter_map(|u| u.upload_id().map(str::to_owned))
+                .collect(),
+        };
+        for id in ids {
+            match self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.staging)
+                .key(key)
+                .upload_id(id)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e) => match sdk_err("abort multipart upload", e) {
+                    StoreError::NotFound(_) => {}
+                    other => return Err(other),
+                },
+            }
         }
+        Ok(())
     }
 
     async fn delete(&self, area: Area, keys: &[String]) -> Result<Vec<DeleteFailure>> {

@@ -7,5 +7,6 @@ mod helpers;
 
 mod cli;
 mod ops;
+mod sweeper;
 mod uploads;
 mod webhooks;

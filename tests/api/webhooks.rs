@@ -522,8 +522,8 @@ async fn an_interrupted_promotion_is_recovered(backend: Backend) {
     assert_eq!(app.rows_in(FileState::Bound).await, 2);
 
     let report = stowage::sweeper::run_pass(&app.state).await;
-    assert_eq!(report.recovery.promoted, 2);
-    assert_eq!(report.recovery.failed, 0);
+    assert_eq!(report.promoted, 2);
+    assert_eq!(report.errors, 0);
     assert_eq!(app.rows_in(FileState::Promoted).await, 2);
     assert!(app.objects(Area::Staging).await.is_empty());
     let mut promoted = app.objects(Area::Files).await;
@@ -533,7 +533,7 @@ async fn an_interrupted_promotion_is_recovered(backend: Backend) {
     assert_eq!(promoted, expected);
 
     let again = stowage::sweeper::run_pass(&app.state).await;
-    assert_eq!(again.recovery.promoted, 0, "nothing left to do");
+    assert_eq!(again.promoted, 0, "nothing left to do");
     let bytes = app
         .acme(Method::GET, &format!("/files/{before_copy}/content"))
         .send()
@@ -585,7 +585,7 @@ async fn a_failed_promotion_leaves_the_file_bound_until_recovery(backend: Backen
 
     // The healthy process's recovery finishes the job; a retry of the webhook shows it.
     let report = stowage::sweeper::run_pass(&app.state).await;
-    assert_eq!(report.recovery.promoted, 1);
+    assert_eq!(report.promoted, 1);
     let retry = json_with(
         post_webhook(&app, "candidates", &candidate("u", &id)).await,
         200,

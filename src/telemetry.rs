@@ -1,0 +1,162 @@
+//! Prometheus metrics. Each service instance has its own recorder (no global state), so several
+//! instances — tests, or an embedding program — never mix their numbers.
+
+use std::time::Duration;
+
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::domain::FileState;
+use crate::repo::{StorageStats, SweepRun};
+
+/// Latency buckets, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The metrics of one service instance.
+pub struct Telemetry {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Telemetry")
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
+}
+
+impl Telemetry {
+    /// A fresh set of metrics, with their help texts.
+    pub fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+            .expect("non-empty buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        let telemetry = Telemetry { recorder, handle };
+        telemetry.record(|| {
+            describe_counter!(
+                "stowage_uploads_total",
+                "Uploads by outcome (staged, or the error code)."
+            );
+            describe_counter!("stowage_upload_bytes_total", "Bytes of files staged.");
+            describe_histogram!(
+                "stowage_upload_duration_seconds",
+                "Time to answer POST /uploads."
+            );
+            describe_counter!(
+                "stowage_webhooks_total",
+                "Webhooks by kind and outcome (processed, replayed, or the error code)."
+            );
+            describe_histogram!(
+                "stowage_webhook_duration_seconds",
+                "Time to answer a webhook, binding and promotion included."
+            );
+            describe_gauge!("stowage_files", "Files per state.");
+            describe_gauge!("stowage_file_bytes", "Bytes per state.");
+            describe_gauge!(
+                "stowage_files_expiring",
+                "Staged files expiring within the window (1h, 24h)."
+            );
+            describe_gauge!(
+                "stowage_files_overdue",
+                "Staged files past expires_at, waiting for the sweeper."
+            );
+            describe_counter!(
+                "stowage_sweeper_runs_total",
+                "Sweep passes by result (ok, error)."
+            );
+            describe_counter!(
+                "stowage_sweeper_deletions_total",
+                "Objects deleted by the sweeper, by reason (expired, orphan, aborted)."
+            );
+            describe_counter!(
+                "stowage_sweeper_errors_total",
+                "Errors met by sweep passes."
+            );
+            describe_gauge!(
+                "stowage_last_sweep_timestamp_seconds",
+                "When the last sweep pass of this process finished."
+            );
+            describe_counter!(
+                "stowage_promotion_retries_total",
+                "Promotions re-driven by the recovery pass, by result (ok, error)."
+            );
+        });
+        telemetry
+    }
+
+    fn record<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// One `POST /uploads` answered.
+    pub fn upload(&self, outcome: &str, bytes: u64, elapsed: Duration) {
+        let outcome = outcome.to_owned();
+        self.record(|| {
+            counter!("stowage_uploads_total", "outcome" => outcome).increment(1);
+            counter!("stowage_upload_bytes_total").increment(bytes);
+            histogram!("stowage_upload_duration_seconds").record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// One webhook answered.
+    pub fn webhook(&self, kind: &str, outcome: &str, elapsed: Duration) {
+        let (kind, outcome) = (kind.to_owned(), outcome.to_owned());
+        self.record(|| {
+            counter!("stowage_webhooks_total", "kind" => kind, "outcome" => outcome).increment(1);
+            histogram!("stowage_webhook_duration_seconds").record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// One recovery attempt at promoting a bound file.
+    pub fn promotion_retry(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.record(|| {
+            counter!("stowage_promotion_retries_total", "result" => result).increment(1)
+        });
+    }
+
+    /// One sweep pass finished.
+    pub fn sweep(&self, run: &SweepRun) {
+        let result = if run.errors == 0 { "ok" } else { "error" };
+        self.record(|| {
+            counter!("stowage_sweeper_runs_total", "result" => result).increment(1);
+            counter!("stowage_sweeper_deletions_total", "reason" => "expired")
+                .increment(run.objects_deleted as u64);
+            counter!("stowage_sweeper_deletions_total", "reason" => "orphan")
+                .increment(run.orphans_deleted as u64);
+            counter!("stowage_sweeper_deletions_total", "reason" => "aborted")
+                .increment(run.receiving_aborted as u64);
+            counter!("stowage_sweeper_errors_total").increment(run.errors as u64);
+            gauge!("stowage_last_sweep_timestamp_seconds")
+                .set(run.finished_at.timestamp_millis() as f64 / 1000.0);
+        });
+    }
+
+    /// The Prometheus text exposition, with the storage gauges set from `stats`.
+    pub fn render(&self, stats: &StorageStats) -> String {
+        self.record(|| {
+            for state in FileState::ALL {
+                let count = stats.by_state.iter().find(|c| c.state == state);
+                let name = state.as_str();
+                gauge!("stowage_files", "state" => name).set(count.map_or(0, |c| c.files) as f64);
+                gauge!("stowage_file_bytes", "state" => name)
+                    .set(count.map_or(0, |c| c.bytes) as f64);
+            }
+            gauge!("stowage_files_expiring", "within" => "1h").set(stats.expiring_1h as f64);
+            gauge!("stowage_files_expiring", "within" => "24h").set(stats.expiring_24h as f64);
+            gauge!("stowage_files_overdue").set(stats.overdue as f64);
+        });
+        self.handle.render()
+    }
+}
