@@ -108,10 +108,41 @@ fn migrate_and_storage_init_prepare_an_empty_install() {
     assert!(dir.path().join("objects/stowage-files").is_dir());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_bootstraps_a_default_client_and_stops_on_sigterm() {
+#[test]
+fn stats_and_sweep_report_in_text_and_json() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = stowage(dir.path())
+    let stats = run_json(stowage(dir.path()).args(["stats", "--json"]));
+    assert_eq!(stats["files"]["staged"]["files"], 0);
+    assert_eq!(stats["expiring"]["within_1h"], 0);
+    assert_eq!(stats["last_sweep"], Value::Null);
+
+    let sweep = run_json(stowage(dir.path()).args(["sweep", "--json"]));
+    assert_eq!(sweep["expired"], 0);
+    assert_eq!(sweep["errors"], 0);
+    let stats = run_json(stowage(dir.path()).args(["stats", "--json"]));
+    assert_eq!(
+        stats["last_sweep"]["id"], sweep["id"],
+        "the pass is recorded"
+    );
+
+    let text = stowage(dir.path()).arg("stats").output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("staged"), "{text}");
+    assert!(text.contains("expiring within 24h: 0"), "{text}");
+    let bad = stowage(dir.path())
+        .env("STOWAGE_SWEEP_SCHEDULE", "every minute")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(
+        !bad.status.success(),
+        "an invalid schedule is refused at start"
+    );
+}
+
+/// Starts `stowage serve`; returns the child, the bootstrap key and the base URL.
+async fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
+    let mut child = cmd
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -138,6 +169,68 @@ async fn serve_bootstraps_a_default_client_and_stops_on_sigterm() {
     })
     .await
     .unwrap();
+    (child, key, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_in_serve_expires_unclaimed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, key, base) = start_serve(
+        stowage(dir.path())
+            .env("STOWAGE_UPLOAD_TTL", "1s")
+            .env("STOWAGE_SWEEP_SCHEDULE", "* * * * * *"),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let body = json_with(
+        http.post(format!("{base}/uploads"))
+            .header("X-API-Key", &key)
+            .header("X-ATS-Client-ID", "default")
+            .multipart(file_form("cv.pdf", fixtures::pdf(2048), "application/pdf"))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let url = format!("{base}/uploads/{}", body["carv_file_id"].as_str().unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let record = json_with(
+            http.get(&url)
+                .header("X-API-Key", &key)
+                .header("X-ATS-Client-ID", "default")
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        if record["state"] == "expired" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never swept: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let staging = dir.path().join("objects/stowage-staging/default");
+    assert_eq!(
+        std::fs::read_dir(staging).unwrap().count(),
+        0,
+        "object deleted"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_bootstraps_a_default_client_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, key, base) = start_serve(&mut stowage(dir.path())).await;
 
     let http = reqwest::Client::new();
     let response = http
