@@ -72,11 +72,14 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
         }
         Err(e) => tally.error("promote", e),
     }
+    let expiry_started = std::time::Instant::now();
     expire(state, &mut tally).await;
+    tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
     abort_dead_uploads(state, &mut tally).await;
     delete_orphans(state, &mut tally).await;
     purge(state, &mut tally).await;
     tally.run.finished_at = Utc::now();
+    tally.run.pass_ms = (tally.run.finished_at - tally.run.started_at).num_milliseconds();
 
     let run = tally.run;
     if let Err(e) = state.repo().record_sweep(&run).await {

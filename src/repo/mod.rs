@@ -168,6 +168,11 @@ pub struct SweepRun {
     pub promoted: i64,
     pub errors: i64,
     pub last_error: Option<String>,
+    /// Time spent expiring files, and on the whole pass (reported, not stored).
+    #[serde(default)]
+    pub expire_ms: i64,
+    #[serde(default)]
+    pub pass_ms: i64,
 }
 
 /// Files and bytes per state plus what is about to expire.

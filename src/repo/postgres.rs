@@ -659,6 +659,7 @@ impl Repo for PostgresRepo {
             promoted: r.8,
             errors: r.9,
             last_error: r.10,
+            ..SweepRun::default()
         }))
     }
 

@@ -722,6 +722,7 @@ impl Repo for SqliteRepo {
                 promoted: r.8,
                 errors: r.9,
                 last_error: r.10,
+                ..SweepRun::default()
             })
         })
         .transpose()

@@ -150,18 +150,102 @@ impl S3Store {
     }
 }
 
+/// Bytes of a part kept in memory before the rest of the part is spilled to a temporary file;
+/// this, not the file size, bounds an upload's memory.
+const MEMORY_PER_PART: usize = 1024 * 1024;
+/// Parts of one upload sent to S3 at the same time, while the next part is being received.
+const PARTS_IN_FLIGHT: usize = 2;
+/// Read size when sending a spilled part.
+const SPILL_READ_BUFFER: usize = 256 * 1024;
+
+/// One part being collected: in memory up to [`MEMORY_PER_PART`], then on disk.
+#[derive(Default)]
+struct PartBuffer {
+    memory: BytesMut,
+    spill: Option<(tempfile::NamedTempFile, tokio::fs::File)>,
+    len: usize,
+}
+
+fn io_err(context: &str, e: std::io::Error) -> StoreError {
+    StoreError::Other(format!("{context}: {e}"))
+}
+
+impl PartBuffer {
+    async fn push(&mut self, data: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+
+        self.len += data.len();
+        if self.spill.is_none() && self.memory.len() + data.len() <= MEMORY_PER_PART {
+            self.memory.extend_from_slice(data);
+            return Ok(());
+        }
+        if self.spill.is_none() {
+            let temp = tempfile::NamedTempFile::new().map_err(|e| io_err("spill", e))?;
+            let file = temp.reopen().map_err(|e| io_err("spill", e))?;
+            let mut file = tokio::fs::File::from_std(file);
+            file.write_all(&std::mem::take(&mut self.memory))
+                .await
+                .map_err(|e| io_err("spill", e))?;
+            self.spill = Some((temp, file));
+        }
+        let (_, file) = self.spill.as_mut().expect("spill set above");
+        file.write_all(data).await.map_err(|e| io_err("spill", e))
+    }
+
+    /// The part as a request body, and the temporary file to keep until the request is done.
+    async fn into_body(self) -> Result<(ByteStream, i64, Option<tempfile::NamedTempFile>)> {
+        use tokio::io::AsyncWriteExt;
+
+        let len = self.len as i64;
+        match self.spill {
+            None => Ok((ByteStream::from(self.memory.freeze()), len, None)),
+            Some((temp, mut file)) => {
+                file.flush().await.map_err(|e| io_err("spill", e))?;
+                drop(file);
+                let body = ByteStream::read_from()
+                    .path(temp.path())
+                    .buffer_size(SPILL_READ_BUFFER)
+                    .length(aws_sdk_s3::primitives::Length::Exact(self.len as u64))
+                    .build()
+                    .await
+                    .map_err(|e| StoreError::Other(format!("spill: {e}")))?;
+                Ok((body, len, Some(temp)))
+            }
+        }
+    }
+}
+
+/// Streams one object into S3: a single PutObject up to one part, else a multipart upload whose
+/// parts are sent (two at a time) while the next one is received.
 struct S3Writer {
     client: Client,
     bucket: String,
     key: String,
-    buffer: BytesMut,
+    current: PartBuffer,
     upload_id: Option<String>,
-    parts: Vec<CompletedPart>,
+    in_flight: std::collections::VecDeque<tokio::task::JoinHandle<Result<CompletedPart>>>,
+    done: Vec<CompletedPart>,
+    next_part: i32,
     written: u64,
 }
 
 impl S3Writer {
-    async fn upload_part(&mut self, body: Bytes) -> Result<()> {
+    fn new(client: Client, bucket: String, key: String) -> Self {
+        S3Writer {
+            client,
+            bucket,
+            key,
+            current: PartBuffer::default(),
+            upload_id: None,
+            in_flight: Default::default(),
+            done: Vec::new(),
+            next_part: 1,
+            written: 0,
+        }
+    }
+
+    /// Sends the collected part in the background; waits while too many are in flight.
+    async fn send_part(&mut self) -> Result<()> {
         if self.upload_id.is_none() {
             let created = self
                 .client
@@ -176,48 +260,73 @@ impl S3Writer {
                 .ok_or_else(|| StoreError::Other("multipart upload without an id".into()))?;
             self.upload_id = Some(id.to_owned());
         }
-        let upload_id = self.upload_id.clone().expect("set above");
-        let part_number = self.parts.len() as i32 + 1;
-        let length = body.len() as i64;
-        let uploaded = self
+        let part = std::mem::take(&mut self.current);
+        let (body, length, temp) = part.into_body().await?;
+        let part_number = self.next_part;
+        self.next_part += 1;
+        let request = self
             .client
             .upload_part()
             .bucket(&self.bucket)
             .key(&self.key)
-            .upload_id(upload_id)
+            .upload_id(self.upload_id.clone().expect("set above"))
             .part_number(part_number)
             .content_length(length)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| sdk_err("upload part", e))?;
-        self.parts.push(
-            CompletedPart::builder()
+            .body(body);
+        self.in_flight.push_back(tokio::spawn(async move {
+            let uploaded = request
+                .customize()
+                .disable_payload_signing()
+                .send()
+                .await
+                .map_err(|e| sdk_err("upload part", e));
+            drop(temp);
+            Ok(CompletedPart::builder()
                 .part_number(part_number)
-                .set_e_tag(uploaded.e_tag().map(str::to_owned))
-                .build(),
-        );
+                .set_e_tag(uploaded?.e_tag().map(str::to_owned))
+                .build())
+        }));
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.await_oldest().await?;
+        }
+        Ok(())
+    }
+
+    async fn await_oldest(&mut self) -> Result<()> {
+        if let Some(handle) = self.in_flight.pop_front() {
+            let part = handle
+                .await
+                .map_err(|e| StoreError::Other(format!("upload part task: {e}")))??;
+            self.done.push(part);
+        }
         Ok(())
     }
 
     async fn finish_inner(&mut self) -> Result<()> {
-        let rest = self.buffer.split().freeze();
         if self.upload_id.is_none() {
-            let length = rest.len() as i64;
+            let (body, length, temp) = std::mem::take(&mut self.current).into_body().await?;
             self.client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&self.key)
                 .content_length(length)
-                .body(ByteStream::from(rest))
+                .body(body)
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|e| sdk_err("put object", e))?;
+            drop(temp);
             return Ok(());
         }
-        if !rest.is_empty() {
-            self.upload_part(rest).await?;
+        if self.current.len > 0 {
+            self.send_part().await?;
         }
+        while !self.in_flight.is_empty() {
+            self.await_oldest().await?;
+        }
+        let mut parts = std::mem::take(&mut self.done);
+        parts.sort_by_key(|p| p.part_number());
         let completed = self
             .client
             .complete_multipart_upload()
@@ -226,7 +335,7 @@ impl S3Writer {
             .upload_id(self.upload_id.as_deref().expect("multipart started"))
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.parts)))
+                    .set_parts(Some(parts))
                     .build(),
             )
             .send()
@@ -253,7 +362,10 @@ impl S3Writer {
     }
 
     async fn abort_inner(&mut self) -> Result<()> {
-        self.buffer = BytesMut::new();
+        self.current = PartBuffer::default();
+        for handle in self.in_flight.drain(..) {
+            handle.abort();
+        }
         let Some(upload_id) = self.upload_id.take() else {
             return Ok(());
         };
@@ -279,12 +391,16 @@ impl S3Writer {
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.written += chunk.len() as u64;
-        self.buffer.extend_from_slice(&chunk);
-        // Only a buffer strictly larger than a part is flushed, so a file of exactly one part
-        // still goes up as a single PUT.
-        while self.buffer.len() > PART_SIZE {
-            let part = self.buffer.split_to(PART_SIZE).freeze();
-            self.upload_part(part).await?;
+        let mut data = &chunk[..];
+        while !data.is_empty() {
+            // A full part is only sent once more data arrives, so a file of exactly one part
+            // still goes up as a single PUT.
+            if self.current.len == PART_SIZE {
+                self.send_part().await?;
+            }
+            let take = (PART_SIZE - self.current.len).min(data.len());
+            self.current.push(&data[..take]).await?;
+            data = &data[take..];
         }
         Ok(())
     }
@@ -333,15 +449,11 @@ impl Store for S3Store {
     }
 
     async fn begin_staging(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
-        Ok(Box::new(S3Writer {
-            client: self.client.clone(),
-            bucket: self.staging.clone(),
-            key: key.to_owned(),
-            buffer: BytesMut::new(),
-            upload_id: None,
-            parts: Vec::new(),
-            written: 0,
-        }))
+        Ok(Box::new(S3Writer::new(
+            self.client.clone(),
+            self.staging.clone(),
+            key.to_owned(),
+        )))
     }
 
     async fn abort_incomplete(&self, key: &str, upload_id: Option<&str>) -> Result<()> {

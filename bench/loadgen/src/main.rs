@@ -1,0 +1,550 @@
+//! Load generator for Stowage: drives the same workload against S3 directly, against Stowage,
+//! and against a peer upload server (tus), with N concurrent clients, and prints one JSON object
+//! per run (throughput, latency percentiles, optional peak RSS of a process).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client as S3;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+#[derive(Parser)]
+#[command(about = "Stowage load generator")]
+struct Cli {
+    /// S3 endpoint (direct workloads and setup).
+    #[arg(
+        long,
+        env = "BENCH_S3_ENDPOINT",
+        default_value = "http://127.0.0.1:9000"
+    )]
+    s3_endpoint: String,
+    /// Bucket standing for Stowage's staging bucket in direct workloads.
+    #[arg(long, env = "BENCH_DIRECT_STAGING", default_value = "direct-staging")]
+    direct_staging: String,
+    /// Bucket standing for Stowage's long-term bucket in direct workloads.
+    #[arg(long, env = "BENCH_DIRECT_FILES", default_value = "direct-files")]
+    direct_files: String,
+    /// Stowage's base URL.
+    #[arg(
+        long,
+        env = "BENCH_STOWAGE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    stowage_url: String,
+    /// Stowage API key.
+    #[arg(long, env = "BENCH_API_KEY", default_value = "")]
+    api_key: String,
+    /// Stowage client id.
+    #[arg(long, env = "BENCH_CLIENT_ID", default_value = "bench")]
+    client_id: String,
+    /// The peer's tus endpoint.
+    #[arg(
+        long,
+        env = "BENCH_PEER_URL",
+        default_value = "http://127.0.0.1:1080/files"
+    )]
+    peer_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Target {
+    Direct,
+    Stowage,
+    Peer,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Uploads of one size: PutObject, POST /uploads, or tus creation-with-upload.
+    Upload {
+        #[arg(long, value_enum)]
+        target: Target,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        count: usize,
+        /// Sample this process's resident memory while the run lasts.
+        #[arg(long)]
+        rss_pid: Option<u32>,
+    },
+    /// Bind + promote one file per request: webhooks through Stowage, or CopyObject + DeleteObject.
+    Webhook {
+        #[arg(long, value_enum)]
+        target: Target,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        count: usize,
+    },
+    /// Puts `count` small objects directly under a prefix (to delete later with `delete-direct`).
+    FillDirect {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        count: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
+    /// Deletes everything under a prefix with DeleteObjects, 1000 keys a call, one call at a time.
+    DeleteDirect {
+        #[arg(long)]
+        prefix: String,
+    },
+    /// Creates buckets (already existing ones are fine).
+    MakeBuckets { names: Vec<String> },
+}
+
+/// A body that passes Stowage's PDF check, of exactly `size` bytes.
+fn pdf(size: usize) -> Bytes {
+    let mut body = b"%PDF-1.4\n%bench\n".to_vec();
+    body.resize(size.max(body.len()), b'x');
+    Bytes::from(body)
+}
+
+async fn s3_client(endpoint: &str) -> S3 {
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .load()
+        .await;
+    let config = aws_sdk_s3::config::Builder::from(&shared)
+        .force_path_style(true)
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    S3::from_conf(config)
+}
+
+/// Samples VmRSS of a process until stopped; returns the peak in bytes.
+fn sample_rss(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task::JoinHandle<u64> {
+    tokio::spawn(async move {
+        let mut peak = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await {
+                if let Some(kb) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                {
+                    peak = peak.max(kb * 1024);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        peak
+    })
+}
+
+/// Runs `count` operations with `concurrency` workers; each returns Ok(bytes) or Err(text).
+async fn drive<F, Fut>(concurrency: usize, count: usize, op: F) -> Value
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<u64, String>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (op, next, bytes) = (op.clone(), next.clone(), bytes.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    break;
+                }
+                let t = Instant::now();
+                match op(i).await {
+                    Ok(n) => {
+                        latencies.push(t.elapsed());
+                        bytes.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = Vec::new();
+    for worker in workers {
+        let (l, e) = worker.await.expect("worker");
+        latencies.extend(l);
+        errors.extend(e);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let pct = |p: f64| -> f64 {
+        if latencies.is_empty() {
+            return 0.0;
+        }
+        let idx = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[idx].as_secs_f64() * 1000.0
+    };
+    let ok = latencies.len();
+    let total_bytes = bytes.load(Ordering::Relaxed);
+    json!({
+        "count": count,
+        "ok": ok,
+        "errors": errors.len(),
+        "first_error": errors.first(),
+        "concurrency": concurrency,
+        "elapsed_s": elapsed,
+        "per_s": ok as f64 / elapsed,
+        "mb_per_s": total_bytes as f64 / 1_048_576.0 / elapsed,
+        "p50_ms": pct(0.50),
+        "p90_ms": pct(0.90),
+        "p99_ms": pct(0.99),
+        "max_ms": latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    })
+}
+
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(600))
+        .build()
+        .expect("http client")
+}
+
+async fn stowage_upload(http: &reqwest::Client, cli: &Cli, body: Bytes) -> Result<Value, String> {
+    let len = body.len() as u64;
+    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(body), len)
+        .file_name("resume.pdf")
+        .mime_str("application/pdf")
+        .map_err(|e| e.to_string())?;
+    let response = http
+        .post(format!("{}/uploads", cli.stowage_url))
+        .header("X-API-Key", &cli.api_key)
+        .header("X-ATS-Client-ID", &cli.client_id)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if status.as_u16() != 201 {
+        return Err(format!("{status}: {body}"));
+    }
+    Ok(body)
+}
+
+async fn upload(
+    cli: Arc<Cli>,
+    target: Target,
+    size: usize,
+    concurrency: usize,
+    count: usize,
+) -> Value {
+    let body = pdf(size);
+    let http = http_client();
+    let s3 = s3_client(&cli.s3_endpoint).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    drive(concurrency, count, move |i| {
+        let (cli, http, s3, body, run) = (
+            cli.clone(),
+            http.clone(),
+            s3.clone(),
+            body.clone(),
+            run.clone(),
+        );
+        async move {
+            let len = body.len() as u64;
+            match target {
+                Target::Direct => {
+                    s3.put_object()
+                        .bucket(&cli.direct_staging)
+                        .key(format!("bench/{run}/{i}"))
+                        .content_length(len as i64)
+                        .body(ByteStream::from(body))
+                        .send()
+                        .await
+                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                }
+                Target::Stowage => {
+                    stowage_upload(&http, &cli, body).await?;
+                }
+                Target::Peer => {
+                    let response = http
+                        .post(&cli.peer_url)
+                        .header("Tus-Resumable", "1.0.0")
+                        .header("Upload-Length", len.to_string())
+                        .header(
+                            "Upload-Metadata",
+                            "filename cmVzdW1lLnBkZg==,filetype YXBwbGljYXRpb24vcGRm",
+                        )
+                        .header("Content-Type", "application/offset+octet-stream")
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    let offset = response
+                        .headers()
+                        .get("upload-offset")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if status.as_u16() != 201 || offset != Some(len) {
+                        return Err(format!("peer answered {status} with offset {offset:?}"));
+                    }
+                }
+            }
+            Ok(len)
+        }
+    })
+    .await
+}
+
+async fn webhook(
+    cli: Arc<Cli>,
+    target: Target,
+    size: usize,
+    concurrency: usize,
+    count: usize,
+) -> Value {
+    let body = pdf(size);
+    let http = http_client();
+    let s3 = s3_client(&cli.s3_endpoint).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    // Stage the files first (not measured).
+    let ids: Arc<std::sync::Mutex<Vec<String>>> =
+        Arc::new(std::sync::Mutex::new(vec![String::new(); count]));
+    let setup = {
+        let (cli, http, s3, body, run, ids) = (
+            cli.clone(),
+            http.clone(),
+            s3.clone(),
+            body.clone(),
+            run.clone(),
+            ids.clone(),
+        );
+        drive(16, count, move |i| {
+            let (cli, http, s3, body, run, ids) = (
+                cli.clone(),
+                http.clone(),
+                s3.clone(),
+                body.clone(),
+                run.clone(),
+                ids.clone(),
+            );
+            async move {
+                let id = match target {
+                    Target::Stowage => stowage_upload(&http, &cli, body).await?["carv_file_id"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    _ => {
+                        let key = format!("bench/{run}/{i}");
+                        s3.put_object()
+                            .bucket(&cli.direct_staging)
+                            .key(&key)
+                            .body(ByteStream::from(body))
+                            .send()
+                            .await
+                            .map_err(|e| {
+                                format!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
+                            })?;
+                        key
+                    }
+                };
+                ids.lock().unwrap()[i] = id;
+                Ok(0)
+            }
+        })
+        .await
+    };
+    if setup["errors"].as_u64() != Some(0) {
+        return json!({ "setup_failed": setup });
+    }
+    let ids = Arc::new(ids.lock().unwrap().clone());
+    drive(concurrency, count, move |i| {
+        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
+        async move {
+            let id = &ids[i];
+            match target {
+                Target::Stowage => {
+                    let payload = json!({
+                        "client_id": cli.client_id,
+                        "user_id": format!("user-{i}"),
+                        "data": { "first_name": "Jane", "last_name": "Doe" },
+                        "files": { "resume": { "carv_file_id": id } }
+                    });
+                    let response = http
+                        .post(format!("{}/webhooks/candidates", cli.stowage_url))
+                        .header("X-API-Key", &cli.api_key)
+                        .header("X-ATS-Client-ID", &cli.client_id)
+                        .json(&payload)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let status = response.status();
+                    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+                    if status.as_u16() != 200 || body["files"]["resume"]["state"] != "promoted" {
+                        return Err(format!("{status}: {body}"));
+                    }
+                }
+                _ => {
+                    s3.copy_object()
+                        .bucket(&cli.direct_files)
+                        .key(id)
+                        .copy_source(format!("{}/{}", cli.direct_staging, id))
+                        .send()
+                        .await
+                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                    s3.delete_object()
+                        .bucket(&cli.direct_staging)
+                        .key(id)
+                        .send()
+                        .await
+                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                }
+            }
+            Ok(0)
+        }
+    })
+    .await
+}
+
+async fn fill_direct(cli: Arc<Cli>, prefix: String, count: usize, concurrency: usize) -> Value {
+    let s3 = s3_client(&cli.s3_endpoint).await;
+    let body = pdf(1024);
+    drive(concurrency, count, move |i| {
+        let (cli, s3, body, prefix) = (cli.clone(), s3.clone(), body.clone(), prefix.clone());
+        async move {
+            s3.put_object()
+                .bucket(&cli.direct_staging)
+                .key(format!("{prefix}/{i}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            Ok(1024)
+        }
+    })
+    .await
+}
+
+async fn delete_direct(cli: Arc<Cli>, prefix: String) -> Value {
+    let s3 = s3_client(&cli.s3_endpoint).await;
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket(&cli.direct_staging)
+            .prefix(format!("{prefix}/"))
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .expect("list");
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match page.next_continuation_token() {
+            Some(t) if page.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    let started = Instant::now();
+    let mut deleted = 0usize;
+    let mut errors = 0usize;
+    for batch in keys.chunks(1000) {
+        let objects: Vec<ObjectIdentifier> = batch
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build().expect("key"))
+            .collect();
+        let output = s3
+            .delete_objects()
+            .bucket(&cli.direct_staging)
+            .delete(
+                Delete::builder()
+                    .set_objects(Some(objects))
+                    .quiet(true)
+                    .build()
+                    .expect("delete"),
+            )
+            .send()
+            .await
+            .expect("delete objects");
+        errors += output.errors().len();
+        deleted += batch.len() - output.errors().len();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    json!({ "deleted": deleted, "errors": errors, "elapsed_s": elapsed, "per_s": deleted as f64 / elapsed })
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Arc::new(Cli::parse());
+    let result = match &cli.command {
+        Command::Upload {
+            target,
+            size,
+            concurrency,
+            count,
+            rss_pid,
+        } => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let sampler = rss_pid.map(|pid| sample_rss(pid, stop.clone()));
+            let mut result = upload(cli.clone(), *target, *size, *concurrency, *count).await;
+            stop.store(true, Ordering::Relaxed);
+            if let Some(sampler) = sampler {
+                let peak = sampler.await.expect("sampler");
+                result["peak_rss_mb"] = json!(peak as f64 / 1_048_576.0);
+            }
+            result
+        }
+        Command::Webhook {
+            target,
+            size,
+            concurrency,
+            count,
+        } => webhook(cli.clone(), *target, *size, *concurrency, *count).await,
+        Command::FillDirect {
+            prefix,
+            count,
+            concurrency,
+        } => fill_direct(cli.clone(), prefix.clone(), *count, *concurrency).await,
+        Command::DeleteDirect { prefix } => delete_direct(cli.clone(), prefix.clone()).await,
+        Command::MakeBuckets { names } => {
+            let s3 = s3_client(&cli.s3_endpoint).await;
+            for name in names {
+                if let Err(e) = s3.create_bucket().bucket(name).send().await {
+                    let text = format!("{}", aws_sdk_s3::error::DisplayErrorContext(&e));
+                    if !text.contains("BucketAlreadyOwnedByYou")
+                        && !text.contains("BucketAlreadyExists")
+                    {
+                        eprintln!("create bucket {name}: {text}");
+                        std::process::exit(1);
+                    }
+                }
+            }
+            json!({ "buckets": names })
+        }
+    };
+    println!("{result}");
+}

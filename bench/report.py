@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Renders bench/results.json (written by bench/run.sh) as bench/REPORT.md on stdout.
+
+Every Stowage figure is shown beside the direct-to-S3 figure of the same run, as a ratio, with
+the target from the benchmark issue. The hand-written analysis in bench/notes.md is appended.
+"""
+import json
+import os
+import sys
+
+results = json.load(open(sys.argv[1]))
+runs = results["runs"]
+
+
+def get(name, field):
+    run = runs.get(name)
+    return None if run is None else run.get(field)
+
+
+def fmt(value, digits=1):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def ratio(a, b):
+    if a is None or b in (None, 0):
+        return None
+    return a / b
+
+
+rows = []
+
+
+def row(figure, stowage, reference, ref_name, target, higher_is_better=True, unit=""):
+    r = ratio(stowage, reference)
+    if r is None or target is None:
+        verdict = "—"
+    else:
+        ok = r >= target if higher_is_better else r <= target
+        verdict = ("met" if ok else "**missed**") + f" ({'≥' if higher_is_better else '≤'} {target})"
+    rows.append(
+        f"| {figure} | {fmt(stowage)}{unit} | {fmt(reference)}{unit} ({ref_name}) | {fmt(r, 2)} | {verdict} |"
+    )
+
+
+def sweep_rate():
+    run = runs.get("sweep_stowage")
+    if not run:
+        return None
+    seconds = run.get("expire_ms", 0) / 1000.0
+    return run["objects_deleted"] / seconds if seconds > 0 else None
+
+
+for c in (1, 16):
+    row(f"200 KB uploads/s, {c} client{'s' if c > 1 else ''}", get(f"upload200k_c{c}_stowage", "per_s"),
+        get(f"upload200k_c{c}_direct", "per_s"), "direct", 0.85 if c == 16 else None)
+    row(f"200 KB upload p99 latency, {c} client{'s' if c > 1 else ''}", get(f"upload200k_c{c}_stowage", "p99_ms"),
+        get(f"upload200k_c{c}_direct", "p99_ms"), "direct", 1.5 if c == 16 else None, higher_is_better=False, unit=" ms")
+row("50 MB uploads, 4 clients, MB/s", get("upload50m_c4_stowage", "mb_per_s"), get("upload50m_c4_direct", "mb_per_s"),
+    "direct", 0.9)
+row("webhooks/s (bind + promote a 200 KB file), 16 clients", get("webhook_c16_stowage", "per_s"),
+    get("webhook_c16_direct", "per_s"), "direct copy+delete", 0.8)
+row("sweep deletions/s", sweep_rate(), get("sweep_direct", "per_s"), "direct DeleteObjects", 0.8)
+row("200 KB uploads/s, 16 clients, vs the peer", get("upload200k_c16_stowage", "per_s"),
+    get("upload200k_c16_peer", "per_s"), "peer", 5.0)
+row("peak RSS during 200 KB uploads, 16 clients, vs the peer", get("upload200k_c16_stowage", "peak_rss_mb"),
+    get("upload200k_c16_peer", "peak_rss_mb"), "peer", 0.25, higher_is_better=False, unit=" MB")
+
+rss50 = get("rss50m_c16_stowage", "peak_rss_mb")
+rss1 = get("rss1m_c16_stowage", "peak_rss_mb")
+
+m = results["machine"]
+v = results["versions"]
+out = []
+out.append("# Stowage benchmark report\n")
+out.append(f"Run {results['date']}{' (quick run: reduced counts)' if results.get('quick') else ''} with `bench/run.sh`.\n")
+out.append("## Machine and versions\n")
+out.append(f"- {m['cores']} cores ({m['cpu']}), {m['mem_gib']} GiB, Linux {m['kernel']}")
+out.append(f"- {v['stowage']} (release build), {v['rustc']}")
+out.append(f"- S3 server: s3s-fs {v['s3_fs'] if 's3_fs' in v else v['s3s_fs']} (signature checking, data on local disk); {v['postgres']}")
+out.append(f"- peer: @tus/server {v['tus_server']} + @tus/s3-store {v['tus_s3_store']} on Node {v['node']}")
+out.append("- every process (S3 server, PostgreSQL, Stowage, the peer, the load generator) shares the same cores\n")
+out.append("## Results (ratios to the same run)\n")
+out.append("| figure | Stowage | reference | ratio | target |")
+out.append("| --- | --- | --- | --- | --- |")
+out.extend(rows)
+out.append("")
+out.append("Memory while uploading (peak resident set of the Stowage process, sampled every 10 ms):\n")
+out.append(f"- 16 concurrent 50 MB uploads: **{fmt(rss50)} MB** (target ≤ 150 MB: {'met' if rss50 is not None and rss50 <= 150 else '**missed**'})")
+out.append(f"- 16 concurrent 1 MB uploads: **{fmt(rss1)} MB** — memory does not grow with file size when these two are close\n")
+out.append("## Every run\n")
+out.append("| run | ok | errors | /s | MB/s | p50 ms | p90 ms | p99 ms | max ms | peak RSS MB |")
+out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+for name, run in sorted(runs.items()):
+    if "per_s" not in run or "p50_ms" not in run:
+        continue
+    out.append(
+        f"| {name} | {run['ok']} | {run['errors']} | {fmt(run['per_s'])} | {fmt(run['mb_per_s'])} | {fmt(run['p50_ms'])} | "
+        f"{fmt(run['p90_ms'])} | {fmt(run['p99_ms'])} | {fmt(run['max_ms'])} | {fmt(run.get('peak_rss_mb'))} |"
+    )
+sweep = runs.get("sweep_stowage")
+if sweep:
+    out.append(
+        f"\nSweep pass: {sweep['objects_deleted']:,} objects deleted and {sweep['expired']:,} rows expired in "
+        f"{sweep.get('expire_ms', 0) / 1000:.2f} s of expiry (whole pass incl. reconciliation listing: "
+        f"{sweep.get('pass_ms', 0) / 1000:.2f} s); direct: {fmt(get('sweep_direct', 'deleted'))} keys in "
+        f"{fmt(get('sweep_direct', 'elapsed_s'), 2)} s."
+    )
+errors = [(n, r.get("first_error")) for n, r in runs.items() if r.get("errors")]
+if errors:
+    out.append("\nErrors seen: " + "; ".join(f"{n}: {e}" for n, e in errors))
+out.append("\n## How to reproduce\n")
+out.append("```sh\nbench/run.sh          # ~10 min after the first run's builds; BENCH_QUICK=1 for a smoke run\n```\n")
+out.append("It starts s3s-fs, PostgreSQL, Stowage (release) and the peer on free loopback ports, runs the")
+out.append("load generator (`bench/loadgen`) against each, stops them, and rewrites this file.\n")
+notes = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "notes.md")
+if os.path.exists(notes):
+    out.append(open(notes).read())
+print("\n".join(out))

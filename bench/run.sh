@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Stowage's benchmark: the same workloads straight to S3 ("direct", the limit), through Stowage
+# (release build, PostgreSQL), and through a peer upload server (@tus/server + @tus/s3-store), all
+# against one s3s-fs server in the same run. Starts everything it needs on 127.0.0.1, stops it
+# all, and writes bench/results.json and bench/REPORT.md.
+#
+#   bench/run.sh            # full run
+#   BENCH_QUICK=1 bench/run.sh   # smaller counts, for trying the harness
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+TOOLS=$ROOT/bench/.tools
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+WORK=$(mktemp -d /tmp/stowage-bench.XXXXXX)
+RESULTS=$WORK/results
+mkdir -p "$RESULTS"
+log() { echo "bench: $*" >&2; }
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+PIDS=()
+PGDATA=""
+cleanup() {
+  set +e
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+  done
+  [ -n "$PGDATA" ] && as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate -w stop >/dev/null 2>&1
+  [ -n "$PGDATA" ] && rm -rf "$(dirname "$PGDATA")"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+wait_http() { # URL
+  for _ in $(seq 1 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done
+  log "no answer from $1"; return 1
+}
+
+# --- tools -------------------------------------------------------------------------------------
+if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+  log "installing s3s-fs 0.14.1 (once, ~4 min)"
+  cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$TOOLS" >/dev/null
+fi
+if [ ! -x "$PGBIN/initdb" ]; then
+  log "installing postgresql-15"; apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null
+fi
+if [ ! -d bench/peer/node_modules/@tus/server ]; then
+  log "installing the peer (npm ci)"; (cd bench/peer && npm ci --no-audit --no-fund >/dev/null 2>&1)
+fi
+log "building release binaries"
+cargo build --release --locked -p stowage -p stowage-bench 2>&1 | tail -1 >&2
+BENCH=$ROOT/target/release/stowage-bench
+STOWAGE=$ROOT/target/release/stowage
+
+# --- services ----------------------------------------------------------------------------------
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+S3PORT=$(free_port)
+mkdir -p "$WORK/s3"
+"$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3PORT" --access-key bench --secret-key benchsecret "$WORK/s3" \
+  >"$WORK/s3s.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$S3PORT/"
+export BENCH_S3_ENDPOINT=http://127.0.0.1:$S3PORT
+"$BENCH" make-buckets direct-staging direct-files peer stowage-staging stowage-files >/dev/null
+log "s3s-fs on 127.0.0.1:$S3PORT"
+
+PGPORT=$(free_port)
+PGBASE=$(mktemp -d /tmp/stowage-bench-pg.XXXXXX); [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGBASE"
+PGDATA=$PGBASE/data
+as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync --no-instructions >/dev/null
+as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGBASE/server.log" -w -t 30 \
+  -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGBASE -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+log "PostgreSQL on 127.0.0.1:$PGPORT (fsync on: the durable configuration)"
+
+export STOWAGE_DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres
+export STOWAGE_STORAGE=s3 STOWAGE_S3_ENDPOINT=$BENCH_S3_ENDPOINT STOWAGE_S3_FORCE_PATH_STYLE=true
+export STOWAGE_SWEEP_SCHEDULE="0 0 0 1 1 *" STOWAGE_UPLOAD_TTL=24h RUST_LOG=warn
+SPORT=$(free_port)
+STOWAGE_LISTEN=127.0.0.1:$SPORT "$STOWAGE" serve >"$WORK/stowage.out" 2>"$WORK/stowage.err" &
+STOWAGE_PID=$!; PIDS+=($STOWAGE_PID)
+wait_http "http://127.0.0.1:$SPORT/healthz"
+export BENCH_STOWAGE_URL=http://127.0.0.1:$SPORT BENCH_CLIENT_ID=default
+BENCH_API_KEY=$(grep -o 'stw_[0-9a-f_]*' "$WORK/stowage.out" | head -1); export BENCH_API_KEY
+log "Stowage on 127.0.0.1:$SPORT (pid $STOWAGE_PID)"
+
+PPORT=$(free_port)
+PEER_PORT=$PPORT PEER_BUCKET=peer S3_ENDPOINT=$BENCH_S3_ENDPOINT node bench/peer/server.mjs >"$WORK/peer.log" 2>&1 &
+PEER_PID=$!; PIDS+=($PEER_PID)
+export BENCH_PEER_URL=http://127.0.0.1:$PPORT/files
+wait_http "http://127.0.0.1:$PPORT/files"
+log "peer on 127.0.0.1:$PPORT (pid $PEER_PID)"
+
+# --- workloads ---------------------------------------------------------------------------------
+Q=${BENCH_QUICK:-0}
+n() { if [ "$Q" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+run() { # NAME ARGS...
+  local name=$1; shift
+  log "$name"
+  "$BENCH" "$@" >"$RESULTS/$name.json"
+}
+KB200=204800
+MB50=52428800
+
+for t in direct stowage peer; do run "warmup_$t" upload --target $t --size $KB200 --concurrency 8 --count 200; done
+for t in direct stowage peer; do
+  run "upload200k_c1_$t" upload --target $t --size $KB200 --concurrency 1 --count "$(n 500 100)"
+done
+run upload200k_c16_direct upload --target direct --size $KB200 --concurrency 16 --count "$(n 4000 500)"
+run upload200k_c16_stowage upload --target stowage --size $KB200 --concurrency 16 --count "$(n 4000 500)" --rss-pid "$STOWAGE_PID"
+run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --count "$(n 1000 200)" --rss-pid "$PEER_PID"
+for t in direct stowage; do
+  run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)"
+done
+run rss50m_c16_stowage upload --target stowage --size $MB50 --concurrency 16 --count 16 --rss-pid "$STOWAGE_PID"
+run rss1m_c16_stowage upload --target stowage --size 1048576 --concurrency 16 --count 160 --rss-pid "$STOWAGE_PID"
+for t in direct stowage; do
+  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)"
+done
+
+# Sweep: 20,000 files staged through a second Stowage process whose TTL is one second (same
+# database and buckets), then one pass of `stowage sweep` on the main configuration.
+SWEEP_N=$(n 20000 2000)
+S2PORT=$(free_port)
+STOWAGE_UPLOAD_TTL=1s STOWAGE_LISTEN=127.0.0.1:$S2PORT "$STOWAGE" serve >/dev/null 2>"$WORK/stowage2.err" &
+S2=$!; PIDS+=($S2)
+wait_http "http://127.0.0.1:$S2PORT/healthz"
+BENCH_STOWAGE_URL=http://127.0.0.1:$S2PORT run sweep_fill_stowage upload --target stowage --size 1024 --concurrency 16 --count "$SWEEP_N"
+kill "$S2"; sleep 2
+"$STOWAGE" sweep --json >"$RESULTS/sweep_stowage.json" 2>>"$WORK/stowage.err"
+log "sweep_stowage"
+run sweep_fill_direct fill-direct --prefix sweep --count "$SWEEP_N"
+run sweep_direct delete-direct --prefix sweep
+
+# --- report ------------------------------------------------------------------------------------
+{
+  echo "{"
+  echo "\"machine\": {\"cores\": $(nproc), \"mem_gib\": $(awk '/MemTotal/{printf "%.1f", $2/1048576}' /proc/meminfo), \"kernel\": \"$(uname -r)\", \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //;s/"//g')\"},"
+  echo "\"versions\": {\"stowage\": \"$("$STOWAGE" --version)\", \"rustc\": \"$(rustc --version)\", \"node\": \"$(node --version)\", \"s3s_fs\": \"0.14.1\", \"postgres\": \"$("$PGBIN/postgres" --version)\", \"tus_server\": \"$(node -p "require('./bench/peer/node_modules/@tus/server/package.json').version")\", \"tus_s3_store\": \"$(node -p "require('./bench/peer/node_modules/@tus/s3-store/package.json').version")\"},"
+  echo "\"quick\": $([ "$Q" = 1 ] && echo true || echo false),"
+  echo "\"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
+  echo "\"runs\": {"
+  first=1
+  for f in "$RESULTS"/*.json; do
+    [ $first = 1 ] || echo ","
+    first=0
+    printf '"%s": %s' "$(basename "$f" .json)" "$(cat "$f")"
+  done
+  echo "}}"
+} >bench/results.json
+python3 bench/report.py bench/results.json >bench/REPORT.md
+log "wrote bench/results.json and bench/REPORT.md"
