@@ -101,6 +101,15 @@ for name, run in sorted(runs.items()):
         f"| {name} | {run['ok']} | {run['errors']} | {fmt(run['per_s'])} | {fmt(run['mb_per_s'])} | {fmt(run['p50_ms'])} | "
         f"{fmt(run['p90_ms'])} | {fmt(run['p99_ms'])} | {fmt(run['max_ms'])} | {fmt(run.get('peak_rss_mb'))} |"
     )
+cpu_rows = [(n, r["cpu_ms_per_op"]) for n, r in sorted(runs.items()) if r.get("cpu_ms_per_op")]
+if cpu_rows:
+    out.append("\nCPU time per operation (ms), by process tree, from /proc (100 Hz ticks; \"all\" is every process")
+    out.append("the script started — load generator, S3 server, Stowage, peer — PostgreSQL is separate):\n")
+    names = ["all", "s3", "stowage", "postgres", "peer"]
+    out.append("| run | " + " | ".join(names) + " |")
+    out.append("| --- |" + " --- |" * len(names))
+    for n, cpu in cpu_rows:
+        out.append(f"| {n} | " + " | ".join(fmt(cpu.get(k), 2) for k in names) + " |")
 sweep = runs.get("sweep_stowage")
 if sweep:
     out.append(
@@ -109,7 +118,7 @@ if sweep:
         f"{sweep.get('pass_ms', 0) / 1000:.2f} s); direct: {fmt(get('sweep_direct', 'deleted'))} keys in "
         f"{fmt(get('sweep_direct', 'elapsed_s'), 2)} s."
     )
-errors = [(n, r.get("first_error")) for n, r in runs.items() if r.get("errors")]
+errors = [(n, str(r.get("first_error") or r.get("last_error"))[:160]) for n, r in runs.items() if r.get("errors")]
 if errors:
     out.append("\nErrors seen: " + "; ".join(f"{n}: {e}" for n, e in errors))
 out.append("\n## How to reproduce\n")

@@ -60,7 +60,7 @@ S3PORT=$(free_port)
 mkdir -p "$WORK/s3"
 "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3PORT" --access-key bench --secret-key benchsecret "$WORK/s3" \
   >"$WORK/s3s.log" 2>&1 &
-PIDS+=($!)
+S3_PID=$!; PIDS+=($S3_PID)
 wait_http "http://127.0.0.1:$S3PORT/"
 export BENCH_S3_ENDPOINT=http://127.0.0.1:$S3PORT
 "$BENCH" make-buckets direct-staging direct-files peer stowage-staging stowage-files >/dev/null
@@ -77,13 +77,20 @@ log "PostgreSQL on 127.0.0.1:$PGPORT (fsync on: the durable configuration)"
 export STOWAGE_DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres
 export STOWAGE_STORAGE=s3 STOWAGE_S3_ENDPOINT=$BENCH_S3_ENDPOINT STOWAGE_S3_FORCE_PATH_STYLE=true
 export STOWAGE_SWEEP_SCHEDULE="0 0 0 1 1 *" STOWAGE_UPLOAD_TTL=24h RUST_LOG=warn
-SPORT=$(free_port)
-STOWAGE_LISTEN=127.0.0.1:$SPORT "$STOWAGE" serve >"$WORK/stowage.out" 2>"$WORK/stowage.err" &
-STOWAGE_PID=$!; PIDS+=($STOWAGE_PID)
-wait_http "http://127.0.0.1:$SPORT/healthz"
-export BENCH_STOWAGE_URL=http://127.0.0.1:$SPORT BENCH_CLIENT_ID=default
+# Starts a Stowage process on a free port; sets STOWAGE_PID and STOWAGE_URL.
+start_stowage() {
+  local port; port=$(free_port)
+  STOWAGE_LISTEN=127.0.0.1:$port "$STOWAGE" serve >>"$WORK/stowage.out" 2>>"$WORK/stowage.err" &
+  STOWAGE_PID=$!; PIDS+=($STOWAGE_PID)
+  STOWAGE_URL=http://127.0.0.1:$port
+  wait_http "$STOWAGE_URL/healthz"
+}
+stop_pid() { kill "$1" 2>/dev/null; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1"; }
+start_stowage
+MAIN_PID=$STOWAGE_PID
+export BENCH_STOWAGE_URL=$STOWAGE_URL BENCH_CLIENT_ID=default
 BENCH_API_KEY=$(grep -o 'stw_[0-9a-f_]*' "$WORK/stowage.out" | head -1); export BENCH_API_KEY
-log "Stowage on 127.0.0.1:$SPORT (pid $STOWAGE_PID)"
+log "Stowage at $STOWAGE_URL (pid $MAIN_PID)"
 
 PPORT=$(free_port)
 PEER_PORT=$PPORT PEER_BUCKET=peer S3_ENDPOINT=$BENCH_S3_ENDPOINT node bench/peer/server.mjs >"$WORK/peer.log" 2>&1 &
@@ -107,27 +114,40 @@ for t in direct stowage peer; do run "warmup_$t" upload --target $t --size $KB20
 for t in direct stowage peer; do
   run "upload200k_c1_$t" upload --target $t --size $KB200 --concurrency 1 --count "$(n 500 100)"
 done
-run upload200k_c16_direct upload --target direct --size $KB200 --concurrency 16 --count "$(n 4000 500)"
-run upload200k_c16_stowage upload --target stowage --size $KB200 --concurrency 16 --count "$(n 4000 500)" --rss-pid "$STOWAGE_PID"
-run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --count "$(n 1000 200)" --rss-pid "$PEER_PID"
+PGPID=$(head -1 "$PGDATA/postmaster.pid")
+# CPU per operation by process tree; "all" is everything this script started except PostgreSQL
+# (which daemonizes): load generator, S3 server, Stowage, the peer.
+CPU="s3=$S3_PID,postgres=$PGPID,stowage=$MAIN_PID,all=$$"
+run upload200k_c16_direct upload --target direct --size $KB200 --concurrency 16 --count "$(n 4000 500)" --cpu "$CPU"
+if [ "${BENCH_PERF:-0}" = 1 ]; then  # profile Stowage during this workload: bench/.work/perf.data
+  mkdir -p bench/.work
+  perf record -F 999 -g -p "$MAIN_PID" -o bench/.work/perf.data >/dev/null 2>&1 &
+  PERF_PID=$!
+fi
+run upload200k_c16_stowage upload --target stowage --size $KB200 --concurrency 16 --count "$(n 4000 500)" --rss-pid "$MAIN_PID" --cpu "$CPU"
+if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
+run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --count "$(n 1000 200)" --rss-pid "$PEER_PID" --cpu "$CPU,peer=$PEER_PID"
 for t in direct stowage; do
   run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)"
 done
-run rss50m_c16_stowage upload --target stowage --size $MB50 --concurrency 16 --count 16 --rss-pid "$STOWAGE_PID"
-run rss1m_c16_stowage upload --target stowage --size 1048576 --concurrency 16 --count 160 --rss-pid "$STOWAGE_PID"
+# Peak memory, each in a fresh process so that one workload's heap does not show in the other.
+for spec in "rss1m_c16_stowage 1048576 160" "rss50m_c16_stowage $MB50 16"; do
+  set -- $spec
+  start_stowage
+  BENCH_STOWAGE_URL=$STOWAGE_URL run "$1" upload --target stowage --size "$2" --concurrency 16 --count "$3" --rss-pid "$STOWAGE_PID"
+  stop_pid "$STOWAGE_PID"
+done
 for t in direct stowage; do
-  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)"
+  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU"
 done
 
 # Sweep: 20,000 files staged through a second Stowage process whose TTL is one second (same
 # database and buckets), then one pass of `stowage sweep` on the main configuration.
 SWEEP_N=$(n 20000 2000)
-S2PORT=$(free_port)
-STOWAGE_UPLOAD_TTL=1s STOWAGE_LISTEN=127.0.0.1:$S2PORT "$STOWAGE" serve >/dev/null 2>"$WORK/stowage2.err" &
-S2=$!; PIDS+=($S2)
-wait_http "http://127.0.0.1:$S2PORT/healthz"
-BENCH_STOWAGE_URL=http://127.0.0.1:$S2PORT run sweep_fill_stowage upload --target stowage --size 1024 --concurrency 16 --count "$SWEEP_N"
-kill "$S2"; sleep 2
+STOWAGE_UPLOAD_TTL=1s start_stowage
+BENCH_STOWAGE_URL=$STOWAGE_URL run sweep_fill_stowage upload --target stowage --size 1024 --concurrency 16 --count "$SWEEP_N"
+stop_pid "$STOWAGE_PID"
+sleep 1.5
 "$STOWAGE" sweep --json >"$RESULTS/sweep_stowage.json" 2>>"$WORK/stowage.err"
 log "sweep_stowage"
 run sweep_fill_direct fill-direct --prefix sweep --count "$SWEEP_N"

@@ -24,27 +24,34 @@ pub enum PromoteError {
     Repo(#[from] RepoError),
 }
 
-/// Promotes one bound file; a file already promoted is returned as it is.
-pub async fn promote_file(state: &AppState, file: &FileRecord) -> Result<FileRecord, PromoteError> {
-    if file.state != FileState::Bound {
-        return Ok(file.clone());
-    }
+/// Moves a bound file's object to long-term storage and returns the record as it will be once
+/// marked; the row itself is not touched (see [`promote_file`]).
+pub async fn move_object(state: &AppState, file: &FileRecord) -> Result<FileRecord, PromoteError> {
     let size = file.file_size.unwrap_or(0);
     if size > MAX_SINGLE_COPY_BYTES {
         return Err(PromoteError::TooLarge(file.id, size));
     }
     state.store().promote(&file.staging_key).await?;
-    state
-        .repo()
-        .mark_promoted(file.id, &file.staging_key)
-        .await?;
-    tracing::info!(file_id = %file.id, "file promoted");
     Ok(FileRecord {
         state: FileState::Promoted,
         promoted_key: Some(file.staging_key.clone()),
         promoted_at: Some(Utc::now()),
         ..file.clone()
     })
+}
+
+/// Promotes one bound file (object, then row); a file already promoted is returned as it is.
+pub async fn promote_file(state: &AppState, file: &FileRecord) -> Result<FileRecord, PromoteError> {
+    if file.state != FileState::Bound {
+        return Ok(file.clone());
+    }
+    let promoted = move_object(state, file).await?;
+    state
+        .repo()
+        .mark_promoted(file.id, &file.staging_key)
+        .await?;
+    tracing::info!(file_id = %file.id, "file promoted");
+    Ok(promoted)
 }
 
 /// Promotes what it can of a list of files, logging what it cannot; returns the files as they

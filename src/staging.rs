@@ -144,7 +144,7 @@ async fn receive_body(
     state: &AppState,
     id: Uuid,
     kind: DocumentKind,
-    head: Bytes,
+    head: Vec<Bytes>,
     field: &mut Field<'_>,
     meter: &mut Meter,
     writer: &mut dyn ObjectWriter,
@@ -160,7 +160,8 @@ async fn receive_body(
         None
     };
     let mut multipart_recorded = false;
-    let mut next = Some(head);
+    let mut pending = head.into_iter();
+    let mut next = pending.next();
     while let Some(chunk) = next {
         if let Some((_, spool)) = spool.as_mut() {
             spool
@@ -173,13 +174,19 @@ async fn receive_body(
             state.repo().set_multipart_upload(id, upload_id).await?;
             multipart_recorded = true;
         }
-        next = field
-            .chunk()
-            .await
-            .map_err(|e| UploadError::from_multipart(e, meter.max))?;
-        if let Some(chunk) = &next {
-            meter.take(chunk)?;
-        }
+        next = match pending.next() {
+            Some(chunk) => Some(chunk),
+            None => {
+                let chunk = field
+                    .chunk()
+                    .await
+                    .map_err(|e| UploadError::from_multipart(e, meter.max))?;
+                if let Some(chunk) = &chunk {
+                    meter.take(chunk)?;
+                }
+                chunk
+            }
+        };
     }
     match spool {
         None => Ok(None),
@@ -196,10 +203,12 @@ async fn receive_body(
     }
 }
 
-/// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand.
-async fn read_head(field: &mut Field<'_>, meter: &mut Meter) -> Result<Bytes, UploadError> {
-    let mut head = BytesMut::new();
-    while head.len() < sniff::HEAD_LEN {
+/// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand; returns the chunks
+/// as received.
+async fn read_head(field: &mut Field<'_>, meter: &mut Meter) -> Result<Vec<Bytes>, UploadError> {
+    let mut head = Vec::new();
+    let mut len = 0;
+    while len < sniff::HEAD_LEN {
         match field
             .chunk()
             .await
@@ -207,12 +216,31 @@ async fn read_head(field: &mut Field<'_>, meter: &mut Meter) -> Result<Bytes, Up
         {
             Some(chunk) => {
                 meter.take(&chunk)?;
-                head.extend_from_slice(&chunk);
+                len += chunk.len();
+                head.push(chunk);
             }
             None => break,
         }
     }
-    Ok(head.freeze())
+    Ok(head)
+}
+
+/// The first [`sniff::HEAD_LEN`] bytes of the head chunks, contiguous.
+fn head_bytes(head: &[Bytes]) -> Bytes {
+    match head {
+        [only] => only.slice(..only.len().min(sniff::HEAD_LEN)),
+        _ => {
+            let mut joined = BytesMut::with_capacity(sniff::HEAD_LEN);
+            for chunk in head {
+                let room = sniff::HEAD_LEN - joined.len();
+                joined.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if joined.len() == sniff::HEAD_LEN {
+                    break;
+                }
+            }
+            joined.freeze()
+        }
+    }
 }
 
 /// Stages the file part of a multipart body for a client; see the module documentation.
@@ -274,10 +302,10 @@ async fn receive_file(
         hasher: Sha256::new(),
     };
     let head = read_head(&mut field, &mut meter).await?;
-    if head.is_empty() {
+    if meter.size == 0 {
         return Err(UploadError::Empty);
     }
-    sniff::check_head(kind, &head).map_err(|e| UploadError::content(kind, e))?;
+    sniff::check_head(kind, &head_bytes(&head)).map_err(|e| UploadError::content(kind, e))?;
 
     let id = Uuid::new_v4();
     let key = storage_key(client_id, id);

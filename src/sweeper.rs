@@ -99,19 +99,46 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
     run
 }
 
+/// Expiry workers per pass where claims cannot overlap: one claims and updates rows while the
+/// other waits on DeleteObjects.
+const EXPIRY_WORKERS: usize = 2;
+
 /// Staged files past `expires_at`: delete their objects (≤ 1000 keys a call), keep tombstones.
 async fn expire(state: &AppState, tally: &mut Tally) {
+    let workers = if state.repo().concurrent_claims() {
+        EXPIRY_WORKERS
+    } else {
+        1
+    };
+    let results = futures_util::future::join_all((0..workers).map(|_| expire_worker(state))).await;
+    for worker in results {
+        tally.run.expired += worker.run.expired;
+        tally.run.objects_deleted += worker.run.objects_deleted;
+        tally.run.errors += worker.run.errors;
+        if worker.run.last_error.is_some() {
+            tally.run.last_error = worker.run.last_error;
+        }
+    }
+}
+
+async fn expire_worker(state: &AppState) -> Tally {
+    let mut tally = Tally {
+        run: SweepRun::default(),
+    };
     for _ in 0..MAX_EXPIRY_BATCHES {
         let claim = match state.repo().claim_expired(EXPIRY_BATCH).await {
             Ok(claim) => claim,
-            Err(e) => return tally.error("expire", e),
+            Err(e) => {
+                tally.error("expire", e);
+                break;
+            }
         };
         let claimed = claim.files().len();
         if claimed == 0 {
             if let Err(e) = claim.complete(&[]).await {
                 tally.error("expire", e);
             }
-            return;
+            break;
         }
         let keys: Vec<String> = claim
             .files()
@@ -121,7 +148,10 @@ async fn expire(state: &AppState, tally: &mut Tally) {
         let failures = match state.store().delete(Area::Staging, &keys).await {
             Ok(failures) => failures,
             // Dropping the claim releases the rows; they are retried next pass.
-            Err(e) => return tally.error("expire", e),
+            Err(e) => {
+                tally.error("expire", e);
+                break;
+            }
         };
         let failed: HashSet<&str> = failures.iter().map(|f| f.key.as_str()).collect();
         for failure in &failures {
@@ -139,12 +169,16 @@ async fn expire(state: &AppState, tally: &mut Tally) {
         tally.run.objects_deleted += deleted.len() as i64;
         match claim.complete(&deleted).await {
             Ok(expired) => tally.run.expired += expired as i64,
-            Err(e) => return tally.error("expire", e),
+            Err(e) => {
+                tally.error("expire", e);
+                break;
+            }
         }
         if (claimed as i64) < EXPIRY_BATCH || deleted.is_empty() {
-            return;
+            break;
         }
     }
+    tally
 }
 
 /// `receiving` rows older than the grace period: their upload died. Abort its multipart upload,

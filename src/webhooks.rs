@@ -232,7 +232,19 @@ pub async fn process(
     match state.repo().bind_files(&webhook, &slots).await? {
         BindOutcome::Bound(files) => {
             tracing::info!(webhook_id = %webhook.id, files = files.len(), "webhook bound its files");
-            let files = promotion::promote_all(state, files).await;
+            // Objects move now; the rows are marked with the webhook's result in one
+            // transaction (`record_result`).
+            let mut moved = Vec::with_capacity(files.len());
+            for file in files {
+                match promotion::move_object(state, &file).await {
+                    Ok(promoted) => moved.push(promoted),
+                    Err(e) => {
+                        tracing::warn!(file_id = %file.id, error = %e, "promotion failed; it will be retried");
+                        moved.push(file);
+                    }
+                }
+            }
+            let files = moved;
             let record = WebhookRecord {
                 id: webhook.id,
                 client_id: webhook.client_id,
@@ -283,11 +295,16 @@ pub async fn process(
     }
 }
 
-/// Stores the answer given for a freshly processed webhook.
+/// Stores the answer given for a freshly processed webhook and marks its moved files promoted.
 pub async fn record_result(state: &AppState, processed: &Processed, result: &Value) {
+    let promoted: Vec<(Uuid, String)> = processed
+        .files
+        .iter()
+        .filter_map(|f| Some((f.id, f.promoted_key.clone()?)))
+        .collect();
     if let Err(e) = state
         .repo()
-        .finish_webhook(processed.webhook.id, &result.to_string())
+        .finish_webhook(processed.webhook.id, &result.to_string(), &promoted)
         .await
     {
         tracing::warn!(webhook_id = %processed.webhook.id, error = %e, "could not store a webhook's result");

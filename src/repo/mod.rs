@@ -240,13 +240,23 @@ pub trait Repo: Send + Sync {
     async fn webhook_files(&self, webhook_id: Uuid) -> Result<Vec<FileRecord>>;
     /// A webhook by id, within a client.
     async fn get_webhook(&self, client_id: &str, id: Uuid) -> Result<Option<WebhookRecord>>;
-    /// Stores the answer given for a webhook and marks it processed.
-    async fn finish_webhook(&self, id: Uuid, result: &str) -> Result<()>;
+    /// In one transaction: marks the webhook's files whose objects were moved (`promoted`,
+    /// id and long-term key) promoted, stores the answer and marks the webhook processed. Not
+    /// flushed synchronously on PostgreSQL: losing it in a crash only leaves files `bound`, which
+    /// the recovery pass promotes again (the copy finds them in place).
+    async fn finish_webhook(
+        &self,
+        id: Uuid,
+        result: &str,
+        promoted: &[(Uuid, String)],
+    ) -> Result<()>;
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
     async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool>;
     /// Bound files waiting for promotion, oldest first.
     async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
 
+    /// Whether several expiry claims may be held at once without overlapping (row locks).
+    fn concurrent_claims(&self) -> bool;
     /// Claims up to `limit` staged files past their `expires_at`.
     async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>>;
     /// `receiving` rows created before `before` (uploads that died).

@@ -521,14 +521,33 @@ impl Repo for PostgresRepo {
         row.map(WebhookRecord::try_from).transpose()
     }
 
-    async fn finish_webhook(&self, id: Uuid, result: &str) -> Result<()> {
+    async fn finish_webhook(
+        &self,
+        id: Uuid,
+        result: &str,
+        promoted: &[(Uuid, String)],
+    ) -> Result<()> {
+        let ids: Vec<Uuid> = promoted.iter().map(|(id, _)| *id).collect();
+        let keys: Vec<&str> = promoted.iter().map(|(_, key)| key.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
-            "UPDATE webhooks SET status = 'processed', result = $2, updated_at = now() WHERE id = $1",
+            "WITH moved AS ( \
+                 UPDATE files f SET state = 'promoted', promoted_key = m.key, promoted_at = now(), \
+                        state_changed_at = now() \
+                 FROM UNNEST($3::uuid[], $4::text[]) AS m(id, key) \
+                 WHERE f.id = m.id AND f.state = 'bound' RETURNING f.id) \
+             UPDATE webhooks SET status = 'processed', result = $2, updated_at = now() WHERE id = $1",
         )
         .bind(id)
         .bind(result)
-        .execute(&self.pool)
+        .bind(&ids)
+        .bind(&keys)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -555,6 +574,10 @@ impl Repo for PostgresRepo {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    fn concurrent_claims(&self) -> bool {
+        true
     }
 
     async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>> {

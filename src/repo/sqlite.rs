@@ -575,15 +575,35 @@ impl Repo for SqliteRepo {
         row.map(WebhookRecord::try_from).transpose()
     }
 
-    async fn finish_webhook(&self, id: Uuid, result: &str) -> Result<()> {
+    async fn finish_webhook(
+        &self,
+        id: Uuid,
+        result: &str,
+        promoted: &[(Uuid, String)],
+    ) -> Result<()> {
+        let now = micros(Utc::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for (file_id, key) in promoted {
+            sqlx::query(
+                "UPDATE files SET state = 'promoted', promoted_key = ?2, promoted_at = ?3, \
+                        state_changed_at = ?3 \
+                 WHERE id = ?1 AND state = 'bound'",
+            )
+            .bind(file_id.to_string())
+            .bind(key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
             "UPDATE webhooks SET status = 'processed', result = ?2, updated_at = ?3 WHERE id = ?1",
         )
         .bind(id.to_string())
         .bind(result)
-        .bind(micros(Utc::now()))
-        .execute(&self.pool)
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -611,6 +631,10 @@ impl Repo for SqliteRepo {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    fn concurrent_claims(&self) -> bool {
+        false
     }
 
     async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>> {

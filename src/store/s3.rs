@@ -158,10 +158,11 @@ const PARTS_IN_FLIGHT: usize = 2;
 /// Read size when sending a spilled part.
 const SPILL_READ_BUFFER: usize = 256 * 1024;
 
-/// One part being collected: in memory up to [`MEMORY_PER_PART`], then on disk.
+/// One part being collected: in memory up to [`MEMORY_PER_PART`] (the received chunks
+/// themselves, not copied), then on disk.
 #[derive(Default)]
 struct PartBuffer {
-    memory: BytesMut,
+    memory: Vec<Bytes>,
     spill: Option<(tempfile::NamedTempFile, tokio::fs::File)>,
     len: usize,
 }
@@ -171,25 +172,27 @@ fn io_err(context: &str, e: std::io::Error) -> StoreError {
 }
 
 impl PartBuffer {
-    async fn push(&mut self, data: &[u8]) -> Result<()> {
+    async fn push(&mut self, data: Bytes) -> Result<()> {
         use tokio::io::AsyncWriteExt;
 
         self.len += data.len();
-        if self.spill.is_none() && self.memory.len() + data.len() <= MEMORY_PER_PART {
-            self.memory.extend_from_slice(data);
+        if self.spill.is_none() && self.len <= MEMORY_PER_PART {
+            self.memory.push(data);
             return Ok(());
         }
         if self.spill.is_none() {
             let temp = tempfile::NamedTempFile::new().map_err(|e| io_err("spill", e))?;
             let file = temp.reopen().map_err(|e| io_err("spill", e))?;
             let mut file = tokio::fs::File::from_std(file);
-            file.write_all(&std::mem::take(&mut self.memory))
-                .await
-                .map_err(|e| io_err("spill", e))?;
+            for chunk in std::mem::take(&mut self.memory) {
+                file.write_all(&chunk)
+                    .await
+                    .map_err(|e| io_err("spill", e))?;
+            }
             self.spill = Some((temp, file));
         }
         let (_, file) = self.spill.as_mut().expect("spill set above");
-        file.write_all(data).await.map_err(|e| io_err("spill", e))
+        file.write_all(&data).await.map_err(|e| io_err("spill", e))
     }
 
     /// The part as a request body, and the temporary file to keep until the request is done.
@@ -198,7 +201,19 @@ impl PartBuffer {
 
         let len = self.len as i64;
         match self.spill {
-            None => Ok((ByteStream::from(self.memory.freeze()), len, None)),
+            None => {
+                let body = match <[Bytes; 1]>::try_from(self.memory) {
+                    Ok([only]) => only,
+                    Err(chunks) => {
+                        let mut joined = BytesMut::with_capacity(self.len);
+                        for chunk in chunks {
+                            joined.extend_from_slice(&chunk);
+                        }
+                        joined.freeze()
+                    }
+                };
+                Ok((ByteStream::from(body), len, None))
+            }
             Some((temp, mut file)) => {
                 file.flush().await.map_err(|e| io_err("spill", e))?;
                 drop(file);
@@ -391,7 +406,7 @@ impl S3Writer {
 impl ObjectWriter for S3Writer {
     async fn write(&mut self, chunk: Bytes) -> Result<()> {
         self.written += chunk.len() as u64;
-        let mut data = &chunk[..];
+        let mut data = chunk;
         while !data.is_empty() {
             // A full part is only sent once more data arrives, so a file of exactly one part
             // still goes up as a single PUT.
@@ -399,8 +414,7 @@ impl ObjectWriter for S3Writer {
                 self.send_part().await?;
             }
             let take = (PART_SIZE - self.current.len).min(data.len());
-            self.current.push(&data[..take]).await?;
-            data = &data[take..];
+            self.current.push(data.split_to(take)).await?;
         }
         Ok(())
     }

@@ -76,6 +76,9 @@ enum Command {
         /// Sample this process's resident memory while the run lasts.
         #[arg(long)]
         rss_pid: Option<u32>,
+        /// Account CPU time of these process trees: NAME=PID,NAME=PID.
+        #[arg(long, value_delimiter = ',')]
+        cpu: Vec<String>,
     },
     /// Bind + promote one file per request: webhooks through Stowage, or CopyObject + DeleteObject.
     Webhook {
@@ -87,6 +90,9 @@ enum Command {
         concurrency: usize,
         #[arg(long)]
         count: usize,
+        /// Account CPU time of these process trees (measured part only): NAME=PID,NAME=PID.
+        #[arg(long, value_delimiter = ',')]
+        cpu: Vec<String>,
     },
     /// Puts `count` small objects directly under a prefix (to delete later with `delete-direct`).
     FillDirect {
@@ -152,6 +158,79 @@ fn sample_rss(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task
         }
         peak
     })
+}
+
+/// CPU time (user + system, in clock ticks) of a process and all its descendants.
+fn tree_cpu_ticks(root: u32) -> u64 {
+    let mut stats = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+                continue;
+            };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let ppid: u32 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            let ticks: u64 = fields
+                .get(11)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                + fields
+                    .get(12)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            stats.push((pid, ppid, ticks));
+        }
+    }
+    let mut tree = vec![root];
+    let mut total = 0;
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        for (pid, ppid, ticks) in &stats {
+            if *pid == parent {
+                total += ticks;
+            }
+            if *ppid == parent && !tree.contains(pid) {
+                tree.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    total
+}
+
+/// Parses NAME=PID specs and reads each tree's CPU ticks now.
+fn cpu_start(specs: &[String]) -> Vec<(String, u32, u64)> {
+    specs
+        .iter()
+        .filter_map(|spec| spec.split_once('='))
+        .filter_map(|(name, pid)| {
+            let pid: u32 = pid.parse().ok()?;
+            Some((name.to_owned(), pid, tree_cpu_ticks(pid)))
+        })
+        .collect()
+}
+
+/// Adds `cpu_ms_per_op` (CPU milliseconds per successful operation, per process tree).
+fn cpu_finish(result: &mut Value, trees: Vec<(String, u32, u64)>) {
+    if trees.is_empty() {
+        return;
+    }
+    let ok = result["ok"].as_f64().unwrap_or(1.0).max(1.0);
+    let mut per_op = serde_json::Map::new();
+    for (name, pid, before) in trees {
+        // Linux reports 100 ticks a second.
+        let ms = tree_cpu_ticks(pid).saturating_sub(before) as f64 * 10.0;
+        per_op.insert(name, json!(ms / ok));
+    }
+    result["cpu_ms_per_op"] = Value::Object(per_op);
 }
 
 /// Runs `count` operations with `concurrency` workers; each returns Ok(bytes) or Err(text).
@@ -229,17 +308,35 @@ fn http_client() -> reqwest::Client {
         .expect("http client")
 }
 
-async fn stowage_upload(http: &reqwest::Client, cli: &Cli, body: Bytes) -> Result<Value, String> {
-    let len = body.len() as u64;
-    let part = reqwest::multipart::Part::stream_with_length(reqwest::Body::from(body), len)
-        .file_name("resume.pdf")
-        .mime_str("application/pdf")
-        .map_err(|e| e.to_string())?;
+const BOUNDARY: &str = "stowage-bench-boundary-7f3a9c";
+
+/// A whole multipart/form-data body with one `file` part, built once and shared by every request
+/// (no per-request copying on the client, like the SDK sending a `Bytes` body).
+fn multipart_body(file: &Bytes) -> Bytes {
+    let mut body = Vec::with_capacity(file.len() + 256);
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"resume.pdf\"\r\nContent-Type: application/pdf\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    Bytes::from(body)
+}
+
+/// POST /uploads with a prebuilt multipart body.
+async fn stowage_upload(http: &reqwest::Client, cli: &Cli, form: Bytes) -> Result<Value, String> {
     let response = http
         .post(format!("{}/uploads", cli.stowage_url))
         .header("X-API-Key", &cli.api_key)
         .header("X-ATS-Client-ID", &cli.client_id)
-        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .header(
+            "Content-Type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(form)
         .send()
         .await
         .map_err(|e| e.to_string())?;
@@ -259,16 +356,18 @@ async fn upload(
     count: usize,
 ) -> Value {
     let body = pdf(size);
+    let form = multipart_body(&body);
     let http = http_client();
     let s3 = s3_client(&cli.s3_endpoint).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
     drive(concurrency, count, move |i| {
-        let (cli, http, s3, body, run) = (
+        let (cli, http, s3, body, run, form) = (
             cli.clone(),
             http.clone(),
             s3.clone(),
             body.clone(),
             run.clone(),
+            form.clone(),
         );
         async move {
             let len = body.len() as u64;
@@ -284,7 +383,7 @@ async fn upload(
                         .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
                 }
                 Target::Stowage => {
-                    stowage_upload(&http, &cli, body).await?;
+                    stowage_upload(&http, &cli, form).await?;
                 }
                 Target::Peer => {
                     let response = http
@@ -323,6 +422,7 @@ async fn webhook(
     size: usize,
     concurrency: usize,
     count: usize,
+    cpu: &[String],
 ) -> Value {
     let body = pdf(size);
     let http = http_client();
@@ -351,10 +451,12 @@ async fn webhook(
             );
             async move {
                 let id = match target {
-                    Target::Stowage => stowage_upload(&http, &cli, body).await?["carv_file_id"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
+                    Target::Stowage => {
+                        stowage_upload(&http, &cli, multipart_body(&body)).await?["carv_file_id"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned()
+                    }
                     _ => {
                         let key = format!("bench/{run}/{i}");
                         s3.put_object()
@@ -379,7 +481,8 @@ async fn webhook(
         return json!({ "setup_failed": setup });
     }
     let ids = Arc::new(ids.lock().unwrap().clone());
-    drive(concurrency, count, move |i| {
+    let trees = cpu_start(cpu);
+    let mut result = drive(concurrency, count, move |i| {
         let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
         async move {
             let id = &ids[i];
@@ -424,7 +527,9 @@ async fn webhook(
             Ok(0)
         }
     })
-    .await
+    .await;
+    cpu_finish(&mut result, trees);
+    result
 }
 
 async fn fill_direct(cli: Arc<Cli>, prefix: String, count: usize, concurrency: usize) -> Value {
@@ -507,10 +612,13 @@ async fn main() {
             concurrency,
             count,
             rss_pid,
+            cpu,
         } => {
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let sampler = rss_pid.map(|pid| sample_rss(pid, stop.clone()));
+            let trees = cpu_start(cpu);
             let mut result = upload(cli.clone(), *target, *size, *concurrency, *count).await;
+            cpu_finish(&mut result, trees);
             stop.store(true, Ordering::Relaxed);
             if let Some(sampler) = sampler {
                 let peak = sampler.await.expect("sampler");
@@ -523,7 +631,8 @@ async fn main() {
             size,
             concurrency,
             count,
-        } => webhook(cli.clone(), *target, *size, *concurrency, *count).await,
+            cpu,
+        } => webhook(cli.clone(), *target, *size, *concurrency, *count, cpu).await,
         Command::FillDirect {
             prefix,
             count,
