@@ -128,7 +128,7 @@ run upload200k_c16_stowage upload --target stowage --size $KB200 --concurrency 1
 if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
 run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --count "$(n 1000 200)" --rss-pid "$PEER_PID" --cpu "$CPU,peer=$PEER_PID"
 for t in direct stowage; do
-  run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)"
+  run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)" --cpu "$CPU"
 done
 # Peak memory, each in a fresh process so that one workload's heap does not show in the other.
 for spec in "rss1m_c16_stowage 1048576 160" "rss50m_c16_stowage $MB50 16"; do
