@@ -15,7 +15,7 @@ use aws_sdk_s3::types::{
     CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, Delete, ExpirationStatus,
     LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{
@@ -171,6 +171,38 @@ fn io_err(context: &str, e: std::io::Error) -> StoreError {
     StoreError::Other(format!("{context}: {e}"))
 }
 
+/// A request body made of the received chunks themselves, sent without joining them; it can be
+/// replayed for a retry.
+fn chunked_body(chunks: Vec<Bytes>) -> ByteStream {
+    let chunks = std::sync::Arc::new(chunks);
+    ByteStream::new(aws_smithy_types::body::SdkBody::retryable(move || {
+        aws_smithy_types::body::SdkBody::from_body_1_x(Chunks(chunks.iter().cloned().collect()))
+    }))
+}
+
+/// The frames of [`chunked_body`].
+struct Chunks(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
 impl PartBuffer {
     async fn push(&mut self, data: Bytes) -> Result<()> {
         use tokio::io::AsyncWriteExt;
@@ -201,19 +233,7 @@ impl PartBuffer {
 
         let len = self.len as i64;
         match self.spill {
-            None => {
-                let body = match <[Bytes; 1]>::try_from(self.memory) {
-                    Ok([only]) => only,
-                    Err(chunks) => {
-                        let mut joined = BytesMut::with_capacity(self.len);
-                        for chunk in chunks {
-                            joined.extend_from_slice(&chunk);
-                        }
-                        joined.freeze()
-                    }
-                };
-                Ok((ByteStream::from(body), len, None))
-            }
+            None => Ok((chunked_body(self.memory), len, None)),
             Some((temp, mut file)) => {
                 file.flush().await.map_err(|e| io_err("spill", e))?;
                 drop(file);
