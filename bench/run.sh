@@ -76,7 +76,8 @@ log "PostgreSQL on 127.0.0.1:$PGPORT (fsync on: the durable configuration)"
 
 export STOWAGE_DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres
 export STOWAGE_STORAGE=s3 STOWAGE_S3_ENDPOINT=$BENCH_S3_ENDPOINT STOWAGE_S3_FORCE_PATH_STYLE=true
-export STOWAGE_SWEEP_SCHEDULE="0 0 0 1 1 *" STOWAGE_UPLOAD_TTL=24h RUST_LOG=warn
+# One API key drives every workload: no per-key request limit for the benchmark.
+export STOWAGE_SWEEP_SCHEDULE="0 0 0 1 1 *" STOWAGE_UPLOAD_TTL=24h RUST_LOG=warn STOWAGE_RATE_LIMIT=0 STOWAGE_MAX_CONCURRENT_UPLOADS=0
 # Starts a Stowage process on a free port; sets STOWAGE_PID and STOWAGE_URL.
 start_stowage() {
   local port; port=$(free_port)

@@ -120,6 +120,24 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_RECEIVING_GRACE", default_value = "1h", value_parser = humantime::parse_duration, global = true)]
     pub receiving_grace: Duration,
 
+    /// Requests per minute allowed per API key (0: unlimited).
+    #[arg(
+        long,
+        env = "STOWAGE_RATE_LIMIT",
+        default_value_t = 6000,
+        global = true
+    )]
+    pub rate_limit: u64,
+
+    /// Uploads in progress allowed per API key at once (0: unlimited).
+    #[arg(
+        long,
+        env = "STOWAGE_MAX_CONCURRENT_UPLOADS",
+        default_value_t = 64,
+        global = true
+    )]
+    pub max_concurrent_uploads: usize,
+
     /// Log format.
     #[arg(long, env = "STOWAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

@@ -17,6 +17,7 @@ pub const CLIENT_ID_HEADER: &str = "x-ats-client-id";
 pub struct Caller {
     pub client_id: String,
     pub key_name: String,
+    pub key_id: uuid::Uuid,
 }
 
 fn header<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
@@ -64,6 +65,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Caller {
             client_id: client_id.to_owned(),
             key_name: grant.key_name,
+            key_id,
         })
     }
 }

@@ -48,6 +48,8 @@ pub enum ErrorCode {
     FileAlreadyConsumed,
     IdempotencyKeyReused,
     FileNotPromoted,
+    RateLimited,
+    TooManyUploads,
     ServiceUnavailable,
     InternalError,
 }
@@ -82,6 +84,8 @@ impl ErrorCode {
             ErrorCode::FileAlreadyConsumed => "file_already_consumed",
             ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::FileNotPromoted => "file_not_promoted",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyUploads => "too_many_uploads",
             ErrorCode::ServiceUnavailable => "service_unavailable",
             ErrorCode::InternalError => "internal_error",
         }
@@ -94,6 +98,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited | ErrorCode::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::IdempotencyKeyReused | ErrorCode::FileNotPromoted => StatusCode::CONFLICT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 mod files;
+pub mod limits;
 mod ops;
 mod uploads;
 mod webhooks;
@@ -27,6 +28,7 @@ use crate::sniff::{DocumentKind, DocxLimits};
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use error::{ApiError, ErrorCode, REQUEST_ID};
+use limits::Limits;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -42,6 +44,8 @@ pub struct Settings {
     pub body_idle_timeout: Duration,
     pub receiving_grace: Duration,
     pub tombstone_retention: Duration,
+    pub rate_limit: u64,
+    pub max_concurrent_uploads: usize,
 }
 
 impl Settings {
@@ -56,6 +60,8 @@ impl Settings {
             body_idle_timeout: config.body_idle_timeout,
             receiving_grace: config.receiving_grace,
             tombstone_retention: config.tombstone_retention,
+            rate_limit: config.rate_limit,
+            max_concurrent_uploads: config.max_concurrent_uploads,
         }
     }
 }
@@ -65,6 +71,7 @@ struct Shared {
     store: Arc<dyn Store>,
     settings: Settings,
     telemetry: Telemetry,
+    limits: Limits,
 }
 
 /// What every handler shares: the repository, the store and the settings.
@@ -74,12 +81,19 @@ pub struct AppState(Arc<Shared>);
 impl AppState {
     /// Bundles the parts of a running service.
     pub fn new(repo: Arc<dyn Repo>, store: Arc<dyn Store>, settings: Settings) -> Self {
+        let limits = Limits::new(settings.rate_limit, settings.max_concurrent_uploads);
         AppState(Arc::new(Shared {
             repo,
             store,
             settings,
             telemetry: Telemetry::new(),
+            limits,
         }))
+    }
+
+    /// The per-key abuse limits.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
     }
 
     /// This instance's metrics.
@@ -113,10 +127,16 @@ pub fn app(state: AppState) -> Router {
         .saturating_add(1024 * 1024);
     let body_idle_timeout = state.settings().body_idle_timeout;
 
-    Router::new()
+    let client_routes = Router::new()
         .merge(uploads::routes().layer(DefaultBodyLimit::max(upload_body_limit)))
         .merge(webhooks::routes())
         .merge(files::routes())
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::rate_limit,
+        ));
+    Router::new()
+        .merge(client_routes)
         .merge(ops::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

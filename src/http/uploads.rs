@@ -113,13 +113,19 @@ async fn stage(
     if !is_multipart(headers) {
         return Err(UploadError::Missing.into());
     }
+    let slot = state.limits().upload_slot(caller.key_id)?;
     let multipart =
         multipart.map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.body_text()))?;
     // The upload runs in its own task so that a client hanging up mid-body cannot cancel it
     // half-way: it sees the body end in an error and cleans up after itself.
+    let task_state = state.clone();
     let record = tokio::spawn(
-        staging::stage_upload(state.clone(), caller.client_id, multipart)
-            .instrument(tracing::Span::current()),
+        async move {
+            let staged = staging::stage_upload(task_state, caller.client_id, multipart).await;
+            drop(slot);
+            staged
+        }
+        .instrument(tracing::Span::current()),
     )
     .await
     .map_err(ApiError::internal)??;

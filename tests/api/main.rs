@@ -6,6 +6,7 @@ mod fixtures;
 mod helpers;
 
 mod cli;
+mod limits;
 mod ops;
 mod sweeper;
 mod uploads;

@@ -1,0 +1,106 @@
+//! Abuse limits: per-key request rate and uploads in progress.
+
+use std::time::Duration;
+
+use reqwest::Method;
+
+use crate::both_backends;
+use crate::fixtures;
+use crate::helpers::{Backend, TestApp, assert_error, json_with};
+
+both_backends!(
+    client_requests_carry_rate_limit_headers_and_get_429_past_the_limit,
+    uploads_in_progress_are_capped_per_key,
+);
+
+fn header(response: &reqwest::Response, name: &str) -> Option<u64> {
+    response.headers().get(name)?.to_str().ok()?.parse().ok()
+}
+
+async fn client_requests_carry_rate_limit_headers_and_get_429_past_the_limit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.rate_limit = 5).await;
+    let path = format!("/uploads/{}", uuid::Uuid::new_v4());
+    for expected in (0..5).rev() {
+        let response = app.acme(Method::GET, &path).send().await.unwrap();
+        assert_eq!(header(&response, "x-ratelimit-limit"), Some(5));
+        assert_eq!(header(&response, "x-ratelimit-remaining"), Some(expected));
+        let reset = header(&response, "x-ratelimit-reset").unwrap();
+        assert!((1..=60).contains(&reset), "reset in seconds: {reset}");
+        assert_eq!(response.status(), 404);
+    }
+    let limited = app.acme(Method::GET, &path).send().await.unwrap();
+    assert_eq!(header(&limited, "x-ratelimit-remaining"), Some(0));
+    assert!(header(&limited, "retry-after").is_some());
+    assert_error(limited, 429, "rate_limited").await;
+
+    let other_key = app.globex(Method::GET, &path).send().await.unwrap();
+    assert_eq!(other_key.status(), 404, "keys are limited apart");
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert!(
+        health.headers().get("x-ratelimit-limit").is_none(),
+        "operations endpoints are not"
+    );
+}
+
+async fn uploads_in_progress_are_capped_per_key(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.max_concurrent_uploads = 1).await;
+    // An upload that sends its head and then waits.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    let boundary = "slow-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.pdf\"\r\n\
+         Content-Type: application/pdf\r\n\r\n"
+    );
+    tx.send(Ok(head.into_bytes())).await.unwrap();
+    tx.send(Ok(fixtures::pdf(20_000))).await.unwrap();
+    let body = reqwest::Body::wrap_stream(tokio_stream_from(rx));
+    let slow = app
+        .acme(Method::POST, "/uploads")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send();
+    let slow = tokio::spawn(slow);
+    // Wait until the slow upload holds its slot (its row is being received).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.rows_in(stowage::domain::FileState::Receiving).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow upload never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_error(
+        app.upload("cv.pdf", fixtures::pdf(1_000)).await,
+        429,
+        "too_many_uploads",
+    )
+    .await;
+    let other = app
+        .globex(Method::POST, "/uploads")
+        .multipart(crate::helpers::file_form(
+            "cv.pdf",
+            fixtures::pdf(1_000),
+            "application/pdf",
+        ))
+        .send()
+        .await
+        .unwrap();
+    json_with(other, 201).await;
+
+    tx.send(Ok(format!("\r\n--{boundary}--\r\n").into_bytes()))
+        .await
+        .unwrap();
+    drop(tx);
+    json_with(slow.await.unwrap().unwrap(), 201).await;
+    json_with(app.upload("cv.pdf", fixtures::pdf(1_000)).await, 201).await;
+}
+
+/// A receiver as a stream of body chunks.
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
