@@ -120,6 +120,32 @@ fn kind_of(state: &AppState, file_name: &str) -> Result<DocumentKind, UploadErro
         })
 }
 
+/// The last chunks of a stream, at least [`sniff::TAIL_LEN`] bytes of them (not copied).
+#[derive(Default)]
+struct Tail {
+    chunks: std::collections::VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Tail {
+    fn push(&mut self, chunk: &Bytes) {
+        self.len += chunk.len();
+        self.chunks.push_back(chunk.clone());
+        while let Some(front) = self.chunks.front() {
+            if self.len - front.len() < sniff::TAIL_LEN {
+                break;
+            }
+            self.len -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        let joined: Vec<u8> = self.chunks.iter().flat_map(|c| c.iter().copied()).collect();
+        joined[joined.len().saturating_sub(sniff::TAIL_LEN)..].to_vec()
+    }
+}
+
 /// Byte counting, hashing and the size limit, chunk by chunk.
 struct Meter {
     size: u64,
@@ -149,6 +175,7 @@ async fn receive_body(
     meter: &mut Meter,
     writer: &mut dyn ObjectWriter,
 ) -> Result<Option<std::fs::File>, UploadError> {
+    let mut tail = (kind == DocumentKind::Pdf).then(Tail::default);
     let mut spool = if kind.needs_deep_check() {
         let file =
             tempfile::tempfile().map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
@@ -163,6 +190,9 @@ async fn receive_body(
     let mut pending = head.into_iter();
     let mut next = pending.next();
     while let Some(chunk) = next {
+        if let Some(tail) = tail.as_mut() {
+            tail.push(&chunk);
+        }
         if let Some((_, spool)) = spool.as_mut() {
             spool
                 .write_all(&chunk)
@@ -187,6 +217,9 @@ async fn receive_body(
                 chunk
             }
         };
+    }
+    if let Some(tail) = tail {
+        sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
     }
     match spool {
         None => Ok(None),

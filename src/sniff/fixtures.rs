@@ -134,3 +134,40 @@ pub fn msi() -> Vec<u8> {
         Some("000C1084-0000-0000-C000-000000000046"),
     )
 }
+
+/// A minimal PowerPoint presentation (OOXML).
+pub fn pptx() -> Vec<u8> {
+    office_zip(
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml",
+        "ppt/presentation.xml",
+        &[],
+    )
+}
+
+/// An OLE compound file holding a PowerPoint presentation.
+pub fn ppt() -> Vec<u8> {
+    ole(&["/PowerPoint Document"], None)
+}
+
+/// A Word document with `n` extra tiny entries (an entry-count bomb).
+pub fn docx_with_entries(n: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..n).map(|i| format!("word/e{i}.xml")).collect();
+    let extra: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b"<a/>"[..])).collect();
+    office_zip(WORD_MAIN, "word/document.xml", &extra)
+}
+
+/// A Word-looking ZIP without `[Content_Types].xml`.
+pub fn docx_without_content_types() -> Vec<u8> {
+    zip_of(&[("word/document.xml", b"<w:document/>")])
+}
+
+/// A Word-looking ZIP whose `[Content_Types].xml` is not XML.
+pub fn docx_with_broken_content_types() -> Vec<u8> {
+    zip_of(&[
+        (
+            "[Content_Types].xml",
+            b"<Types><Override ContentType=\"x\"</Types",
+        ),
+        ("word/document.xml", b"<w:document/>"),
+    ])
+}

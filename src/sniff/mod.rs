@@ -136,6 +136,26 @@ pub fn check_head(kind: DocumentKind, head: &[u8]) -> Result<(), ContentError> {
     }
 }
 
+/// How many trailing bytes of a PDF are kept to look for a ZIP end record (the record is 22
+/// bytes plus a comment of up to 65,535).
+pub const TAIL_LEN: usize = 22 + 65_535;
+
+const ZIP_END_OF_CENTRAL_DIRECTORY: &[u8] = b"PK\x05\x06";
+
+/// Checks the last [`TAIL_LEN`] bytes of a PDF: a PDF that ends in a ZIP end-of-central-directory
+/// record is also a ZIP archive (a polyglot) and opens as one in archive tools.
+pub fn check_pdf_tail(tail: &[u8]) -> Result<(), ContentError> {
+    if tail
+        .windows(ZIP_END_OF_CENTRAL_DIRECTORY.len())
+        .any(|w| w == ZIP_END_OF_CENTRAL_DIRECTORY)
+    {
+        return Err(ContentError::invalid(
+            "it is also a ZIP archive (PDF/ZIP polyglot)",
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the deep check for kinds that need one; a no-op for the others.
 pub fn check_whole<R: Read + Seek>(
     kind: DocumentKind,
@@ -195,6 +215,17 @@ mod tests {
     fn doc_head_needs_an_ole_header() {
         assert_eq!(check_head(DocumentKind::Doc, &fixtures::doc()), Ok(()));
         assert!(check_head(DocumentKind::Doc, &fixtures::docx()).is_err());
+    }
+
+    #[test]
+    fn a_pdf_that_is_also_a_zip_is_refused() {
+        assert_eq!(check_pdf_tail(&fixtures::pdf(5000)), Ok(()));
+        let mut polyglot = fixtures::pdf(5000);
+        polyglot.extend_from_slice(&fixtures::docx());
+        assert!(matches!(
+            check_pdf_tail(&polyglot),
+            Err(ContentError::Invalid { .. })
+        ));
     }
 
     #[test]

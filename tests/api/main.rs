@@ -4,6 +4,7 @@
 #[path = "../../src/sniff/fixtures.rs"]
 mod fixtures;
 mod helpers;
+mod hostile;
 
 mod cli;
 mod limits;
