@@ -9,6 +9,7 @@ pub mod accounts;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fault;
 pub mod http;
 pub mod keys;
 pub mod promotion;

@@ -203,6 +203,7 @@ async fn receive_body(
         if !multipart_recorded && let Some(upload_id) = writer.multipart_upload_id() {
             state.repo().set_multipart_upload(id, upload_id).await?;
             multipart_recorded = true;
+            crate::fault::point("upload.mid_multipart");
         }
         next = match pending.next() {
             Some(chunk) => Some(chunk),
@@ -355,6 +356,7 @@ async fn receive_file(
             created_at: now,
         })
         .await?;
+    crate::fault::point("upload.before_store");
     let mut writer = match state.store().begin_staging(&key).await {
         Ok(writer) => writer,
         Err(e) => {
@@ -422,6 +424,7 @@ impl Pending {
             abandon(state, id, &key, None, true).await;
             return Err(e.into());
         }
+        crate::fault::point("upload.after_store");
         let ttl = TimeDelta::from_std(state.settings().upload_ttl)
             .map_err(|e| UploadError::Internal(e.to_string()))?;
         let facts = StagedFacts {

@@ -232,6 +232,7 @@ pub async fn process(
     match state.repo().bind_files(&webhook, &slots).await? {
         BindOutcome::Bound(files) => {
             tracing::info!(webhook_id = %webhook.id, files = files.len(), "webhook bound its files");
+            crate::fault::point("promote.after_bind");
             // Objects move now; the rows are marked with the webhook's result in one
             // transaction (`record_result`).
             let mut moved = Vec::with_capacity(files.len());
@@ -245,6 +246,7 @@ pub async fn process(
                 }
             }
             let files = moved;
+            crate::fault::point("promote.after_delete");
             let record = WebhookRecord {
                 id: webhook.id,
                 client_id: webhook.client_id,

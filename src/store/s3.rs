@@ -660,6 +660,7 @@ impl Store for S3Store {
                 other => return Err(other),
             }
         }
+        crate::fault::point("promote.after_copy");
         let failures = self.delete(Area::Staging, &[key.to_owned()]).await?;
         match failures.first() {
             None => Ok(()),

@@ -7,6 +7,7 @@ mod helpers;
 mod hostile;
 
 mod cli;
+mod crash;
 mod limits;
 mod ops;
 mod sweeper;
