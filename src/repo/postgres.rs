@@ -166,14 +166,14 @@ impl PostgresRepo {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let relaxed = PgPoolOptions::new()
             .max_connections(8)
             .min_connections(0)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
         Ok(PostgresRepo { pool, relaxed })
     }

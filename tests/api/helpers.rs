@@ -129,7 +129,11 @@ impl TestApp {
         }));
         TestApp {
             base,
+            // No connection reuse: a request the server refuses before reading its whole body
+            // (413, 422 past the size limit) ends with the connection closed, and a pooled
+            // client could race that close with its next request.
             http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("http client"),

@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod limits;
 mod ops;
+mod outage;
 mod sweeper;
 mod uploads;
 mod webhooks;
