@@ -17,10 +17,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_stowage");
 
 /// Starts `stowage serve` on the test app's database and buckets, armed to abort at `fault`.
 async fn crashing_server(app: &TestApp, fault: &str) -> (std::process::Child, String) {
+    serve_process(
+        app,
+        &[
+            ("STOWAGE_FAULT", fault),
+            ("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *"),
+        ],
+    )
+    .await
+}
+
+/// Starts a `stowage serve` process on the test app's database and buckets, with extra
+/// environment; returns it and its base URL once it listens.
+pub async fn serve_process(app: &TestApp, envs: &[(&str, &str)]) -> (std::process::Child, String) {
     let c = &app.config;
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
-        .env("STOWAGE_FAULT", fault)
+        .envs(envs.iter().copied())
         .env("STOWAGE_LISTEN", "127.0.0.1:0")
         .env("STOWAGE_DATABASE_URL", &c.database_url)
         .env("STOWAGE_STORAGE", &c.storage)
@@ -30,7 +43,6 @@ async fn crashing_server(app: &TestApp, fault: &str) -> (std::process::Child, St
             "STOWAGE_S3_FORCE_PATH_STYLE",
             c.s3_force_path_style.to_string(),
         )
-        .env("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     if let Some(endpoint) = &c.s3_endpoint {
@@ -67,7 +79,7 @@ async fn wait_for_exit(child: &mut std::process::Child) {
 }
 
 /// After a pass: every row matches storage and every object has its row.
-async fn assert_consistent(app: &TestApp) {
+pub async fn assert_consistent(app: &TestApp) {
     let pool = sqlx::PgPool::connect(&app.config.database_url)
         .await
         .unwrap();

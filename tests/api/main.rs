@@ -11,6 +11,7 @@ mod crash;
 mod limits;
 mod ops;
 mod outage;
+mod replicas;
 mod sweeper;
 mod uploads;
 mod webhooks;

@@ -1,0 +1,149 @@
+//! Several replicas: three `stowage serve` processes on one PostgreSQL and one S3 server, with
+//! their sweepers running every second, take 1,000 conflicting webhooks.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use stowage::domain::FileState;
+use stowage::store::Area;
+
+use crate::crash::{assert_consistent, serve_process};
+use crate::fixtures;
+use crate::helpers::{Backend, TestApp, file_form};
+
+const FILES: usize = 150;
+const WEBHOOKS: usize = 1_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_bind_each_file_once_and_delete_each_expired_file_once() {
+    let app = TestApp::spawn(Backend::PostgresS3).await;
+    let envs = [
+        ("STOWAGE_UPLOAD_TTL", "3s"),
+        ("STOWAGE_SWEEP_SCHEDULE", "* * * * * *"),
+        ("STOWAGE_RATE_LIMIT", "0"),
+        ("RUST_LOG", "error"),
+    ];
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..3 {
+        let (child, base) = serve_process(&app, &envs).await;
+        children.push(child);
+        bases.push(base);
+    }
+    let http = reqwest::Client::new();
+
+    // Stage the files through the replicas in turn.
+    let mut ids = Vec::new();
+    for i in 0..FILES {
+        let response = http
+            .post(format!("{}/uploads", bases[i % 3]))
+            .header("X-API-Key", &app.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+            .multipart(file_form("cv.pdf", fixtures::pdf(2_000), "application/pdf"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        ids.push(body["carv_file_id"].as_str().unwrap().to_owned());
+    }
+
+    // 1,000 webhooks, each naming a file (several per file), fired 32 at a time across replicas
+    // while their sweepers expire what is not bound within three seconds.
+    let mut outcomes: Vec<(usize, u16, Value)> = Vec::new();
+    let mut pending = futures_util::stream::FuturesUnordered::new();
+    let mut next = 0;
+    use futures_util::StreamExt;
+    while next < WEBHOOKS || !pending.is_empty() {
+        while next < WEBHOOKS && pending.len() < 32 {
+            // A third of the files is never named: those must expire.
+            let file = (next * 7919) % (FILES * 2 / 3);
+            let request = http
+                .post(format!("{}/webhooks/candidates", bases[next % 3]))
+                .header("X-API-Key", &app.acme_key)
+                .header("X-ATS-Client-ID", "acme")
+                .json(&json!({
+                    "client_id": "acme",
+                    "user_id": format!("user-{next}"),
+                    "files": { "resume": { "carv_file_id": ids[file] } }
+                }));
+            pending.push(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (file, status, response.json::<Value>().await.unwrap())
+            });
+            next += 1;
+        }
+        if let Some(outcome) = pending.next().await {
+            outcomes.push(outcome);
+        }
+    }
+
+    let mut winners: HashMap<usize, HashSet<String>> = HashMap::new();
+    let mut by_code: HashMap<String, usize> = HashMap::new();
+    for (file, status, body) in &outcomes {
+        let code = if *status == 200 {
+            winners
+                .entry(*file)
+                .or_default()
+                .insert(body["webhook_id"].as_str().unwrap().to_owned());
+            "bound".to_owned()
+        } else {
+            assert_eq!(*status, 422, "{body}");
+            body["error"]["code"].as_str().unwrap().to_owned()
+        };
+        *by_code.entry(code).or_default() += 1;
+    }
+    let double_binds = winners.values().filter(|w| w.len() > 1).count();
+    eprintln!(
+        "replicas: {WEBHOOKS} webhooks on {FILES} files: {by_code:?}; double binds: {double_binds}"
+    );
+    assert_eq!(double_binds, 0, "a file was bound to two webhooks");
+    assert_eq!(by_code.values().sum::<usize>(), WEBHOOKS);
+
+    // Let every file expire or be promoted, and the sweepers run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let staged = app.rows_in(FileState::Staged).await;
+        let bound = app.rows_in(FileState::Bound).await;
+        if staged == 0 && bound == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{staged} staged and {bound} bound files remain"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for mut child in children {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+
+    let promoted = app.rows_in(FileState::Promoted).await;
+    let expired = app.rows_in(FileState::Expired).await;
+    assert_eq!(
+        promoted as usize,
+        winners.len(),
+        "every bound file is promoted"
+    );
+    assert_eq!((promoted + expired) as usize, FILES);
+    let pool = sqlx::PgPool::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let (deleted, passes): (i64, i64) = sqlx::query_as(
+        "SELECT COALESCE(SUM(objects_deleted), 0)::BIGINT, COUNT(*) FROM sweep_runs",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    eprintln!(
+        "replicas: {promoted} promoted, {expired} expired, {deleted} deletions over {passes} sweep passes"
+    );
+    assert_eq!(deleted, expired, "every expired file deleted exactly once");
+    assert!(app.objects(Area::Staging).await.is_empty());
+    assert_consistent(&app).await;
+}
