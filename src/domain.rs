@@ -8,7 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 /// Where a file is in its life; see DESIGN.md §3.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FileState {
     /// A row exists, bytes may be on their way to the staging area.
@@ -91,7 +91,7 @@ pub struct FileRecord {
 }
 
 /// The two kinds of webhook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WebhookKind {
     Candidate,
@@ -129,7 +129,7 @@ impl FromStr for WebhookKind {
 }
 
 /// A named place for a file in a webhook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Slot {
     Resume,

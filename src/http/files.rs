@@ -28,6 +28,20 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/files/{id}/content", get(get_content))
 }
 
+/// A file in any state, with the webhook it is bound to.
+#[utoipa::path(
+    get, path = "/files/{carv_file_id}", tag = "files",
+    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The record", body = super::openapi::FileView),
+        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn get_file(
     State(state): State<AppState>,
     caller: Caller,
@@ -105,6 +119,22 @@ pub fn content_disposition(file_name: &str) -> String {
     )
 }
 
+/// The bytes of a promoted file: a redirect to a presigned URL (S3) or the bytes (directory).
+#[utoipa::path(
+    get, path = "/files/{carv_file_id}/content", tag = "files",
+    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The bytes, as an attachment", content_type = "application/octet-stream"),
+        (status = 307, description = "Presigned URL (Location and body)", body = super::openapi::PresignedDownload),
+        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "Not promoted yet", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn get_content(
     State(state): State<AppState>,
     caller: Caller,

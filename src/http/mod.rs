@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod files;
 pub mod limits;
+pub mod openapi;
 mod ops;
 mod uploads;
 mod webhooks;

@@ -25,6 +25,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/ops/storage", get(storage))
+        .route("/openapi.json", get(super::openapi::openapi_json))
 }
 
 /// When `STOWAGE_OPS_TOKEN` is set, `/metrics` and `/ops/storage` need it as a bearer token.
@@ -47,6 +48,15 @@ fn check_ops_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError
     }
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations",
+    security((), ("ops_token" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+        (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_ops_token(&state, &headers)?;
     let stats = state.repo().storage_stats().await?;
@@ -61,12 +71,23 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         .into_response())
 }
 
+/// Files and bytes per state, expiry, the last sweep.
+#[utoipa::path(
+    get, path = "/ops/storage", tag = "operations",
+    security((), ("ops_token" = [])),
+    responses(
+        (status = 200, description = "Storage report", content_type = "application/json"),
+        (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn storage(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_ops_token(&state, &headers)?;
     let report = StorageReport::load(state.repo()).await?;
     Ok(axum::Json(report).into_response())
 }
 
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
 async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
@@ -83,6 +104,14 @@ where
     }
 }
 
+/// The database and both buckets answer.
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Readiness),
+        (status = 503, description = "A dependency is down (named in checks)", body = super::openapi::Readiness),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     let (database, staging, files) = tokio::join!(
         probe(state.repo().ping()),

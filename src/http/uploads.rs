@@ -30,8 +30,8 @@ pub(crate) fn api_time(t: DateTime<Utc>) -> String {
 }
 
 /// The record of a staged file, as `POST /uploads` returns it.
-#[derive(Serialize)]
-struct UploadBody {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UploadBody {
     carv_file_id: Uuid,
     file_name: String,
     content_type: Option<String>,
@@ -88,6 +88,22 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Stage a file.
+#[utoipa::path(
+    post, path = "/uploads", tag = "uploads",
+    request_body(content = super::openapi::UploadForm, content_type = "multipart/form-data"),
+    params(("X-ATS-Client-ID" = String, Header, description = "The client id (workspace)")),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 201, description = "Staged", body = UploadBody),
+        (status = 400, description = "Malformed multipart body", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "Refused: extension, size, content, missing or empty file", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn create_upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +157,20 @@ pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
     Uuid::parse_str(raw).map_err(|_| ApiError::file_not_found())
 }
 
+/// A staged file's record, with its state.
+#[utoipa::path(
+    get, path = "/uploads/{carv_file_id}", tag = "uploads",
+    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The record", body = UploadBody),
+        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn get_upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -155,6 +185,21 @@ async fn get_upload(
     Ok(Json(UploadBody::from_record(&record, true)))
 }
 
+/// Discard a staged file early.
+#[utoipa::path(
+    delete, path = "/uploads/{carv_file_id}", tag = "uploads",
+    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 204, description = "Discarded (or already gone)"),
+        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "Bound, promoted or still receiving", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn delete_upload(
     State(state): State<AppState>,
     caller: Caller,

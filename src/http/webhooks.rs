@@ -32,6 +32,27 @@ pub(super) fn routes() -> Router<AppState> {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
 }
 
+/// Bind the referenced files to this webhook (all or none), then promote them.
+#[utoipa::path(
+    post, path = "/webhooks/candidates", tag = "webhooks",
+    request_body(content = super::openapi::WebhookRequest, content_type = "application/json"),
+    params(
+        ("X-ATS-Client-ID" = String, Header),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the original answer"),
+    ),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "Processed (or a retry of a processed webhook)", body = super::openapi::WebhookResponse),
+        (status = 400, description = "Not JSON", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "Idempotency-Key reused with another payload", body = super::openapi::ErrorEnvelope),
+        (status = 413, description = "Body above 1 MiB", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn candidates(
     State(state): State<AppState>,
     caller: Caller,
@@ -41,6 +62,27 @@ async fn candidates(
     handle(state, caller, WebhookKind::Candidate, headers, body).await
 }
 
+/// Bind the referenced files to this webhook (all or none), then promote them.
+#[utoipa::path(
+    post, path = "/webhooks/applications", tag = "webhooks",
+    request_body(content = super::openapi::WebhookRequest, content_type = "application/json"),
+    params(
+        ("X-ATS-Client-ID" = String, Header),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the original answer"),
+    ),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "Processed (or a retry of a processed webhook)", body = super::openapi::WebhookResponse),
+        (status = 400, description = "Not JSON", body = super::openapi::ErrorEnvelope),
+        (status = 409, description = "Idempotency-Key reused with another payload", body = super::openapi::ErrorEnvelope),
+        (status = 413, description = "Body above 1 MiB", body = super::openapi::ErrorEnvelope),
+        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+    )
+)]
 async fn applications(
     State(state): State<AppState>,
     caller: Caller,

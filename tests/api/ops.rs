@@ -73,3 +73,36 @@ async fn every_error_carries_a_code_and_the_request_id(backend: Backend) {
         "fresh id per request"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_route() {
+    let app = TestApp::spawn(Backend::SqliteFs).await;
+    let doc = json_with(
+        app.http.get(app.url("/openapi.json")).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/uploads", "post"),
+        ("/uploads/{carv_file_id}", "get"),
+        ("/uploads/{carv_file_id}", "delete"),
+        ("/webhooks/candidates", "post"),
+        ("/webhooks/applications", "post"),
+        ("/files/{carv_file_id}", "get"),
+        ("/files/{carv_file_id}/content", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/ops/storage", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} undocumented"
+        );
+    }
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    assert_eq!(schemes["client_id"]["name"], "X-ATS-Client-ID");
+}
