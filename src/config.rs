@@ -115,6 +115,10 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
     pub tombstone_retention: Duration,
 
+    /// Longest a client may take to send a request's headers (slow-loris protection).
+    #[arg(long, env = "STOWAGE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub header_read_timeout: Duration,
+
     /// How long an upload may stay `receiving` before the sweeper treats it as dead, and how
     /// old an unreferenced staging object must be before it is deleted.
     #[arg(long, env = "STOWAGE_RECEIVING_GRACE", default_value = "1h", value_parser = humantime::parse_duration, global = true)]

@@ -43,6 +43,7 @@ impl From<sqlx::Error> for RepoError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
             sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed

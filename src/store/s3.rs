@@ -36,14 +36,19 @@ pub struct S3Store {
     region: String,
 }
 
-fn sdk_err<E, R>(context: &str, err: SdkError<E, R>) -> StoreError
+fn sdk_err<E>(context: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
 {
     let text = format!("{context}: {}", DisplayErrorContext(&err));
     match &err {
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => StoreError::Unavailable(text),
+        // No answer, or the connection broke while reading one: the server is unreachable.
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+            StoreError::Unavailable(text)
+        }
+        SdkError::ServiceError(service) if service.raw().status().is_server_error() => {
+            StoreError::Unavailable(text)
+        }
         SdkError::ServiceError(service) => match service.err().code() {
             Some("NoSuchKey" | "NoSuchBucket" | "NotFound" | "NoSuchUpload") => {
                 StoreError::NotFound(text)
