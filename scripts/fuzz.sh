@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs each cargo-fuzz target for a bounded time (default 60 s each; FUZZ_SECONDS to change).
-# Not part of CI. Needs cargo-fuzz (installed into bench/.tools on first use); uses
-# RUSTC_BOOTSTRAP=1 because this machine has only a stable toolchain.
+# Runs each cargo-fuzz target (fuzz/) for a bounded time (FUZZ_SECONDS, default 60 s each) and
+# writes the last lines of each run to docs/fuzz-result.txt. Not part of CI. Needs cargo-fuzz
+# (installed into bench/.tools on first use); uses RUSTC_BOOTSTRAP=1 because this machine has
+# only a stable toolchain. A crash leaves its input in fuzz/artifacts/ and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=$(pwd)/bench/.tools
@@ -10,7 +11,19 @@ if [ ! -x "$TOOLS/bin/cargo-fuzz" ]; then
 fi
 export PATH=$TOOLS/bin:$PATH RUSTC_BOOTSTRAP=1
 SECONDS_EACH=${FUZZ_SECONDS:-60}
+OUT=docs/fuzz-result.txt
+echo "# cargo fuzz, ${SECONDS_EACH}s per target, $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OUT"
+status=0
 for target in sniff webhook_payload; do
-  echo "== fuzzing $target for ${SECONDS_EACH}s"
-  cargo fuzz run "$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 2>&1 | tail -5
+  echo "== fuzzing $target for ${SECONDS_EACH}s" | tee -a "$OUT"
+  log=$(mktemp)
+  if (cd fuzz && cargo fuzz run "$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048) >"$log" 2>&1; then
+    grep -E "^(Done|#[0-9]+.*(DONE|cov:))" "$log" | tail -2 | tee -a "$OUT"
+  else
+    status=1
+    echo "CRASH — see fuzz/artifacts/$target" | tee -a "$OUT"
+    grep -vE "^\s+[0-9]+:|^\s+at " "$log" | tail -30 | tee -a "$OUT"
+  fi
+  rm -f "$log"
 done
+exit "$status"
