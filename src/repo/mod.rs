@@ -291,6 +291,44 @@ fn parse_state(raw: &str) -> Result<FileState> {
     raw.parse().map_err(RepoError::Corrupt)
 }
 
+/// What a discard that changed no row means, from the row's state (`None`: no such row).
+fn discard_outcome(state: Option<String>) -> Result<Discard> {
+    Ok(match state {
+        None => Discard::NotFound,
+        Some(state) => match parse_state(&state)? {
+            FileState::Expired | FileState::Discarded => Discard::AlreadyGone,
+            other => Discard::NotDiscardable(other),
+        },
+    })
+}
+
+/// `(state, files, bytes)` rows as counts.
+fn state_counts(rows: Vec<(String, i64, i64)>) -> Result<Vec<StateCount>> {
+    rows.into_iter()
+        .map(|(state, files, bytes)| {
+            Ok(StateCount {
+                state: parse_state(&state)?,
+                files,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// The one webhook every slot of a refused binding is consumed by, if there is one.
+fn sole_consumer<T: PartialEq>(consumers: &[Option<T>], slots: usize) -> Option<&T> {
+    let first = consumers.first()?.as_ref()?;
+    (consumers.len() == slots && consumers.iter().all(|c| c.as_ref() == Some(first)))
+        .then_some(first)
+}
+
+/// Whether an earlier webhook is the same webhook sent again (client, kind and payload).
+fn is_retry_of(earlier: &WebhookRecord, webhook: &NewWebhook) -> bool {
+    earlier.client_id == webhook.client_id
+        && earlier.kind == webhook.kind
+        && earlier.payload_hash == webhook.payload_hash
+}
+
 fn parse_named<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T> {
     raw.parse().map_err(RepoError::Corrupt)
 }

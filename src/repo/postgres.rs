@@ -12,9 +12,9 @@ use uuid::Uuid;
 use super::{
     ApiKeyRecord, BindOutcome, ClaimedFile, Discard, ExpiryClaim, KeyGrant, NewFile, NewWebhook,
     Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
-    parse_named, parse_state,
+    discard_outcome, is_retry_of, parse_named, parse_state, sole_consumer, state_counts,
 };
-use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{FileRecord, Slot, StagedFacts, WebhookRecord};
 
 /// The PostgreSQL repository.
 #[derive(Clone, Debug)]
@@ -347,13 +347,7 @@ impl Repo for PostgresRepo {
                 .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(match state {
-            None => Discard::NotFound,
-            Some((state,)) => match parse_state(&state)? {
-                FileState::Expired | FileState::Discarded => Discard::AlreadyGone,
-                other => Discard::NotDiscardable(other),
-            },
-        })
+        discard_outcome(state.map(|(state,)| state))
     }
 
     async fn count_by_state(&self) -> Result<Vec<StateCount>> {
@@ -362,15 +356,7 @@ impl Repo for PostgresRepo {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(state, files, bytes)| {
-                Ok(StateCount {
-                    state: parse_state(&state)?,
-                    files,
-                    bytes,
-                })
-            })
-            .collect()
+        state_counts(rows)
     }
 
     async fn bind_files(
@@ -448,10 +434,7 @@ impl Repo for PostgresRepo {
             return Ok(BindOutcome::Bound(bound));
         }
         tx.rollback().await?;
-        if consumers.len() == files.len()
-            && let Some(Some(first)) = consumers.first()
-            && consumers.iter().all(|c| *c == Some(*first))
-        {
+        if let Some(first) = sole_consumer(&consumers, files.len()) {
             let earlier: Option<WebhookRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 webhook_columns!(),
@@ -462,10 +445,7 @@ impl Repo for PostgresRepo {
             .await?;
             if let Some(earlier) = earlier {
                 let earlier = WebhookRecord::try_from(earlier)?;
-                if earlier.client_id == webhook.client_id
-                    && earlier.kind == webhook.kind
-                    && earlier.payload_hash == webhook.payload_hash
-                {
+                if is_retry_of(&earlier, webhook) {
                     return Ok(BindOutcome::Replay(Box::new(earlier)));
                 }
             }

@@ -16,9 +16,9 @@ use uuid::Uuid;
 use super::{
     ApiKeyRecord, BindOutcome, ClaimedFile, Discard, ExpiryClaim, KeyGrant, NewFile, NewWebhook,
     Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
-    parse_named, parse_state,
+    discard_outcome, is_retry_of, parse_named, parse_state, sole_consumer, state_counts,
 };
-use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{FileRecord, Slot, StagedFacts, WebhookRecord};
 
 /// The SQLite repository.
 #[derive(Clone, Debug)]
@@ -384,13 +384,7 @@ impl Repo for SqliteRepo {
                 .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(match state {
-            None => Discard::NotFound,
-            Some((state,)) => match parse_state(&state)? {
-                FileState::Expired | FileState::Discarded => Discard::AlreadyGone,
-                other => Discard::NotDiscardable(other),
-            },
-        })
+        discard_outcome(state.map(|(state,)| state))
     }
 
     async fn count_by_state(&self) -> Result<Vec<StateCount>> {
@@ -399,15 +393,7 @@ impl Repo for SqliteRepo {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(state, files, bytes)| {
-                Ok(StateCount {
-                    state: parse_state(&state)?,
-                    files,
-                    bytes,
-                })
-            })
-            .collect()
+        state_counts(rows)
     }
 
     async fn bind_files(
@@ -491,12 +477,7 @@ impl Repo for SqliteRepo {
             return Ok(BindOutcome::Bound(bound));
         }
         tx.rollback().await?;
-        if consumers.len() == files.len()
-            && let Some(Some(first)) = consumers.first()
-            && consumers
-                .iter()
-                .all(|c| c.as_deref() == Some(first.as_str()))
-        {
+        if let Some(first) = sole_consumer(&consumers, files.len()) {
             let earlier: Option<WebhookRow> = sqlx::query_as(concat!(
                 "SELECT ",
                 webhook_columns!(),
@@ -507,10 +488,7 @@ impl Repo for SqliteRepo {
             .await?;
             if let Some(earlier) = earlier {
                 let earlier = WebhookRecord::try_from(earlier)?;
-                if earlier.client_id == webhook.client_id
-                    && earlier.kind == webhook.kind
-                    && earlier.payload_hash == webhook.payload_hash
-                {
+                if is_retry_of(&earlier, webhook) {
                     return Ok(BindOutcome::Replay(Box::new(earlier)));
                 }
             }
