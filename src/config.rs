@@ -116,7 +116,7 @@ pub struct Config {
     pub tombstone_retention: Duration,
 
     /// Longest a client may take to send a request's headers (slow-loris protection).
-    #[arg(long, env = "STOWAGE_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    #[arg(long, env = "STOWAGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub header_read_timeout: Duration,
 
     /// How long an upload may stay `receiving` before the sweeper treats it as dead, and how
