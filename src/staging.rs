@@ -301,11 +301,27 @@ pub async fn stage_upload(
         }
         if let Some(pending) = pending.take() {
             pending.abandon(&state).await;
+            drain(&mut multipart).await;
             return Err(UploadError::MultipleFiles);
         }
-        pending = Some(receive_file(&state, &client_id, field).await?);
+        match receive_file(&state, &client_id, field).await {
+            Ok(received) => pending = Some(received),
+            Err(e) => {
+                drain(&mut multipart).await;
+                return Err(e);
+            }
+        }
     }
     pending.ok_or(UploadError::Missing)?.complete(&state).await
+}
+
+/// Reads and discards what is left of a refused upload's body, so that the client, still
+/// sending, reads the error instead of a broken connection. Bounded by the body size limit and
+/// the idle timeout; stops at the first framing error.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 /// A file whose bytes have all arrived but which is not yet visible in storage nor `staged`.
