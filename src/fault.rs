@@ -1,14 +1,22 @@
-//! Crash points for tests. When the environment variable `STOWAGE_FAULT` names a point, the
-//! process aborts there, as abruptly as `kill -9` (no destructors, no cleanup). Unset — always, in
-//! production — a point costs one cached lookup.
+//! Fault injection for tests, off unless an environment variable arms it.
 //!
-//! Points: `upload.before_store`, `upload.mid_multipart`, `upload.after_store`,
+//! - `STOWAGE_FAULT=<point>`: the process aborts at that point, as abruptly as `kill -9` (no
+//!   destructors, no cleanup).
+//! - `STOWAGE_FAULT_PAUSE=<point>=<duration>` (humantime): the task waits that long at that
+//!   point, to hold a transaction open while a test makes something else happen.
+//!
+//! Unset — always, in production — a point costs one cached lookup.
+//!
+//! Abort points: `upload.before_store`, `upload.mid_multipart`, `upload.after_store`,
 //! `promote.after_bind`, `promote.after_copy` (S3 only: between CopyObject and the delete of the
-//! staged copy), `promote.after_delete`.
+//! staged copy), `promote.after_delete`. Pause points: `bind.before_commit` (inside the webhook's
+//! binding transaction, after the files are bound).
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 static FAULT: OnceLock<Option<String>> = OnceLock::new();
+static PAUSE: OnceLock<Option<(String, Duration)>> = OnceLock::new();
 
 /// Aborts the process if `STOWAGE_FAULT` names this point.
 pub fn point(name: &str) {
@@ -16,5 +24,20 @@ pub fn point(name: &str) {
     if armed.as_deref() == Some(name) {
         eprintln!("stowage: fault injection: aborting at {name}");
         std::process::abort();
+    }
+}
+
+/// Waits here if `STOWAGE_FAULT_PAUSE` names this point.
+pub async fn pause(name: &str) {
+    let armed = PAUSE.get_or_init(|| {
+        let raw = std::env::var("STOWAGE_FAULT_PAUSE").ok()?;
+        let (point, duration) = raw.split_once('=')?;
+        Some((point.to_owned(), humantime::parse_duration(duration).ok()?))
+    });
+    if let Some((point, duration)) = armed
+        && point == name
+    {
+        eprintln!("stowage: fault injection: pausing {duration:?} at {name}");
+        tokio::time::sleep(*duration).await;
     }
 }

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
+use crate::domain::FileState;
 use crate::http::AppState;
 use crate::promotion;
 use crate::repo::SweepRun;
@@ -99,18 +100,15 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
     run
 }
 
-/// Expiry workers per pass where claims cannot overlap: one claims and updates rows while the
-/// other waits on DeleteObjects.
+/// Expiry workers per pass: one marks rows while the other waits on DeleteObjects.
 const EXPIRY_WORKERS: usize = 2;
 
-/// Staged files past `expires_at`: delete their objects (≤ 1000 keys a call), keep tombstones.
+/// Staged files past `expires_at`: mark them `expired` (tombstones), then delete their objects
+/// (≤ 1000 keys a call). An object whose delete fails belongs to a tombstone from then on and
+/// is removed by the orphan step.
 async fn expire(state: &AppState, tally: &mut Tally) {
-    let workers = if state.repo().concurrent_claims() {
-        EXPIRY_WORKERS
-    } else {
-        1
-    };
-    let results = futures_util::future::join_all((0..workers).map(|_| expire_worker(state))).await;
+    let results =
+        futures_util::future::join_all((0..EXPIRY_WORKERS).map(|_| expire_worker(state))).await;
     for worker in results {
         tally.run.expired += worker.run.expired;
         tally.run.objects_deleted += worker.run.objects_deleted;
@@ -126,55 +124,35 @@ async fn expire_worker(state: &AppState) -> Tally {
         run: SweepRun::default(),
     };
     for _ in 0..MAX_EXPIRY_BATCHES {
-        let claim = match state.repo().claim_expired(EXPIRY_BATCH).await {
-            Ok(claim) => claim,
+        let expired = match state.repo().expire_due(Utc::now(), EXPIRY_BATCH).await {
+            Ok(expired) => expired,
             Err(e) => {
                 tally.error("expire", e);
                 break;
             }
         };
-        let claimed = claim.files().len();
-        if claimed == 0 {
-            if let Err(e) = claim.complete(&[]).await {
-                tally.error("expire", e);
-            }
+        if expired.is_empty() {
             break;
         }
-        let keys: Vec<String> = claim
-            .files()
-            .iter()
-            .map(|f| f.staging_key.clone())
-            .collect();
-        let failures = match state.store().delete(Area::Staging, &keys).await {
-            Ok(failures) => failures,
-            // Dropping the claim releases the rows; they are retried next pass.
-            Err(e) => {
-                tally.error("expire", e);
-                break;
+        tally.run.expired += expired.len() as i64;
+        let keys: Vec<String> = expired.iter().map(|f| f.staging_key.clone()).collect();
+        match state.store().delete(Area::Staging, &keys).await {
+            Ok(failures) => {
+                tally.run.objects_deleted += (keys.len() - failures.len()) as i64;
+                for failure in &failures {
+                    tally.error(
+                        "expire",
+                        format!("delete {}: {}", failure.key, failure.reason),
+                    );
+                }
             }
-        };
-        let failed: HashSet<&str> = failures.iter().map(|f| f.key.as_str()).collect();
-        for failure in &failures {
-            tally.error(
-                "expire",
-                format!("delete {}: {}", failure.key, failure.reason),
-            );
-        }
-        let deleted: Vec<Uuid> = claim
-            .files()
-            .iter()
-            .filter(|f| !failed.contains(f.staging_key.as_str()))
-            .map(|f| f.id)
-            .collect();
-        tally.run.objects_deleted += deleted.len() as i64;
-        match claim.complete(&deleted).await {
-            Ok(expired) => tally.run.expired += expired as i64,
+            // The rows are tombstones already; the orphan step deletes these objects later.
             Err(e) => {
                 tally.error("expire", e);
                 break;
             }
         }
-        if (claimed as i64) < EXPIRY_BATCH || deleted.is_empty() {
+        if (expired.len() as i64) < EXPIRY_BATCH {
             break;
         }
     }
@@ -219,41 +197,59 @@ async fn abort_dead_uploads(state: &AppState, tally: &mut Tally) {
     }
 }
 
-/// The file id a staging key names (`{client_id}/{file_id}`).
+/// The file id a staging key names, if Stowage made the key (`{client_id}/{file_id}`).
 fn id_of(key: &str) -> Option<Uuid> {
-    key.rsplit('/')
-        .next()
-        .and_then(|id| Uuid::parse_str(id).ok())
+    let (client_id, id) = key.split_once('/')?;
+    if !crate::domain::is_valid_client_id(client_id) {
+        return None;
+    }
+    let id = Uuid::parse_str(id).ok()?;
+    (crate::domain::storage_key(client_id, id) == key).then_some(id)
 }
 
-/// Which of these keys belong to no row that still needs them.
+/// Which of these staging keys nothing needs any more: keys of tombstones (expired,
+/// discarded, promoted) at once, keys with no row at all once older than the grace period.
+/// Keys Stowage did not make are logged and left alone.
 async fn orphans(
     state: &AppState,
-    keys: Vec<String>,
+    keys: Vec<(String, bool)>,
 ) -> Result<Vec<String>, crate::repo::RepoError> {
-    let mut live = HashSet::new();
-    let ids: Vec<Uuid> = keys.iter().filter_map(|k| id_of(k)).collect();
+    let mut states = std::collections::HashMap::new();
+    let ids: Vec<Uuid> = keys.iter().filter_map(|(k, _)| id_of(k)).collect();
     for chunk in ids.chunks(EXPIRY_BATCH as usize) {
-        live.extend(state.repo().live_staging_ids(chunk).await?);
+        states.extend(state.repo().file_states(chunk).await?);
     }
     Ok(keys
         .into_iter()
-        .filter(|k| id_of(k).is_none_or(|id| !live.contains(&id)))
+        .filter(|(key, old)| match id_of(key) {
+            None => {
+                tracing::warn!(key = %key, "a staging object Stowage did not name; left alone");
+                false
+            }
+            Some(id) => match states.get(&id) {
+                None => *old,
+                Some(FileState::Receiving | FileState::Staged | FileState::Bound) => false,
+                Some(_) => true,
+            },
+        })
+        .map(|(key, _)| key)
         .collect())
 }
 
-/// Objects and incomplete uploads in the staging area, older than the grace period, that no
-/// live row references: left by crashes or failed deletes. Each is logged, then deleted.
+/// Objects and incomplete uploads in the staging area that no live row references: left by
+/// crashes or failed deletes. Each is logged, then deleted.
 async fn delete_orphans(state: &AppState, tally: &mut Tally) {
     let cutoff = Utc::now() - to_delta(state.settings().receiving_grace);
     match state.store().list(Area::Staging).await {
         Ok(objects) => {
-            let old: Vec<String> = objects
+            let keys: Vec<(String, bool)> = objects
                 .into_iter()
-                .filter(|o| o.last_modified.is_none_or(|t| t <= cutoff))
-                .map(|o| o.key)
+                .map(|o| {
+                    let old = o.last_modified.is_none_or(|t| t <= cutoff);
+                    (o.key, old)
+                })
                 .collect();
-            match orphans(state, old).await {
+            match orphans(state, keys).await {
                 Ok(orphans) if !orphans.is_empty() => {
                     for key in &orphans {
                         tracing::warn!(key = %key, "deleting an orphan staging object");
@@ -277,16 +273,18 @@ async fn delete_orphans(state: &AppState, tally: &mut Tally) {
 
     match state.store().list_incomplete().await {
         Ok(uploads) => {
-            let old: Vec<_> = uploads
-                .into_iter()
-                .filter(|u| u.initiated.is_none_or(|t| t <= cutoff))
+            let keys = uploads
+                .iter()
+                .map(|u| (u.key.clone(), u.initiated.is_none_or(|t| t <= cutoff)))
                 .collect();
-            let keys = old.iter().map(|u| u.key.clone()).collect();
             let orphan_keys: HashSet<String> = match orphans(state, keys).await {
                 Ok(keys) => keys.into_iter().collect(),
                 Err(e) => return tally.error("orphans", e),
             };
-            for upload in old.into_iter().filter(|u| orphan_keys.contains(&u.key)) {
+            for upload in uploads
+                .into_iter()
+                .filter(|u| orphan_keys.contains(&u.key))
+            {
                 tracing::warn!(key = %upload.key, "aborting an orphan incomplete upload");
                 let id = (!upload.upload_id.is_empty()).then_some(upload.upload_id.as_str());
                 match state.store().abort_incomplete(&upload.key, id).await {
@@ -380,5 +378,8 @@ mod tests {
         assert_eq!(id_of(&format!("acme/{id}")), Some(id));
         assert_eq!(id_of("acme/not-an-id"), None);
         assert_eq!(id_of("stray"), None);
+        assert_eq!(id_of(&format!("a/b/{id}")), None, "not a key Stowage makes");
+        assert_eq!(id_of(&format!("../{id}")), None);
+        assert_eq!(id_of(&format!("acme/{}", id.simple())), None);
     }
 }

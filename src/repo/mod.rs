@@ -137,22 +137,11 @@ pub enum BindOutcome {
     KeyTaken,
 }
 
-/// A staged file claimed for expiry: its object is about to be deleted.
+/// A file just marked `expired`: its staging object is to be deleted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimedFile {
     pub id: Uuid,
     pub staging_key: String,
-}
-
-/// A batch of expired files claimed by one sweeper. On PostgreSQL the rows stay locked
-/// (`FOR UPDATE SKIP LOCKED`) until `complete`, so no other replica works on them.
-#[async_trait]
-pub trait ExpiryClaim: Send {
-    /// The claimed files.
-    fn files(&self) -> &[ClaimedFile];
-    /// Marks the given files `expired` (their objects are gone) and releases the claim; the
-    /// others stay `staged` for the next pass. Returns how many rows changed.
-    async fn complete(self: Box<Self>, expired: &[Uuid]) -> Result<u64>;
 }
 
 /// One sweep pass, as recorded for operators.
@@ -256,15 +245,15 @@ pub trait Repo: Send + Sync {
     /// Bound files waiting for promotion, oldest first.
     async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
 
-    /// Whether several expiry claims may be held at once without overlapping (row locks).
-    fn concurrent_claims(&self) -> bool;
-    /// Claims up to `limit` staged files past their `expires_at`.
-    async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>>;
+    /// In one write transaction, marks up to `limit` staged files whose `expires_at` is at or
+    /// before `now` `expired` and returns them. The rows are tombstones before any object is
+    /// deleted, so no webhook can bind a file whose object is going away; with several sweepers
+    /// each row goes to one of them (`SKIP LOCKED` on PostgreSQL, the write lock on SQLite).
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>>;
     /// `receiving` rows created before `before` (uploads that died).
     async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>>;
-    /// Which of these ids have a row that still needs its staging object
-    /// (`receiving`, `staged` or `bound`).
-    async fn live_staging_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>>;
+    /// The state of each of these files that still has a row.
+    async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>>;
     /// Deletes tombstones (and refused webhooks, and sweep records) older than `before`.
     async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64>;
     /// Records a sweep pass.

@@ -6,15 +6,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, ExpiryClaim, KeyGrant, NewFile, NewWebhook,
+    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, KeyGrant, NewFile, NewWebhook,
     Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
     discard_outcome, is_retry_of, parse_named, parse_state, sole_consumer, state_counts,
 };
-use crate::domain::{FileRecord, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 
 /// The PostgreSQL repository.
 #[derive(Clone, Debug)]
@@ -119,31 +118,6 @@ macro_rules! file_columns {
          multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
          promoted_key, bound_at, promoted_at"
     };
-}
-
-/// Expired rows locked by this sweeper until `complete`.
-struct PgExpiryClaim {
-    tx: Transaction<'static, Postgres>,
-    files: Vec<ClaimedFile>,
-}
-
-#[async_trait]
-impl ExpiryClaim for PgExpiryClaim {
-    fn files(&self) -> &[ClaimedFile] {
-        &self.files
-    }
-
-    async fn complete(mut self: Box<Self>, expired: &[Uuid]) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE files SET state = 'expired', state_changed_at = now() \
-             WHERE id = ANY($1) AND state = 'staged'",
-        )
-        .bind(expired)
-        .execute(&mut *self.tx)
-        .await?;
-        self.tx.commit().await?;
-        Ok(done.rows_affected())
-    }
 }
 
 type SweepRow = (
@@ -365,6 +339,8 @@ impl Repo for PostgresRepo {
         files: &[(Slot, Uuid)],
     ) -> Result<BindOutcome> {
         let mut tx = self.pool.begin().await?;
+        // The same clock as the sweeper's claim (`expire_due`), read once the transaction is open.
+        let now = Utc::now();
         let inserted = sqlx::query(
             "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
                                    idempotency_key, status, created_at, updated_at) \
@@ -391,9 +367,9 @@ impl Repo for PostgresRepo {
         let mut consumers = Vec::new();
         for &(slot, file_id) in files {
             let row: Option<FileRow> = sqlx::query_as(concat!(
-                "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, bound_at = now(), \
-                        state_changed_at = now() \
-                 WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > now() \
+                "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, bound_at = $5, \
+                        state_changed_at = $5 \
+                 WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
                  RETURNING ",
                 file_columns!()
             ))
@@ -401,25 +377,26 @@ impl Repo for PostgresRepo {
             .bind(&webhook.client_id)
             .bind(webhook.id)
             .bind(slot.as_str())
+            .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = row {
                 bound.push(FileRecord::try_from(row)?);
                 continue;
             }
-            let current: Option<(String, Option<DateTime<Utc>>, Option<Uuid>, DateTime<Utc>)> =
+            let current: Option<(String, Option<DateTime<Utc>>, Option<Uuid>)> =
                 sqlx::query_as(
-                    "SELECT state, expires_at, webhook_id, now() FROM files \
+                    "SELECT state, expires_at, webhook_id FROM files \
                      WHERE id = $1 AND client_id = $2",
                 )
                 .bind(file_id)
                 .bind(&webhook.client_id)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let (row, now, consumer) = match current {
-                None => (None, Utc::now(), None),
-                Some((state, expires_at, consumer, now)) => {
-                    (Some((parse_state(&state)?, expires_at)), now, consumer)
+            let (row, consumer) = match current {
+                None => (None, None),
+                Some((state, expires_at, consumer)) => {
+                    (Some((parse_state(&state)?, expires_at)), consumer)
                 }
             };
             let failure = classify_failure(row, now);
@@ -430,6 +407,7 @@ impl Repo for PostgresRepo {
         }
 
         if failures.is_empty() {
+            crate::fault::pause("bind.before_commit").await;
             tx.commit().await?;
             return Ok(BindOutcome::Bound(bound));
         }
@@ -561,27 +539,23 @@ impl Repo for PostgresRepo {
         rows.into_iter().map(FileRecord::try_from).collect()
     }
 
-    fn concurrent_claims(&self) -> bool {
-        true
-    }
-
-    async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>> {
-        let mut tx = self.pool.begin().await?;
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>> {
+        // A synchronous commit: the tombstone must outlive a crash, since the object goes next.
         let rows: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT id, staging_key FROM files \
-             WHERE state = 'staged' AND expires_at <= now() \
-             ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "UPDATE files SET state = 'expired', state_changed_at = $1 \
+             WHERE state = 'staged' AND id IN (SELECT id FROM files \
+                 WHERE state = 'staged' AND expires_at <= $1 \
+                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, staging_key",
         )
+        .bind(now)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(Box::new(PgExpiryClaim {
-            tx,
-            files: rows
-                .into_iter()
-                .map(|(id, staging_key)| ClaimedFile { id, staging_key })
-                .collect(),
-        }))
+        Ok(rows
+            .into_iter()
+            .map(|(id, staging_key)| ClaimedFile { id, staging_key })
+            .collect())
     }
 
     async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>> {
@@ -597,14 +571,15 @@ impl Repo for PostgresRepo {
         rows.into_iter().map(FileRecord::try_from).collect()
     }
 
-    async fn live_staging_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-        let rows: Vec<(Uuid,)> = sqlx::query_as(
-            "SELECT id FROM files WHERE id = ANY($1) AND state IN ('receiving', 'staged', 'bound')",
-        )
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(id,)| id).collect())
+    async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>> {
+        let rows: Vec<(Uuid, String)> =
+            sqlx::query_as("SELECT id, state FROM files WHERE id = ANY($1)")
+                .bind(ids)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(id, state)| Ok((id, parse_state(&state)?)))
+            .collect()
     }
 
     async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {

@@ -14,11 +14,11 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, ExpiryClaim, KeyGrant, NewFile, NewWebhook,
+    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, KeyGrant, NewFile, NewWebhook,
     Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
     discard_outcome, is_retry_of, parse_named, parse_state, sole_consumer, state_counts,
 };
-use crate::domain::{FileRecord, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 
 /// The SQLite repository.
 #[derive(Clone, Debug)]
@@ -133,36 +133,10 @@ impl TryFrom<FileRow> for FileRecord {
     }
 }
 
-/// Expired rows picked by this sweeper. SQLite serves one process, whose passes never overlap,
-/// so the claim needs no lock: an expired row can never be bound again anyway.
-struct SqliteExpiryClaim {
-    pool: SqlitePool,
-    files: Vec<ClaimedFile>,
-}
-
 /// A list of ids as the JSON array `json_each` reads.
 fn id_array(ids: &[Uuid]) -> String {
     serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
         .expect("ids serialize")
-}
-
-#[async_trait]
-impl ExpiryClaim for SqliteExpiryClaim {
-    fn files(&self) -> &[ClaimedFile] {
-        &self.files
-    }
-
-    async fn complete(self: Box<Self>, expired: &[Uuid]) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE files SET state = 'expired', state_changed_at = ?2 \
-             WHERE state = 'staged' AND id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(id_array(expired))
-        .bind(micros(Utc::now()))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
 }
 
 type SweepRow = (
@@ -473,6 +447,7 @@ impl Repo for SqliteRepo {
         }
 
         if failures.is_empty() {
+            crate::fault::pause("bind.before_commit").await;
             tx.commit().await?;
             return Ok(BindOutcome::Bound(bound));
         }
@@ -611,32 +586,29 @@ impl Repo for SqliteRepo {
         rows.into_iter().map(FileRecord::try_from).collect()
     }
 
-    fn concurrent_claims(&self) -> bool {
-        false
-    }
-
-    async fn claim_expired(&self, limit: i64) -> Result<Box<dyn ExpiryClaim>> {
+    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>> {
+        // IMMEDIATE: the write lock is taken before the rows are read, so a bind holding it
+        // (BEGIN IMMEDIATE too) is waited for, never raced on a stale snapshot.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, staging_key FROM files WHERE state = 'staged' AND expires_at <= ?1 \
-             ORDER BY expires_at LIMIT ?2",
+            "UPDATE files SET state = 'expired', state_changed_at = ?1 \
+             WHERE state = 'staged' AND id IN (SELECT id FROM files \
+                 WHERE state = 'staged' AND expires_at <= ?1 ORDER BY expires_at LIMIT ?2) \
+             RETURNING id, staging_key",
         )
-        .bind(micros(Utc::now()))
+        .bind(micros(now))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
-        let files = rows
-            .into_iter()
+        tx.commit().await?;
+        rows.into_iter()
             .map(|(id, staging_key)| {
                 Ok(ClaimedFile {
                     id: parse_id(&id)?,
                     staging_key,
                 })
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(SqliteExpiryClaim {
-            pool: self.pool.clone(),
-            files,
-        }))
+            .collect()
     }
 
     async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>> {
@@ -652,15 +624,15 @@ impl Repo for SqliteRepo {
         rows.into_iter().map(FileRecord::try_from).collect()
     }
 
-    async fn live_staging_ids(&self, ids: &[Uuid]) -> Result<Vec<Uuid>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT id FROM files WHERE id IN (SELECT value FROM json_each(?1)) \
-             AND state IN ('receiving', 'staged', 'bound')",
-        )
-        .bind(id_array(ids))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(|(id,)| parse_id(&id)).collect()
+    async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each(?1))")
+                .bind(id_array(ids))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(id, state)| Ok((parse_id(&id)?, parse_state(&state)?)))
+            .collect()
     }
 
     async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {

@@ -8,6 +8,7 @@ mod hostile;
 
 mod cli;
 mod crash;
+mod hardening;
 mod limits;
 mod ops;
 mod outage;

@@ -77,7 +77,8 @@ async fn an_unclaimed_file_expires_and_a_late_webhook_gets_file_expired(backend:
 }
 
 async fn a_bound_file_is_never_swept_and_ends_promoted(backend: Backend) {
-    let app = TestApp::spawn_with(backend, short_ttl).await;
+    // Two seconds: upload times are whole seconds, so one could leave no time to bind.
+    let app = TestApp::spawn_with(backend, |c| c.upload_ttl = Duration::from_secs(2)).await;
     let body = json_with(app.upload("cv.pdf", fixtures::pdf(4_000)).await, 201).await;
     let id = Uuid::parse_str(body["carv_file_id"].as_str().unwrap()).unwrap();
     let webhook = NewWebhook {

