@@ -61,6 +61,15 @@ pub struct Config {
     )]
     pub s3_force_path_style: bool,
 
+    /// Longest one S3 call may take in all, retries included; a stalled storage endpoint
+    /// fails the request (503) instead of hanging it.
+    #[arg(long, env = "STOWAGE_S3_OPERATION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
+    pub s3_operation_timeout: Duration,
+
+    /// Longest one attempt of an S3 call may take before it is retried.
+    #[arg(long, env = "STOWAGE_S3_ATTEMPT_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration, global = true)]
+    pub s3_attempt_timeout: Duration,
+
     /// Bucket (or directory) for staged files.
     #[arg(
         long,
@@ -110,6 +119,11 @@ pub struct Config {
         global = true
     )]
     pub sweep_schedule: String,
+
+    /// Longest one maintenance pass may run; a pass cut off is recorded as failed and the next
+    /// tick starts afresh (every step is safe to interrupt).
+    #[arg(long, env = "STOWAGE_SWEEP_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
+    pub sweep_timeout: Duration,
 
     /// How long expired and discarded tombstones are kept.
     #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]

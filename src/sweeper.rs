@@ -52,7 +52,8 @@ impl Tally {
     }
 }
 
-/// Runs one full maintenance pass now and records it.
+/// Runs one full maintenance pass now and records it. A pass that outlives the sweep timeout
+/// is cut off where it is (every step is safe to interrupt) and recorded as failed.
 pub async fn run_pass(state: &AppState) -> SweepRun {
     let mut tally = Tally {
         run: SweepRun {
@@ -61,24 +62,13 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
             ..SweepRun::default()
         },
     };
-    match promotion::recover_bound(state).await {
-        Ok(report) => {
-            tally.run.promoted = report.promoted as i64;
-            if report.failed > 0 {
-                tally.error(
-                    "promote",
-                    format!("{} bound files could not be promoted", report.failed),
-                );
-            }
-        }
-        Err(e) => tally.error("promote", e),
+    let limit = state.settings().sweep_timeout;
+    if tokio::time::timeout(limit, run_steps(state, &mut tally))
+        .await
+        .is_err()
+    {
+        tally.error("pass", format!("cut off after {}", humantime::format_duration(limit)));
     }
-    let expiry_started = std::time::Instant::now();
-    expire(state, &mut tally).await;
-    tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
-    abort_dead_uploads(state, &mut tally).await;
-    delete_orphans(state, &mut tally).await;
-    purge(state, &mut tally).await;
     tally.run.finished_at = Utc::now();
     tally.run.pass_ms = (tally.run.finished_at - tally.run.started_at).num_milliseconds();
 
@@ -98,6 +88,27 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
         "sweep pass"
     );
     run
+}
+
+async fn run_steps(state: &AppState, tally: &mut Tally) {
+    match promotion::recover_bound(state).await {
+        Ok(report) => {
+            tally.run.promoted = report.promoted as i64;
+            if report.failed > 0 {
+                tally.error(
+                    "promote",
+                    format!("{} bound files could not be promoted", report.failed),
+                );
+            }
+        }
+        Err(e) => tally.error("promote", e),
+    }
+    let expiry_started = std::time::Instant::now();
+    expire(state, tally).await;
+    tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
+    abort_dead_uploads(state, tally).await;
+    delete_orphans(state, tally).await;
+    purge(state, tally).await;
 }
 
 /// Expiry workers per pass: one marks rows while the other waits on DeleteObjects.

@@ -46,6 +46,7 @@ pub struct Settings {
     pub header_read_timeout: Duration,
     pub receiving_grace: Duration,
     pub tombstone_retention: Duration,
+    pub sweep_timeout: Duration,
     pub rate_limit: u64,
     pub max_concurrent_uploads: usize,
 }
@@ -63,6 +64,7 @@ impl Settings {
             header_read_timeout: config.header_read_timeout,
             receiving_grace: config.receiving_grace,
             tombstone_retention: config.tombstone_retention,
+            sweep_timeout: config.sweep_timeout,
             rate_limit: config.rate_limit,
             max_concurrent_uploads: config.max_concurrent_uploads,
         }

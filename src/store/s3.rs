@@ -71,6 +71,8 @@ impl S3Store {
             .build_https();
         let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(config.s3_attempt_timeout)
+            .operation_timeout(config.s3_operation_timeout)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(Region::new(config.s3_region.clone()))

@@ -87,3 +87,70 @@ async fn a_sweep_during_a_binding_never_deletes_the_bound_file(backend: Backend)
     let again = stowage::sweeper::run_pass(&app.state).await;
     assert_eq!((again.expired, again.errors), (0, 0), "{:?}", again.last_error);
 }
+
+/// The S3 endpoint accepts connections and then says nothing (a black hole): uploads fail with
+/// 503 in bounded time and give their per-key slot back, a sweep pass ends, and service
+/// resumes when storage answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_object_storage_fails_fast_and_frees_upload_slots() {
+    use crate::outage::{Proxy, host_port};
+
+    let app = TestApp::spawn(Backend::PostgresS3).await;
+    let s3 = Proxy::to(host_port(app.config.s3_endpoint.as_deref().unwrap())).await;
+    let mut config = app.config.clone();
+    config.s3_endpoint = Some(format!("http://127.0.0.1:{}", s3.port));
+    config.s3_attempt_timeout = Duration::from_millis(700);
+    config.s3_operation_timeout = Duration::from_secs(2);
+    config.max_concurrent_uploads = 1;
+    config.receiving_grace = Duration::ZERO;
+    let through = stowage::connect(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(stowage::serve(listener, through.clone(), std::future::pending()));
+    let upload = |size: usize| {
+        app.http
+            .post(format!("{base}/uploads"))
+            .header("X-API-Key", &app.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+            .multipart(crate::helpers::file_form(
+                "cv.pdf",
+                fixtures::pdf(size),
+                "application/pdf",
+            ))
+            .send()
+    };
+    json_with(upload(2_000).await.unwrap(), 201).await;
+
+    s3.stall();
+    // A single PUT and a multipart upload; the slot (one per key here) must come back each time.
+    for size in [2_000, 2_000, 10 * 1024 * 1024] {
+        let started = std::time::Instant::now();
+        let body = crate::helpers::assert_error(
+            upload(size).await.unwrap(),
+            503,
+            "service_unavailable",
+        )
+        .await;
+        assert_eq!(body["error"]["details"]["dependency"], "object storage");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "a stalled upload hung for {:?}",
+            started.elapsed()
+        );
+    }
+    let pass = tokio::time::timeout(
+        Duration::from_secs(60),
+        stowage::sweeper::run_pass(&through),
+    )
+    .await
+    .expect("a sweep pass against stalled storage never ended");
+    assert!(pass.errors > 0, "the pass reports the stalled storage");
+
+    s3.restore();
+    json_with(upload(2_000).await.unwrap(), 201).await;
+    // What the stalled uploads could not clean up themselves, the next pass does.
+    let run = stowage::sweeper::run_pass(&through).await;
+    assert_eq!(run.errors, 0, "{:?}", run.last_error);
+    assert_eq!(app.incomplete_uploads().await, 0, "an incomplete upload left");
+    assert_eq!(app.rows_in(stowage::domain::FileState::Receiving).await, 0);
+}

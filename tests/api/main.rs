@@ -11,7 +11,7 @@ mod crash;
 mod hardening;
 mod limits;
 mod ops;
-mod outage;
+pub mod outage;
 mod replicas;
 mod sweeper;
 mod uploads;

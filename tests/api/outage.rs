@@ -13,23 +13,49 @@ use tokio::task::JoinHandle;
 use crate::fixtures;
 use crate::helpers::{Backend, TestApp, assert_error, file_form, json_with};
 
-/// A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones, then recover.
-struct Proxy {
-    port: u16,
+/// A TCP proxy on 127.0.0.1 that can cut every connection and refuse new ones, or stall them
+/// (a black hole: connections accepted, bytes never delivered), then recover.
+pub struct Proxy {
+    pub port: u16,
     up: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
+/// Copies one direction of a link, holding every byte back while the proxy is stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        while stalled.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
 impl Proxy {
-    async fn to(upstream: String) -> Proxy {
+    pub async fn to(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (flag, tasks) = (up.clone(), links.clone());
+        let (flag, stall, tasks) = (up.clone(), stalled.clone(), links.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
                 if !flag.load(Ordering::SeqCst) {
@@ -37,29 +63,46 @@ impl Proxy {
                     continue;
                 }
                 let upstream = upstream.clone();
+                let stall = stall.clone();
                 tasks.lock().await.push(tokio::spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    if let Ok(server) = TcpStream::connect(&upstream).await {
+                        let (client_read, client_write) = client.into_split();
+                        let (server_read, server_write) = server.into_split();
+                        tokio::join!(
+                            pump(client_read, server_write, stall.clone()),
+                            pump(server_read, client_write, stall),
+                        );
                     }
                 }));
             }
         });
-        Proxy { port, up, links }
+        Proxy {
+            port,
+            up,
+            stalled,
+            links,
+        }
     }
 
-    async fn cut(&self) {
+    pub async fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for link in self.links.lock().await.drain(..) {
             link.abort();
         }
     }
 
-    fn restore(&self) {
+    /// Connections stay open (new ones are accepted) but nothing gets through either way.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn restore(&self) {
+        self.stalled.store(false, Ordering::SeqCst);
         self.up.store(true, Ordering::SeqCst);
     }
 }
 
-fn host_port(url: &str) -> String {
+pub fn host_port(url: &str) -> String {
     let rest = url.split("://").nth(1).unwrap();
     let rest = rest.rsplit('@').next().unwrap();
     rest.split('/').next().unwrap().to_owned()
