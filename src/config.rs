@@ -167,6 +167,11 @@ pub struct Config {
     /// Longest pause allowed while a client sends a request body (slow clients are cut off).
     #[arg(long, env = "STOWAGE_BODY_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub body_idle_timeout: Duration,
+
+    /// Longest a client may take to send a whole request body, however steadily it trickles
+    /// (a 50 MB upload must average about 85 KB/s at the default).
+    #[arg(long, env = "STOWAGE_BODY_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
+    pub body_timeout: Duration,
 }
 
 /// How log lines are written.

@@ -1,16 +1,16 @@
 //! Staging a file: the first half of the two-phase flow.
 //!
-//! The body is streamed: each chunk is counted against the size limit, hashed and passed on to
-//! the store; only the first few KiB are held to sniff the type, and `.doc`/`.docx` bodies are
-//! spooled to an anonymous temporary file (disk, not memory) for their deep check. The
-//! `receiving` row is written before the first byte reaches storage, and every failure removes
-//! the row and whatever reached storage.
+//! The pipeline takes a file name and a source of bytes; it knows nothing of HTTP (the
+//! multipart framing is the uploads handler's). The bytes are streamed: each chunk is counted
+//! against the size limit, hashed and passed on to the store; only the first few KiB are held
+//! to sniff the type, and `.doc`/`.docx` bodies are spooled to an anonymous temporary file
+//! (disk, not memory) for their deep check. The `receiving` row is written before the first
+//! byte reaches storage, and a guard removes the row and whatever reached storage on every
+//! failure.
 
 use std::io::{BufReader, Seek, SeekFrom};
 
-use axum::extract::Multipart;
-use axum::extract::multipart::{Field, MultipartError};
-use axum::http::StatusCode;
+use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
@@ -23,8 +23,12 @@ use crate::repo::{NewFile, RepoError};
 use crate::sniff::{self, ContentError, DocumentKind};
 use crate::store::{Area, ObjectWriter, StoreError};
 
-/// Name of the multipart part that carries the file.
-pub const FILE_PART: &str = "file";
+/// Where the bytes of a file come from (a multipart part, an object read back from storage).
+#[async_trait]
+pub trait ByteSource: Send {
+    /// The next chunk; `None` at the end.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, UploadError>;
+}
 
 /// Why an upload was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +54,8 @@ pub enum UploadError {
     ContentInvalid { kind: DocumentKind, reason: String },
     #[error("Malformed multipart body: {0}")]
     Malformed(String),
+    #[error("The request body was not received in time")]
+    TimedOut,
     #[error(transparent)]
     Repo(#[from] RepoError),
     #[error(transparent)]
@@ -66,18 +72,11 @@ impl UploadError {
         }
     }
 
-    fn too_large(max: u64) -> Self {
+    /// The size-limit refusal, worded as the API promises.
+    pub fn too_large(max: u64) -> Self {
         UploadError::TooLarge {
             max,
             human: human_size(max),
-        }
-    }
-
-    fn from_multipart(e: MultipartError, max: u64) -> Self {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            UploadError::too_large(max)
-        } else {
-            UploadError::Malformed(e.body_text())
         }
     }
 }
@@ -164,16 +163,14 @@ impl Meter {
     }
 }
 
-/// Reads the file part to its end: the head for sniffing first, then everything else, into the
+/// Reads the file to its end: the head for sniffing first, then everything else, into the
 /// writer (and the spool for deep checks). Returns the spool, rewound.
 async fn receive_body(
-    state: &AppState,
-    id: Uuid,
+    cleanup: &mut Cleanup,
     kind: DocumentKind,
     head: Vec<Bytes>,
-    field: &mut Field<'_>,
+    source: &mut dyn ByteSource,
     meter: &mut Meter,
-    writer: &mut dyn ObjectWriter,
 ) -> Result<Option<std::fs::File>, UploadError> {
     let mut tail = (kind == DocumentKind::Pdf).then(Tail::default);
     let mut spool = if kind.needs_deep_check() {
@@ -199,19 +196,22 @@ async fn receive_body(
                 .await
                 .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
         }
+        let writer = cleanup.writer()?;
         writer.write(chunk).await?;
         if !multipart_recorded && let Some(upload_id) = writer.multipart_upload_id() {
-            state.repo().set_multipart_upload(id, upload_id).await?;
+            let upload_id = upload_id.to_owned();
+            cleanup
+                .state
+                .repo()
+                .set_multipart_upload(cleanup.id, &upload_id)
+                .await?;
             multipart_recorded = true;
             crate::fault::point("upload.mid_multipart");
         }
         next = match pending.next() {
             Some(chunk) => Some(chunk),
             None => {
-                let chunk = field
-                    .chunk()
-                    .await
-                    .map_err(|e| UploadError::from_multipart(e, meter.max))?;
+                let chunk = source.next_chunk().await?;
                 if let Some(chunk) = &chunk {
                     meter.take(chunk)?;
                 }
@@ -239,15 +239,14 @@ async fn receive_body(
 
 /// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand; returns the chunks
 /// as received.
-async fn read_head(field: &mut Field<'_>, meter: &mut Meter) -> Result<Vec<Bytes>, UploadError> {
+async fn read_head(
+    source: &mut dyn ByteSource,
+    meter: &mut Meter,
+) -> Result<Vec<Bytes>, UploadError> {
     let mut head = Vec::new();
     let mut len = 0;
     while len < sniff::HEAD_LEN {
-        match field
-            .chunk()
-            .await
-            .map_err(|e| UploadError::from_multipart(e, meter.max))?
-        {
+        match source.next_chunk().await? {
             Some(chunk) => {
                 meter.take(&chunk)?;
                 len += chunk.len();
@@ -277,213 +276,64 @@ fn head_bytes(head: &[Bytes]) -> Bytes {
     }
 }
 
-/// Stages the file part of a multipart body for a client; see the module documentation.
-pub async fn stage_upload(
+/// What a failed upload leaves behind and must be removed: its `receiving` row, its pending
+/// write, and, once the write was finished, its object. Armed from the moment the row exists;
+/// [`Cleanup::disarm`] on success. Error paths await [`Cleanup::run`]; a guard dropped armed (a
+/// cancelled or panicking task) cleans up in the background.
+struct Cleanup {
     state: AppState,
-    client_id: String,
-    mut multipart: Multipart,
-) -> Result<FileRecord, UploadError> {
-    let max = state.settings().max_upload_bytes;
-    let mut pending: Option<Pending> = None;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(e) => {
-                if let Some(pending) = pending {
-                    pending.abandon(&state).await;
-                }
-                return Err(UploadError::from_multipart(e, max));
-            }
-        };
-        if field.name() != Some(FILE_PART) {
-            continue;
-        }
-        if let Some(pending) = pending.take() {
-            pending.abandon(&state).await;
-            drain(&mut multipart).await;
-            return Err(UploadError::MultipleFiles);
-        }
-        match receive_file(&state, &client_id, field).await {
-            Ok(received) => pending = Some(received),
-            Err(e) => {
-                drain(&mut multipart).await;
-                return Err(e);
-            }
-        }
-    }
-    pending.ok_or(UploadError::Missing)?.complete(&state).await
-}
-
-/// Reads and discards what is left of a refused upload's body, so that the client, still
-/// sending, reads the error instead of a broken connection. Bounded by the body size limit and
-/// the idle timeout; stops at the first framing error.
-async fn drain(multipart: &mut Multipart) {
-    while let Ok(Some(mut field)) = multipart.next_field().await {
-        while let Ok(Some(_)) = field.chunk().await {}
-    }
-}
-
-/// A file whose bytes have all arrived but which is not yet visible in storage nor `staged`.
-struct Pending {
     id: Uuid,
-    client_id: String,
-    file_name: String,
     key: String,
-    kind: DocumentKind,
-    writer: Box<dyn ObjectWriter>,
-    meter: Meter,
-    spool: Option<std::fs::File>,
-    now: DateTime<Utc>,
+    writer: Option<Box<dyn ObjectWriter>>,
+    stored: bool,
+    armed: bool,
 }
 
-/// Checks the name and the head of the file part, writes the `receiving` row, then streams the
-/// rest into the staging area. On failure nothing is left behind.
-async fn receive_file(
-    state: &AppState,
-    client_id: &str,
-    mut field: Field<'_>,
-) -> Result<Pending, UploadError> {
-    let file_name = sanitize_file_name(field.file_name().unwrap_or(""));
-    let kind = kind_of(state, &file_name)?;
-    let mut meter = Meter {
-        size: 0,
-        max: state.settings().max_upload_bytes,
-        hasher: Sha256::new(),
-    };
-    let head = read_head(&mut field, &mut meter).await?;
-    if meter.size == 0 {
-        return Err(UploadError::Empty);
+impl Cleanup {
+    fn writer(&mut self) -> Result<&mut Box<dyn ObjectWriter>, UploadError> {
+        self.writer
+            .as_mut()
+            .ok_or_else(|| UploadError::Internal("the object writer is gone".into()))
     }
-    sniff::check_head(kind, &head_bytes(&head)).map_err(|e| UploadError::content(kind, e))?;
 
-    let id = Uuid::new_v4();
-    let key = storage_key(client_id, id);
-    let now = Utc::now()
-        .duration_trunc(TimeDelta::seconds(1))
-        .map_err(|e| UploadError::Internal(e.to_string()))?;
-    state
-        .repo()
-        .insert_receiving(&NewFile {
-            id,
-            client_id: client_id.to_owned(),
-            file_name: file_name.clone(),
-            staging_key: key.clone(),
-            created_at: now,
-        })
-        .await?;
-    crate::fault::point("upload.before_store");
-    let mut writer = match state.store().begin_staging(&key).await {
-        Ok(writer) => writer,
-        Err(e) => {
-            abandon(state, id, &key, None, false).await;
-            return Err(e.into());
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Removes what the failed upload left. Failures here are logged; the sweeper finds
+    /// whatever is left (the row stays `receiving` while something may remain in storage).
+    async fn run(mut self) {
+        self.armed = false;
+        clean_up(
+            &self.state,
+            self.id,
+            &self.key,
+            self.writer.take(),
+            self.stored,
+        )
+        .await;
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
         }
-    };
-    match receive_body(
-        state,
-        id,
-        kind,
-        head,
-        &mut field,
-        &mut meter,
-        writer.as_mut(),
-    )
-    .await
-    {
-        Ok(spool) => Ok(Pending {
-            id,
-            client_id: client_id.to_owned(),
-            file_name,
-            key,
-            kind,
-            writer,
-            meter,
-            spool,
-            now,
-        }),
-        Err(e) => {
-            abandon(state, id, &key, Some(writer), false).await;
-            Err(e)
+        let (state, id, key, writer, stored) = (
+            self.state.clone(),
+            self.id,
+            std::mem::take(&mut self.key),
+            self.writer.take(),
+            self.stored,
+        );
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { clean_up(&state, id, &key, writer, stored).await });
         }
     }
 }
 
-impl Pending {
-    /// Runs the deep check, makes the object visible and marks the row `staged`.
-    async fn complete(self, state: &AppState) -> Result<FileRecord, UploadError> {
-        let Pending {
-            id,
-            client_id,
-            file_name,
-            key,
-            kind,
-            writer,
-            meter,
-            spool,
-            now,
-        } = self;
-        if let Some(spool) = spool {
-            let limits = state.settings().docx_limits.clone();
-            let verdict = tokio::task::spawn_blocking(move || {
-                sniff::check_whole(kind, BufReader::new(spool), &limits)
-            })
-            .await
-            .map_err(|e| UploadError::Internal(format!("deep check: {e}")))
-            .and_then(|checked| checked.map_err(|e| UploadError::content(kind, e)));
-            if let Err(e) = verdict {
-                abandon(state, id, &key, Some(writer), false).await;
-                return Err(e);
-            }
-        }
-        if let Err(e) = writer.finish().await {
-            abandon(state, id, &key, None, true).await;
-            return Err(e.into());
-        }
-        crate::fault::point("upload.after_store");
-        let ttl = TimeDelta::from_std(state.settings().upload_ttl)
-            .map_err(|e| UploadError::Internal(e.to_string()))?;
-        let facts = StagedFacts {
-            content_type: kind.content_type().to_owned(),
-            file_size: meter.size as i64,
-            sha256: hex::encode(meter.hasher.finalize()),
-            uploaded_at: now,
-            expires_at: now + ttl,
-        };
-        if let Err(e) = state.repo().mark_staged(id, &facts).await {
-            abandon(state, id, &key, None, true).await;
-            return Err(e.into());
-        }
-        Ok(FileRecord {
-            id,
-            client_id,
-            state: FileState::Staged,
-            file_name,
-            content_type: Some(facts.content_type),
-            file_size: Some(facts.file_size),
-            sha256: Some(facts.sha256),
-            staging_key: key,
-            multipart_upload_id: None,
-            created_at: now,
-            uploaded_at: Some(facts.uploaded_at),
-            expires_at: Some(facts.expires_at),
-            webhook_id: None,
-            slot: None,
-            promoted_key: None,
-            bound_at: None,
-            promoted_at: None,
-        })
-    }
-
-    /// Throws the pending file away.
-    async fn abandon(self, state: &AppState) {
-        abandon(state, self.id, &self.key, Some(self.writer), false).await;
-    }
-}
-
-/// Removes what a failed upload left: the pending write, the stored object, the row.
-/// Failures here are logged; the sweeper finds whatever is left (the row stays `receiving`).
-async fn abandon(
+async fn clean_up(
     state: &AppState,
     id: Uuid,
     key: &str,
@@ -512,9 +362,166 @@ async fn abandon(
             }
         }
     }
-    // Keep the row while something may remain in storage, so the sweeper can find it.
     if clean && let Err(e) = state.repo().delete_receiving(id).await {
         tracing::warn!(file_id = %id, error = %e, "could not delete the row of a failed upload");
+    }
+}
+
+/// A file whose bytes have all arrived but which is not yet visible in storage nor `staged`.
+/// Dropping it (or [`Pending::abandon`]) removes everything it wrote.
+pub struct Pending {
+    cleanup: Cleanup,
+    client_id: String,
+    file_name: String,
+    kind: DocumentKind,
+    meter: Meter,
+    spool: Option<std::fs::File>,
+    now: DateTime<Utc>,
+}
+
+/// Checks the name and the head of a file, writes the `receiving` row, then streams the rest
+/// from `source` into the staging area. On failure nothing is left behind.
+pub async fn receive(
+    state: &AppState,
+    client_id: &str,
+    raw_file_name: &str,
+    source: &mut dyn ByteSource,
+) -> Result<Pending, UploadError> {
+    let file_name = sanitize_file_name(raw_file_name);
+    let kind = kind_of(state, &file_name)?;
+    let mut meter = Meter {
+        size: 0,
+        max: state.settings().max_upload_bytes,
+        hasher: Sha256::new(),
+    };
+    let head = read_head(source, &mut meter).await?;
+    if meter.size == 0 {
+        return Err(UploadError::Empty);
+    }
+    sniff::check_head(kind, &head_bytes(&head)).map_err(|e| UploadError::content(kind, e))?;
+
+    let id = Uuid::new_v4();
+    let key = storage_key(client_id, id);
+    let now = Utc::now()
+        .duration_trunc(TimeDelta::seconds(1))
+        .map_err(|e| UploadError::Internal(e.to_string()))?;
+    state
+        .repo()
+        .insert_receiving(&NewFile {
+            id,
+            client_id: client_id.to_owned(),
+            file_name: file_name.clone(),
+            staging_key: key.clone(),
+            created_at: now,
+        })
+        .await?;
+    let mut cleanup = Cleanup {
+        state: state.clone(),
+        id,
+        key: key.clone(),
+        writer: None,
+        stored: false,
+        armed: true,
+    };
+    crate::fault::point("upload.before_store");
+    let received = async {
+        cleanup.writer = Some(state.store().begin_staging(&key).await?);
+        receive_body(&mut cleanup, kind, head, source, &mut meter).await
+    }
+    .await;
+    match received {
+        Ok(spool) => Ok(Pending {
+            cleanup,
+            client_id: client_id.to_owned(),
+            file_name,
+            kind,
+            meter,
+            spool,
+            now,
+        }),
+        Err(e) => {
+            cleanup.run().await;
+            Err(e)
+        }
+    }
+}
+
+impl Pending {
+    /// Runs the deep check, makes the object visible and marks the row `staged`.
+    pub async fn complete(self) -> Result<FileRecord, UploadError> {
+        let Pending {
+            mut cleanup,
+            client_id,
+            file_name,
+            kind,
+            meter,
+            spool,
+            now,
+        } = self;
+        let finished = async {
+            let state = cleanup.state.clone();
+            if let Some(spool) = spool {
+                let limits = state.settings().docx_limits.clone();
+                tokio::task::spawn_blocking(move || {
+                    sniff::check_whole(kind, BufReader::new(spool), &limits)
+                })
+                .await
+                .map_err(|e| UploadError::Internal(format!("deep check: {e}")))?
+                .map_err(|e| UploadError::content(kind, e))?;
+            }
+            let writer = cleanup
+                .writer
+                .take()
+                .ok_or_else(|| UploadError::Internal("the object writer is gone".into()))?;
+            // A failed finish aborts its own write; the object may exist all the same.
+            cleanup.stored = true;
+            writer.finish().await?;
+            crate::fault::point("upload.after_store");
+            let ttl = TimeDelta::from_std(state.settings().upload_ttl)
+                .map_err(|e| UploadError::Internal(e.to_string()))?;
+            let facts = StagedFacts {
+                content_type: kind.content_type().to_owned(),
+                file_size: meter.size as i64,
+                sha256: hex::encode(meter.hasher.finalize()),
+                uploaded_at: now,
+                expires_at: now + ttl,
+            };
+            state.repo().mark_staged(cleanup.id, &facts).await?;
+            Ok(facts)
+        }
+        .await;
+        let facts = match finished {
+            Ok(facts) => facts,
+            Err(e) => {
+                cleanup.run().await;
+                return Err(e);
+            }
+        };
+        cleanup.disarm();
+        Ok(FileRecord {
+            id: cleanup.id,
+            client_id,
+            state: FileState::Staged,
+            file_name,
+            content_type: Some(facts.content_type),
+            file_size: Some(facts.file_size),
+            sha256: Some(facts.sha256),
+            staging_key: std::mem::take(&mut cleanup.key),
+            multipart_upload_id: None,
+            created_at: now,
+            uploaded_at: Some(facts.uploaded_at),
+            expires_at: Some(facts.expires_at),
+            webhook_id: None,
+            slot: None,
+            promoted_key: None,
+            bound_at: None,
+            promoted_at: None,
+        })
+    }
+
+    /// Throws the pending file away.
+    pub async fn abandon(self) {
+        self.cleanup.run().await;
     }
 }
 

@@ -67,7 +67,10 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
         .await
         .is_err()
     {
-        tally.error("pass", format!("cut off after {}", humantime::format_duration(limit)));
+        tally.error(
+            "pass",
+            format!("cut off after {}", humantime::format_duration(limit)),
+        );
     }
     tally.run.finished_at = Utc::now();
     tally.run.pass_ms = (tally.run.finished_at - tally.run.started_at).num_milliseconds();
@@ -292,10 +295,7 @@ async fn delete_orphans(state: &AppState, tally: &mut Tally) {
                 Ok(keys) => keys.into_iter().collect(),
                 Err(e) => return tally.error("orphans", e),
             };
-            for upload in uploads
-                .into_iter()
-                .filter(|u| orphan_keys.contains(&u.key))
-            {
+            for upload in uploads.into_iter().filter(|u| orphan_keys.contains(&u.key)) {
                 tracing::warn!(key = %upload.key, "aborting an orphan incomplete upload");
                 let id = (!upload.upload_id.is_empty()).then_some(upload.upload_id.as_str());
                 match state.store().abort_incomplete(&upload.key, id).await {

@@ -25,6 +25,7 @@ pub fn current_request_id() -> String {
 pub enum ErrorCode {
     BadRequest,
     MalformedMultipart,
+    RequestTimeout,
     Unauthorized,
     Forbidden,
     NotFound,
@@ -60,6 +61,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::MalformedMultipart => "malformed_multipart",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
@@ -98,6 +100,7 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::RateLimited | ErrorCode::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::IdempotencyKeyReused | ErrorCode::FileNotPromoted => StatusCode::CONFLICT,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod files;
 pub mod limits;
+pub mod multipart;
 pub mod openapi;
 mod ops;
 mod uploads;
@@ -14,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::Request;
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::{RequestBodyDeadlineLayer, RequestBodyTimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
@@ -43,6 +44,7 @@ pub struct Settings {
     pub docx_limits: DocxLimits,
     pub ops_token: Option<String>,
     pub body_idle_timeout: Duration,
+    pub body_timeout: Duration,
     pub header_read_timeout: Duration,
     pub receiving_grace: Duration,
     pub tombstone_retention: Duration,
@@ -61,6 +63,7 @@ impl Settings {
             docx_limits: DocxLimits::default(),
             ops_token: config.ops_token.clone(),
             body_idle_timeout: config.body_idle_timeout,
+            body_timeout: config.body_timeout,
             header_read_timeout: config.header_read_timeout,
             receiving_grace: config.receiving_grace,
             tombstone_retention: config.tombstone_retention,
@@ -125,15 +128,11 @@ impl AppState {
 /// The whole HTTP API as a router.
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    // Multipart framing adds a little to the file itself; the file's own limit is enforced
-    // exactly while streaming, this only bounds the whole body.
-    let upload_body_limit = usize::try_from(state.settings().max_upload_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1024 * 1024);
     let body_idle_timeout = state.settings().body_idle_timeout;
+    let body_timeout = state.settings().body_timeout;
 
     let client_routes = Router::new()
-        .merge(uploads::routes().layer(DefaultBodyLimit::max(upload_body_limit)))
+        .merge(uploads::routes())
         .merge(webhooks::routes())
         .merge(files::routes())
         .route_layer(middleware::from_fn_with_state(
@@ -161,7 +160,8 @@ pub fn app(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(request_context))
-                .layer(RequestBodyTimeoutLayer::new(body_idle_timeout)),
+                .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
+                .layer(RequestBodyDeadlineLayer::new(body_timeout)),
         )
 }
 

@@ -1,11 +1,12 @@
 //! `POST /uploads`, `GET /uploads/{id}`, `DELETE /uploads/{id}`.
 
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -13,10 +14,14 @@ use uuid::Uuid;
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
+use super::multipart::{self, BodyError, MultipartError, MultipartLimits, MultipartReader};
 use crate::domain::{FileRecord, FileState};
 use crate::repo::Discard;
-use crate::staging::{self, UploadError};
+use crate::staging::{self, ByteSource, UploadError};
 use crate::store::Area;
+
+/// Name of the multipart part that carries the file.
+pub const FILE_PART: &str = "file";
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -69,6 +74,7 @@ impl From<UploadError> for ApiError {
             UploadError::ContentMismatch { .. } => ErrorCode::FileContentMismatch,
             UploadError::ContentInvalid { .. } => ErrorCode::FileContentInvalid,
             UploadError::Malformed(_) => ErrorCode::MalformedMultipart,
+            UploadError::TimedOut => ErrorCode::RequestTimeout,
             UploadError::Repo(e) => return e.into(),
             UploadError::Store(e) => return e.into(),
             UploadError::Internal(cause) => return ApiError::internal(cause),
@@ -108,10 +114,10 @@ async fn create_upload(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    multipart: std::result::Result<Multipart, MultipartRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<UploadBody>)> {
     let started = std::time::Instant::now();
-    let result = stage(&state, caller, &headers, multipart).await;
+    let result = stage(&state, caller, &headers, body).await;
     let (outcome, bytes) = match &result {
         Ok((_, Json(body))) => ("staged", body.file_size.unwrap_or(0) as u64),
         Err(e) => (e.code.as_str(), 0),
@@ -124,20 +130,37 @@ async fn stage(
     state: &AppState,
     caller: Caller,
     headers: &HeaderMap,
-    multipart: std::result::Result<Multipart, MultipartRejection>,
+    body: Body,
 ) -> Result<(StatusCode, Json<UploadBody>)> {
     if !is_multipart(headers) {
         return Err(UploadError::Missing.into());
     }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let boundary = multipart::boundary(content_type)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.to_string()))?;
     let slot = state.limits().upload_slot(caller.key_id)?;
-    let multipart =
-        multipart.map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.body_text()))?;
+    let max = state.settings().max_upload_bytes;
+    let limits = MultipartLimits {
+        // The file's own limit is enforced exactly while streaming; this bounds the framing.
+        max_body_bytes: max.saturating_add(1024 * 1024),
+        ..MultipartLimits::default()
+    };
+    let stream = body
+        .into_data_stream()
+        .map(|chunk| chunk.map_err(body_error));
     // The upload runs in its own task so that a client hanging up mid-body cannot cancel it
     // half-way: it sees the body end in an error and cleans up after itself.
     let task_state = state.clone();
     let record = tokio::spawn(
         async move {
-            let staged = staging::stage_upload(task_state, caller.client_id, multipart).await;
+            let mut reader = MultipartReader::new(stream, &boundary, limits);
+            let staged = receive_upload(&task_state, &caller.client_id, &mut reader, max).await;
+            if staged.is_err() {
+                reader.drain().await;
+            }
             drop(slot);
             staged
         }
@@ -150,6 +173,86 @@ async fn stage(
         StatusCode::CREATED,
         Json(UploadBody::from_record(&record, false)),
     ))
+}
+
+/// What went wrong below the multipart reader, from the body's error.
+fn body_error(e: axum::Error) -> BodyError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return BodyError::TimedOut;
+        }
+        if error.is::<http_body_util::LengthLimitError>() {
+            return BodyError::TooLarge;
+        }
+        source = error.source();
+    }
+    BodyError::Io(e.to_string())
+}
+
+/// The one `file` part of a multipart body, staged; other parts are skipped.
+async fn receive_upload<S>(
+    state: &AppState,
+    client_id: &str,
+    reader: &mut MultipartReader<S>,
+    max: u64,
+) -> std::result::Result<FileRecord, UploadError>
+where
+    S: futures_util::Stream<Item = std::result::Result<bytes::Bytes, BodyError>> + Unpin + Send,
+{
+    let mut pending: Option<staging::Pending> = None;
+    loop {
+        let part = match reader.next_part().await {
+            Ok(Some(part)) => part,
+            Ok(None) => break,
+            Err(e) => {
+                if let Some(pending) = pending {
+                    pending.abandon().await;
+                }
+                return Err(upload_error(e, max));
+            }
+        };
+        if part.name != FILE_PART {
+            continue;
+        }
+        if let Some(pending) = pending.take() {
+            pending.abandon().await;
+            return Err(UploadError::MultipleFiles);
+        }
+        let mut source = PartSource { reader, max };
+        let file_name = part.file_name.unwrap_or_default();
+        pending = Some(staging::receive(state, client_id, &file_name, &mut source).await?);
+    }
+    pending.ok_or(UploadError::Missing)?.complete().await
+}
+
+fn upload_error(e: MultipartError, max: u64) -> UploadError {
+    match e {
+        MultipartError::TooLarge | MultipartError::Body(BodyError::TooLarge) => {
+            UploadError::too_large(max)
+        }
+        MultipartError::Body(BodyError::TimedOut) => UploadError::TimedOut,
+        other => UploadError::Malformed(other.to_string()),
+    }
+}
+
+/// The body of the current part, as the staging pipeline reads it.
+struct PartSource<'a, S> {
+    reader: &'a mut MultipartReader<S>,
+    max: u64,
+}
+
+#[async_trait::async_trait]
+impl<S> ByteSource for PartSource<'_, S>
+where
+    S: futures_util::Stream<Item = std::result::Result<bytes::Bytes, BodyError>> + Unpin + Send,
+{
+    async fn next_chunk(&mut self) -> std::result::Result<Option<bytes::Bytes>, UploadError> {
+        self.reader
+            .body_chunk()
+            .await
+            .map_err(|e| upload_error(e, self.max))
+    }
 }
 
 /// A path id; anything that is not a UUID names no file.

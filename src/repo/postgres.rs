@@ -9,8 +9,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, KeyGrant, NewFile, NewWebhook,
-    Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
+    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, KeyGrant, NewFile, NewWebhook, Repo,
+    RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
     discard_outcome, is_retry_of, parse_named, parse_state, sole_consumer, state_counts,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
@@ -384,15 +384,14 @@ impl Repo for PostgresRepo {
                 bound.push(FileRecord::try_from(row)?);
                 continue;
             }
-            let current: Option<(String, Option<DateTime<Utc>>, Option<Uuid>)> =
-                sqlx::query_as(
-                    "SELECT state, expires_at, webhook_id FROM files \
+            let current: Option<(String, Option<DateTime<Utc>>, Option<Uuid>)> = sqlx::query_as(
+                "SELECT state, expires_at, webhook_id FROM files \
                      WHERE id = $1 AND client_id = $2",
-                )
-                .bind(file_id)
-                .bind(&webhook.client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            )
+            .bind(file_id)
+            .bind(&webhook.client_id)
+            .fetch_optional(&mut *tx)
+            .await?;
             let (row, consumer) = match current {
                 None => (None, None),
                 Some((state, expires_at, consumer)) => {

@@ -14,8 +14,8 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, KeyGrant, NewFile, NewWebhook,
-    Repo, RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
+    ApiKeyRecord, BindOutcome, ClaimedFile, Discard, KeyGrant, NewFile, NewWebhook, Repo,
+    RepoError, Result, SlotFailure, StateCount, StorageStats, SweepRun, classify_failure,
     discard_outcome, is_retry_of, parse_named, parse_state, sole_consumer, state_counts,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
@@ -625,11 +625,12 @@ impl Repo for SqliteRepo {
     }
 
     async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each(?1))")
-                .bind(id_array(ids))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(id_array(ids))
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter()
             .map(|(id, state)| Ok((parse_id(&id)?, parse_state(&state)?)))
             .collect()

@@ -85,7 +85,12 @@ async fn a_sweep_during_a_binding_never_deletes_the_bound_file(backend: Backend)
     .await;
     assert_eq!(file["state"], "promoted");
     let again = stowage::sweeper::run_pass(&app.state).await;
-    assert_eq!((again.expired, again.errors), (0, 0), "{:?}", again.last_error);
+    assert_eq!(
+        (again.expired, again.errors),
+        (0, 0),
+        "{:?}",
+        again.last_error
+    );
 }
 
 /// The S3 endpoint accepts connections and then says nothing (a black hole): uploads fail with
@@ -106,7 +111,11 @@ async fn stalled_object_storage_fails_fast_and_frees_upload_slots() {
     let through = stowage::connect(&config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(stowage::serve(listener, through.clone(), std::future::pending()));
+    tokio::spawn(stowage::serve(
+        listener,
+        through.clone(),
+        std::future::pending(),
+    ));
     let upload = |size: usize| {
         app.http
             .post(format!("{base}/uploads"))
@@ -125,12 +134,9 @@ async fn stalled_object_storage_fails_fast_and_frees_upload_slots() {
     // A single PUT and a multipart upload; the slot (one per key here) must come back each time.
     for size in [2_000, 2_000, 10 * 1024 * 1024] {
         let started = std::time::Instant::now();
-        let body = crate::helpers::assert_error(
-            upload(size).await.unwrap(),
-            503,
-            "service_unavailable",
-        )
-        .await;
+        let body =
+            crate::helpers::assert_error(upload(size).await.unwrap(), 503, "service_unavailable")
+                .await;
         assert_eq!(body["error"]["details"]["dependency"], "object storage");
         assert!(
             started.elapsed() < Duration::from_secs(20),
@@ -151,6 +157,147 @@ async fn stalled_object_storage_fails_fast_and_frees_upload_slots() {
     // What the stalled uploads could not clean up themselves, the next pass does.
     let run = stowage::sweeper::run_pass(&through).await;
     assert_eq!(run.errors, 0, "{:?}", run.last_error);
-    assert_eq!(app.incomplete_uploads().await, 0, "an incomplete upload left");
+    assert_eq!(
+        app.incomplete_uploads().await,
+        0,
+        "an incomplete upload left"
+    );
     assert_eq!(app.rows_in(stowage::domain::FileState::Receiving).await, 0);
+}
+
+both_backends!(
+    multipart_framing_is_bounded,
+    a_trickling_body_is_cut_off_at_the_body_deadline
+);
+
+/// Peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Part headers that never end, too many parts: refused with 400 while the server's memory
+/// stays flat (it once buffered each header up to the body limit).
+async fn multipart_framing_is_bounded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (child, base) = serve_process(&app, &[("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *")]).await;
+    let pid = child.id();
+    let _child = Reaper(child);
+    let before = peak_rss_kib(pid);
+
+    // 16 requests at once, each a part header of 8 MiB with no blank line.
+    let mut header_bombs = Vec::new();
+    for _ in 0..16 {
+        let mut body =
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"".to_vec();
+        body.extend(std::iter::repeat_n(b'a', 8 * 1024 * 1024));
+        let request = app
+            .http
+            .post(format!("{base}/uploads"))
+            .header("X-API-Key", &app.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(body)
+            .send();
+        header_bombs.push(tokio::spawn(request));
+    }
+    for request in header_bombs {
+        let response = request.await.unwrap().unwrap();
+        let body = crate::helpers::assert_error(response, 400, "malformed_multipart").await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("headers"),
+            "{body}"
+        );
+    }
+    let grown_mib = (peak_rss_kib(pid) - before) / 1024;
+    assert!(
+        grown_mib < 48,
+        "16 endless part headers grew the server by {grown_mib} MiB"
+    );
+
+    // Too many parts.
+    let mut body = Vec::new();
+    for i in 0..100 {
+        body.extend_from_slice(
+            format!("--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n").as_bytes(),
+        );
+    }
+    body.extend_from_slice(b"--b--\r\n");
+    let response = app
+        .acme(Method::POST, "/uploads")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::assert_error(response, 400, "malformed_multipart").await;
+
+    // Extra small parts around the file are fine.
+    let form = crate::helpers::file_form("cv.pdf", fixtures::pdf(3_000), "application/pdf")
+        .text("note", "hello")
+        .text("other", "world");
+    json_with(app.upload_form(form).await, 201).await;
+    app.state.repo().ping().await.unwrap();
+    assert_eq!(app.rows().await, 1);
+}
+
+/// A client that keeps sending, slowly enough to dodge the idle timeout, is cut off when the
+/// whole-body deadline passes, and nothing it sent stays behind.
+async fn a_trickling_body_is_cut_off_at_the_body_deadline(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.body_idle_timeout = Duration::from_secs(1);
+        c.body_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
+    tx.send(Ok(
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.pdf\"\r\n\r\n"
+            .to_vec(),
+    ))
+    .await
+    .unwrap();
+    tx.send(Ok(fixtures::pdf(20_000))).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            if tx.send(Ok(b"%".to_vec())).await.is_err() {
+                break;
+            }
+        }
+    });
+    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn({
+        let mut rx = rx;
+        move |cx| rx.poll_recv(cx)
+    }));
+    let started = std::time::Instant::now();
+    let response = app
+        .acme(Method::POST, "/uploads")
+        .header("content-type", "multipart/form-data; boundary=b")
+        .body(body)
+        .send()
+        .await;
+    if let Ok(response) = response {
+        crate::helpers::assert_error(response, 408, "request_timeout").await;
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "a trickling body held on for {took:?}"
+    );
+    trickle.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.rows().await != 0 || !app.objects(Area::Staging).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trickled upload left something behind"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
