@@ -129,7 +129,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Storage {
             command: StorageCommand::Init,
         } => {
-            let store = store::connect(&config).await?;
+            let spill = crate::spill::Spill::new(std::env::temp_dir(), 0);
+            let store = store::connect(&config, &spill).await?;
             store.init(config.upload_ttl).await?;
             println!("storage ready: {}", store.describe());
             Ok(())

@@ -156,6 +156,20 @@ pub struct Config {
     )]
     pub max_concurrent_uploads: usize,
 
+    /// Directory for temporary files of uploads in flight (unnamed: nothing stays after a
+    /// crash); default: the system's temporary directory.
+    #[arg(long, env = "STOWAGE_SPILL_DIR", global = true)]
+    pub spill_dir: Option<PathBuf>,
+
+    /// Most bytes of temporary files held at once by uploads in flight; past it uploads get 503.
+    #[arg(
+        long,
+        env = "STOWAGE_SPILL_LIMIT",
+        default_value_t = 2 * 1024 * 1024 * 1024,
+        global = true
+    )]
+    pub spill_limit: u64,
+
     /// Log format.
     #[arg(long, env = "STOWAGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
     pub log_format: LogFormat,

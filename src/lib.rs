@@ -16,6 +16,7 @@ pub mod promotion;
 pub mod repo;
 pub mod report;
 pub mod sniff;
+pub mod spill;
 pub mod staging;
 pub mod store;
 pub mod sweeper;
@@ -29,8 +30,9 @@ pub use http::{AppState, Settings, app};
 /// Opens the database and the store a configuration names and bundles them for the handlers.
 pub async fn connect(config: &config::Config) -> Result<AppState, StartError> {
     let repo = repo::connect(&config.database_url).await?;
-    let store = store::connect(config).await?;
-    Ok(AppState::new(repo, store, Settings::from_config(config)))
+    let settings = Settings::from_config(config);
+    let store = store::connect(config, &settings.spill).await?;
+    Ok(AppState::new(repo, store, settings))
 }
 
 /// Why the service could not start.

@@ -8,7 +8,7 @@
 //! byte reaches storage, and a guard removes the row and whatever reached storage on every
 //! failure.
 
-use std::io::{BufReader, Seek, SeekFrom};
+use std::io::BufReader;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -21,6 +21,7 @@ use crate::domain::{FileRecord, FileState, StagedFacts, sanitize_file_name, stor
 use crate::http::AppState;
 use crate::repo::{NewFile, RepoError};
 use crate::sniff::{self, ContentError, DocumentKind};
+use crate::spill::SpillFile;
 use crate::store::{Area, ObjectWriter, StoreError};
 
 /// Where the bytes of a file come from (a multipart part, an object read back from storage).
@@ -60,6 +61,8 @@ pub enum UploadError {
     Repo(#[from] RepoError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Spill(#[from] crate::spill::SpillError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -171,15 +174,13 @@ async fn receive_body(
     head: Vec<Bytes>,
     source: &mut dyn ByteSource,
     meter: &mut Meter,
-) -> Result<Option<std::fs::File>, UploadError> {
+) -> Result<Option<SpillFile>, UploadError> {
     let mut tail = (kind == DocumentKind::Pdf).then(Tail::default);
+    let mut archive = (kind == DocumentKind::Pdf).then(sniff::ArchiveScanner::default);
     let mut spool = if kind.needs_deep_check() {
-        let file =
-            tempfile::tempfile().map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
-        let async_file = file
-            .try_clone()
-            .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
-        Some((file, tokio::fs::File::from_std(async_file)))
+        let file = cleanup.state.settings().spill.file()?;
+        let async_file = tokio::fs::File::from_std(file.try_clone()?);
+        Some((file, async_file))
     } else {
         None
     };
@@ -190,7 +191,11 @@ async fn receive_body(
         if let Some(tail) = tail.as_mut() {
             tail.push(&chunk);
         }
-        if let Some((_, spool)) = spool.as_mut() {
+        if let Some(archive) = archive.as_mut() {
+            archive.feed(&chunk);
+        }
+        if let Some((file, spool)) = spool.as_mut() {
+            file.reserve(chunk.len())?;
             spool
                 .write_all(&chunk)
                 .await
@@ -219,6 +224,11 @@ async fn receive_body(
             }
         };
     }
+    if let Some(archive) = archive {
+        archive
+            .finish()
+            .map_err(|e| UploadError::content(kind, e))?;
+    }
     if let Some(tail) = tail {
         sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
     }
@@ -230,8 +240,7 @@ async fn receive_body(
                 .await
                 .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
             drop(async_file);
-            file.seek(SeekFrom::Start(0))
-                .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
+            file.rewound()?;
             Ok(Some(file))
         }
     }
@@ -375,7 +384,7 @@ pub struct Pending {
     file_name: String,
     kind: DocumentKind,
     meter: Meter,
-    spool: Option<std::fs::File>,
+    spool: Option<SpillFile>,
     now: DateTime<Utc>,
 }
 
@@ -460,14 +469,15 @@ impl Pending {
         } = self;
         let finished = async {
             let state = cleanup.state.clone();
-            if let Some(spool) = spool {
+            if let Some(mut spool) = spool {
                 let limits = state.settings().docx_limits.clone();
                 tokio::task::spawn_blocking(move || {
-                    sniff::check_whole(kind, BufReader::new(spool), &limits)
+                    let file = spool.rewound()?;
+                    sniff::check_whole(kind, BufReader::new(file), &limits)
+                        .map_err(|e| UploadError::content(kind, e))
                 })
                 .await
-                .map_err(|e| UploadError::Internal(format!("deep check: {e}")))?
-                .map_err(|e| UploadError::content(kind, e))?;
+                .map_err(|e| UploadError::Internal(format!("deep check: {e}")))??;
             }
             let writer = cleanup
                 .writer

@@ -198,6 +198,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => ApiError::unavailable("object storage", e),
+            StoreError::Spill(crate::spill::SpillError::Full { .. }) => {
+                ApiError::unavailable("temporary space", e)
+            }
             other => ApiError::internal(other),
         }
     }

@@ -51,6 +51,8 @@ pub struct Settings {
     pub sweep_timeout: Duration,
     pub rate_limit: u64,
     pub max_concurrent_uploads: usize,
+    /// Temporary disk space for uploads in flight (shared with the S3 store's writers).
+    pub spill: crate::spill::Spill,
 }
 
 impl Settings {
@@ -70,6 +72,10 @@ impl Settings {
             sweep_timeout: config.sweep_timeout,
             rate_limit: config.rate_limit,
             max_concurrent_uploads: config.max_concurrent_uploads,
+            spill: crate::spill::Spill::new(
+                config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+                config.spill_limit,
+            ),
         }
     }
 }

@@ -77,6 +77,7 @@ impl From<UploadError> for ApiError {
             UploadError::TimedOut => ErrorCode::RequestTimeout,
             UploadError::Repo(e) => return e.into(),
             UploadError::Store(e) => return e.into(),
+            UploadError::Spill(e) => return crate::store::StoreError::from(e).into(),
             UploadError::Internal(cause) => return ApiError::internal(cause),
         };
         ApiError::new(code, message)

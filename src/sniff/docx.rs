@@ -44,8 +44,35 @@ impl Default for DocxLimits {
     }
 }
 
-/// Inspects a whole `.docx`.
-pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), ContentError> {
+/// Relationship types that name the package's main part (transitional and strict OOXML).
+const OFFICE_DOCUMENT_RELS: [&str; 2] = [
+    "http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument",
+    "http://purl.oclc.org/ooxml/officeDocument/relationships/officeDocument",
+];
+const WORD_TEMPLATE_MAIN: &str =
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.template.main+xml";
+/// Most bytes all `.rels` parts may have together.
+const MAX_RELS_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Inspects a whole `.docx`: the package's main part — the one `_rels/.rels` names as the
+/// office document — must be declared WordprocessingML, and nothing in the package may be a
+/// VBA project, whatever its name.
+pub fn check_docx<R: Read + Seek>(mut reader: R, limits: &DocxLimits) -> Result<(), ContentError> {
+    // Duplicates first, from the central directory itself: the ZIP reader keeps one entry of
+    // each name, so it cannot show them.
+    let listed = central_directory_names(&mut reader, limits)?;
+    let mut seen = std::collections::HashSet::new();
+    for name in &listed {
+        let name = String::from_utf8_lossy(name);
+        if !seen.insert(part_key(&name)) {
+            return Err(ContentError::invalid(format!(
+                "the archive holds two entries named '{name}'"
+            )));
+        }
+    }
+    reader
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| ContentError::invalid(format!("the archive cannot be read ({e})")))?;
     let mut archive = zip::ZipArchive::new(reader)
         .map_err(|e| ContentError::invalid(format!("the ZIP archive cannot be read ({e})")))?;
     if archive.len() > limits.max_entries {
@@ -57,6 +84,9 @@ pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), 
     }
 
     let mut content_types = None;
+    let mut rels: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut rels_total: u64 = 0;
+    let mut names = std::collections::HashSet::new();
     let mut total: u64 = 0;
     for index in 0..archive.len() {
         let mut entry = archive
@@ -66,6 +96,13 @@ pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), 
             .name()
             .map_err(|e| ContentError::invalid(format!("an entry name cannot be read ({e})")))?
             .into_owned();
+        // Part names are case-insensitive; two entries of one name make the package ambiguous
+        // (tools disagree on which one counts).
+        if !names.insert(part_key(&name)) {
+            return Err(ContentError::invalid(format!(
+                "the archive holds two entries named '{name}'"
+            )));
+        }
         if is_macro_part(&name) {
             return Err(ContentError::mismatch(MACRO_ENABLED));
         }
@@ -84,12 +121,22 @@ pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), 
         // Inflate for real: a header can lie about its size, and reading to the end checks the CRC.
         let budget = declared.min(limits.max_total_inflated - total);
         let mut bounded = (&mut entry).take(budget + 1);
-        let keep = name == CONTENT_TYPES;
-        if keep && declared > limits.max_content_types {
+        let is_content_types = name == CONTENT_TYPES;
+        let is_rels = name.to_ascii_lowercase().ends_with(".rels");
+        if is_content_types && declared > limits.max_content_types {
             return Err(ContentError::invalid(format!(
                 "{CONTENT_TYPES} is too large"
             )));
         }
+        if is_rels {
+            rels_total += declared;
+            if rels_total > MAX_RELS_BYTES {
+                return Err(ContentError::invalid(
+                    "the relationship parts are too large",
+                ));
+            }
+        }
+        let keep = is_content_types || is_rels;
         let mut buf = Vec::new();
         let read = if keep {
             bounded.read_to_end(&mut buf).map(|n| n as u64)
@@ -103,13 +150,148 @@ pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), 
             )));
         }
         total += read;
-        if keep {
+        if is_content_types {
             content_types = Some(buf);
+        } else if is_rels {
+            rels.push((name, buf));
         }
     }
 
     let content_types = content_types.ok_or_else(|| ContentError::mismatch("application/zip"))?;
-    classify(&declared_content_types(&content_types)?)
+    let types = ContentTypes::parse(&content_types)?;
+    if types
+        .all()
+        .any(|t| t.contains("macroenabled") || t.contains("vbaproject"))
+    {
+        return Err(ContentError::mismatch(MACRO_ENABLED));
+    }
+    let mut main = None;
+    for (name, xml) in &rels {
+        for rel in relationships(name, xml)? {
+            if rel.kind.to_ascii_lowercase().ends_with("/vbaproject") {
+                return Err(ContentError::mismatch(MACRO_ENABLED));
+            }
+            if name == "_rels/.rels" && OFFICE_DOCUMENT_RELS.contains(&rel.kind.as_str()) {
+                if rel.external {
+                    return Err(ContentError::invalid(
+                        "the main document is outside the package",
+                    ));
+                }
+                main = Some(rel.target);
+            }
+        }
+    }
+    let main = main.ok_or_else(|| match types.main_hint() {
+        Some(kind) => ContentError::invalid(format!(
+            "the package names no main document (_rels/.rels) though it declares {kind}"
+        )),
+        None => ContentError::mismatch("application/zip"),
+    })?;
+    let main = part_key(&main);
+    if !names.contains(&main) {
+        return Err(ContentError::invalid(format!(
+            "the main document '/{main}' is missing from the package"
+        )));
+    }
+    classify(types.of(&main).unwrap_or(""))
+}
+
+/// Most bytes a central directory may have.
+const MAX_CENTRAL_DIRECTORY: u64 = 32 * 1024 * 1024;
+
+fn le16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The raw name of every entry in the central directory, duplicates included.
+fn central_directory_names<R: Read + Seek>(
+    reader: &mut R,
+    limits: &DocxLimits,
+) -> Result<Vec<Vec<u8>>, ContentError> {
+    let unreadable =
+        |why: &str| ContentError::invalid(format!("the ZIP archive cannot be read ({why})"));
+    let io_err = |e: io::Error| unreadable(&e.to_string());
+    let len = reader.seek(io::SeekFrom::End(0)).map_err(io_err)?;
+    let tail_len = len.min(22 + 65_535);
+    reader
+        .seek(io::SeekFrom::Start(len - tail_len))
+        .map_err(io_err)?;
+    let mut tail = vec![0; tail_len as usize];
+    reader.read_exact(&mut tail).map_err(io_err)?;
+    let eocd = (0..tail.len().saturating_sub(21))
+        .rev()
+        .find(|&i| tail[i..].starts_with(b"PK\x05\x06"))
+        .ok_or_else(|| unreadable("no end of central directory"))?;
+    let eocd_at = len - tail_len + eocd as u64;
+    let mut entries = le16(&tail, eocd + 10);
+    let mut size = le32(&tail, eocd + 12);
+    // The directory ends where the end record starts (this holds even with bytes before the
+    // archive, unlike its recorded offset).
+    let mut directory_end = eocd_at;
+    if entries == 0xFFFF || size == 0xFFFF_FFFF || le32(&tail, eocd + 16) == 0xFFFF_FFFF {
+        // ZIP64: the real figures are in the ZIP64 end record the locator points at.
+        let locator = eocd
+            .checked_sub(20)
+            .filter(|&l| tail[l..].starts_with(b"PK\x06\x07"))
+            .ok_or_else(|| unreadable("a ZIP64 archive without its locator"))?;
+        directory_end = le64(&tail, locator + 8);
+        reader
+            .seek(io::SeekFrom::Start(directory_end))
+            .map_err(io_err)?;
+        let mut record = [0u8; 56];
+        reader.read_exact(&mut record).map_err(io_err)?;
+        if !record.starts_with(b"PK\x06\x06") {
+            return Err(unreadable("a damaged ZIP64 end record"));
+        }
+        entries = le64(&record, 32);
+        size = le64(&record, 40);
+    }
+    if entries > limits.max_entries as u64 {
+        return Err(ContentError::invalid(format!(
+            "the archive holds {entries} entries, more than the {} allowed",
+            limits.max_entries
+        )));
+    }
+    if size > MAX_CENTRAL_DIRECTORY || size > directory_end {
+        return Err(unreadable("the central directory is too large"));
+    }
+    reader
+        .seek(io::SeekFrom::Start(directory_end - size))
+        .map_err(io_err)?;
+    let mut directory = vec![0; size as usize];
+    reader.read_exact(&mut directory).map_err(io_err)?;
+    let mut names = Vec::new();
+    let mut at = 0;
+    while names.len() < entries as usize {
+        let header = directory
+            .get(at..at + 46)
+            .filter(|h| h.starts_with(b"PK\x01\x02"))
+            .ok_or_else(|| unreadable("a damaged central directory"))?;
+        let (name_len, extra_len, comment_len) = (
+            le16(header, 28) as usize,
+            le16(header, 30) as usize,
+            le16(header, 32) as usize,
+        );
+        let name = directory
+            .get(at + 46..at + 46 + name_len)
+            .ok_or_else(|| unreadable("a damaged central directory"))?;
+        names.push(name.to_vec());
+        at += 46 + name_len + extra_len + comment_len;
+    }
+    Ok(names)
+}
+
+/// A part name as compared: no leading slash, lower case.
+fn part_key(name: &str) -> String {
+    name.trim_start_matches('/').to_ascii_lowercase()
 }
 
 fn inflated_too_much(limits: &DocxLimits) -> ContentError {
@@ -124,54 +306,186 @@ fn is_macro_part(name: &str) -> bool {
     lower.ends_with("vbaproject.bin") || lower.ends_with("vbadata.xml")
 }
 
-/// Every `ContentType` attribute of the `Default` and `Override` elements.
-fn declared_content_types(xml: &[u8]) -> Result<Vec<String>, ContentError> {
+/// `[Content_Types].xml`: types by extension and by part, lower case, entities decoded.
+struct ContentTypes {
+    defaults: Vec<(String, String)>,
+    overrides: Vec<(String, String)>,
+}
+
+impl ContentTypes {
+    fn parse(xml: &[u8]) -> Result<Self, ContentError> {
+        let mut types = ContentTypes {
+            defaults: Vec::new(),
+            overrides: Vec::new(),
+        };
+        for_each_element(xml, CONTENT_TYPES, |local, attrs| {
+            let is_default = local == "Default";
+            if !is_default && local != "Override" {
+                return;
+            }
+            let get = |wanted: &str| {
+                attrs
+                    .iter()
+                    .find(|(k, _)| k == wanted)
+                    .map(|(_, v)| v.clone())
+            };
+            let content_type = get("ContentType").unwrap_or_default().to_ascii_lowercase();
+            if is_default {
+                let ext = get("Extension").unwrap_or_default().to_ascii_lowercase();
+                types.defaults.push((ext, content_type));
+            } else {
+                let part = part_key(&get("PartName").unwrap_or_default());
+                types.overrides.push((part, content_type));
+            }
+        })?;
+        Ok(types)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &str> {
+        self.defaults
+            .iter()
+            .chain(&self.overrides)
+            .map(|(_, t)| t.as_str())
+    }
+
+    /// The declared type of a part (by override, else by its extension).
+    fn of(&self, part: &str) -> Option<&str> {
+        if let Some((_, t)) = self.overrides.iter().rev().find(|(p, _)| p == part) {
+            return Some(t);
+        }
+        let ext = part.rsplit_once('.').map(|(_, e)| e)?;
+        self.defaults
+            .iter()
+            .rev()
+            .find(|(e, _)| e == ext)
+            .map(|(_, t)| t.as_str())
+    }
+
+    /// A main-document type declared anywhere, for a clearer message.
+    fn main_hint(&self) -> Option<&str> {
+        self.all().find(|t| {
+            t.eq_ignore_ascii_case(MAIN_DOCUMENT)
+                || t.eq_ignore_ascii_case(SPREADSHEET_MAIN)
+                || t.eq_ignore_ascii_case(PRESENTATION_MAIN)
+        })
+    }
+}
+
+/// One `<Relationship>` of a `.rels` part.
+struct Relationship {
+    kind: String,
+    /// The target as a part name from the package root.
+    target: String,
+    external: bool,
+}
+
+/// The relationships of the `.rels` part `name`, targets resolved against its source part.
+fn relationships(name: &str, xml: &[u8]) -> Result<Vec<Relationship>, ContentError> {
+    // `word/_rels/document.xml.rels` describes `word/document.xml`: targets are relative to `word/`.
+    let base = name
+        .rsplit_once("_rels/")
+        .map_or("", |(dir, _)| dir)
+        .to_owned();
+    let mut out = Vec::new();
+    for_each_element(xml, name, |local, attrs| {
+        if local != "Relationship" {
+            return;
+        }
+        let get = |wanted: &str| {
+            attrs
+                .iter()
+                .find(|(k, _)| k == wanted)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let target = get("Target");
+        let external = get("TargetMode").eq_ignore_ascii_case("external");
+        out.push(Relationship {
+            kind: get("Type"),
+            target: resolve(&base, &target),
+            external,
+        });
+    })?;
+    Ok(out)
+}
+
+/// A relationship target as a part name: absolute targets from the root, others from `base`,
+/// with `.` and `..` segments applied.
+fn resolve(base: &str, target: &str) -> String {
+    let joined = if let Some(absolute) = target.strip_prefix('/') {
+        absolute.to_owned()
+    } else {
+        format!("{base}{target}")
+    };
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in joined.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    segments.join("/")
+}
+
+/// Calls `visit` with the local name and the decoded attributes (local names) of every element.
+fn for_each_element(
+    xml: &[u8],
+    part: &str,
+    mut visit: impl FnMut(&str, &[(String, String)]),
+) -> Result<(), ContentError> {
     use quick_xml::events::Event;
 
+    let broken = |e: &dyn std::fmt::Display| {
+        ContentError::invalid(format!("{part} is not well-formed XML ({e})"))
+    };
     let mut reader = quick_xml::Reader::from_reader(xml);
     let mut buf = Vec::new();
-    let mut types = Vec::new();
     loop {
         match reader.read_event_into(&mut buf) {
             Ok(Event::Start(e) | Event::Empty(e)) => {
-                let local = e.local_name();
-                if local.as_ref() == "Override" || local.as_ref() == "Default" {
-                    for attr in e.attributes().flatten() {
-                        if attr.key.local_name().as_ref() == "ContentType" {
-                            types.push(attr.value.into_owned());
-                        }
-                    }
+                let local = e.local_name().as_ref().to_owned();
+                let mut attrs = Vec::new();
+                for attr in e.attributes() {
+                    let attr = attr.map_err(|e| broken(&e))?;
+                    let key = attr.key.local_name().as_ref().to_owned();
+                    // Character references (`macro&#69;nabled`) are decoded before anything is
+                    // compared.
+                    let value = attr
+                        .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .map_err(|e| broken(&e))?
+                        .into_owned();
+                    attrs.push((key, value));
                 }
+                visit(&local, &attrs);
             }
-            Ok(Event::Eof) => break,
+            Ok(Event::Eof) => return Ok(()),
             Ok(_) => {}
-            Err(e) => {
-                return Err(ContentError::invalid(format!(
-                    "{CONTENT_TYPES} is not well-formed XML ({e})"
-                )));
-            }
+            Err(e) => return Err(broken(&e)),
         }
         buf.clear();
     }
-    Ok(types)
 }
 
-fn classify(types: &[String]) -> Result<(), ContentError> {
-    let has = |wanted: &str| types.iter().any(|t| t.eq_ignore_ascii_case(wanted));
-    let lower: Vec<String> = types.iter().map(|t| t.to_ascii_lowercase()).collect();
-    if lower
-        .iter()
-        .any(|t| t.contains("macroenabled") || t.contains("vbaproject"))
-    {
+fn classify(main_type: &str) -> Result<(), ContentError> {
+    let is = |wanted: &str| main_type.eq_ignore_ascii_case(wanted);
+    if main_type.contains("macroenabled") {
         return Err(ContentError::mismatch(MACRO_ENABLED));
     }
-    if has(MAIN_DOCUMENT) {
+    if is(MAIN_DOCUMENT) {
         return Ok(());
     }
-    if has(SPREADSHEET_MAIN) {
+    if is(WORD_TEMPLATE_MAIN) {
+        return Err(ContentError::mismatch(
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.template",
+        ));
+    }
+    if is(SPREADSHEET_MAIN) {
         return Err(ContentError::mismatch(SPREADSHEET));
     }
-    if has(PRESENTATION_MAIN) {
+    if is(PRESENTATION_MAIN) {
         return Err(ContentError::mismatch(PRESENTATION));
     }
     Err(ContentError::mismatch("application/zip"))
@@ -268,5 +582,51 @@ mod tests {
         let mut bytes = fixtures::docx();
         bytes.truncate(bytes.len() / 2);
         assert!(matches!(check(bytes), Err(ContentError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_workbook_claiming_a_missing_word_part_is_a_workbook() {
+        assert_eq!(
+            check(fixtures::xlsx_claiming_word()),
+            Err(ContentError::mismatch(SPREADSHEET))
+        );
+    }
+
+    #[test]
+    fn character_references_do_not_hide_macros() {
+        assert_eq!(
+            check(fixtures::docm_with_escaped_type()),
+            Err(ContentError::mismatch(MACRO_ENABLED))
+        );
+        assert_eq!(
+            check(fixtures::docx_with_hidden_vba()),
+            Err(ContentError::mismatch(MACRO_ENABLED))
+        );
+        assert_eq!(
+            check(fixtures::docx_with_vba_relationship()),
+            Err(ContentError::mismatch(MACRO_ENABLED))
+        );
+    }
+
+    #[test]
+    fn duplicate_entry_names_are_refused() {
+        let err = check(fixtures::docx_with_duplicate_content_types()).unwrap_err();
+        assert!(
+            matches!(err, ContentError::Invalid { ref reason } if reason.contains("two entries")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn relationship_targets_resolve_from_their_source() {
+        assert_eq!(resolve("", "word/document.xml"), "word/document.xml");
+        assert_eq!(
+            resolve("word/", "../customXml/item.xml"),
+            "customXml/item.xml"
+        );
+        assert_eq!(
+            resolve("word/", "/word/./document.xml"),
+            "word/document.xml"
+        );
     }
 }

@@ -8,16 +8,20 @@ use std::io::{Cursor, Write};
 const WORD_MAIN: &str =
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml";
 
-/// A small valid PDF padded with a comment to exactly `size` bytes (at least its skeleton).
+/// A small valid PDF padded with a comment (before its trailer, so that it still ends with
+/// `%%EOF`) to exactly `size` bytes (at least its skeleton).
 pub fn pdf(size: usize) -> Vec<u8> {
-    let mut out = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n\
-2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n\
-trailer << /Root 1 0 R >>\n%%EOF\n"
-        .to_vec();
-    if out.len() < size {
+    let head = b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n\
+2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\n";
+    let trailer = b"trailer << /Root 1 0 R >>\n%%EOF\n";
+    let mut out = head.to_vec();
+    let skeleton = head.len() + trailer.len();
+    if size > skeleton + 1 {
         out.push(b'%');
-        out.resize(size, b'x');
+        out.resize(size - trailer.len() - 1, b'x');
+        out.push(b'\n');
     }
+    out.extend_from_slice(trailer);
     out
 }
 
@@ -170,4 +174,99 @@ pub fn docx_with_broken_content_types() -> Vec<u8> {
         ),
         ("word/document.xml", b"<w:document/>"),
     ])
+}
+
+/// A workbook whose `[Content_Types].xml` also declares a Word main document for a part that
+/// does not exist (the package's real main part is the workbook).
+pub fn xlsx_claiming_word() -> Vec<u8> {
+    let bytes = xlsx();
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).expect("xlsx");
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).expect("entry");
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("read");
+        let name = entry.name().expect("name").into_owned();
+        if name == "[Content_Types].xml" {
+            let ct = String::from_utf8(data).expect("utf-8").replace(
+                "</Types>",
+                &format!(
+                    r#"<Override PartName="/word/document.xml" ContentType="{WORD_MAIN}"/></Types>"#
+                ),
+            );
+            data = ct.into_bytes();
+        }
+        entries.push((name, data));
+    }
+    let refs: Vec<(&str, &[u8])> = entries
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    zip_of(&refs)
+}
+
+/// A Word document whose main part is declared macro-enabled with a character reference
+/// (`macro&#69;nabled`), so a raw comparison does not see it.
+pub fn docm_with_escaped_type() -> Vec<u8> {
+    office_zip(
+        "application/vnd.ms-word.document.macro&#69;nabled.main+xml",
+        "word/document.xml",
+        &[],
+    )
+}
+
+/// A Word document carrying a VBA project under an innocent name, declared by its type
+/// (written with a character reference) and linked from the document's relationships.
+pub fn docx_with_hidden_vba() -> Vec<u8> {
+    let ct = content_types(WORD_MAIN).replace(
+        "</Types>",
+        r#"<Override PartName="/word/macros.bin" ContentType="application/vnd.ms-office.vba&#80;roject"/></Types>"#,
+    );
+    let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+    let doc_rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId9" Type="http://schemas.microsoft.com/office/2006/relationships/vbaProject" Target="macros.bin"/></Relationships>"#;
+    zip_of(&[
+        ("[Content_Types].xml", ct.as_bytes()),
+        ("_rels/.rels", rels.as_bytes()),
+        ("word/document.xml", b"<w:document/>"),
+        ("word/_rels/document.xml.rels", doc_rels.as_bytes()),
+        ("word/macros.bin", b"\xD0\xCF\x11\xE0 fake vba"),
+    ])
+}
+
+/// A VBA project linked only by relationship, with no telling name or type.
+pub fn docx_with_vba_relationship() -> Vec<u8> {
+    let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+    let doc_rels = r#"<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="r" Type="http://schemas.microsoft.com/office/2006/relationships/vba&#80;roject" Target="stuff.dat"/></Relationships>"#;
+    zip_of(&[
+        ("[Content_Types].xml", content_types(WORD_MAIN).as_bytes()),
+        ("_rels/.rels", rels.as_bytes()),
+        ("word/document.xml", b"<w:document/>"),
+        ("word/_rels/document.xml.rels", doc_rels.as_bytes()),
+        ("word/stuff.dat", b"\xD0\xCF\x11\xE0 fake vba"),
+    ])
+}
+
+/// A ZIP holding two `[Content_Types].xml` entries: the first macro-enabled, the last plain
+/// (tools that keep the last entry of a name see a clean document).
+pub fn docx_with_duplicate_content_types() -> Vec<u8> {
+    let macro_ct = content_types("application/vnd.ms-word.document.macroEnabled.main+xml");
+    let plain_ct = content_types(WORD_MAIN);
+    let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+    // The zip writer refuses duplicate names: write a placeholder name of the same length and
+    // rename it in the local header and the central directory.
+    let mut bytes = zip_of(&[
+        ("[Content_Types].xml", macro_ct.as_bytes()),
+        ("_rels/.rels", rels.as_bytes()),
+        ("word/document.xml", b"<w:document/>"),
+        ("[Content_Types].xmZ", plain_ct.as_bytes()),
+    ]);
+    let placeholder = b"[Content_Types].xmZ";
+    let mut i = 0;
+    while i + placeholder.len() <= bytes.len() {
+        if &bytes[i..i + placeholder.len()] == placeholder {
+            bytes[i..i + placeholder.len()].copy_from_slice(b"[Content_Types].xml");
+        }
+        i += 1;
+    }
+    bytes
 }

@@ -130,30 +130,151 @@ pub fn check_head(kind: DocumentKind, head: &[u8]) -> Result<(), ContentError> {
         DocumentKind::Doc => head.starts_with(OLE_MAGIC),
     };
     if ok {
-        Ok(())
-    } else {
-        Err(ContentError::mismatch(detected))
+        return Ok(());
     }
+    // The right magic, in the wrong place (a byte order mark or other bytes before it):
+    // "detected 'application/pdf'" would contradict itself, so say what is wrong instead.
+    if kind == DocumentKind::Pdf
+        && let Some(at) = memchr::memmem::find(&head[..head.len().min(1024)], PDF_MAGIC)
+    {
+        let what = if head.starts_with(b"\xEF\xBB\xBF") {
+            "a byte order mark".to_owned()
+        } else {
+            format!("{at} other bytes")
+        };
+        return Err(ContentError::invalid(format!(
+            "it must begin with %PDF-, but {what} come first"
+        )));
+    }
+    Err(ContentError::mismatch(detected))
 }
 
-/// How many trailing bytes of a PDF are kept to look for a ZIP end record (the record is 22
-/// bytes plus a comment of up to 65,535).
-pub const TAIL_LEN: usize = 22 + 65_535;
+/// How many trailing bytes of a PDF are kept to look for its `%%EOF` marker (room for
+/// generous padding after it).
+pub const TAIL_LEN: usize = 64 * 1024;
 
-const ZIP_END_OF_CENTRAL_DIRECTORY: &[u8] = b"PK\x05\x06";
+/// Most bytes allowed after the last `%%EOF` once trailing whitespace and NULs are set aside.
+const EOF_SLACK: usize = 1024;
 
-/// Checks the last [`TAIL_LEN`] bytes of a PDF: a PDF that ends in a ZIP end-of-central-directory
-/// record is also a ZIP archive (a polyglot) and opens as one in archive tools.
+/// Checks the last [`TAIL_LEN`] bytes of a PDF: a complete PDF ends with an `%%EOF` marker
+/// (padding after it is fine); a file cut off in transfer has lost it.
 pub fn check_pdf_tail(tail: &[u8]) -> Result<(), ContentError> {
-    if tail
-        .windows(ZIP_END_OF_CENTRAL_DIRECTORY.len())
-        .any(|w| w == ZIP_END_OF_CENTRAL_DIRECTORY)
-    {
+    let end = tail
+        .iter()
+        .rposition(|b| !matches!(b, b'\0' | b' ' | b'\t' | b'\r' | b'\n' | b'\x0c'))
+        .map_or(0, |i| i + 1);
+    let body = &tail[..end];
+    let window = &body[body.len().saturating_sub(EOF_SLACK + 5)..];
+    if memchr::memmem::rfind(window, b"%%EOF").is_none() {
         return Err(ContentError::invalid(
-            "it is also a ZIP archive (PDF/ZIP polyglot)",
+            "it has no %%EOF marker at its end (the file is incomplete, perhaps cut off in transfer)",
         ));
     }
     Ok(())
+}
+
+/// Finds a ZIP archive inside a stream, wherever it sits, chunk by chunk: an end-of-central-
+/// directory record, or a local file header together with a central directory entry, each
+/// with plausible fields (so that the four signature bytes turning up by chance in compressed
+/// data are not enough). A PDF holding one is a PDF/ZIP polyglot: archive tools open it.
+#[derive(Default)]
+pub struct ArchiveScanner {
+    /// Bytes whose positions were not examined yet (too close to the end of what was seen).
+    carry: Vec<u8>,
+    local_header: bool,
+    central_header: bool,
+    end_record: bool,
+}
+
+/// Bytes a signature needs after it to be judged.
+const SCAN_WINDOW: usize = 64;
+const ZIP_METHODS: [u64; 8] = [0, 8, 9, 12, 14, 93, 95, 98];
+
+fn u16_at(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+fn printable(name: &[u8]) -> bool {
+    name.iter().all(|&c| c >= 0x20 && c != 0x7f)
+}
+
+impl ArchiveScanner {
+    /// Looks at the next chunk of the stream.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        if !self.carry.is_empty() {
+            let mut joined = std::mem::take(&mut self.carry);
+            let carried = joined.len();
+            joined.extend_from_slice(&chunk[..chunk.len().min(SCAN_WINDOW)]);
+            let judged = self.scan(&joined, carried);
+            if chunk.len() < SCAN_WINDOW {
+                self.carry = joined[judged..].to_vec();
+                return;
+            }
+        }
+        let judged = self.scan(chunk, chunk.len());
+        self.carry = chunk[judged..].to_vec();
+    }
+
+    /// Judges signatures starting before `limit` that have a full window after them; returns
+    /// the first position not judged.
+    fn scan(&mut self, bytes: &[u8], limit: usize) -> usize {
+        let judged = limit.min(bytes.len().saturating_sub(SCAN_WINDOW - 1));
+        for at in memchr::memmem::find_iter(&bytes[..(judged + 3).min(bytes.len())], b"PK") {
+            if at < judged {
+                self.judge(&bytes[at..]);
+            }
+        }
+        judged
+    }
+
+    fn judge(&mut self, b: &[u8]) {
+        if b.len() < 22 {
+            return;
+        }
+        match &b[2..4] {
+            [3, 4] if b.len() >= 30 => {
+                let name_len = u16_at(b, 26) as usize;
+                let shown = &b[30..b.len().min(30 + name_len)];
+                if u16_at(b, 4) <= 63
+                    && ZIP_METHODS.contains(&u16_at(b, 8))
+                    && (1..=1024).contains(&name_len)
+                    && printable(shown)
+                {
+                    self.local_header = true;
+                }
+            }
+            [1, 2] if b.len() >= 46 => {
+                let name_len = u16_at(b, 28) as usize;
+                let shown = &b[46..b.len().min(46 + name_len)];
+                if u16_at(b, 6) <= 63
+                    && ZIP_METHODS.contains(&u16_at(b, 10))
+                    && (1..=1024).contains(&name_len)
+                    && u16_at(b, 34) == 0
+                    && printable(shown)
+                {
+                    self.central_header = true;
+                }
+            }
+            [5, 6] if u16_at(b, 4) == 0 && u16_at(b, 6) == 0 && u16_at(b, 8) == u16_at(b, 10) => {
+                self.end_record = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// The verdict once the whole stream has been seen.
+    pub fn finish(mut self) -> Result<(), ContentError> {
+        let rest = std::mem::take(&mut self.carry);
+        for at in memchr::memmem::find_iter(&rest, b"PK") {
+            self.judge(&rest[at..]);
+        }
+        if self.end_record || (self.local_header && self.central_header) {
+            return Err(ContentError::invalid(
+                "it is also a ZIP archive (PDF/ZIP polyglot)",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Runs the deep check for kinds that need one; a no-op for the others.
@@ -195,6 +316,17 @@ mod tests {
     }
 
     #[test]
+    fn a_pdf_with_bytes_before_its_header_is_called_invalid_not_a_pdf_mismatch() {
+        let mut bom = b"\xEF\xBB\xBF".to_vec();
+        bom.extend_from_slice(&fixtures::pdf(200));
+        let err = check_head(DocumentKind::Pdf, &bom).unwrap_err();
+        assert!(
+            matches!(err, ContentError::Invalid { ref reason } if reason.contains("byte order mark")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
     fn a_pdf_renamed_docx_is_reported_as_pdf() {
         assert_eq!(
             check_head(DocumentKind::Docx, &fixtures::pdf(100)),
@@ -217,13 +349,58 @@ mod tests {
         assert!(check_head(DocumentKind::Doc, &fixtures::docx()).is_err());
     }
 
+    fn scan(bytes: &[u8], chunk: usize) -> Result<(), ContentError> {
+        let mut scanner = ArchiveScanner::default();
+        for piece in bytes.chunks(chunk) {
+            scanner.feed(piece);
+        }
+        scanner.finish()
+    }
+
     #[test]
-    fn a_pdf_that_is_also_a_zip_is_refused() {
-        assert_eq!(check_pdf_tail(&fixtures::pdf(5000)), Ok(()));
-        let mut polyglot = fixtures::pdf(5000);
-        polyglot.extend_from_slice(&fixtures::docx());
+    fn a_pdf_that_is_also_a_zip_is_refused_wherever_the_archive_sits() {
+        let pdf = fixtures::pdf(5000);
+        let mut at_end = pdf.clone();
+        at_end.extend_from_slice(&fixtures::docx());
+        // The archive, then 200 KiB of PDF comment: no longer in any tail.
+        let mut buried = fixtures::pdf(100);
+        buried.extend_from_slice(&fixtures::docx());
+        buried.extend_from_slice(b"\n%");
+        buried.extend(std::iter::repeat_n(b'x', 200 * 1024));
+        buried.extend_from_slice(b"\n%%EOF\n");
+        for chunk in [1, 7, 63, 64, 65, 4096, usize::MAX] {
+            assert_eq!(scan(&pdf, chunk), Ok(()), "chunk {chunk}");
+            for polyglot in [&at_end, &buried] {
+                assert!(
+                    matches!(scan(polyglot, chunk), Err(ContentError::Invalid { .. })),
+                    "chunk {chunk}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stray_signature_bytes_are_not_an_archive() {
+        // "PK\x03\x04" and "PK\x01\x02" with implausible fields, as compressed data can hold.
+        let mut pdf = fixtures::pdf(1000);
+        pdf.extend_from_slice(b"PK\x03\x04\xff\xff\xff\xff\xff\xff\x00\x00");
+        pdf.extend(std::iter::repeat_n(0xAB, 100));
+        pdf.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x63\x00");
+        pdf.extend(std::iter::repeat_n(0xCD, 100));
+        assert_eq!(scan(&pdf, 4096), Ok(()));
+    }
+
+    #[test]
+    fn a_pdf_needs_its_eof_marker() {
+        let pdf = fixtures::pdf(5000);
+        assert_eq!(check_pdf_tail(&pdf), Ok(()));
+        let mut padded = pdf.clone();
+        padded.extend(std::iter::repeat_n(0u8, 20_000));
+        assert_eq!(check_pdf_tail(&padded), Ok(()), "trailing padding is fine");
+        let mut cut = fixtures::pdf(100);
+        cut.truncate(cut.len() - 8);
         assert!(matches!(
-            check_pdf_tail(&polyglot),
+            check_pdf_tail(&cut),
             Err(ContentError::Invalid { .. })
         ));
     }

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::config::{Config, StorageKind};
+use crate::spill::Spill;
 
 pub use fs::FsStore;
 pub use s3::S3Store;
@@ -37,6 +38,9 @@ pub enum StoreError {
     /// The object or bucket does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// Temporary disk space for the write ran out.
+    #[error(transparent)]
+    Spill(#[from] crate::spill::SpillError),
     /// Any other storage failure.
     #[error("storage error: {0}")]
     Other(String),
@@ -127,14 +131,14 @@ pub trait Store: Send + Sync {
     ) -> Result<Download>;
 }
 
-/// Builds the store the configuration names.
-pub async fn connect(config: &Config) -> Result<Arc<dyn Store>> {
+/// Builds the store the configuration names; S3 writers spill parts into `spill`.
+pub async fn connect(config: &Config, spill: &Spill) -> Result<Arc<dyn Store>> {
     match config.storage_kind().map_err(StoreError::Other)? {
         StorageKind::Fs(root) => Ok(Arc::new(FsStore::new(
             root,
             &config.staging_bucket,
             &config.files_bucket,
         )?)),
-        StorageKind::S3 => Ok(Arc::new(S3Store::connect(config).await)),
+        StorageKind::S3 => Ok(Arc::new(S3Store::connect(config, spill.clone()).await)),
     }
 }

@@ -23,6 +23,7 @@ use super::{
     Store, StoreError,
 };
 use crate::config::Config;
+use crate::spill::{Spill, SpillFile};
 
 /// Most keys S3 accepts in one DeleteObjects call.
 const DELETE_BATCH: usize = 1000;
@@ -34,6 +35,7 @@ pub struct S3Store {
     staging: String,
     files: String,
     region: String,
+    spill: Spill,
 }
 
 fn sdk_err<E>(context: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
@@ -61,7 +63,7 @@ where
 
 impl S3Store {
     /// Builds a client from the configuration and the standard AWS credential chain.
-    pub async fn connect(config: &Config) -> Self {
+    pub async fn connect(config: &Config, spill: Spill) -> Self {
         use aws_smithy_http_client::tls;
 
         let http = aws_smithy_http_client::Builder::new()
@@ -94,6 +96,7 @@ impl S3Store {
             staging: config.staging_bucket.clone(),
             files: config.files_bucket.clone(),
             region: config.s3_region.clone(),
+            spill,
         }
     }
 
@@ -166,11 +169,11 @@ const PARTS_IN_FLIGHT: usize = 2;
 const SPILL_READ_BUFFER: usize = 256 * 1024;
 
 /// One part being collected: in memory up to [`MEMORY_PER_PART`] (the received chunks
-/// themselves, not copied), then on disk.
+/// themselves, not copied), then in an unnamed spill file.
 #[derive(Default)]
 struct PartBuffer {
     memory: Vec<Bytes>,
-    spill: Option<(tempfile::NamedTempFile, tokio::fs::File)>,
+    spill: Option<(SpillFile, tokio::fs::File)>,
     len: usize,
 }
 
@@ -210,8 +213,74 @@ impl http_body::Body for Chunks {
     }
 }
 
+/// A request body read from the start of a spill file; it can be replayed for a retry (each
+/// replay rewinds a new handle on the same file).
+fn file_body(file: &SpillFile, len: u64) -> Result<ByteStream> {
+    let handle = std::sync::Arc::new(file.try_clone()?);
+    Ok(ByteStream::new(aws_smithy_types::body::SdkBody::retryable(
+        move || {
+            let reader = handle
+                .try_clone()
+                .and_then(|mut f| {
+                    use std::io::Seek;
+                    f.seek(std::io::SeekFrom::Start(0))?;
+                    Ok(f)
+                })
+                .map(tokio::fs::File::from_std);
+            aws_smithy_types::body::SdkBody::from_body_1_x(FileBody {
+                stream: reader
+                    .map(|f| tokio_util::io::ReaderStream::with_capacity(f, SPILL_READ_BUFFER)),
+                remaining: len,
+            })
+        },
+    )))
+}
+
+/// The frames of [`file_body`].
+struct FileBody {
+    stream: std::io::Result<tokio_util::io::ReaderStream<tokio::fs::File>>,
+    remaining: u64,
+}
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, Self::Error>>> {
+        use futures_util::Stream;
+        let this = &mut *self;
+        let stream = match this.stream.as_mut() {
+            Ok(stream) => stream,
+            Err(e) => {
+                let e = std::io::Error::new(e.kind(), e.to_string());
+                return std::task::Poll::Ready(Some(Err(e)));
+            }
+        };
+        match std::pin::Pin::new(stream).poll_next(cx) {
+            std::task::Poll::Ready(Some(Ok(bytes))) => {
+                this.remaining = this.remaining.saturating_sub(bytes.len() as u64);
+                std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes))))
+            }
+            std::task::Poll::Ready(Some(Err(e))) => std::task::Poll::Ready(Some(Err(e))),
+            std::task::Poll::Ready(None) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
+}
+
 impl PartBuffer {
-    async fn push(&mut self, data: Bytes) -> Result<()> {
+    async fn push(&mut self, data: Bytes, spill: &Spill) -> Result<()> {
         use tokio::io::AsyncWriteExt;
 
         self.len += data.len();
@@ -220,38 +289,33 @@ impl PartBuffer {
             return Ok(());
         }
         if self.spill.is_none() {
-            let temp = tempfile::NamedTempFile::new().map_err(|e| io_err("spill", e))?;
-            let file = temp.reopen().map_err(|e| io_err("spill", e))?;
-            let mut file = tokio::fs::File::from_std(file);
+            let mut spilled = spill.file()?;
+            let mut file = tokio::fs::File::from_std(spilled.try_clone()?);
             for chunk in std::mem::take(&mut self.memory) {
+                spilled.reserve(chunk.len())?;
                 file.write_all(&chunk)
                     .await
                     .map_err(|e| io_err("spill", e))?;
             }
-            self.spill = Some((temp, file));
+            self.spill = Some((spilled, file));
         }
-        let (_, file) = self.spill.as_mut().expect("spill set above");
+        let (spilled, file) = self.spill.as_mut().expect("spill set above");
+        spilled.reserve(data.len())?;
         file.write_all(&data).await.map_err(|e| io_err("spill", e))
     }
 
-    /// The part as a request body, and the temporary file to keep until the request is done.
-    async fn into_body(self) -> Result<(ByteStream, i64, Option<tempfile::NamedTempFile>)> {
+    /// The part as a request body, and the spill file to keep until the request is done.
+    async fn into_body(self) -> Result<(ByteStream, i64, Option<SpillFile>)> {
         use tokio::io::AsyncWriteExt;
 
         let len = self.len as i64;
         match self.spill {
             None => Ok((chunked_body(self.memory), len, None)),
-            Some((temp, mut file)) => {
+            Some((spilled, mut file)) => {
                 file.flush().await.map_err(|e| io_err("spill", e))?;
                 drop(file);
-                let body = ByteStream::read_from()
-                    .path(temp.path())
-                    .buffer_size(SPILL_READ_BUFFER)
-                    .length(aws_sdk_s3::primitives::Length::Exact(self.len as u64))
-                    .build()
-                    .await
-                    .map_err(|e| StoreError::Other(format!("spill: {e}")))?;
-                Ok((body, len, Some(temp)))
+                let body = file_body(&spilled, self.len as u64)?;
+                Ok((body, len, Some(spilled)))
             }
         }
     }
@@ -261,6 +325,7 @@ impl PartBuffer {
 /// parts are sent (two at a time) while the next one is received.
 struct S3Writer {
     client: Client,
+    spill: Spill,
     bucket: String,
     key: String,
     current: PartBuffer,
@@ -272,9 +337,10 @@ struct S3Writer {
 }
 
 impl S3Writer {
-    fn new(client: Client, bucket: String, key: String) -> Self {
+    fn new(client: Client, spill: Spill, bucket: String, key: String) -> Self {
         S3Writer {
             client,
+            spill,
             bucket,
             key,
             current: PartBuffer::default(),
@@ -441,7 +507,7 @@ impl ObjectWriter for S3Writer {
                 self.send_part().await?;
             }
             let take = (PART_SIZE - self.current.len).min(data.len());
-            self.current.push(data.split_to(take)).await?;
+            self.current.push(data.split_to(take), &self.spill).await?;
         }
         Ok(())
     }
@@ -492,6 +558,7 @@ impl Store for S3Store {
     async fn begin_staging(&self, key: &str) -> Result<Box<dyn ObjectWriter>> {
         Ok(Box::new(S3Writer::new(
             self.client.clone(),
+            self.spill.clone(),
             self.staging.clone(),
             key.to_owned(),
         )))

@@ -301,3 +301,78 @@ async fn a_trickling_body_is_cut_off_at_the_body_deadline(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Temporary files are unnamed: a process killed in the middle of a large upload leaves none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_upload_leaves_no_temporary_files() {
+    let app = TestApp::spawn(Backend::PostgresS3).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    let (mut child, base) = serve_process(
+        &app,
+        &[
+            ("STOWAGE_FAULT", "upload.mid_multipart"),
+            ("STOWAGE_SPILL_DIR", dir),
+            ("TMPDIR", dir),
+            ("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *"),
+        ],
+    )
+    .await;
+    let sent = app
+        .http
+        .post(format!("{base}/uploads"))
+        .header("X-API-Key", &app.acme_key)
+        .header("X-ATS-Client-ID", "acme")
+        .multipart(crate::helpers::file_form(
+            "big.pdf",
+            fixtures::pdf(20 * 1024 * 1024),
+            "application/pdf",
+        ))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the server died mid-request: {sent:?}");
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
+}
+
+/// Past the cap on temporary space an upload gets 503 (and leaves nothing); within it, uploads
+/// go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_space_is_capped() {
+    let app = TestApp::spawn_with(Backend::PostgresS3, |c| {
+        c.spill_limit = 4 * 1024 * 1024;
+    })
+    .await;
+    let body = crate::helpers::assert_error(
+        app.upload("big.pdf", fixtures::pdf(20 * 1024 * 1024)).await,
+        503,
+        "service_unavailable",
+    )
+    .await;
+    assert_eq!(body["error"]["details"]["dependency"], "temporary space");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.incomplete_uploads().await != 0 || app.rows().await != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refused upload left something"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        app.state.settings().spill.available(),
+        4 * 1024 * 1024,
+        "the budget came back"
+    );
+    json_with(
+        app.upload("small.pdf", fixtures::pdf(3 * 1024 * 1024))
+            .await,
+        201,
+    )
+    .await;
+    json_with(app.upload("cv.docx", fixtures::docx()).await, 201).await;
+}

@@ -41,6 +41,13 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
     polyglot.extend_from_slice(&fixtures::docx());
     let mut pdf_then_zip_as_docx = fixtures::pdf(100);
     pdf_then_zip_as_docx.extend_from_slice(&fixtures::docx());
+    let mut buried_polyglot = fixtures::pdf(100);
+    buried_polyglot.extend_from_slice(&fixtures::docx());
+    buried_polyglot.extend_from_slice(b"\n%");
+    buried_polyglot.extend(std::iter::repeat_n(b'x', 200 * 1024));
+    buried_polyglot.extend_from_slice(b"\n%%EOF\n");
+    let mut cut_pdf = fixtures::pdf(40_000);
+    cut_pdf.truncate(30_000);
     let mut truncated_docx = fixtures::docx();
     truncated_docx.truncate(truncated_docx.len() / 2);
     let mut truncated_doc = fixtures::doc();
@@ -56,6 +63,16 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\n\r\n",
         &pdf,
     ]);
+    let mut endless_header =
+        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"".to_vec();
+    endless_header.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    let mut many_parts = Vec::new();
+    for i in 0..100 {
+        many_parts.extend_from_slice(
+            format!("--b\r\nContent-Disposition: form-data; name=\"f{i}\"\r\n\r\nx\r\n").as_bytes(),
+        );
+    }
+    many_parts.extend_from_slice(b"--b--\r\n");
     let nul_name = concat(&[
         b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a\0.pdf\"\r\n\r\n",
         &pdf,
@@ -83,8 +100,10 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         ("docx as pdf", up("cv.pdf", fixtures::docx()), 422, mismatch),
         ("pdf/zip polyglot as pdf", up("cv.pdf", polyglot), 422, invalid),
         ("pdf/zip polyglot as docx", up("cv.docx", pdf_then_zip_as_docx), 422, mismatch),
-        ("space before %PDF", up("cv.pdf", concat(&[b" ", &pdf])), 422, mismatch),
-        ("BOM before %PDF", up("cv.pdf", concat(&[b"\xEF\xBB\xBF", &pdf])), 422, mismatch),
+        ("space before %PDF", up("cv.pdf", concat(&[b" ", &pdf])), 422, invalid),
+        ("BOM before %PDF", up("cv.pdf", concat(&[b"\xEF\xBB\xBF", &pdf])), 422, invalid),
+        ("pdf/zip polyglot, archive buried under 200 KiB of comment", up("cv.pdf", buried_polyglot), 422, invalid),
+        ("pdf cut off in transfer (no %%EOF)", up("cv.pdf", cut_pdf), 422, invalid),
         ("%PDF without dash", up("cv.pdf", b"%PDF".to_vec()), 422, mismatch),
         ("one byte", up("cv.pdf", b"%".to_vec()), 422, mismatch),
         ("NUL bytes", up("cv.pdf", vec![0; 4096]), 422, mismatch),
@@ -93,6 +112,11 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         ("empty docx", up("cv.docx", Vec::new()), 422, "file_empty"),
         // Office documents that are something else.
         ("docm as docx", up("cv.docx", fixtures::docm()), 422, mismatch),
+        ("xlsx declaring a missing word part", up("cv.docx", fixtures::xlsx_claiming_word()), 422, mismatch),
+        ("docm with a character-referenced type", up("cv.docx", fixtures::docm_with_escaped_type()), 422, mismatch),
+        ("vba project under another name", up("cv.docx", fixtures::docx_with_hidden_vba()), 422, mismatch),
+        ("vba project by relationship only", up("cv.docx", fixtures::docx_with_vba_relationship()), 422, mismatch),
+        ("two [Content_Types].xml entries", up("cv.docx", fixtures::docx_with_duplicate_content_types()), 422, invalid),
         ("xlsx as docx", up("cv.docx", fixtures::xlsx()), 422, mismatch),
         ("pptx as docx", up("cv.docx", fixtures::pptx()), 422, mismatch),
         ("zip bomb by ratio", up("cv.docx", fixtures::docx_bomb(64 * 1024 * 1024)), 422, invalid),
@@ -122,6 +146,8 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         ("no name", up("", pdf.clone()), 422, "file_name_invalid"),
         // Multipart framing.
         ("two file parts", Raw("multipart/form-data; boundary=b", two_parts), 422, "multiple_files"),
+        ("part header without end", Raw("multipart/form-data; boundary=b", endless_header), 400, "malformed_multipart"),
+        ("a hundred parts", Raw("multipart/form-data; boundary=b", many_parts), 400, "malformed_multipart"),
         ("missing boundary", Raw("multipart/form-data", pdf.clone()), 400, "malformed_multipart"),
         ("unterminated multipart", Raw("multipart/form-data; boundary=b", unterminated), 400, "malformed_multipart"),
         ("NUL in a part header", Raw("multipart/form-data; boundary=b", nul_name), 400, "malformed_multipart"),

@@ -459,16 +459,15 @@ async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
         let repo = stowage::repo::connect(&app.config.database_url)
             .await
             .unwrap();
-        let store = stowage::store::connect(&app.config).await.unwrap();
+        let settings = stowage::Settings::from_config(&app.config);
+        let store = stowage::store::connect(&app.config, &settings.spill)
+            .await
+            .unwrap();
         let counting = Arc::new(CountingStore {
             inner: store,
             deleted: deleted.clone(),
         });
-        replicas.push(stowage::AppState::new(
-            repo,
-            counting,
-            stowage::Settings::from_config(&app.config),
-        ));
+        replicas.push(stowage::AppState::new(repo, counting, settings));
     }
     let (a, b) = tokio::join!(
         stowage::sweeper::run_pass(&replicas[0]),
