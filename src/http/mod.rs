@@ -153,6 +153,7 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::map_request(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -169,6 +170,29 @@ pub fn app(state: AppState) -> Router {
                 .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
                 .layer(RequestBodyDeadlineLayer::new(body_timeout)),
         )
+}
+
+/// Whether a client-supplied request id is a plain token worth keeping: 1–128 of
+/// `[A-Za-z0-9._:-]`. Anything else (spaces, quotes, control characters, kilobytes) could
+/// forge or flood log lines, so it is replaced by a fresh id.
+pub fn is_plain_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+async fn drop_unsafe_request_id(mut req: Request) -> Request {
+    let unsafe_id = req
+        .headers()
+        .get_all(REQUEST_ID_HEADER)
+        .iter()
+        .enumerate()
+        .any(|(i, v)| i > 0 || !is_plain_request_id(v.as_bytes()));
+    if unsafe_id {
+        req.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    req
 }
 
 /// Makes the request id available to error responses further in.

@@ -270,3 +270,51 @@ pub fn docx_with_duplicate_content_types() -> Vec<u8> {
     }
     bytes
 }
+
+/// Where things are in the `.doc` fixture: (sector size, file offset of the first FAT sector,
+/// file offset of the WordDocument directory entry, the stream's first sector).
+fn doc_layout(bytes: &[u8]) -> (usize, usize, usize, usize) {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    let sector = 1usize << u16::from_le_bytes([bytes[30], bytes[31]]);
+    let fat = (u32_at(76) + 1) * sector;
+    let directory = (u32_at(48) + 1) * sector;
+    let name: Vec<u8> = "WordDocument"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let entry = (0..sector / 128)
+        .map(|i| directory + i * 128)
+        .find(|&at| bytes[at..].starts_with(&name))
+        .expect("WordDocument entry in the first directory sector");
+    (sector, fat, entry, u32_at(entry + 116))
+}
+
+/// A `.doc` whose WordDocument stream's sector chain loops back on itself.
+pub fn doc_with_word_chain_loop() -> Vec<u8> {
+    let mut big = cfb::CompoundFile::create(Cursor::new(Vec::new())).expect("create cfb");
+    {
+        let mut stream = big.create_stream("/WordDocument").expect("stream");
+        stream.write_all(&[0x42; 20_000]).expect("write");
+    }
+    big.flush().expect("flush");
+    let mut bytes = big.into_inner().into_inner();
+    let (_, fat, _, start) = doc_layout(&bytes);
+    let link = fat + 4 * (start + 2);
+    bytes[link..link + 4].copy_from_slice(&(start as u32).to_le_bytes());
+    bytes
+}
+
+/// A `.doc` whose WordDocument stream declares 2^60 bytes.
+pub fn doc_with_huge_word_stream() -> Vec<u8> {
+    let mut bytes = doc();
+    let (_, _, entry, _) = doc_layout(&bytes);
+    bytes[entry + 120..entry + 128].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    bytes
+}
+
+/// A `.doc` whose header claims 0x7fffffff FAT sectors.
+pub fn doc_with_huge_fat_claim() -> Vec<u8> {
+    let mut bytes = doc();
+    bytes[44..48].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    bytes
+}

@@ -376,3 +376,40 @@ async fn temporary_space_is_capped() {
     .await;
     json_with(app.upload("cv.docx", fixtures::docx()).await, 201).await;
 }
+
+both_backends!(request_ids_from_clients_are_kept_only_when_plain);
+
+/// A plain request id is echoed; a long or odd one (log forging) is replaced by a fresh one.
+async fn request_ids_from_clients_are_kept_only_when_plain(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id_of = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap()
+    };
+    let plain = app
+        .acme(Method::GET, "/uploads/nope")
+        .header("x-request-id", "req_2026-11-23.abc:1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&plain), "req_2026-11-23.abc:1");
+    for odd in [
+        "a b".to_owned(),
+        "x\" level=error msg=\"forged".to_owned(),
+        "z".repeat(500),
+    ] {
+        let response = app
+            .acme(Method::GET, "/uploads/nope")
+            .header("x-request-id", odd.as_str())
+            .send()
+            .await
+            .unwrap();
+        let echoed = id_of(&response);
+        assert_ne!(echoed, odd);
+        assert!(uuid::Uuid::parse_str(&echoed).is_ok(), "{echoed}");
+        let body = json_with(response, 404).await;
+        assert_eq!(body["error"]["request_id"], echoed.as_str());
+    }
+}

@@ -133,6 +133,9 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         ("docx as doc", up("cv.doc", fixtures::docx()), 422, mismatch),
         ("truncated doc", up("cv.doc", truncated_doc), 422, invalid),
         ("OLE header only", up("cv.doc", fixtures::doc()[..512].to_vec()), 422, invalid),
+        ("doc whose WordDocument chain loops", up("cv.doc", fixtures::doc_with_word_chain_loop()), 422, invalid),
+        ("doc whose WordDocument declares 2^60 bytes", up("cv.doc", fixtures::doc_with_huge_word_stream()), 422, invalid),
+        ("doc header claiming 0x7fffffff FAT sectors", up("cv.doc", fixtures::doc_with_huge_fat_claim()), 422, invalid),
         // Names.
         ("double extension", up("resume.pdf.exe", pdf.clone()), 422, "file_extension_not_allowed"),
         ("html name", up("cv.html", pdf.clone()), 422, "file_extension_not_allowed"),
