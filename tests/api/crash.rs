@@ -80,14 +80,15 @@ async fn wait_for_exit(child: &mut std::process::Child) {
 
 /// After a pass: every row matches storage and every object has its row.
 pub async fn assert_consistent(app: &TestApp) {
-    let pool = sqlx::PgPool::connect(&app.config.database_url)
-        .await
-        .unwrap();
-    let rows: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT state, staging_key, promoted_key FROM files")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    const ROWS: &str = "SELECT state, staging_key, promoted_key FROM files";
+    let url = &app.config.database_url;
+    let rows: Vec<(String, String, Option<String>)> = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(ROWS).fetch_all(&pool).await.unwrap()
+    };
     let staging: HashSet<String> = app.objects(Area::Staging).await.into_iter().collect();
     let files: HashSet<String> = app.objects(Area::Files).await.into_iter().collect();
     let mut wanted_staging = HashSet::new();
@@ -122,9 +123,8 @@ pub async fn assert_consistent(app: &TestApp) {
     );
 }
 
-async fn crash_during_upload(fault: &str, size: usize) {
-    let app =
-        TestApp::spawn_with(Backend::PostgresS3, |c| c.receiving_grace = Duration::ZERO).await;
+async fn crash_during_upload(backend: Backend, fault: &str, size: usize) {
+    let app = TestApp::spawn_with(backend, |c| c.receiving_grace = Duration::ZERO).await;
     let (mut child, base) = crashing_server(&app, fault).await;
     let sent = app
         .http
@@ -143,9 +143,8 @@ async fn crash_during_upload(fault: &str, size: usize) {
     assert_eq!(app.rows().await, 0, "the dead upload's row is gone");
 }
 
-async fn crash_during_promotion(fault: &str) {
-    let app =
-        TestApp::spawn_with(Backend::PostgresS3, |c| c.receiving_grace = Duration::ZERO).await;
+async fn crash_during_promotion(backend: Backend, fault: &str) {
+    let app = TestApp::spawn_with(backend, |c| c.receiving_grace = Duration::ZERO).await;
     let staged = json_with(app.upload("cv.pdf", fixtures::pdf(9_000)).await, 201).await;
     let id = staged["carv_file_id"].as_str().unwrap().to_owned();
     let (mut child, base) = crashing_server(&app, fault).await;
@@ -185,32 +184,42 @@ async fn crash_during_promotion(fault: &str) {
     assert_eq!(retry["files"]["resume"]["state"], "promoted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_before_the_first_byte_is_stored() {
-    crash_during_upload("upload.before_store", 5_000).await;
+// Every point on both backend pairs, except those only S3 has (multipart uploads, a copy
+// between buckets).
+crate::both_backends!(
+    killed_before_the_first_byte_is_stored,
+    killed_after_the_object_is_stored_before_the_row_is_staged,
+    killed_after_binding,
+    killed_after_the_staged_copy_is_deleted,
+);
+
+async fn killed_before_the_first_byte_is_stored(backend: Backend) {
+    crash_during_upload(backend, "upload.before_store", 5_000).await;
+}
+
+async fn killed_after_the_object_is_stored_before_the_row_is_staged(backend: Backend) {
+    crash_during_upload(backend, "upload.after_store", 5_000).await;
+}
+
+async fn killed_after_binding(backend: Backend) {
+    crash_during_promotion(backend, "promote.after_bind").await;
+}
+
+async fn killed_after_the_staged_copy_is_deleted(backend: Backend) {
+    crash_during_promotion(backend, "promote.after_delete").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_in_the_middle_of_a_multipart_upload() {
-    crash_during_upload("upload.mid_multipart", 20 * 1024 * 1024).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_the_object_is_stored_before_the_row_is_staged() {
-    crash_during_upload("upload.after_store", 5_000).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_binding() {
-    crash_during_promotion("promote.after_bind").await;
+    crash_during_upload(
+        Backend::PostgresS3,
+        "upload.mid_multipart",
+        20 * 1024 * 1024,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_after_the_copy() {
-    crash_during_promotion("promote.after_copy").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_after_the_staged_copy_is_deleted() {
-    crash_during_promotion("promote.after_delete").await;
+    crash_during_promotion(Backend::PostgresS3, "promote.after_copy").await;
 }
