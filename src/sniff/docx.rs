@@ -323,18 +323,12 @@ impl ContentTypes {
             if !is_default && local != "Override" {
                 return;
             }
-            let get = |wanted: &str| {
-                attrs
-                    .iter()
-                    .find(|(k, _)| k == wanted)
-                    .map(|(_, v)| v.clone())
-            };
-            let content_type = get("ContentType").unwrap_or_default().to_ascii_lowercase();
+            let content_type = attr(attrs, "ContentType").to_ascii_lowercase();
             if is_default {
-                let ext = get("Extension").unwrap_or_default().to_ascii_lowercase();
+                let ext = attr(attrs, "Extension").to_ascii_lowercase();
                 types.defaults.push((ext, content_type));
             } else {
-                let part = part_key(&get("PartName").unwrap_or_default());
+                let part = part_key(attr(attrs, "PartName"));
                 types.overrides.push((part, content_type));
             }
         })?;
@@ -391,19 +385,10 @@ fn relationships(name: &str, xml: &[u8]) -> Result<Vec<Relationship>, ContentErr
         if local != "Relationship" {
             return;
         }
-        let get = |wanted: &str| {
-            attrs
-                .iter()
-                .find(|(k, _)| k == wanted)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let target = get("Target");
-        let external = get("TargetMode").eq_ignore_ascii_case("external");
         out.push(Relationship {
-            kind: get("Type"),
-            target: resolve(&base, &target),
-            external,
+            kind: attr(attrs, "Type").to_owned(),
+            target: resolve(&base, attr(attrs, "Target")),
+            external: attr(attrs, "TargetMode").eq_ignore_ascii_case("external"),
         });
     })?;
     Ok(out)
@@ -428,6 +413,14 @@ fn resolve(base: &str, target: &str) -> String {
         }
     }
     segments.join("/")
+}
+
+/// An attribute's value among those `for_each_element` hands over; empty when absent.
+fn attr<'a>(attrs: &'a [(String, String)], name: &str) -> &'a str {
+    attrs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map_or("", |(_, v)| v.as_str())
 }
 
 /// Calls `visit` with the local name and the decoded attributes (local names) of every element.

@@ -5,6 +5,9 @@
 
 use std::io::{Cursor, Write};
 
+/// `_rels/.rels` naming `word/document.xml` as the package's main part.
+const WORD_RELS: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
+
 const WORD_MAIN: &str =
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml";
 
@@ -222,11 +225,10 @@ pub fn docx_with_hidden_vba() -> Vec<u8> {
         "</Types>",
         r#"<Override PartName="/word/macros.bin" ContentType="application/vnd.ms-office.vba&#80;roject"/></Types>"#,
     );
-    let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
     let doc_rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId9" Type="http://schemas.microsoft.com/office/2006/relationships/vbaProject" Target="macros.bin"/></Relationships>"#;
     zip_of(&[
         ("[Content_Types].xml", ct.as_bytes()),
-        ("_rels/.rels", rels.as_bytes()),
+        ("_rels/.rels", WORD_RELS.as_bytes()),
         ("word/document.xml", b"<w:document/>"),
         ("word/_rels/document.xml.rels", doc_rels.as_bytes()),
         ("word/macros.bin", b"\xD0\xCF\x11\xE0 fake vba"),
@@ -235,11 +237,10 @@ pub fn docx_with_hidden_vba() -> Vec<u8> {
 
 /// A VBA project linked only by relationship, with no telling name or type.
 pub fn docx_with_vba_relationship() -> Vec<u8> {
-    let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
     let doc_rels = r#"<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="r" Type="http://schemas.microsoft.com/office/2006/relationships/vba&#80;roject" Target="stuff.dat"/></Relationships>"#;
     zip_of(&[
         ("[Content_Types].xml", content_types(WORD_MAIN).as_bytes()),
-        ("_rels/.rels", rels.as_bytes()),
+        ("_rels/.rels", WORD_RELS.as_bytes()),
         ("word/document.xml", b"<w:document/>"),
         ("word/_rels/document.xml.rels", doc_rels.as_bytes()),
         ("word/stuff.dat", b"\xD0\xCF\x11\xE0 fake vba"),
@@ -251,12 +252,11 @@ pub fn docx_with_vba_relationship() -> Vec<u8> {
 pub fn docx_with_duplicate_content_types() -> Vec<u8> {
     let macro_ct = content_types("application/vnd.ms-word.document.macroEnabled.main+xml");
     let plain_ct = content_types(WORD_MAIN);
-    let rels = r#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="word/document.xml"/></Relationships>"#;
     // The zip writer refuses duplicate names: write a placeholder name of the same length and
     // rename it in the local header and the central directory.
     let mut bytes = zip_of(&[
         ("[Content_Types].xml", macro_ct.as_bytes()),
-        ("_rels/.rels", rels.as_bytes()),
+        ("_rels/.rels", WORD_RELS.as_bytes()),
         ("word/document.xml", b"<w:document/>"),
         ("[Content_Types].xmZ", plain_ct.as_bytes()),
     ]);
