@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
@@ -25,36 +26,25 @@ pub mod webhooks;
 
 use std::future::Future;
 
-pub use http::{AppState, Settings, app};
+pub use app::{App, Policies, StartError};
+pub use http::app;
 
-/// Opens the database and the store a configuration names and bundles them for the handlers.
-pub async fn connect(config: &config::Config) -> Result<AppState, StartError> {
-    let repo = repo::connect(&config.database_url).await?;
-    let settings = Settings::from_config(config);
-    let store = store::connect(config, &settings.spill).await?;
-    Ok(AppState::new(repo, store, settings))
-}
-
-/// Why the service could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Repo(#[from] repo::RepoError),
-    #[error(transparent)]
-    Store(#[from] store::StoreError),
+/// Opens the database and the store a configuration names and bundles them as an [`App`].
+pub async fn connect(config: &config::Config) -> Result<App, StartError> {
+    App::connect(config).await
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting and lets
 /// in-flight requests finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: AppState,
+    state: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
-    let header_timeout = state.settings().header_read_timeout;
+    let header_timeout = state.http().header_read_timeout;
     let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())

@@ -5,8 +5,8 @@
 
 use chrono::Utc;
 
+use crate::app::App;
 use crate::domain::{FileRecord, FileState};
-use crate::http::AppState;
 use crate::repo::RepoError;
 use crate::store::StoreError;
 
@@ -26,7 +26,7 @@ pub enum PromoteError {
 
 /// Moves a bound file's object to long-term storage and returns the record as it will be once
 /// marked; the row itself is not touched (see [`promote_file`]).
-pub async fn move_object(state: &AppState, file: &FileRecord) -> Result<FileRecord, PromoteError> {
+pub async fn move_object(state: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
     let size = file.file_size.unwrap_or(0);
     if size > MAX_SINGLE_COPY_BYTES {
         return Err(PromoteError::TooLarge(file.id, size));
@@ -41,7 +41,7 @@ pub async fn move_object(state: &AppState, file: &FileRecord) -> Result<FileReco
 }
 
 /// Promotes one bound file (object, then row); a file already promoted is returned as it is.
-pub async fn promote_file(state: &AppState, file: &FileRecord) -> Result<FileRecord, PromoteError> {
+pub async fn promote_file(state: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
     if file.state != FileState::Bound {
         return Ok(file.clone());
     }
@@ -56,7 +56,7 @@ pub async fn promote_file(state: &AppState, file: &FileRecord) -> Result<FileRec
 
 /// Promotes what it can of a list of files, logging what it cannot; returns the files as they
 /// now are.
-pub async fn promote_all(state: &AppState, files: Vec<FileRecord>) -> Vec<FileRecord> {
+pub async fn promote_all(state: &App, files: Vec<FileRecord>) -> Vec<FileRecord> {
     let mut out = Vec::with_capacity(files.len());
     for file in files {
         match promote_file(state, &file).await {
@@ -78,7 +78,7 @@ pub struct RecoveryReport {
 }
 
 /// Re-drives every `bound` file to `promoted` (files whose promotion was interrupted).
-pub async fn recover_bound(state: &AppState) -> Result<RecoveryReport, RepoError> {
+pub async fn recover_bound(state: &App) -> Result<RecoveryReport, RepoError> {
     const BATCH: i64 = 100;
     let mut report = RecoveryReport::default();
     loop {

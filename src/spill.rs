@@ -38,6 +38,14 @@ pub struct Spill {
 }
 
 impl Spill {
+    /// The temporary space a configuration names (`STOWAGE_SPILL_DIR`, else the system's).
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Spill::new(
+            config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            config.spill_limit,
+        )
+    }
+
     /// Spill files in `dir` (created if missing), at most `limit` bytes at once.
     pub fn new(dir: impl Into<PathBuf>, limit: u64) -> Self {
         let kib = usize::try_from(limit.div_ceil(1024))

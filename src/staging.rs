@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
+use crate::app::App;
 use crate::domain::{FileRecord, FileState, StagedFacts, sanitize_file_name, storage_key};
-use crate::http::AppState;
 use crate::repo::{NewFile, RepoError};
 use crate::sniff::{self, ContentError, DocumentKind};
 use crate::spill::SpillFile;
@@ -96,9 +96,9 @@ fn human_size(bytes: u64) -> String {
 }
 
 /// The allowed extensions as the error messages list them: `.doc, .docx, .pdf`.
-fn allowed_list(state: &AppState) -> String {
+fn allowed_list(state: &App) -> String {
     state
-        .settings()
+        .uploads()
         .allowed_extensions
         .iter()
         .map(|k| k.to_string())
@@ -107,7 +107,7 @@ fn allowed_list(state: &AppState) -> String {
 }
 
 /// The document kind a (sanitised) file name claims, if it is allowed.
-fn kind_of(state: &AppState, file_name: &str) -> Result<DocumentKind, UploadError> {
+fn kind_of(state: &App, file_name: &str) -> Result<DocumentKind, UploadError> {
     let Some(ext) = sniff::extension_of(file_name) else {
         return Err(UploadError::NoExtension {
             name: file_name.to_owned(),
@@ -115,7 +115,7 @@ fn kind_of(state: &AppState, file_name: &str) -> Result<DocumentKind, UploadErro
         });
     };
     DocumentKind::from_extension(&ext)
-        .filter(|kind| state.settings().allowed_extensions.contains(kind))
+        .filter(|kind| state.uploads().allowed_extensions.contains(kind))
         .ok_or_else(|| UploadError::ExtensionNotAllowed {
             ext,
             allowed: allowed_list(state),
@@ -178,7 +178,7 @@ async fn receive_body(
     let mut tail = (kind == DocumentKind::Pdf).then(Tail::default);
     let mut archive = (kind == DocumentKind::Pdf).then(sniff::ArchiveScanner::default);
     let mut spool = if kind.needs_deep_check() {
-        let file = cleanup.state.settings().spill.file()?;
+        let file = cleanup.state.spill().file()?;
         let async_file = tokio::fs::File::from_std(file.try_clone()?);
         Some((file, async_file))
     } else {
@@ -290,7 +290,7 @@ fn head_bytes(head: &[Bytes]) -> Bytes {
 /// [`Cleanup::disarm`] on success. Error paths await [`Cleanup::run`]; a guard dropped armed (a
 /// cancelled or panicking task) cleans up in the background.
 struct Cleanup {
-    state: AppState,
+    state: App,
     id: Uuid,
     key: String,
     writer: Option<Box<dyn ObjectWriter>>,
@@ -343,7 +343,7 @@ impl Drop for Cleanup {
 }
 
 async fn clean_up(
-    state: &AppState,
+    state: &App,
     id: Uuid,
     key: &str,
     writer: Option<Box<dyn ObjectWriter>>,
@@ -391,7 +391,7 @@ pub struct Pending {
 /// Checks the name and the head of a file, writes the `receiving` row, then streams the rest
 /// from `source` into the staging area. On failure nothing is left behind.
 pub async fn receive(
-    state: &AppState,
+    state: &App,
     client_id: &str,
     raw_file_name: &str,
     source: &mut dyn ByteSource,
@@ -400,7 +400,7 @@ pub async fn receive(
     let kind = kind_of(state, &file_name)?;
     let mut meter = Meter {
         size: 0,
-        max: state.settings().max_upload_bytes,
+        max: state.uploads().max_bytes,
         hasher: Sha256::new(),
     };
     let head = read_head(source, &mut meter).await?;
@@ -470,7 +470,7 @@ impl Pending {
         let finished = async {
             let state = cleanup.state.clone();
             if let Some(mut spool) = spool {
-                let limits = state.settings().docx_limits.clone();
+                let limits = state.uploads().docx_limits.clone();
                 tokio::task::spawn_blocking(move || {
                     let file = spool.rewound()?;
                     sniff::check_whole(kind, BufReader::new(file), &limits)
@@ -487,7 +487,7 @@ impl Pending {
             cleanup.stored = true;
             writer.finish().await?;
             crate::fault::point("upload.after_store");
-            let ttl = TimeDelta::from_std(state.settings().upload_ttl)
+            let ttl = TimeDelta::from_std(state.uploads().ttl)
                 .map_err(|e| UploadError::Internal(e.to_string()))?;
             let facts = StagedFacts {
                 content_type: kind.content_type().to_owned(),

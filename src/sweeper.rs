@@ -15,8 +15,8 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use uuid::Uuid;
 
+use crate::app::App;
 use crate::domain::FileState;
-use crate::http::AppState;
 use crate::promotion;
 use crate::repo::SweepRun;
 use crate::store::Area;
@@ -54,7 +54,7 @@ impl Tally {
 
 /// Runs one full maintenance pass now and records it. A pass that outlives the sweep timeout
 /// is cut off where it is (every step is safe to interrupt) and recorded as failed.
-pub async fn run_pass(state: &AppState) -> SweepRun {
+pub async fn run_pass(state: &App) -> SweepRun {
     let mut tally = Tally {
         run: SweepRun {
             id: Uuid::new_v4(),
@@ -62,7 +62,7 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
             ..SweepRun::default()
         },
     };
-    let limit = state.settings().sweep_timeout;
+    let limit = state.sweep().timeout;
     if tokio::time::timeout(limit, run_steps(state, &mut tally))
         .await
         .is_err()
@@ -93,7 +93,7 @@ pub async fn run_pass(state: &AppState) -> SweepRun {
     run
 }
 
-async fn run_steps(state: &AppState, tally: &mut Tally) {
+async fn run_steps(state: &App, tally: &mut Tally) {
     match promotion::recover_bound(state).await {
         Ok(report) => {
             tally.run.promoted = report.promoted as i64;
@@ -120,7 +120,7 @@ const EXPIRY_WORKERS: usize = 2;
 /// Staged files past `expires_at`: mark them `expired` (tombstones), then delete their objects
 /// (≤ 1000 keys a call). An object whose delete fails belongs to a tombstone from then on and
 /// is removed by the orphan step.
-async fn expire(state: &AppState, tally: &mut Tally) {
+async fn expire(state: &App, tally: &mut Tally) {
     let results =
         futures_util::future::join_all((0..EXPIRY_WORKERS).map(|_| expire_worker(state))).await;
     for worker in results {
@@ -133,7 +133,7 @@ async fn expire(state: &AppState, tally: &mut Tally) {
     }
 }
 
-async fn expire_worker(state: &AppState) -> Tally {
+async fn expire_worker(state: &App) -> Tally {
     let mut tally = Tally {
         run: SweepRun::default(),
     };
@@ -175,8 +175,8 @@ async fn expire_worker(state: &AppState) -> Tally {
 
 /// `receiving` rows older than the grace period: their upload died. Abort its multipart upload,
 /// delete any object, delete the row.
-async fn abort_dead_uploads(state: &AppState, tally: &mut Tally) {
-    let before = Utc::now() - to_delta(state.settings().receiving_grace);
+async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
+    let before = Utc::now() - to_delta(state.sweep().receiving_grace);
     let rows = match state.repo().stale_receiving(before, EXPIRY_BATCH).await {
         Ok(rows) => rows,
         Err(e) => return tally.error("abort", e),
@@ -225,7 +225,7 @@ fn id_of(key: &str) -> Option<Uuid> {
 /// discarded, promoted) at once, keys with no row at all once older than the grace period.
 /// Keys Stowage did not make are logged and left alone.
 async fn orphans(
-    state: &AppState,
+    state: &App,
     keys: Vec<(String, bool)>,
 ) -> Result<Vec<String>, crate::repo::RepoError> {
     let mut states = std::collections::HashMap::new();
@@ -252,8 +252,8 @@ async fn orphans(
 
 /// Objects and incomplete uploads in the staging area that no live row references: left by
 /// crashes or failed deletes. Each is logged, then deleted.
-async fn delete_orphans(state: &AppState, tally: &mut Tally) {
-    let cutoff = Utc::now() - to_delta(state.settings().receiving_grace);
+async fn delete_orphans(state: &App, tally: &mut Tally) {
+    let cutoff = Utc::now() - to_delta(state.sweep().receiving_grace);
     match state.store().list(Area::Staging).await {
         Ok(objects) => {
             let keys: Vec<(String, bool)> = objects
@@ -309,8 +309,8 @@ async fn delete_orphans(state: &AppState, tally: &mut Tally) {
 }
 
 /// Tombstones older than the retention period.
-async fn purge(state: &AppState, tally: &mut Tally) {
-    let before = Utc::now() - to_delta(state.settings().tombstone_retention);
+async fn purge(state: &App, tally: &mut Tally) {
+    let before = Utc::now() - to_delta(state.sweep().tombstone_retention);
     match state.repo().purge_tombstones(before).await {
         Ok(purged) => tally.run.tombstones_purged += purged as i64,
         Err(e) => tally.error("purge", e),
@@ -324,7 +324,7 @@ pub struct Scheduler {
 }
 
 /// Starts running [`run_pass`] on a cron schedule (with seconds).
-pub async fn start(state: AppState, schedule: &str) -> Result<Scheduler, SchedulerError> {
+pub async fn start(state: App, schedule: &str) -> Result<Scheduler, SchedulerError> {
     let busy = Arc::new(Mutex::new(()));
     let job_busy = busy.clone();
     let job = Job::new_async(schedule, move |_, _| {
@@ -356,7 +356,7 @@ pub async fn start(state: AppState, schedule: &str) -> Result<Scheduler, Schedul
 
 impl Scheduler {
     /// Starts a pass now in the background unless one is running (start-up recovery).
-    pub fn run_now(&self, state: AppState) {
+    pub fn run_now(&self, state: App) {
         let busy = self.busy.clone();
         tokio::spawn(async move {
             if let Ok(_guard) = busy.try_lock() {

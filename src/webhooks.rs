@@ -9,8 +9,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::app::App;
 use crate::domain::{FileRecord, Slot, WebhookKind, WebhookRecord};
-use crate::http::AppState;
 use crate::promotion;
 use crate::repo::{BindOutcome, NewWebhook, RepoError, SlotFailure, classify_failure};
 
@@ -194,7 +194,7 @@ pub struct Processed {
 
 /// Handles one webhook: idempotency, binding (all or none), promotion.
 pub async fn process(
-    state: &AppState,
+    state: &App,
     kind: WebhookKind,
     payload: WebhookPayload,
     idempotency_key: Option<&str>,
@@ -298,7 +298,7 @@ pub async fn process(
 }
 
 /// Stores the answer given for a freshly processed webhook and marks its moved files promoted.
-pub async fn record_result(state: &AppState, processed: &Processed, result: &Value) {
+pub async fn record_result(state: &App, processed: &Processed, result: &Value) {
     let promoted: Vec<(Uuid, String)> = processed
         .files
         .iter()
@@ -314,7 +314,7 @@ pub async fn record_result(state: &AppState, processed: &Processed, result: &Val
 }
 
 async fn replay_same(
-    state: &AppState,
+    state: &App,
     earlier: WebhookRecord,
     kind: WebhookKind,
     hash: &str,
@@ -327,7 +327,7 @@ async fn replay_same(
 
 /// The earlier webhook's answer, rebuilt from its files as they are now — driving any promotion
 /// that was interrupted.
-async fn replay(state: &AppState, earlier: WebhookRecord) -> Result<Processed, WebhookError> {
+async fn replay(state: &App, earlier: WebhookRecord) -> Result<Processed, WebhookError> {
     let files = state.repo().webhook_files(earlier.id).await?;
     let files = promotion::promote_all(state, files).await;
     tracing::info!(webhook_id = %earlier.id, "webhook retry answered with the original result");
@@ -339,7 +339,7 @@ async fn replay(state: &AppState, earlier: WebhookRecord) -> Result<Processed, W
 }
 
 async fn failures_without_binding(
-    state: &AppState,
+    state: &App,
     payload: &WebhookPayload,
 ) -> Result<Vec<(Slot, SlotFailure)>, RepoError> {
     let now = Utc::now();

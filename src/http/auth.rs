@@ -3,7 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::AppState;
+use super::ApiState;
 use super::error::{ApiError, ErrorCode};
 use crate::keys;
 
@@ -36,10 +36,10 @@ fn unauthorized() -> ApiError {
     )
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
         let presented = header(parts, API_KEY_HEADER).ok_or_else(unauthorized)?;
         let (key_id, secret) = keys::parse(presented).ok_or_else(unauthorized)?;
         let client_id = header(parts, CLIENT_ID_HEADER).ok_or_else(|| {

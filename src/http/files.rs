@@ -12,7 +12,7 @@ use chrono::Utc;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::{api_time, parse_file_id};
@@ -22,7 +22,7 @@ use crate::store::Download;
 /// How long a presigned download URL stays valid.
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/files/{id}", get(get_file))
         .route("/files/{id}/content", get(get_content))
@@ -43,7 +43,7 @@ pub(super) fn routes() -> Router<AppState> {
     )
 )]
 async fn get_file(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>> {
@@ -136,7 +136,7 @@ pub fn content_disposition(file_name: &str) -> String {
     )
 )]
 async fn get_content(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response> {

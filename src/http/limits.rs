@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::AppState;
+use super::ApiState;
 use super::auth::API_KEY_HEADER;
 use super::error::{ApiError, ErrorCode};
 use crate::keys;
@@ -123,7 +123,7 @@ fn set_headers(response: &mut Response, limit: u64, decision: &Decision) {
 
 /// Middleware for client routes: counts the request against its key's window before anything
 /// else runs (a flood never reaches the database), and reports the window in headers.
-pub async fn rate_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn rate_limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
     let limits = state.limits();
     let key = req
         .headers()

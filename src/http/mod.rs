@@ -10,9 +10,7 @@ mod ops;
 mod uploads;
 mod webhooks;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -24,118 +22,50 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::{RequestBodyDeadlineLayer, RequestBodyTimeoutLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::config::Config;
-use crate::repo::Repo;
-use crate::sniff::{DocumentKind, DocxLimits};
-use crate::store::Store;
-use crate::telemetry::Telemetry;
+use crate::app::App;
 use error::{ApiError, ErrorCode, REQUEST_ID};
 use limits::Limits;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The knobs the handlers need, taken from [`Config`].
-#[derive(Clone, Debug)]
-pub struct Settings {
-    pub upload_ttl: Duration,
-    pub max_upload_bytes: u64,
-    pub allowed_extensions: BTreeSet<DocumentKind>,
-    pub docx_limits: DocxLimits,
-    pub ops_token: Option<String>,
-    pub body_idle_timeout: Duration,
-    pub body_timeout: Duration,
-    pub header_read_timeout: Duration,
-    pub receiving_grace: Duration,
-    pub tombstone_retention: Duration,
-    pub sweep_timeout: Duration,
-    pub rate_limit: u64,
-    pub max_concurrent_uploads: usize,
-    /// Temporary disk space for uploads in flight (shared with the S3 store's writers).
-    pub spill: crate::spill::Spill,
-}
-
-impl Settings {
-    /// The handler settings a configuration asks for.
-    pub fn from_config(config: &Config) -> Self {
-        Settings {
-            upload_ttl: config.upload_ttl,
-            max_upload_bytes: config.max_upload_bytes,
-            allowed_extensions: config.allowed_extensions.clone(),
-            docx_limits: DocxLimits::default(),
-            ops_token: config.ops_token.clone(),
-            body_idle_timeout: config.body_idle_timeout,
-            body_timeout: config.body_timeout,
-            header_read_timeout: config.header_read_timeout,
-            receiving_grace: config.receiving_grace,
-            tombstone_retention: config.tombstone_retention,
-            sweep_timeout: config.sweep_timeout,
-            rate_limit: config.rate_limit,
-            max_concurrent_uploads: config.max_concurrent_uploads,
-            spill: crate::spill::Spill::new(
-                config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
-                config.spill_limit,
-            ),
-        }
-    }
-}
-
-struct Shared {
-    repo: Arc<dyn Repo>,
-    store: Arc<dyn Store>,
-    settings: Settings,
-    telemetry: Telemetry,
-    limits: Limits,
-}
-
-/// What every handler shares: the repository, the store and the settings.
+/// What every handler shares: the application and this instance's per-key abuse limits.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct ApiState {
+    app: App,
+    limits: Arc<Limits>,
+}
 
-impl AppState {
-    /// Bundles the parts of a running service.
-    pub fn new(repo: Arc<dyn Repo>, store: Arc<dyn Store>, settings: Settings) -> Self {
-        let limits = Limits::new(settings.rate_limit, settings.max_concurrent_uploads);
-        AppState(Arc::new(Shared {
-            repo,
-            store,
-            settings,
-            telemetry: Telemetry::new(),
-            limits,
-        }))
+impl ApiState {
+    /// The application behind the API.
+    pub fn app(&self) -> &App {
+        &self.app
     }
 
     /// The per-key abuse limits.
     pub fn limits(&self) -> &Limits {
-        &self.0.limits
+        &self.limits
     }
+}
 
-    /// This instance's metrics.
-    pub fn telemetry(&self) -> &Telemetry {
-        &self.0.telemetry
-    }
+impl std::ops::Deref for ApiState {
+    type Target = App;
 
-    /// The database.
-    pub fn repo(&self) -> &dyn Repo {
-        self.0.repo.as_ref()
-    }
-
-    /// The object store.
-    pub fn store(&self) -> &dyn Store {
-        self.0.store.as_ref()
-    }
-
-    /// The handler settings.
-    pub fn settings(&self) -> &Settings {
-        &self.0.settings
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
 /// The whole HTTP API as a router.
-pub fn app(state: AppState) -> Router {
+pub fn app(app: App) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    let body_idle_timeout = state.settings().body_idle_timeout;
-    let body_timeout = state.settings().body_timeout;
+    let body_idle_timeout = app.http().body_idle_timeout;
+    let body_timeout = app.http().body_timeout;
+    let limits = Arc::new(Limits::new(
+        app.http().rate_limit,
+        app.http().max_concurrent_uploads,
+    ));
+    let state = ApiState { app, limits };
 
     let client_routes = Router::new()
         .merge(uploads::routes())

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::ApiState;
 use super::error::{ApiError, ErrorCode};
 use crate::report::StorageReport;
 use crate::store::Area;
@@ -19,7 +19,7 @@ use crate::store::Area;
 /// Longest a readiness probe waits on one dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -29,8 +29,8 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 /// When `STOWAGE_OPS_TOKEN` is set, `/metrics` and `/ops/storage` need it as a bearer token.
-fn check_ops_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.settings().ops_token else {
+fn check_ops_token(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.http().ops_token else {
         return Ok(());
     };
     let presented = headers
@@ -57,7 +57,7 @@ fn check_ops_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError
         (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::openapi::ErrorEnvelope),
     )
 )]
-async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_ops_token(&state, &headers)?;
     let stats = state.repo().storage_stats().await?;
     let text = state.telemetry().render(&stats);
@@ -80,7 +80,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Re
         (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::openapi::ErrorEnvelope),
     )
 )]
-async fn storage(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn storage(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     check_ops_token(&state, &headers)?;
     let report = StorageReport::load(state.repo()).await?;
     Ok(axum::Json(report).into_response())
@@ -112,7 +112,7 @@ where
         (status = 503, description = "A dependency is down (named in checks)", body = super::openapi::Readiness),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> Response {
+async fn readyz(State(state): State<ApiState>) -> Response {
     let (database, staging, files) = tokio::join!(
         probe(state.repo().ping()),
         probe(state.store().check(Area::Staging)),

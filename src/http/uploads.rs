@@ -11,7 +11,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::AppState;
+use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::multipart::{self, BodyError, MultipartError, MultipartLimits, MultipartReader};
@@ -23,7 +23,7 @@ use crate::store::Area;
 /// Name of the multipart part that carries the file.
 pub const FILE_PART: &str = "file";
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/uploads", post(create_upload))
         .route("/uploads/{id}", get(get_upload).delete(delete_upload))
@@ -112,7 +112,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
     )
 )]
 async fn create_upload(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: Body,
@@ -128,7 +128,7 @@ async fn create_upload(
 }
 
 async fn stage(
-    state: &AppState,
+    state: &ApiState,
     caller: Caller,
     headers: &HeaderMap,
     body: Body,
@@ -143,7 +143,7 @@ async fn stage(
     let boundary = multipart::boundary(content_type)
         .map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.to_string()))?;
     let slot = state.limits().upload_slot(caller.key_id)?;
-    let max = state.settings().max_upload_bytes;
+    let max = state.uploads().max_bytes;
     let limits = MultipartLimits {
         // The file's own limit is enforced exactly while streaming; this bounds the framing.
         max_body_bytes: max.saturating_add(1024 * 1024),
@@ -193,7 +193,7 @@ fn body_error(e: axum::Error) -> BodyError {
 
 /// The one `file` part of a multipart body, staged; other parts are skipped.
 async fn receive_upload<S>(
-    state: &AppState,
+    state: &ApiState,
     client_id: &str,
     reader: &mut MultipartReader<S>,
     max: u64,
@@ -276,7 +276,7 @@ pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
     )
 )]
 async fn get_upload(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<UploadBody>> {
@@ -305,7 +305,7 @@ async fn get_upload(
     )
 )]
 async fn delete_upload(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
-use super::AppState;
+use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::api_time;
@@ -25,7 +25,7 @@ pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 /// Header set on an answer that repeats an earlier one.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/webhooks/candidates", post(candidates))
         .route("/webhooks/applications", post(applications))
@@ -54,7 +54,7 @@ pub(super) fn routes() -> Router<AppState> {
     )
 )]
 async fn candidates(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -84,7 +84,7 @@ async fn candidates(
     )
 )]
 async fn applications(
-    State(state): State<AppState>,
+    State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -158,7 +158,7 @@ fn webhook_body(processed: &Processed) -> Value {
 }
 
 async fn handle(
-    state: AppState,
+    state: ApiState,
     caller: Caller,
     kind: WebhookKind,
     headers: HeaderMap,
@@ -178,7 +178,7 @@ async fn handle(
 }
 
 async fn answer(
-    state: &AppState,
+    state: &ApiState,
     caller: Caller,
     kind: WebhookKind,
     headers: HeaderMap,

@@ -364,7 +364,7 @@ async fn temporary_space_is_capped() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        app.state.settings().spill.available(),
+        app.state.spill().available(),
         4 * 1024 * 1024,
         "the budget came back"
     );

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
-use stowage::AppState;
+use stowage::App;
 use stowage::config::Config;
 use stowage::domain::FileState;
 use stowage::store::Area;
@@ -80,7 +80,7 @@ pub async fn fresh_config(backend: Backend, dir: &std::path::Path) -> Config {
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
-    pub state: AppState,
+    pub state: App,
     pub config: Config,
     pub acme_key: String,
     pub globex_key: String,

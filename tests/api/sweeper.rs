@@ -459,15 +459,18 @@ async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
         let repo = stowage::repo::connect(&app.config.database_url)
             .await
             .unwrap();
-        let settings = stowage::Settings::from_config(&app.config);
-        let store = stowage::store::connect(&app.config, &settings.spill)
-            .await
-            .unwrap();
+        let spill = stowage::spill::Spill::from_config(&app.config);
+        let store = stowage::store::connect(&app.config, &spill).await.unwrap();
         let counting = Arc::new(CountingStore {
             inner: store,
             deleted: deleted.clone(),
         });
-        replicas.push(stowage::AppState::new(repo, counting, settings));
+        replicas.push(stowage::App::new(
+            repo,
+            counting,
+            spill,
+            stowage::Policies::from_config(&app.config),
+        ));
     }
     let (a, b) = tokio::join!(
         stowage::sweeper::run_pass(&replicas[0]),

@@ -1,0 +1,166 @@
+//! The running application: its database, object store, temporary space, telemetry and
+//! policies, each policy grouped by the part of Stowage that follows it. The HTTP layer, the
+//! sweeper and the commands all hold an [`App`]; nothing here knows about HTTP requests.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::repo::Repo;
+use crate::sniff::{DocumentKind, DocxLimits};
+use crate::spill::Spill;
+use crate::store::Store;
+use crate::telemetry::Telemetry;
+
+/// What an upload must be to be staged, and how long it stays staged.
+#[derive(Clone, Debug)]
+pub struct UploadPolicy {
+    /// How long a staged file can be bound before it expires.
+    pub ttl: Duration,
+    pub max_bytes: u64,
+    pub allowed_extensions: BTreeSet<DocumentKind>,
+    pub docx_limits: DocxLimits,
+}
+
+/// Limits on HTTP clients: slow bodies and headers, request rates, operator access.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    pub ops_token: Option<String>,
+    pub body_idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub header_read_timeout: Duration,
+    /// Requests per key per minute (0: unlimited).
+    pub rate_limit: u64,
+    /// Uploads in progress per key (0: unlimited).
+    pub max_concurrent_uploads: usize,
+}
+
+/// What the sweeper waits for before it cleans up, and how long a pass may take.
+#[derive(Clone, Debug)]
+pub struct SweepPolicy {
+    /// A `receiving` upload silent this long is dead; an object with no row this old is an orphan.
+    pub receiving_grace: Duration,
+    /// How long tombstones (and refused webhooks, and sweep records) are kept.
+    pub tombstone_retention: Duration,
+    /// Longest one pass may run before it is cut off and recorded as failed.
+    pub timeout: Duration,
+}
+
+/// Every policy, by role.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    pub uploads: UploadPolicy,
+    pub http: HttpLimits,
+    pub sweep: SweepPolicy,
+}
+
+impl Policies {
+    /// The policies a configuration asks for.
+    pub fn from_config(config: &Config) -> Self {
+        Policies {
+            uploads: UploadPolicy {
+                ttl: config.upload_ttl,
+                max_bytes: config.max_upload_bytes,
+                allowed_extensions: config.allowed_extensions.clone(),
+                docx_limits: DocxLimits::default(),
+            },
+            http: HttpLimits {
+                ops_token: config.ops_token.clone(),
+                body_idle_timeout: config.body_idle_timeout,
+                body_timeout: config.body_timeout,
+                header_read_timeout: config.header_read_timeout,
+                rate_limit: config.rate_limit,
+                max_concurrent_uploads: config.max_concurrent_uploads,
+            },
+            sweep: SweepPolicy {
+                receiving_grace: config.receiving_grace,
+                tombstone_retention: config.tombstone_retention,
+                timeout: config.sweep_timeout,
+            },
+        }
+    }
+}
+
+struct Shared {
+    repo: Arc<dyn Repo>,
+    store: Arc<dyn Store>,
+    spill: Spill,
+    telemetry: Telemetry,
+    policies: Policies,
+}
+
+/// The parts of a running service, cheap to clone and shared by every task.
+#[derive(Clone)]
+pub struct App(Arc<Shared>);
+
+impl App {
+    /// Bundles the parts of a running service. `spill` is the temporary space uploads in
+    /// flight use (the same one the S3 store's writers were given).
+    pub fn new(
+        repo: Arc<dyn Repo>,
+        store: Arc<dyn Store>,
+        spill: Spill,
+        policies: Policies,
+    ) -> Self {
+        App(Arc::new(Shared {
+            repo,
+            store,
+            spill,
+            telemetry: Telemetry::new(),
+            policies,
+        }))
+    }
+
+    /// Opens the database and the store a configuration names.
+    pub async fn connect(config: &Config) -> Result<App, StartError> {
+        let repo = crate::repo::connect(&config.database_url).await?;
+        let spill = Spill::from_config(config);
+        let store = crate::store::connect(config, &spill).await?;
+        Ok(App::new(repo, store, spill, Policies::from_config(config)))
+    }
+
+    /// The database.
+    pub fn repo(&self) -> &dyn Repo {
+        self.0.repo.as_ref()
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &dyn Store {
+        self.0.store.as_ref()
+    }
+
+    /// Temporary disk space for uploads in flight.
+    pub fn spill(&self) -> &Spill {
+        &self.0.spill
+    }
+
+    /// This instance's metrics.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.0.telemetry
+    }
+
+    /// What uploads must be.
+    pub fn uploads(&self) -> &UploadPolicy {
+        &self.0.policies.uploads
+    }
+
+    /// Limits on HTTP clients.
+    pub fn http(&self) -> &HttpLimits {
+        &self.0.policies.http
+    }
+
+    /// The sweeper's policy.
+    pub fn sweep(&self) -> &SweepPolicy {
+        &self.0.policies.sweep
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
