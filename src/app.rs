@@ -21,6 +21,9 @@ pub struct UploadPolicy {
     pub max_bytes: u64,
     pub allowed_extensions: BTreeSet<DocumentKind>,
     pub docx_limits: DocxLimits,
+    /// How often an upload in progress records that it is alive: well inside the sweeper's
+    /// grace period, so a slow but live upload is never taken for a dead one.
+    pub heartbeat: Duration,
 }
 
 /// Limits on HTTP clients: slow bodies and headers, request rates, operator access.
@@ -64,6 +67,8 @@ impl Policies {
                 max_bytes: config.max_upload_bytes,
                 allowed_extensions: config.allowed_extensions.clone(),
                 docx_limits: DocxLimits::default(),
+                heartbeat: (config.receiving_grace / 4)
+                    .clamp(Duration::from_millis(100), Duration::from_secs(60)),
             },
             http: HttpLimits {
                 ops_token: config.ops_token.clone(),

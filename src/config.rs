@@ -219,16 +219,21 @@ impl Config {
         }
     }
 
-    /// A configuration with every default, as `stowage serve` would run with no flags.
+    /// A configuration with every default, as `stowage serve` would run with no flags and no
+    /// `STOWAGE_*` variables: the process environment is not read.
     pub fn defaults() -> Config {
-        use clap::Parser;
+        use clap::{CommandFactory, FromArgMatches, Parser};
 
         #[derive(Parser)]
         struct Only {
             #[command(flatten)]
             config: Config,
         }
-        Only::parse_from(["stowage"]).config
+        let command = Only::command().mut_args(|arg| arg.env(None::<&'static str>));
+        let matches = command.get_matches_from(["stowage"]);
+        Only::from_arg_matches(&matches)
+            .expect("the defaults parse")
+            .config
     }
 }
 
@@ -248,4 +253,38 @@ fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
         return Err("at least one extension must be allowed".into());
     }
     Ok(kinds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    /// Set in the child process the test below starts.
+    const CHILD: &str = "STOWAGE_TEST_DEFAULTS_CHILD";
+
+    #[test]
+    fn defaults_do_not_read_the_environment() {
+        if std::env::var_os(CHILD).is_some() {
+            let config = Config::defaults();
+            assert_eq!(config.listen, "127.0.0.1:8080");
+            assert_eq!(config.database_url, "sqlite://stowage-data/stowage.db");
+            assert_eq!(config.upload_ttl, std::time::Duration::from_secs(72 * 3600));
+            return;
+        }
+        // The environment can only be set safely for a new process: run this test again in
+        // one, with `STOWAGE_*` variables that must not leak into the defaults.
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "config::tests::defaults_do_not_read_the_environment",
+                "--exact",
+                "--quiet",
+            ])
+            .env(CHILD, "1")
+            .env("STOWAGE_LISTEN", "0.0.0.0:1")
+            .env("STOWAGE_DATABASE_URL", "postgres://elsewhere/stowage")
+            .env("STOWAGE_UPLOAD_TTL", "1s")
+            .status()
+            .unwrap();
+        assert!(status.success(), "the defaults read STOWAGE_* variables");
+    }
 }

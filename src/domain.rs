@@ -128,7 +128,8 @@ impl FromStr for WebhookKind {
     }
 }
 
-/// A named place for a file in a webhook.
+/// A named place for a file in a webhook. Slots are ordered as declared — `resume`, then
+/// `cover_letter` — and every list of a webhook's files is in that order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Slot {
@@ -154,6 +155,63 @@ impl FromStr for Slot {
             "resume" => Ok(Slot::Resume),
             "cover_letter" => Ok(Slot::CoverLetter),
             other => Err(format!("unknown file slot '{other}'")),
+        }
+    }
+}
+
+/// Why one slot of a webhook could not be bound.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotFailure {
+    /// No such file for this client (or it was discarded, or is still being received).
+    NotFound,
+    /// The file is past its `expires_at` (swept or not).
+    Expired { expired_at: Option<DateTime<Utc>> },
+    /// The file is bound to another webhook.
+    Consumed,
+}
+
+impl SlotFailure {
+    /// Why a file could not be bound, from its state and expiry as they are at `now` (`None`:
+    /// no row for this client); `None` if it is bindable after all.
+    pub fn of(row: Option<(FileState, Option<DateTime<Utc>>)>, now: DateTime<Utc>) -> Option<Self> {
+        Some(match row {
+            None => SlotFailure::NotFound,
+            Some((FileState::Staged, Some(expires_at))) if expires_at > now => return None,
+            Some((FileState::Staged | FileState::Expired, expired_at)) => {
+                SlotFailure::Expired { expired_at }
+            }
+            Some((FileState::Bound | FileState::Promoted, _)) => SlotFailure::Consumed,
+            Some((FileState::Receiving | FileState::Discarded, _)) => SlotFailure::NotFound,
+        })
+    }
+
+    /// The machine code a client sees for this slot.
+    pub fn code(self) -> &'static str {
+        match self {
+            SlotFailure::NotFound => "file_not_found",
+            SlotFailure::Expired { .. } => "file_expired",
+            SlotFailure::Consumed => "file_already_consumed",
+        }
+    }
+
+    /// What the client should do about it.
+    pub fn message(self) -> String {
+        match self {
+            SlotFailure::NotFound => {
+                "File not found: no such carv_file_id for this client".to_owned()
+            }
+            SlotFailure::Expired {
+                expired_at: Some(at),
+            } => format!(
+                "File expired at {}; upload a new file and retry the webhook",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            SlotFailure::Expired { expired_at: None } => {
+                "File expired; upload a new file and retry the webhook".to_owned()
+            }
+            SlotFailure::Consumed => "File was already used by another webhook; upload the file \
+                 again to get a new carv_file_id"
+                .to_owned(),
         }
     }
 }

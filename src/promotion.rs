@@ -8,7 +8,7 @@ use chrono::Utc;
 use crate::app::App;
 use crate::domain::{FileRecord, FileState};
 use crate::repo::RepoError;
-use crate::store::StoreError;
+use crate::store::{Area, StoreError};
 
 /// The largest object S3 copies in one request (CopyObject); larger needs a multipart copy.
 pub const MAX_SINGLE_COPY_BYTES: i64 = 5 * 1024 * 1024 * 1024;
@@ -27,8 +27,19 @@ pub enum PromoteError {
 /// Moves a bound file's object to long-term storage and returns the record as it will be once
 /// marked; the row itself is not touched (see [`promote_file`]).
 pub async fn move_object(state: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
-    let size = file.file_size.unwrap_or(0);
-    if size > MAX_SINGLE_COPY_BYTES {
+    // A size the row does not know is measured, never taken for zero.
+    let size = match file.file_size {
+        Some(size) => Some(size),
+        None => state
+            .store()
+            .size(Area::Staging, &file.staging_key)
+            .await?
+            .map(|size| i64::try_from(size).unwrap_or(i64::MAX)),
+    };
+    // No staged object: an interrupted promotion already moved it (`promote` finds it).
+    if let Some(size) = size
+        && size > MAX_SINGLE_COPY_BYTES
+    {
         return Err(PromoteError::TooLarge(file.id, size));
     }
     state.store().promote(&file.staging_key).await?;

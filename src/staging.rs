@@ -185,6 +185,8 @@ async fn receive_body(
         None
     };
     let mut multipart_recorded = false;
+    let heartbeat = cleanup.state.uploads().heartbeat;
+    let mut last_sign = std::time::Instant::now();
     let mut pending = head.into_iter();
     let mut next = pending.next();
     while let Some(chunk) = next {
@@ -212,6 +214,13 @@ async fn receive_body(
                 .await?;
             multipart_recorded = true;
             crate::fault::point("upload.mid_multipart");
+        }
+        if last_sign.elapsed() >= heartbeat {
+            last_sign = std::time::Instant::now();
+            let touched = cleanup.state.repo().touch_receiving(cleanup.id, Utc::now());
+            if let Err(e) = touched.await {
+                tracing::warn!(file_id = %cleanup.id, error = %e, "could not record upload activity");
+            }
         }
         next = match pending.next() {
             Some(chunk) => Some(chunk),

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::domain::{FileRecord, Slot, WebhookKind, WebhookRecord};
+use crate::domain::{FileRecord, Slot, SlotFailure, WebhookKind, WebhookRecord};
 use crate::promotion;
-use crate::repo::{BindOutcome, NewWebhook, RepoError, SlotFailure, classify_failure};
+use crate::repo::{BindAttempt, NewWebhook, Repo, RepoError};
 
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -229,7 +229,7 @@ pub async fn process(
         idempotency_key: idempotency_key.map(str::to_owned),
         created_at: Utc::now(),
     };
-    match state.repo().bind_files(&webhook, &slots).await? {
+    match bind(state.repo(), &webhook, &slots).await? {
         BindOutcome::Bound(files) => {
             tracing::info!(webhook_id = %webhook.id, files = files.len(), "webhook bound its files");
             crate::fault::point("promote.after_bind");
@@ -269,7 +269,7 @@ pub async fn process(
             let result = serde_json::json!({
                 "failures": failures
                     .iter()
-                    .map(|(slot, f)| (slot.as_str().to_owned(), Value::String(failure_code(f).to_owned())))
+                    .map(|(slot, f)| (slot.as_str().to_owned(), Value::String(f.code().to_owned())))
                     .collect::<serde_json::Map<_, _>>()
             });
             if let Err(e) = state
@@ -353,38 +353,63 @@ async fn failures_without_binding(
                 .await?
                 .map(|f| (f.state, f.expires_at)),
         };
-        let bindable = matches!(row, Some((crate::domain::FileState::Staged, Some(e))) if e > now);
-        if !bindable {
-            failures.push((*slot, classify_failure(row, now)));
+        if let Some(failure) = SlotFailure::of(row, now) {
+            failures.push((*slot, failure));
         }
     }
     Ok(failures)
 }
 
-/// The machine code of a slot failure.
-pub fn failure_code(failure: &SlotFailure) -> &'static str {
-    match failure {
-        SlotFailure::NotFound => "file_not_found",
-        SlotFailure::Expired { .. } => "file_expired",
-        SlotFailure::Consumed => "file_already_consumed",
-    }
+/// What binding the files of a webhook came to.
+#[derive(Clone, Debug)]
+pub enum BindOutcome {
+    /// The webhook is recorded and every file bound to it (in slot order).
+    Bound(Vec<FileRecord>),
+    /// Nothing was written; each failing slot and why.
+    Rejected(Vec<(Slot, SlotFailure)>),
+    /// Every file is already bound to one earlier webhook of this client with the identical
+    /// kind and payload: this is that webhook sent again.
+    Replay(Box<WebhookRecord>),
+    /// Another webhook of this client already holds the idempotency key.
+    KeyTaken,
 }
 
-/// The guidance text of a slot failure.
-pub fn failure_message(failure: &SlotFailure) -> String {
-    match failure {
-        SlotFailure::NotFound => "File not found: no such carv_file_id for this client".to_owned(),
-        SlotFailure::Expired { expired_at } => match expired_at {
-            Some(at) => format!(
-                "File expired at {}; upload a new file and retry the webhook",
-                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            ),
-            None => "File expired; upload a new file and retry the webhook".to_owned(),
-        },
-        SlotFailure::Consumed => "File was already used by another webhook; upload the file again \
-             to get a new carv_file_id"
-            .to_owned(),
+/// Binds the files of a webhook (all or none) and says what a refusal means.
+pub async fn bind(
+    repo: &dyn Repo,
+    webhook: &NewWebhook,
+    slots: &[(Slot, Uuid)],
+) -> Result<BindOutcome, RepoError> {
+    let (at, refused) = match repo.bind_files(webhook, slots).await? {
+        BindAttempt::Bound(files) => return Ok(BindOutcome::Bound(files)),
+        BindAttempt::KeyTaken => return Ok(BindOutcome::KeyTaken),
+        BindAttempt::Refused { at, slots } => (at, slots),
+    };
+    // A retry of an earlier webhook finds every one of its files bound to that webhook.
+    let consumers: Vec<_> = refused
+        .iter()
+        .map(|(_, row)| row.as_ref().and_then(|r| r.webhook_id))
+        .collect();
+    if refused.len() == slots.len()
+        && let Some(Some(first)) = consumers.first()
+        && consumers.iter().all(|c| c == &Some(*first))
+        && let Some(earlier) = repo.get_webhook(&webhook.client_id, *first).await?
+        && earlier.kind == webhook.kind
+        && earlier.payload_hash == webhook.payload_hash
+    {
+        return Ok(BindOutcome::Replay(Box::new(earlier)));
     }
+    let failures = refused
+        .into_iter()
+        .map(|(slot, row)| {
+            // A file that looks bindable now was not when the bind ran (it was still being
+            // received): for this webhook it was not there.
+            let failure = SlotFailure::of(row.map(|r| (r.state, r.expires_at)), at)
+                .unwrap_or(SlotFailure::NotFound);
+            (slot, failure)
+        })
+        .collect();
+    Ok(BindOutcome::Rejected(failures))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::api_time;
-use crate::domain::{FileRecord, WebhookKind};
+use crate::domain::{FileRecord, SlotFailure, WebhookKind};
 use crate::webhooks::{self, Processed, WebhookError};
 
 /// Largest webhook body accepted.
@@ -108,17 +108,15 @@ impl From<WebhookError> for ApiError {
             }
             WebhookError::Files(failures) => {
                 let (_, first) = failures.first().expect("a rejection names a slot");
-                let code = match webhooks::failure_code(first) {
-                    "file_expired" => ErrorCode::FileExpired,
-                    "file_already_consumed" => ErrorCode::FileAlreadyConsumed,
-                    _ => ErrorCode::SlotFileNotFound,
+                let code = match first {
+                    SlotFailure::NotFound => ErrorCode::SlotFileNotFound,
+                    SlotFailure::Expired { .. } => ErrorCode::FileExpired,
+                    SlotFailure::Consumed => ErrorCode::FileAlreadyConsumed,
                 };
-                let mut error = ApiError::new(code, webhooks::failure_message(first));
+                let mut error = ApiError::new(code, first.message());
                 for (slot, failure) in &failures {
-                    error = error.with_detail(
-                        format!("files.{}", slot.as_str()),
-                        webhooks::failure_message(failure),
-                    );
+                    error =
+                        error.with_detail(format!("files.{}", slot.as_str()), failure.message());
                 }
                 error
             }

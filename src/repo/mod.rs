@@ -1,7 +1,10 @@
 //! The `Repo` trait: everything Stowage keeps in its database, with a PostgreSQL and a SQLite
-//! implementation. Each backend has its own module and its own `migrations/` folder; migrations
-//! run when a repository is opened.
+//! implementation. The statements are written once (`sql.rs`); each backend module holds only
+//! its column types, its dialect-specific statements and its connection set-up, and has its own
+//! `migrations/` folder (run when a repository is opened).
 
+#[macro_use]
+mod sql;
 mod postgres;
 mod sqlite;
 
@@ -113,26 +116,27 @@ pub struct NewWebhook {
     pub created_at: DateTime<Utc>,
 }
 
-/// Why one slot of a webhook could not be bound.
+/// A file's row as a refused bind found it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SlotFailure {
-    /// No such file for this client (or it was discarded, or is still being received).
-    NotFound,
-    /// The file is past its `expires_at` (swept or not).
-    Expired { expired_at: Option<DateTime<Utc>> },
-    /// The file is bound to another webhook.
-    Consumed,
+pub struct SlotRow {
+    pub state: FileState,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The webhook it is bound to, if any.
+    pub webhook_id: Option<Uuid>,
 }
 
-/// What binding the files of a webhook came to.
+/// What one attempt to bind a webhook's files did. What a refusal means (which failure, or a
+/// retry of an earlier webhook) is decided by the domain (`webhooks::bind`).
 #[derive(Clone, Debug)]
-pub enum BindOutcome {
+pub enum BindAttempt {
     /// The webhook is recorded and every file bound to it (in the order asked).
     Bound(Vec<FileRecord>),
-    /// Nothing was written; each failing slot and why.
-    Rejected(Vec<(Slot, SlotFailure)>),
-    /// Every file is already bound to an earlier webhook with the identical payload: a retry.
-    Replay(Box<WebhookRecord>),
+    /// Nothing was written. Each slot that could not be bound, with its file's row as the
+    /// transaction saw it (`None`: no such file for this client), and the time the bind used.
+    Refused {
+        at: DateTime<Utc>,
+        slots: Vec<(Slot, Option<SlotRow>)>,
+    },
     /// Another webhook of this client already holds the idempotency key.
     KeyTaken,
 }
@@ -205,6 +209,9 @@ pub trait Repo: Send + Sync {
 
     /// Writes the `receiving` row of a file whose bytes are about to be stored.
     async fn insert_receiving(&self, file: &NewFile) -> Result<()>;
+    /// Records that bytes of a `receiving` file are still arriving (the sweeper aborts an
+    /// upload silent for longer than the grace period, however long it has run).
+    async fn touch_receiving(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Remembers the multipart upload a receiving file is using, so it can be aborted after a crash.
     async fn set_multipart_upload(&self, id: Uuid, upload_id: &str) -> Result<()>;
     /// Marks a received and checked file `staged`.
@@ -221,7 +228,7 @@ pub trait Repo: Send + Sync {
     /// In one transaction: records the webhook and binds every file to it with a conditional
     /// update (`staged`, this client, not expired) — all or none.
     async fn bind_files(&self, webhook: &NewWebhook, files: &[(Slot, Uuid)])
-    -> Result<BindOutcome>;
+    -> Result<BindAttempt>;
     /// Records a webhook that was refused (it holds no idempotency key).
     async fn insert_rejected_webhook(&self, webhook: &NewWebhook, result: &str) -> Result<()>;
     /// The accepted webhook of a client holding an idempotency key.
@@ -250,7 +257,7 @@ pub trait Repo: Send + Sync {
     /// deleted, so no webhook can bind a file whose object is going away; with several sweepers
     /// each row goes to one of them (`SKIP LOCKED` on PostgreSQL, the write lock on SQLite).
     async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>>;
-    /// `receiving` rows created before `before` (uploads that died).
+    /// `receiving` rows with no activity since `before` (uploads that died).
     async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>>;
     /// The state of each of these files that still has a row.
     async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>>;
@@ -276,71 +283,18 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Repo>> {
     }
 }
 
-fn parse_state(raw: &str) -> Result<FileState> {
-    raw.parse().map_err(RepoError::Corrupt)
+impl Discard {
+    /// What a discard that changed no row means, from the row's state (`None`: no such row).
+    fn after_refusal(state: Option<FileState>) -> Discard {
+        match state {
+            None => Discard::NotFound,
+            Some(FileState::Expired | FileState::Discarded) => Discard::AlreadyGone,
+            Some(other) => Discard::NotDiscardable(other),
+        }
+    }
 }
 
-/// What a discard that changed no row means, from the row's state (`None`: no such row).
-fn discard_outcome(state: Option<String>) -> Result<Discard> {
-    Ok(match state {
-        None => Discard::NotFound,
-        Some(state) => match parse_state(&state)? {
-            FileState::Expired | FileState::Discarded => Discard::AlreadyGone,
-            other => Discard::NotDiscardable(other),
-        },
-    })
-}
-
-/// `(state, files, bytes)` rows as counts.
-fn state_counts(rows: Vec<(String, i64, i64)>) -> Result<Vec<StateCount>> {
-    rows.into_iter()
-        .map(|(state, files, bytes)| {
-            Ok(StateCount {
-                state: parse_state(&state)?,
-                files,
-                bytes,
-            })
-        })
-        .collect()
-}
-
-/// The one webhook every slot of a refused binding is consumed by, if there is one.
-fn sole_consumer<T: PartialEq>(consumers: &[Option<T>], slots: usize) -> Option<&T> {
-    let first = consumers.first()?.as_ref()?;
-    (consumers.len() == slots && consumers.iter().all(|c| c.as_ref() == Some(first)))
-        .then_some(first)
-}
-
-/// Whether an earlier webhook is the same webhook sent again (client, kind and payload).
-fn is_retry_of(earlier: &WebhookRecord, webhook: &NewWebhook) -> bool {
-    earlier.client_id == webhook.client_id
-        && earlier.kind == webhook.kind
-        && earlier.payload_hash == webhook.payload_hash
-}
-
+/// A stored name (state, kind, slot, status) read back.
 fn parse_named<T: std::str::FromStr<Err = String>>(raw: &str) -> Result<T> {
     raw.parse().map_err(RepoError::Corrupt)
-}
-
-/// Decides why a slot failed from the row as it is now (`None`: no row for this client).
-pub fn classify_failure(
-    row: Option<(FileState, Option<DateTime<Utc>>)>,
-    now: DateTime<Utc>,
-) -> SlotFailure {
-    match row {
-        None => SlotFailure::NotFound,
-        Some((FileState::Staged, expires_at)) if expires_at.is_none_or(|e| e <= now) => {
-            SlotFailure::Expired {
-                expired_at: expires_at,
-            }
-        }
-        Some((FileState::Expired, expires_at)) => SlotFailure::Expired {
-            expired_at: expires_at,
-        },
-        Some((FileState::Bound | FileState::Promoted, _)) => SlotFailure::Consumed,
-        // Receiving, discarded, or staged and valid (only if it changed under us: report
-        // it as not bindable rather than guess).
-        Some((FileState::Staged, _)) => SlotFailure::Consumed,
-        Some((FileState::Receiving | FileState::Discarded, _)) => SlotFailure::NotFound,
-    }
 }

@@ -202,11 +202,13 @@ impl Store for FsStore {
         Ok(failures)
     }
 
-    async fn exists(&self, area: Area, key: &str) -> Result<bool> {
+    async fn size(&self, area: Area, key: &str) -> Result<Option<u64>> {
         let path = self.path(area, key)?;
-        tokio::fs::try_exists(&path)
-            .await
-            .map_err(|e| io_err("exists", e))
+        match tokio::fs::metadata(&path).await {
+            Ok(meta) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("size", e)),
+        }
     }
 
     async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>> {

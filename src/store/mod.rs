@@ -111,8 +111,12 @@ pub trait Store: Send + Sync {
     async fn abort_incomplete(&self, key: &str, upload_id: Option<&str>) -> Result<()>;
     /// Deletes objects; a missing object is not a failure. Returns the keys that failed.
     async fn delete(&self, area: Area, keys: &[String]) -> Result<Vec<DeleteFailure>>;
+    /// The size of an object, or `None` if there is no such object.
+    async fn size(&self, area: Area, key: &str) -> Result<Option<u64>>;
     /// Whether an object exists.
-    async fn exists(&self, area: Area, key: &str) -> Result<bool>;
+    async fn exists(&self, area: Area, key: &str) -> Result<bool> {
+        Ok(self.size(area, key).await?.is_some())
+    }
     /// Every object in an area.
     async fn list(&self, area: Area) -> Result<Vec<ObjectInfo>>;
     /// Writes into the staging area that were never finished nor aborted.

@@ -639,7 +639,7 @@ impl Store for S3Store {
         Ok(failures)
     }
 
-    async fn exists(&self, area: Area, key: &str) -> Result<bool> {
+    async fn size(&self, area: Area, key: &str) -> Result<Option<u64>> {
         match self
             .client
             .head_object()
@@ -648,8 +648,8 @@ impl Store for S3Store {
             .send()
             .await
         {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(false),
+            Ok(head) => Ok(Some(head.content_length().unwrap_or(0).max(0) as u64)),
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => Ok(None),
             Err(e) => Err(sdk_err("head object", e)),
         }
     }

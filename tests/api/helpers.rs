@@ -44,9 +44,44 @@ fn short_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
 }
 
+/// A PostgreSQL database made for one test, dropped when the test ends.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside async code: a thread with its own runtime does the round trip.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .map_err(std::io::Error::other)?;
+                Ok::<_, std::io::Error>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
 /// A fresh, empty configuration for a backend pair: its own database and its own buckets.
-pub async fn fresh_config(backend: Backend, dir: &std::path::Path) -> Config {
+async fn fresh_config(backend: Backend, dir: &std::path::Path) -> (Config, Option<TestDatabase>) {
     let mut config = Config::defaults();
+    let mut database = None;
     config.listen = "127.0.0.1:0".into();
     match backend {
         Backend::SqliteFs => {
@@ -65,6 +100,10 @@ pub async fn fresh_config(backend: Backend, dir: &std::path::Path) -> Config {
                 .expect("create a test database");
             let (base, _) = admin.rsplit_once('/').expect("database URL has a path");
             config.database_url = format!("{base}/{name}");
+            database = Some(TestDatabase {
+                admin_url: admin.clone(),
+                name,
+            });
             config.storage = "s3".into();
             config.s3_endpoint = Some(env("STOWAGE_TEST_S3_ENDPOINT"));
             config.s3_force_path_style = true;
@@ -73,7 +112,7 @@ pub async fn fresh_config(backend: Backend, dir: &std::path::Path) -> Config {
             config.files_bucket = format!("files-{suffix}");
         }
     }
-    config
+    (config, database)
 }
 
 /// A running Stowage on port 0 with two clients: `acme` and `globex`, each with its own key.
@@ -86,6 +125,8 @@ pub struct TestApp {
     pub globex_key: String,
     shutdown: Option<oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
+    /// Declared last: dropped after the service is told to stop.
+    _database: Option<TestDatabase>,
 }
 
 impl TestApp {
@@ -103,7 +144,7 @@ impl TestApp {
             )
             .try_init();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = fresh_config(backend, dir.path()).await;
+        let (mut config, database) = fresh_config(backend, dir.path()).await;
         tweak(&mut config);
         let state = stowage::connect(&config).await.expect("connect backends");
         state
@@ -143,6 +184,7 @@ impl TestApp {
             globex_key: globex.api_key.expect("globex key created"),
             shutdown: Some(tx),
             _dir: dir,
+            _database: database,
         }
     }
 

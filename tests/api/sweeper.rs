@@ -8,7 +8,7 @@ use bytes::Bytes;
 use reqwest::Method;
 use serde_json::{Value, json};
 use stowage::domain::{FileState, Slot, WebhookKind};
-use stowage::repo::{BindOutcome, NewFile, NewWebhook};
+use stowage::repo::{BindAttempt, NewFile, NewWebhook};
 use stowage::store::{
     Area, DeleteFailure, Download, IncompleteUpload, ObjectInfo, ObjectWriter, Store,
 };
@@ -97,7 +97,7 @@ async fn a_bound_file_is_never_swept_and_ends_promoted(backend: Backend) {
         .bind_files(&webhook, &[(Slot::Resume, id)])
         .await
         .unwrap();
-    assert!(matches!(bound, BindOutcome::Bound(_)));
+    assert!(matches!(bound, BindAttempt::Bound(_)));
     wait_until_expired(&body).await;
 
     // A replica whose long-term area is broken cannot promote; its passes must leave the file.
@@ -421,8 +421,8 @@ impl Store for CountingStore {
         self.deleted.lock().unwrap().extend(keys.iter().cloned());
         self.inner.delete(area, keys).await
     }
-    async fn exists(&self, area: Area, key: &str) -> stowage::store::Result<bool> {
-        self.inner.exists(area, key).await
+    async fn size(&self, area: Area, key: &str) -> stowage::store::Result<Option<u64>> {
+        self.inner.size(area, key).await
     }
     async fn list(&self, area: Area) -> stowage::store::Result<Vec<ObjectInfo>> {
         self.inner.list(area).await

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use stowage::domain::{FileState, Slot, WebhookKind};
-use stowage::repo::{BindOutcome, NewWebhook};
+use stowage::repo::{BindAttempt, NewWebhook};
 use stowage::store::Area;
 use uuid::Uuid;
 
@@ -504,7 +504,7 @@ async fn bind_without_promoting(app: &TestApp, id: &str) {
         .bind_files(&webhook, &[(Slot::Resume, Uuid::parse_str(id).unwrap())])
         .await
         .unwrap();
-    assert!(matches!(outcome, BindOutcome::Bound(ref files) if files.len() == 1));
+    assert!(matches!(outcome, BindAttempt::Bound(ref files) if files.len() == 1));
 }
 
 async fn an_interrupted_promotion_is_recovered(backend: Backend) {
