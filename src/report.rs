@@ -9,24 +9,25 @@ use crate::domain::FileState;
 use crate::repo::{Repo, RepoError, StorageStats, SweepRun};
 
 /// Files and bytes in one state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Count {
     pub files: i64,
     pub bytes: i64,
 }
 
 /// Staged files about to expire.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Expiring {
     pub within_1h: i64,
     pub within_24h: i64,
 }
 
 /// Storage and expiry at a glance.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct StorageReport {
     pub generated_at: DateTime<Utc>,
     /// Every state, including empty ones.
+    #[schema(value_type = BTreeMap<String, Count>)]
     pub files: BTreeMap<&'static str, Count>,
     pub totals: Count,
     pub expiring: Expiring,

@@ -247,6 +247,7 @@ pub async fn process(
             }
             let files = moved;
             crate::fault::point("promote.after_delete");
+            crate::fault::pause("webhook.before_result").await;
             let record = WebhookRecord {
                 id: webhook.id,
                 client_id: webhook.client_id,
@@ -298,7 +299,7 @@ pub async fn process(
 }
 
 /// Stores the answer given for a freshly processed webhook and marks its moved files promoted.
-pub async fn record_result(state: &App, processed: &Processed, result: &Value) {
+pub async fn record_result(state: &App, processed: &Processed, result: &str) {
     let promoted: Vec<(Uuid, String)> = processed
         .files
         .iter()
@@ -306,7 +307,7 @@ pub async fn record_result(state: &App, processed: &Processed, result: &Value) {
         .collect();
     if let Err(e) = state
         .repo()
-        .finish_webhook(processed.webhook.id, &result.to_string(), &promoted)
+        .finish_webhook(processed.webhook.id, result, &promoted)
         .await
     {
         tracing::warn!(webhook_id = %processed.webhook.id, error = %e, "could not store a webhook's result");

@@ -1,9 +1,11 @@
 //! The one error envelope of the API, and the stable machine codes it carries.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::repo::RepoError;
 use crate::store::StoreError;
@@ -127,12 +129,31 @@ impl ErrorCode {
     }
 }
 
+/// The error envelope every failure answers with.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// The inside of the error envelope.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine code, e.g. `file_expired`.
+    pub code: &'static str,
+    pub message: String,
+    /// Per-field or per-slot details, e.g. `{"files.resume": "…"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<BTreeMap<String, String>>,
+    /// Also in the `X-Request-Id` header and the service's log.
+    pub request_id: String,
+}
+
 /// An error as the client sees it. Server-side causes are kept for the log, never sent.
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    pub details: Option<Map<String, Value>>,
+    pub details: Option<BTreeMap<String, String>>,
     /// What really happened, logged once for 5xx answers.
     cause: Option<String>,
 }
@@ -152,9 +173,9 @@ impl ApiError {
     }
 
     /// Adds a `details` entry.
-    pub fn with_detail(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+    pub fn with_detail(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.details
-            .get_or_insert_with(Map::new)
+            .get_or_insert_with(BTreeMap::new)
             .insert(key.into(), value.into());
         self
     }
@@ -218,14 +239,14 @@ impl IntoResponse for ApiError {
                 "request failed"
             );
         }
-        let mut error = json!({
-            "code": self.code.as_str(),
-            "message": self.message,
-            "request_id": request_id,
-        });
-        if let Some(details) = self.details {
-            error["details"] = Value::Object(details);
-        }
-        (status, Json(json!({ "error": error }))).into_response()
+        let envelope = ErrorEnvelope {
+            error: ErrorBody {
+                code: self.code.as_str(),
+                message: self.message,
+                details: self.details,
+                request_id,
+            },
+        };
+        (status, Json(envelope)).into_response()
     }
 }

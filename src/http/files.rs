@@ -10,13 +10,14 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::{api_time, parse_file_id};
-use crate::domain::FileState;
+use crate::domain::{FileState, Slot, WebhookKind};
 use crate::store::Download;
 
 /// How long a presigned download URL stays valid.
@@ -28,25 +29,59 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/files/{id}/content", get(get_content))
 }
 
+/// The webhook a file is bound to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct BoundWebhook {
+    webhook_id: Uuid,
+    kind: WebhookKind,
+    user_id: String,
+    slot: Option<Slot>,
+    received_at: String,
+}
+
+/// A file in any state, with its webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct FileView {
+    carv_file_id: Uuid,
+    file_name: String,
+    content_type: Option<String>,
+    file_size: Option<i64>,
+    sha256: Option<String>,
+    state: FileState,
+    uploaded_at: Option<String>,
+    expires_at: Option<String>,
+    bound_at: Option<String>,
+    promoted_at: Option<String>,
+    storage_key: Option<String>,
+    webhook: Option<BoundWebhook>,
+}
+
+/// A presigned download (S3 backend).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct PresignedDownload {
+    url: String,
+    expires_at: String,
+}
+
 /// A file in any state, with the webhook it is bound to.
 #[utoipa::path(
     get, path = "/files/{carv_file_id}", tag = "files",
     params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 200, description = "The record", body = super::openapi::FileView),
-        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 200, description = "The record", body = FileView),
+        (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn get_file(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<FileView>> {
     let id = parse_file_id(&id)?;
     let file = state
         .repo()
@@ -58,31 +93,29 @@ async fn get_file(
             .repo()
             .get_webhook(&caller.client_id, webhook_id)
             .await?
-            .map(|w| {
-                json!({
-                    "webhook_id": w.id,
-                    "kind": w.kind,
-                    "user_id": w.user_id,
-                    "slot": file.slot,
-                    "received_at": api_time(w.created_at),
-                })
+            .map(|w| BoundWebhook {
+                webhook_id: w.id,
+                kind: w.kind,
+                user_id: w.user_id,
+                slot: file.slot,
+                received_at: api_time(w.created_at),
             }),
         None => None,
     };
-    Ok(Json(json!({
-        "carv_file_id": file.id,
-        "file_name": file.file_name,
-        "content_type": file.content_type,
-        "file_size": file.file_size,
-        "sha256": file.sha256,
-        "state": file.state,
-        "uploaded_at": file.uploaded_at.map(api_time),
-        "expires_at": file.expires_at.map(api_time),
-        "bound_at": file.bound_at.map(api_time),
-        "promoted_at": file.promoted_at.map(api_time),
-        "storage_key": file.promoted_key,
-        "webhook": webhook,
-    })))
+    Ok(Json(FileView {
+        carv_file_id: file.id,
+        file_name: file.file_name,
+        content_type: file.content_type,
+        file_size: file.file_size,
+        sha256: file.sha256,
+        state: file.state,
+        uploaded_at: file.uploaded_at.map(api_time),
+        expires_at: file.expires_at.map(api_time),
+        bound_at: file.bound_at.map(api_time),
+        promoted_at: file.promoted_at.map(api_time),
+        storage_key: file.promoted_key,
+        webhook,
+    }))
 }
 
 /// Characters RFC 5987 allows unencoded in an `ext-value` (`attr-char`).
@@ -126,13 +159,13 @@ pub fn content_disposition(file_name: &str) -> String {
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "The bytes, as an attachment", content_type = "application/octet-stream"),
-        (status = 307, description = "Presigned URL (Location and body)", body = super::openapi::PresignedDownload),
-        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
-        (status = 409, description = "Not promoted yet", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 307, description = "Presigned URL (Location and body)", body = PresignedDownload),
+        (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
+        (status = 409, description = "Not promoted yet", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn get_content(
@@ -172,7 +205,10 @@ async fn get_content(
             let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
             let mut response = (
                 StatusCode::TEMPORARY_REDIRECT,
-                Json(json!({ "url": url, "expires_at": api_time(expires_at) })),
+                Json(PresignedDownload {
+                    url,
+                    expires_at: api_time(expires_at),
+                }),
             )
                 .into_response();
             response.headers_mut().insert(header::LOCATION, location);

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use axum::{Json, Router};
+use serde::Serialize;
 
 use subtle::ConstantTimeEq;
 
@@ -54,7 +54,7 @@ fn check_ops_token(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError
     security((), ("ops_token" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
-        (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::openapi::ErrorEnvelope),
+        (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::error::ErrorEnvelope),
     )
 )]
 async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -76,20 +76,45 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
     get, path = "/ops/storage", tag = "operations",
     security((), ("ops_token" = [])),
     responses(
-        (status = 200, description = "Storage report", content_type = "application/json"),
-        (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::openapi::ErrorEnvelope),
+        (status = 200, description = "Storage report", body = StorageReport),
+        (status = 401, description = "STOWAGE_OPS_TOKEN is set and was not given", body = super::error::ErrorEnvelope),
     )
 )]
-async fn storage(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn storage(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<StorageReport>, ApiError> {
     check_ops_token(&state, &headers)?;
-    let report = StorageReport::load(state.repo()).await?;
-    Ok(axum::Json(report).into_response())
+    Ok(Json(StorageReport::load(state.repo()).await?))
+}
+
+/// The answer of `GET /healthz`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
-async fn healthz() -> Response {
-    axum::Json(json!({ "status": "ok" })).into_response()
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Readiness of each dependency.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Readiness {
+    /// `ready` or `unavailable`.
+    status: &'static str,
+    checks: ReadinessChecks,
+}
+
+/// Each dependency: `ok` or `unavailable: …`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ReadinessChecks {
+    database: String,
+    staging_bucket: String,
+    files_bucket: String,
 }
 
 async fn probe<F, E>(check: F) -> String
@@ -108,8 +133,8 @@ where
 #[utoipa::path(
     get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = super::openapi::Readiness),
-        (status = 503, description = "A dependency is down (named in checks)", body = super::openapi::Readiness),
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "A dependency is down (named in checks)", body = Readiness),
     )
 )]
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -119,18 +144,18 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         probe(state.store().check(Area::Files)),
     );
     let ready = [&database, &staging, &files].iter().all(|s| *s == "ok");
-    let body = json!({
-        "status": if ready { "ready" } else { "unavailable" },
-        "checks": {
-            "database": database,
-            "staging_bucket": staging,
-            "files_bucket": files,
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        checks: ReadinessChecks {
+            database,
+            staging_bucket: staging,
+            files_bucket: files,
         },
-    });
+    };
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(body)).into_response()
+    (status, Json(body)).into_response()
 }

@@ -103,12 +103,12 @@ fn is_multipart(headers: &HeaderMap) -> bool {
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 201, description = "Staged", body = UploadBody),
-        (status = 400, description = "Malformed multipart body", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "Refused: extension, size, content, missing or empty file", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 400, description = "Malformed multipart body", body = super::error::ErrorEnvelope),
+        (status = 422, description = "Refused: extension, size, content, missing or empty file", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn create_upload(
@@ -268,11 +268,11 @@ pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "The record", body = UploadBody),
-        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn get_upload(
@@ -296,12 +296,12 @@ async fn get_upload(
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 204, description = "Discarded (or already gone)"),
-        (status = 404, description = "No such file for this client", body = super::openapi::ErrorEnvelope),
-        (status = 409, description = "Bound, promoted or still receiving", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
+        (status = 409, description = "Bound, promoted or still receiving", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn delete_upload(

@@ -7,14 +7,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::api_time;
-use crate::domain::{FileRecord, SlotFailure, WebhookKind};
+use crate::domain::{FileRecord, FileState, Slot, SlotFailure, WebhookKind};
 use crate::webhooks::{self, Processed, WebhookError};
 
 /// Largest webhook body accepted.
@@ -42,15 +43,15 @@ pub(super) fn routes() -> Router<ApiState> {
     ),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 200, description = "Processed (or a retry of a processed webhook)", body = super::openapi::WebhookResponse),
-        (status = 400, description = "Not JSON", body = super::openapi::ErrorEnvelope),
-        (status = 409, description = "Idempotency-Key reused with another payload", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "Body above 1 MiB", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 200, description = "Processed (or a retry of a processed webhook)", body = WebhookResponse),
+        (status = 400, description = "Not JSON", body = super::error::ErrorEnvelope),
+        (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
+        (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
+        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn candidates(
@@ -72,15 +73,15 @@ async fn candidates(
     ),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 200, description = "Processed (or a retry of a processed webhook)", body = super::openapi::WebhookResponse),
-        (status = 400, description = "Not JSON", body = super::openapi::ErrorEnvelope),
-        (status = 409, description = "Idempotency-Key reused with another payload", body = super::openapi::ErrorEnvelope),
-        (status = 413, description = "Body above 1 MiB", body = super::openapi::ErrorEnvelope),
-        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::openapi::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::openapi::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::openapi::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::openapi::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::openapi::ErrorEnvelope),
+        (status = 200, description = "Processed (or a retry of a processed webhook)", body = WebhookResponse),
+        (status = 400, description = "Not JSON", body = super::error::ErrorEnvelope),
+        (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
+        (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
+        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
+        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
+        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
+        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
+        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
     )
 )]
 async fn applications(
@@ -125,34 +126,76 @@ impl From<WebhookError> for ApiError {
     }
 }
 
-fn file_body(file: &FileRecord) -> Value {
-    json!({
-        "carv_file_id": file.id,
-        "state": file.state,
-        "file_name": file.file_name,
-        "content_type": file.content_type,
-        "file_size": file.file_size,
-        "sha256": file.sha256,
-        "storage_key": file.promoted_key.as_deref().unwrap_or(&file.staging_key),
-    })
+/// A file as a processed webhook reports it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct WebhookFile {
+    carv_file_id: Uuid,
+    state: FileState,
+    file_name: String,
+    content_type: Option<String>,
+    file_size: Option<i64>,
+    sha256: Option<String>,
+    storage_key: String,
 }
 
-/// The answer to a processed webhook.
-fn webhook_body(processed: &Processed) -> Value {
-    let webhook = &processed.webhook;
-    let files: Map<String, Value> = processed
-        .files
-        .iter()
-        .filter_map(|f| Some((f.slot?.as_str().to_owned(), file_body(f))))
-        .collect();
-    json!({
-        "webhook_id": webhook.id,
-        "kind": webhook.kind,
-        "client_id": webhook.client_id,
-        "user_id": webhook.user_id,
-        "received_at": api_time(webhook.created_at),
-        "files": files,
-    })
+impl From<&FileRecord> for WebhookFile {
+    fn from(file: &FileRecord) -> Self {
+        WebhookFile {
+            carv_file_id: file.id,
+            state: file.state,
+            file_name: file.file_name.clone(),
+            content_type: file.content_type.clone(),
+            file_size: file.file_size,
+            sha256: file.sha256.clone(),
+            storage_key: file
+                .promoted_key
+                .clone()
+                .unwrap_or_else(|| file.staging_key.clone()),
+        }
+    }
+}
+
+/// The files of a processed webhook, by slot, in slot order.
+#[derive(Default, Serialize, utoipa::ToSchema)]
+pub(super) struct SlotFiles {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resume: Option<WebhookFile>,
+    /// Applications only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cover_letter: Option<WebhookFile>,
+}
+
+/// The answer to a processed webhook (also to its retries).
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct WebhookResponse {
+    webhook_id: Uuid,
+    kind: WebhookKind,
+    client_id: String,
+    user_id: String,
+    received_at: String,
+    files: SlotFiles,
+}
+
+impl From<&Processed> for WebhookResponse {
+    fn from(processed: &Processed) -> Self {
+        let webhook = &processed.webhook;
+        let mut files = SlotFiles::default();
+        for file in &processed.files {
+            match file.slot {
+                Some(Slot::Resume) => files.resume = Some(file.into()),
+                Some(Slot::CoverLetter) => files.cover_letter = Some(file.into()),
+                None => {}
+            }
+        }
+        WebhookResponse {
+            webhook_id: webhook.id,
+            kind: webhook.kind,
+            client_id: webhook.client_id.clone(),
+            user_id: webhook.user_id.clone(),
+            received_at: api_time(webhook.created_at),
+            files,
+        }
+    }
 }
 
 async fn handle(
@@ -202,21 +245,26 @@ async fn answer(
         ),
     };
     let payload = webhooks::parse_payload(kind, &caller.client_id, &body)?;
-    // Binding and promotion run in their own task: a client that hangs up does not cut a
-    // promotion in half (it would be re-driven anyway, but there is no need).
-    let processed = tokio::spawn({
-        let state = state.clone();
-        async move { webhooks::process(&state, kind, payload, idempotency_key.as_deref()).await }
-            .instrument(tracing::Span::current())
+    // Binding, promotion and the stored answer run in their own task: a client that hangs up
+    // cuts none of them short, and a retry finds the webhook processed.
+    let (body, replayed) = tokio::spawn({
+        let app = state.app().clone();
+        async move {
+            let processed =
+                webhooks::process(&app, kind, payload, idempotency_key.as_deref()).await?;
+            let body = WebhookResponse::from(&processed);
+            if !processed.replayed {
+                let result = serde_json::to_string(&body).map_err(ApiError::internal)?;
+                webhooks::record_result(&app, &processed, &result).await;
+            }
+            Ok::<_, ApiError>((body, processed.replayed))
+        }
+        .instrument(tracing::Span::current())
     })
     .await
     .map_err(ApiError::internal)??;
-    let body = webhook_body(&processed);
-    if !processed.replayed {
-        webhooks::record_result(state, &processed, &body).await;
-    }
     let mut response = (StatusCode::OK, Json(body)).into_response();
-    if processed.replayed {
+    if replayed {
         response
             .headers_mut()
             .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));

@@ -149,7 +149,7 @@ pub struct ClaimedFile {
 }
 
 /// One sweep pass, as recorded for operators.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct SweepRun {
     pub id: Uuid,
     pub started_at: DateTime<Utc>,

@@ -15,7 +15,7 @@ use crate::helpers::{Backend, TestApp, json_with};
 both_backends!(a_sweep_during_a_binding_never_deletes_the_bound_file);
 
 /// Kills a child process when dropped, whatever the test's outcome.
-struct Reaper(std::process::Child);
+pub struct Reaper(pub std::process::Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
@@ -256,13 +256,10 @@ async fn a_trickling_body_is_cut_off_at_the_body_deadline(backend: Backend) {
         c.body_timeout = Duration::from_secs(3);
     })
     .await;
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(4);
-    tx.send(Ok(
-        b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"slow.pdf\"\r\n\r\n"
-            .to_vec(),
-    ))
-    .await
-    .unwrap();
+    let (tx, body) = crate::helpers::streamed_body();
+    tx.send(Ok(crate::helpers::file_part_head("slow.pdf")))
+        .await
+        .unwrap();
     tx.send(Ok(fixtures::pdf(20_000))).await.unwrap();
     let trickle = tokio::spawn(async move {
         for _ in 0..60 {
@@ -272,10 +269,6 @@ async fn a_trickling_body_is_cut_off_at_the_body_deadline(backend: Backend) {
             }
         }
     });
-    let body = reqwest::Body::wrap_stream(futures_util::stream::poll_fn({
-        let mut rx = rx;
-        move |cx| rx.poll_recv(cx)
-    }));
     let started = std::time::Instant::now();
     let response = app
         .acme(Method::POST, "/uploads")

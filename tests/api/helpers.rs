@@ -290,6 +290,23 @@ impl Drop for TestApp {
     }
 }
 
+/// A request body the test writes as it goes: send chunks, drop the sender to end it.
+pub fn streamed_body() -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    reqwest::Body,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let body =
+        reqwest::Body::wrap_stream(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    (tx, body)
+}
+
+/// The opening of a hand-written multipart body (boundary `b`) with one `file` part.
+pub fn file_part_head(name: &str) -> Vec<u8> {
+    format!("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n")
+        .into_bytes()
+}
+
 /// A form with one `file` part.
 pub fn file_form(name: &str, bytes: Vec<u8>, part_type: &str) -> Form {
     let part = Part::bytes(bytes)

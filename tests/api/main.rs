@@ -8,6 +8,7 @@ mod hostile;
 
 mod cli;
 mod crash;
+mod edges;
 mod hardening;
 mod limits;
 mod ops;

@@ -22,6 +22,7 @@ both_backends!(
     an_unclaimed_file_expires_and_a_late_webhook_gets_file_expired,
     a_bound_file_is_never_swept_and_ends_promoted,
     orphans_and_dead_uploads_are_cleaned,
+    a_slow_but_live_upload_is_not_taken_for_dead,
     tombstones_are_purged_after_their_retention,
     metrics_and_the_storage_view_match_the_rows,
     operations_endpoints_honour_the_ops_token,
@@ -174,6 +175,14 @@ async fn orphans_and_dead_uploads_are_cleaned(backend: Backend) {
         .unwrap();
     drop(writer);
     assert_eq!(app.incomplete_uploads().await, 2);
+    // And objects Stowage did not name, put there by someone else: never Stowage's to delete.
+    let mut foreign = Vec::new();
+    for key in ["reports/2026.csv", "acme/not-a-file-id.pdf"] {
+        let mut writer = store.begin_staging(key).await.unwrap();
+        writer.write(Bytes::from_static(b"theirs")).await.unwrap();
+        writer.finish().await.unwrap();
+        foreign.push(key.to_owned());
+    }
 
     let run = stowage::sweeper::run_pass(&app.state).await;
     assert_eq!(run.errors, 0, "{:?}", run.last_error);
@@ -182,13 +191,57 @@ async fn orphans_and_dead_uploads_are_cleaned(backend: Backend) {
         run.orphans_deleted, 2,
         "the orphan object and the stray upload"
     );
+    let mut left = app.objects(Area::Staging).await;
+    left.sort();
+    let mut expected = [vec![live_key], foreign].concat();
+    expected.sort();
     assert_eq!(
-        app.objects(Area::Staging).await,
-        [live_key],
-        "only the live file is left"
+        left, expected,
+        "only the live file and objects Stowage did not name are left"
     );
     assert_eq!(app.incomplete_uploads().await, 0);
     assert_eq!(app.rows_in(FileState::Receiving).await, 0);
+    assert_eq!(app.rows_in(FileState::Staged).await, 1);
+}
+
+/// An upload that runs for longer than the grace period but keeps sending is alive: sweeps
+/// running all along leave it alone, and it ends staged.
+async fn a_slow_but_live_upload_is_not_taken_for_dead(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.receiving_grace = Duration::from_secs(2)).await;
+    let (tx, body) = crate::helpers::streamed_body();
+    let upload = tokio::spawn(
+        app.acme(Method::POST, "/uploads")
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(body)
+            .send(),
+    );
+    let sweeping = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sweeps = tokio::spawn({
+        let (state, sweeping) = (app.state.clone(), sweeping.clone());
+        async move {
+            let mut aborted = 0;
+            while sweeping.load(std::sync::atomic::Ordering::Relaxed) {
+                aborted += stowage::sweeper::run_pass(&state).await.receiving_aborted;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            aborted
+        }
+    });
+    // About 5 s of sending, a chunk every 100 ms: more than twice the grace period.
+    tx.send(Ok(crate::helpers::file_part_head("slow.pdf")))
+        .await
+        .unwrap();
+    let pdf = fixtures::pdf(50_000);
+    for chunk in pdf.chunks(1_000) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        tx.send(Ok(chunk.to_vec())).await.unwrap();
+    }
+    tx.send(Ok(b"\r\n--b--\r\n".to_vec())).await.unwrap();
+    drop(tx);
+    let staged = json_with(upload.await.unwrap().unwrap(), 201).await;
+    sweeping.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(sweeps.await.unwrap(), 0, "a sweep aborted a live upload");
+    assert_eq!(staged["file_size"], 50_000);
     assert_eq!(app.rows_in(FileState::Staged).await, 1);
 }
 

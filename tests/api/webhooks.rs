@@ -19,6 +19,7 @@ both_backends!(
     the_content_endpoint_returns_the_uploaded_bytes,
     fifty_concurrent_webhooks_bind_a_file_exactly_once,
     an_application_binds_nothing_when_its_cover_letter_is_consumed,
+    files_come_in_slot_order,
     every_failing_slot_is_named_and_expiry_needs_no_sweep,
     retries_get_the_original_result,
     a_webhook_without_files_is_accepted,
@@ -300,6 +301,25 @@ async fn an_application_binds_nothing_when_its_cover_letter_is_consumed(backend:
     .await;
     assert_eq!(body["files"]["resume"]["state"], "promoted");
     assert_eq!(body["files"]["cover_letter"]["state"], "promoted");
+}
+
+/// The slots of an answer come resume first, then cover letter — the order the contract
+/// names them in, on a first answer and on a retry alike.
+async fn files_come_in_slot_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let resume = stage(&app, "cv.pdf", fixtures::pdf(3_000)).await;
+    let letter = stage(&app, "letter.pdf", fixtures::pdf(2_000)).await;
+    let payload = application("u-7", &resume, &letter);
+    for attempt in ["first", "retry"] {
+        let response = post_webhook(&app, "applications", &payload).await;
+        assert_eq!(response.status(), 200, "{attempt}");
+        let text = response.text().await.unwrap();
+        let (r, c) = (text.find("\"resume\""), text.find("\"cover_letter\""));
+        assert!(
+            r.is_some() && c.is_some() && r < c,
+            "{attempt}: slots out of order in {text}"
+        );
+    }
 }
 
 async fn every_failing_slot_is_named_and_expiry_needs_no_sweep(backend: Backend) {
