@@ -133,8 +133,8 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub header_read_timeout: Duration,
 
-    /// How long an upload may stay `receiving` before the sweeper treats it as dead, and how
-    /// old an unreferenced staging object must be before it is deleted.
+    /// How long an upload may go without receiving a byte before the sweeper treats it as
+    /// dead, and how old an unreferenced staging object must be before it is deleted.
     #[arg(long, env = "STOWAGE_RECEIVING_GRACE", default_value = "1h", value_parser = humantime::parse_duration, global = true)]
     pub receiving_grace: Duration,
 

@@ -1,7 +1,8 @@
 //! Stowage: two-phase staged file uploads on object storage.
 //!
 //! A client stages a file with `POST /uploads` and gets a `carv_file_id` that expires; a later
-//! webhook binds it exactly once and it is promoted to long-term storage. See DESIGN.md.
+//! webhook binds it exactly once and it is promoted to long-term storage. `docs/design.md` maps
+//! the modules and says where each rule lives.
 
 #![forbid(unsafe_code)]
 
