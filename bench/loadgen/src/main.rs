@@ -145,14 +145,13 @@ fn sample_rss(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task
     tokio::spawn(async move {
         let mut peak = 0u64;
         while !stop.load(Ordering::Relaxed) {
-            if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await {
-                if let Some(kb) = status
+            if let Ok(status) = tokio::fs::read_to_string(format!("/proc/{pid}/status")).await
+                && let Some(kb) = status
                     .lines()
                     .find_map(|l| l.strip_prefix("VmRSS:"))
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    peak = peak.max(kb * 1024);
-                }
+            {
+                peak = peak.max(kb * 1024);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
