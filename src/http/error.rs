@@ -148,6 +148,24 @@ pub struct ErrorBody {
     pub request_id: String,
 }
 
+/// The failures every client route can answer with, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum ClientFailures {
+    /// Missing, unknown or revoked key
+    #[response(status = 401)]
+    Unauthorized(ErrorEnvelope),
+    /// Key not mapped to this client id
+    #[response(status = 403)]
+    Forbidden(ErrorEnvelope),
+    /// Rate limited
+    #[response(status = 429)]
+    RateLimited(ErrorEnvelope),
+    /// A dependency is down
+    #[response(status = 503)]
+    Unavailable(ErrorEnvelope),
+}
+
 /// An error as the client sees it. Server-side causes are kept for the log, never sent.
 #[derive(Debug)]
 pub struct ApiError {

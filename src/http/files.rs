@@ -71,10 +71,7 @@ pub(super) struct PresignedDownload {
     responses(
         (status = 200, description = "The record", body = FileView),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn get_file(
@@ -162,10 +159,7 @@ pub fn content_disposition(file_name: &str) -> String {
         (status = 307, description = "Presigned URL (Location and body)", body = PresignedDownload),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         (status = 409, description = "Not promoted yet", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn get_content(

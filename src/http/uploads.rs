@@ -105,10 +105,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         (status = 201, description = "Staged", body = UploadBody),
         (status = 400, description = "Malformed multipart body", body = super::error::ErrorEnvelope),
         (status = 422, description = "Refused: extension, size, content, missing or empty file", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn create_upload(
@@ -269,10 +266,7 @@ pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
     responses(
         (status = 200, description = "The record", body = UploadBody),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn get_upload(
@@ -298,10 +292,7 @@ async fn get_upload(
         (status = 204, description = "Discarded (or already gone)"),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         (status = 409, description = "Bound, promoted or still receiving", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn delete_upload(

@@ -48,10 +48,7 @@ pub(super) fn routes() -> Router<ApiState> {
         (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
         (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
         (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn candidates(
@@ -78,10 +75,7 @@ async fn candidates(
         (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
         (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
         (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
-        (status = 401, description = "Missing, unknown or revoked key", body = super::error::ErrorEnvelope),
-        (status = 403, description = "Key not mapped to this client id", body = super::error::ErrorEnvelope),
-        (status = 429, description = "Rate limited", body = super::error::ErrorEnvelope),
-        (status = 503, description = "A dependency is down", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
     )
 )]
 async fn applications(

@@ -75,14 +75,7 @@ async fn a_sweep_during_a_binding_never_deletes_the_bound_file(backend: Backend)
         app.state.store().exists(Area::Files, &key).await.unwrap(),
         "a 200 for a file whose bytes are gone"
     );
-    let file = json_with(
-        app.acme(Method::GET, &format!("/files/{id}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let file = app.get_json(&format!("/files/{id}")).await;
     assert_eq!(file["state"], "promoted");
     let again = stowage::sweeper::run_pass(&app.state).await;
     assert_eq!(

@@ -209,6 +209,18 @@ impl TestApp {
             .header("X-ATS-Client-ID", "globex")
     }
 
+    /// `GET` a path as `acme`, expecting `200`, and the JSON body.
+    pub async fn get_json(&self, path: &str) -> Value {
+        json_with(
+            self.acme(reqwest::Method::GET, path)
+                .send()
+                .await
+                .expect("GET request"),
+            200,
+        )
+        .await
+    }
+
     /// `POST /uploads` as `acme` with one `file` part.
     pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> reqwest::Response {
         self.upload_form(file_form(name, bytes, "application/octet-stream"))

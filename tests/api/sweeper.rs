@@ -55,14 +55,7 @@ async fn an_unclaimed_file_expires_and_a_late_webhook_gets_file_expired(backend:
     );
     assert_eq!(app.rows_in(FileState::Expired).await, 1, "tombstone kept");
 
-    let record = json_with(
-        app.acme(Method::GET, &format!("/uploads/{id}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let record = app.get_json(&format!("/uploads/{id}")).await;
     assert_eq!(record["state"], "expired");
     let webhook = json!({ "client_id": "acme", "user_id": "late", "files": { "resume": { "carv_file_id": id } } });
     let late = app

@@ -71,14 +71,7 @@ async fn a_pdf_is_staged_with_its_record(backend: Backend) {
     assert!((uploaded - before).num_seconds().abs() <= 2);
     assert_eq!((expires - uploaded).num_hours(), 72);
 
-    let record = json_with(
-        app.acme(Method::GET, &format!("/uploads/{id}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let record = app.get_json(&format!("/uploads/{id}")).await;
     assert_eq!(record["state"], "staged");
     for field in sorted {
         assert_eq!(

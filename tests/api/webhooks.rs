@@ -92,28 +92,14 @@ async fn a_candidate_webhook_binds_and_promotes_its_resume(backend: Backend) {
     );
     assert_eq!(app.objects(Area::Files).await, [format!("acme/{id}")]);
 
-    let file = json_with(
-        app.acme(Method::GET, &format!("/files/{id}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let file = app.get_json(&format!("/files/{id}")).await;
     assert_eq!(file["state"], "promoted");
     assert_eq!(file["sha256"], sha256(&pdf));
     assert_eq!(file["webhook"]["webhook_id"], body["webhook_id"]);
     assert_eq!(file["webhook"]["kind"], "candidate");
     assert_eq!(file["webhook"]["user_id"], "user-123");
     assert_eq!(file["webhook"]["slot"], "resume");
-    let upload = json_with(
-        app.acme(Method::GET, &format!("/uploads/{id}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let upload = app.get_json(&format!("/uploads/{id}")).await;
     assert_eq!(upload["state"], "promoted");
 
     // Another client sees nothing of it.
@@ -279,14 +265,7 @@ async fn an_application_binds_nothing_when_its_cover_letter_is_consumed(backend:
     let details = error["error"]["details"].as_object().unwrap();
     assert_eq!(details.keys().collect::<Vec<_>>(), ["files.cover_letter"]);
 
-    let record = json_with(
-        app.acme(Method::GET, &format!("/uploads/{resume}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let record = app.get_json(&format!("/uploads/{resume}")).await;
     assert_eq!(record["state"], "staged", "the resume was not bound");
     let new_letter = stage(&app, "letter2.pdf", fixtures::pdf(2_000)).await;
     let body = json_with(
@@ -495,14 +474,7 @@ async fn bad_webhooks_get_clear_errors(backend: Backend) {
         .unwrap();
     assert_error(response, 422, "file_not_found").await;
 
-    let record = json_with(
-        app.acme(Method::GET, &format!("/uploads/{id}"))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let record = app.get_json(&format!("/uploads/{id}")).await;
     assert_eq!(record["state"], "staged", "none of that bound the file");
 }
 
