@@ -113,6 +113,153 @@ pub enum CliError {
     Scheduler(#[from] crate::sweeper::SchedulerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A dependency `serve` needs kept failing until the start-up timeout.
+    #[error("cannot start: the {dependency} ({setting}) is unusable: {cause}")]
+    Dependency {
+        dependency: &'static str,
+        setting: &'static str,
+        cause: String,
+    },
+    #[error("cannot start: cannot listen on {addr} (--listen / STOWAGE_LISTEN): {cause}")]
+    Listen { addr: String, cause: std::io::Error },
+    #[error(
+        "cannot start: invalid sweep schedule '{schedule}' (--sweep-schedule / STOWAGE_SWEEP_SCHEDULE): \
+         a cron line has six fields, seconds first, e.g. '0 * * * * *' for every minute"
+    )]
+    Schedule { schedule: String },
+}
+
+const DATABASE_SETTING: &str = "--database-url / STOWAGE_DATABASE_URL";
+const STORAGE_SETTING: &str = "--storage / STOWAGE_STORAGE and the STOWAGE_S3_* settings";
+
+/// Runs `attempt` until it succeeds, fails for good (`retryable` says no), or `deadline` passes;
+/// the error is the last cause seen.
+async fn retry_until<T, E: std::fmt::Display>(
+    what: &str,
+    deadline: tokio::time::Instant,
+    retryable: impl Fn(&E) -> bool,
+    mut attempt: impl AsyncFnMut() -> Result<T, E>,
+) -> Result<T, String> {
+    let mut last = None;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left.max(Duration::from_secs(1)), attempt()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) if retryable(&e) && left > Duration::from_secs(1) => {
+                tracing::warn!(error = %e, "{what} not reachable yet; retrying");
+                last = Some(e.to_string());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) => {
+                return Err(last.unwrap_or_else(|| "no answer before the start-up timeout".into()));
+            }
+        }
+    }
+}
+
+/// Opens the database and the store and checks both storage areas, retrying what may come up
+/// for `STOWAGE_STARTUP_TIMEOUT`; a failure names the dependency and the setting it came from.
+async fn start_app(config: &Config) -> Result<crate::App, CliError> {
+    let deadline = tokio::time::Instant::now() + config.startup_timeout;
+    let repo = retry_until(
+        "the database",
+        deadline,
+        |e: &repo::RepoError| matches!(e, repo::RepoError::Unavailable(_)),
+        async || repo::connect(&config.database_url).await,
+    )
+    .await
+    .map_err(|cause| CliError::Dependency {
+        dependency: "database",
+        setting: DATABASE_SETTING,
+        cause,
+    })?;
+    let storage_error = |cause| CliError::Dependency {
+        dependency: "object storage",
+        setting: STORAGE_SETTING,
+        cause,
+    };
+    let spill = crate::spill::Spill::from_config(config);
+    let store = store::connect(config, &spill)
+        .await
+        .map_err(|e| storage_error(e.to_string()))?;
+    let unavailable = |e: &store::StoreError| matches!(e, store::StoreError::Unavailable(_));
+    let areas = async || {
+        store.check(Area::Staging).await?;
+        store.check(Area::Files).await
+    };
+    if let Err(first) = retry_until("object storage", deadline, unavailable, areas).await {
+        // First run on an empty directory, or buckets not created yet: make them, look again.
+        // If storage never answered, its first failure is the one worth reporting.
+        let created = store.init(config.upload_ttl).await;
+        if let Err(e) = &created {
+            tracing::debug!(error = %e, "could not create the storage areas");
+        }
+        match created {
+            Ok(()) => retry_until("object storage", deadline, unavailable, areas)
+                .await
+                .map_err(storage_error)?,
+            Err(store::StoreError::Unavailable(_)) => return Err(storage_error(first)),
+            Err(e) => return Err(storage_error(e.to_string())),
+        }
+    }
+    Ok(crate::App::new(
+        repo,
+        store,
+        spill,
+        crate::Policies::from_config(config),
+    ))
+}
+
+/// Parses the command line and the `STOWAGE_*` variables. A bad value that came from a
+/// variable is reported by the variable's name (clap alone names only the flag), then the
+/// process exits with status 2.
+pub fn parse() -> Cli {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::{CommandFactory, FromArgMatches};
+
+    let command = Cli::command();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let error = match command.clone().try_get_matches_from(&args) {
+        Ok(matches) => match Cli::from_arg_matches(&matches) {
+            Ok(cli) => return cli,
+            Err(e) => e,
+        },
+        Err(e) => e,
+    };
+    if matches!(
+        error.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) && let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg)
+        && let Some(ContextValue::String(value)) = error.get(ContextKind::InvalidValue)
+    {
+        let long = arg
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("--");
+        let on_command_line = args
+            .iter()
+            .any(|a| a.to_string_lossy().starts_with(&format!("--{long}")));
+        let env = command
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_string_lossy().into_owned());
+        if let (Some(env), false) = (env, on_command_line)
+            && std::env::var_os(&env).is_some()
+        {
+            let reason = error
+                .to_string()
+                .lines()
+                .next()
+                .and_then(|l| l.split_once("': ").map(|(_, r)| r.to_owned()))
+                .unwrap_or_default();
+            eprintln!("stowage: invalid value '{value}' in {env} (--{long}): {reason}");
+            std::process::exit(2);
+        }
+    }
+    error.exit()
 }
 
 /// Runs a parsed command line.
@@ -216,47 +363,96 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// The log filter when `RUST_LOG` is unset.
+pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,aws_config=warn,tokio_cron_scheduler=warn";
+
+/// Logs go to stderr as text (coloured only on a terminal), or to stdout as JSON lines — and
+/// then nothing else is written to stdout.
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
 
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,aws_config=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .with_writer(std::io::stdout)
+            .try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .try_init(),
     };
 }
 
-async fn serve(config: &Config) -> Result<(), CliError> {
-    let state = crate::connect(config).await?;
-    let store = state.store();
-    if store.check(Area::Staging).await.is_err() || store.check(Area::Files).await.is_err() {
-        // First run on an empty directory, or buckets not created yet: make them.
-        if let Err(e) = store.init(config.upload_ttl).await {
-            tracing::warn!(error = %e, "storage areas are missing and could not be created; run `stowage storage init`");
+/// Tells the operator something once, on stdout: as text, or in JSON mode as one JSON line
+/// (`{"message", …fields}`) like the log's.
+fn announce(format: LogFormat, text: &str, message: &str, fields: &[(&str, String)]) {
+    use std::io::Write;
+    // A closed stdout (a supervisor that stopped reading) must not stop the service.
+    let line = match format {
+        LogFormat::Pretty => text.to_owned(),
+        LogFormat::Json => {
+            let mut line = serde_json::Map::new();
+            line.insert("timestamp".into(), chrono::Utc::now().to_rfc3339().into());
+            line.insert("level".into(), "INFO".into());
+            line.insert("message".into(), message.into());
+            for (name, value) in fields {
+                line.insert((*name).into(), value.clone().into());
+            }
+            serde_json::Value::Object(line).to_string()
         }
-    }
-    if let Some(added) = accounts::bootstrap(state.repo()).await? {
-        println!(
-            "first run: created client '{}' with API key '{}': {}",
-            added.client_id,
-            added.key,
-            added.api_key.as_deref().unwrap_or("")
-        );
-        println!("store this secret now; it is not shown again");
-    }
+    };
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
 
-    // Promotions interrupted by a previous stop are re-driven now, then on every scheduled pass.
-    let scheduler = crate::sweeper::start(state.clone(), &config.sweep_schedule).await?;
-    scheduler.run_now(state.clone());
-
-    let listener = tokio::net::TcpListener::bind(&config.listen).await?;
+async fn serve(config: &Config) -> Result<(), CliError> {
+    let state = start_app(config).await?;
+    let scheduler = crate::sweeper::start(state.clone(), &config.sweep_schedule)
+        .await
+        .map_err(|e| match e {
+            crate::sweeper::SchedulerError::Schedule { .. } => CliError::Schedule {
+                schedule: config.sweep_schedule.clone(),
+            },
+            other => CliError::Scheduler(other),
+        })?;
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|cause| CliError::Listen {
+            addr: config.listen.clone(),
+            cause,
+        })?;
     let addr = listener.local_addr()?;
-    println!("stowage listening on http://{addr}");
-    tracing::info!(%addr, storage = %store.describe(), "listening");
+    announce(
+        config.log_format,
+        &format!("stowage listening on http://{addr}"),
+        "stowage listening",
+        &[("url", format!("http://{addr}"))],
+    );
+    tracing::info!(%addr, storage = %state.store().describe(), "listening");
+    // Listening: a first-run key printed now cannot be lost to a start that fails after it.
+    if let Some(added) = accounts::bootstrap(state.repo()).await? {
+        let api_key = added.api_key.unwrap_or_default();
+        announce(
+            config.log_format,
+            &format!(
+                "first run: created client '{}' with API key '{}': {api_key}\n\
+                 store this secret now; it is not shown again",
+                added.client_id, added.key
+            ),
+            "first run: created a client and its API key; store the secret now, it is not shown again",
+            &[
+                ("client_id", added.client_id.clone()),
+                ("key", added.key.clone()),
+                ("api_key", api_key.clone()),
+            ],
+        );
+    }
+    // Promotions interrupted by a previous stop are re-driven now, then on every scheduled pass.
+    scheduler.run_now(state.clone());
 
     let (stop, mut stopped) = watch::channel(false);
     let server = crate::serve(listener, state.clone(), async move {

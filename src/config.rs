@@ -129,6 +129,11 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
     pub tombstone_retention: Duration,
 
+    /// How long `serve` keeps retrying an unreachable database or storage service at start-up
+    /// before it gives up and exits.
+    #[arg(long, env = "STOWAGE_STARTUP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub startup_timeout: Duration,
+
     /// Longest a client may take to send a request's headers (slow-loris protection).
     #[arg(long, env = "STOWAGE_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
     pub header_read_timeout: Duration,

@@ -2,11 +2,9 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = stowage::cli::Cli::parse();
+    let cli = stowage::cli::parse();
     match stowage::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

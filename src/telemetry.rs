@@ -99,6 +99,17 @@ impl Telemetry {
         metrics::with_local_recorder(&self.recorder, f)
     }
 
+    /// One HTTP request answered (its body sent or abandoned).
+    pub fn http_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let (method, route) = (method.to_owned(), route.to_owned());
+        self.record(|| {
+            counter!("stowage_http_requests_total", "method" => method, "route" => route.clone(), "status" => status.to_string())
+                .increment(1);
+            histogram!("stowage_http_request_duration_seconds", "route" => route)
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
     /// One `POST /uploads` answered.
     pub fn upload(&self, outcome: &str, bytes: u64, elapsed: Duration) {
         let outcome = outcome.to_owned();

@@ -62,6 +62,9 @@ impl FromRequestParts<ApiState> for Caller {
                 "This API key is not allowed to act for that client id",
             ));
         }
+        if let Some(slot) = parts.extensions.get::<super::access::AccessSlot>() {
+            slot.caller(client_id, &grant.key_name);
+        }
         Ok(Caller {
             client_id: client_id.to_owned(),
             key_name: grant.key_name,

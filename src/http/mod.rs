@@ -1,5 +1,6 @@
 //! The HTTP API: one module per route group, the error envelope and authentication.
 
+mod access;
 pub mod auth;
 pub mod error;
 mod files;
@@ -78,9 +79,10 @@ pub fn app(app: App) -> Router {
     Router::new()
         .merge(client_routes)
         .merge(ops::routes())
+        .route_layer(middleware::from_fn(access::note_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
                 .layer(middleware::map_request(drop_unsafe_request_id))
@@ -97,6 +99,10 @@ pub fn app(app: App) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(request_context))
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    access::access_log,
+                ))
                 .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
                 .layer(RequestBodyDeadlineLayer::new(body_timeout)),
         )

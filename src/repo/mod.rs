@@ -37,6 +37,9 @@ pub enum RepoError {
     /// The URL names no backend Stowage has.
     #[error("unsupported database URL '{0}' (use sqlite://PATH or postgres://…)")]
     UnsupportedUrl(String),
+    /// The database cannot be set up where the URL points (a directory cannot be made…).
+    #[error("{0}")]
+    Setup(String),
     /// A stored value could not be read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),

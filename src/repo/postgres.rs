@@ -62,6 +62,12 @@ impl PostgresRepo {
     /// Connects and runs the PostgreSQL migrations.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
+        // One direct connection first: a pool that cannot connect only says "timed out", this
+        // says why (refused, unknown host, bad password, no such database).
+        sqlx::Connection::close(
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?,
+        )
+        .await?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))

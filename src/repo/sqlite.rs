@@ -76,7 +76,12 @@ impl SqliteRepo {
             .foreign_keys(true);
         let file = options.get_filename();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| RepoError::Unavailable(sqlx::Error::Io(e)))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RepoError::Setup(format!(
+                    "cannot create the database directory {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let memory = file == Path::new(":memory:");
         let pool = SqlitePoolOptions::new()

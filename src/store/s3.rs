@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
@@ -42,7 +42,22 @@ fn sdk_err<E>(context: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResp
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let text = format!("{context}: {}", DisplayErrorContext(&err));
+    // One line an operator can read: the service's error code, or the innermost cause
+    // ("Connection refused", a timeout), not the SDK's whole debug chain.
+    let text = match &err {
+        SdkError::ServiceError(service) => format!(
+            "{context}: {} (HTTP {})",
+            service.err().code().unwrap_or("error"),
+            service.raw().status().as_u16()
+        ),
+        _ => {
+            let mut cause: &dyn std::error::Error = &err;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            format!("{context}: {cause}")
+        }
+    };
     match &err {
         // No answer, or the connection broke while reading one: the server is unreachable.
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {

@@ -11,7 +11,7 @@ use crate::helpers::{file_form, json_with};
 
 const BIN: &str = env!("CARGO_BIN_EXE_stowage");
 
-fn stowage(dir: &std::path::Path) -> Command {
+pub fn stowage(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -150,22 +150,22 @@ async fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String)
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (key, base) = tokio::task::spawn_blocking(move || {
-        let mut key = None;
+        let mut base = None;
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
-            if let Some(rest) =
+            if let Some(url) = line.strip_prefix("stowage listening on ") {
+                base = Some(url.to_owned());
+            }
+            if let Some(key) =
                 line.strip_prefix("first run: created client 'default' with API key 'default': ")
             {
-                key = Some(rest.to_owned());
-            }
-            if let Some(url) = line.strip_prefix("stowage listening on ") {
                 return (
-                    key.expect("bootstrap key printed before listening"),
-                    url.to_owned(),
+                    key.to_owned(),
+                    base.expect("the first-run key is printed once listening"),
                 );
             }
         }
-        panic!("serve exited before listening");
+        panic!("serve exited before printing its first-run key");
     })
     .await
     .unwrap();

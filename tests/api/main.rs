@@ -6,11 +6,12 @@ mod fixtures;
 mod helpers;
 mod hostile;
 
-mod cli;
+pub mod cli;
 mod crash;
 mod edges;
-mod hardening;
+pub mod hardening;
 mod limits;
+mod operability;
 mod ops;
 pub mod outage;
 mod replicas;
