@@ -91,6 +91,40 @@ impl Telemetry {
                 "stowage_promotion_retries_total",
                 "Promotions re-driven by the recovery pass, by result (ok, error)."
             );
+            describe_counter!(
+                "stowage_http_requests_total",
+                "HTTP requests answered, by method, matched route and status."
+            );
+            describe_histogram!(
+                "stowage_http_request_duration_seconds",
+                "Time from a request's arrival to the end of its response body, by route."
+            );
+            describe_gauge!(
+                "stowage_build_info",
+                "Always 1; the version of the running binary is its label."
+            );
+            // Every series exists from the start, at zero: dashboards show 0, not "no data".
+            gauge!("stowage_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            counter!("stowage_uploads_total", "outcome" => "staged").absolute(0);
+            counter!("stowage_upload_bytes_total").absolute(0);
+            let _ = histogram!("stowage_upload_duration_seconds");
+            for kind in ["candidate", "application"] {
+                counter!("stowage_webhooks_total", "kind" => kind, "outcome" => "processed")
+                    .absolute(0);
+            }
+            let _ = histogram!("stowage_webhook_duration_seconds");
+            for result in ["ok", "error"] {
+                counter!("stowage_sweeper_runs_total", "result" => result).absolute(0);
+                counter!("stowage_promotion_retries_total", "result" => result).absolute(0);
+            }
+            for reason in ["expired", "orphan", "aborted"] {
+                counter!("stowage_sweeper_deletions_total", "reason" => reason).absolute(0);
+            }
+            counter!("stowage_sweeper_errors_total").absolute(0);
+            gauge!("stowage_last_sweep_timestamp_seconds").set(0.0);
+            counter!("stowage_http_requests_total", "method" => "GET", "route" => "/healthz", "status" => "200")
+                .absolute(0);
+            let _ = histogram!("stowage_http_request_duration_seconds", "route" => "/healthz");
         });
         telemetry
     }

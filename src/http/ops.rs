@@ -109,7 +109,7 @@ pub(super) struct Readiness {
     checks: ReadinessChecks,
 }
 
-/// Each dependency: `ok` or `unavailable: …`.
+/// Each dependency: `ok` or `unavailable` (the cause is in the service's log).
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct ReadinessChecks {
     database: String,
@@ -117,16 +117,25 @@ pub(super) struct ReadinessChecks {
     files_bucket: String,
 }
 
-async fn probe<F, E>(check: F) -> String
+/// `ok` or `unavailable`. The cause (which may name internal hosts and paths) goes to the log
+/// with the request id, never to the unauthenticated caller.
+async fn probe<F, E>(dependency: &str, check: F) -> String
 where
     F: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    match tokio::time::timeout(PROBE_TIMEOUT, check).await {
-        Ok(Ok(())) => "ok".to_owned(),
-        Ok(Err(e)) => format!("unavailable: {e}"),
-        Err(_) => "unavailable: timed out".to_owned(),
-    }
+    let cause = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(Ok(())) => return "ok".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+    };
+    tracing::warn!(
+        request_id = %super::error::current_request_id(),
+        dependency,
+        cause,
+        "readiness check failed"
+    );
+    "unavailable".to_owned()
 }
 
 /// The database and both buckets answer.
@@ -139,9 +148,9 @@ where
 )]
 async fn readyz(State(state): State<ApiState>) -> Response {
     let (database, staging, files) = tokio::join!(
-        probe(state.repo().ping()),
-        probe(state.store().check(Area::Staging)),
-        probe(state.store().check(Area::Files)),
+        probe("database", state.repo().ping()),
+        probe("staging_bucket", state.store().check(Area::Staging)),
+        probe("files_bucket", state.store().check(Area::Files)),
     );
     let ready = [&database, &staging, &files].iter().all(|s| *s == "ok");
     let body = Readiness {
