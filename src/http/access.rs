@@ -63,13 +63,9 @@ pub async fn access_log(State(state): State<ApiState>, mut req: Request, next: N
     let received = Arc::new(AtomicU64::new(0));
     let method = req.method().clone();
     let request_id = request_id(req.headers());
-    let req = req.map(|body| {
-        Body::new(Counted {
-            inner: body,
-            count: received.clone(),
-        })
-    });
+    let req = req.map(|body| Body::new(Metered::new(body, received.clone(), None)));
     let response = next.run(req).await;
+    let sent = Arc::new(AtomicU64::new(0));
     let entry = Entry {
         started,
         method,
@@ -77,15 +73,10 @@ pub async fn access_log(State(state): State<ApiState>, mut req: Request, next: N
         request_id,
         slot,
         received,
-        sent: 0,
+        sent: sent.clone(),
         app: state.app().clone(),
     };
-    response.map(|body| {
-        Body::new(Logged {
-            inner: body,
-            entry: Some(entry),
-        })
-    })
+    response.map(|body| Body::new(Metered::new(body, sent, Some(entry))))
 }
 
 fn request_id(headers: &HeaderMap) -> String {
@@ -96,38 +87,6 @@ fn request_id(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// A request body that counts what is read of it.
-struct Counted {
-    inner: Body,
-    count: Arc<AtomicU64>,
-}
-
-impl HttpBody for Counted {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 struct Entry {
     started: Instant,
     method: Method,
@@ -135,7 +94,7 @@ struct Entry {
     request_id: String,
     slot: AccessSlot,
     received: Arc<AtomicU64>,
-    sent: u64,
+    sent: Arc<AtomicU64>,
     app: crate::app::App,
 }
 
@@ -153,7 +112,7 @@ impl Entry {
             status = self.status.as_u16(),
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             bytes_in = self.received.load(Ordering::Relaxed),
-            bytes_out = self.sent,
+            bytes_out = self.sent.load(Ordering::Relaxed),
             request_id = %self.request_id,
             client_id = info.client_id.as_deref().unwrap_or("-"),
             key = info.key_name.as_deref().unwrap_or("-"),
@@ -162,14 +121,26 @@ impl Entry {
     }
 }
 
-/// A response body that counts what is sent and writes the access-log line when it ends or is
-/// dropped (a client that hangs up mid-download is logged too).
-struct Logged {
+/// A body that counts the bytes that pass through it — a request's as the handler reads it, a
+/// response's as it is sent — and, for a response, writes the access-log line when the body ends
+/// or is dropped (a client that hangs up mid-download is logged too).
+struct Metered {
     inner: Body,
-    entry: Option<Entry>,
+    count: Arc<AtomicU64>,
+    on_end: Option<Entry>,
 }
 
-impl HttpBody for Logged {
+impl Metered {
+    fn new(inner: Body, count: Arc<AtomicU64>, on_end: Option<Entry>) -> Self {
+        Metered {
+            inner,
+            count,
+            on_end,
+        }
+    }
+}
+
+impl HttpBody for Metered {
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -178,18 +149,18 @@ impl HttpBody for Logged {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            let len = data.len() as u64;
-            if let Some(entry) = self.entry.as_mut() {
-                entry.sent += len;
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    self.count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
             }
-        }
-        if let Poll::Ready(None) = &polled
-            && let Some(entry) = self.entry.take()
-        {
-            entry.write();
+            Poll::Ready(None) => {
+                if let Some(entry) = self.on_end.take() {
+                    entry.write();
+                }
+            }
+            _ => {}
         }
         polled
     }
@@ -203,9 +174,9 @@ impl HttpBody for Logged {
     }
 }
 
-impl Drop for Logged {
+impl Drop for Metered {
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.take() {
+        if let Some(entry) = self.on_end.take() {
             entry.write();
         }
     }
