@@ -7,7 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
 use stowage::store::Area;
 
 use crate::fixtures;
@@ -148,7 +147,7 @@ async fn crash_during_promotion(backend: Backend, fault: &str) {
     let staged = json_with(app.upload("cv.pdf", fixtures::pdf(9_000)).await, 201).await;
     let id = staged["carv_file_id"].as_str().unwrap().to_owned();
     let (mut child, base) = crashing_server(&app, fault).await;
-    let webhook = json!({ "client_id": "acme", "user_id": "u", "files": { "resume": { "carv_file_id": id } } });
+    let webhook = crate::helpers::resume_webhook("u", &id);
     let sent = app
         .http
         .post(format!("{base}/webhooks/candidates"))

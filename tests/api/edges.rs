@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
-use serde_json::json;
 use stowage::domain::{FileState, WebhookStatus};
 use stowage::store::Area;
 use uuid::Uuid;
@@ -33,7 +31,7 @@ async fn a_client_hanging_up_mid_webhook_still_gets_it_processed(backend: Backen
     let _child = Reaper(child);
     let staged = json_with(app.upload("cv.pdf", fixtures::pdf(4_000)).await, 201).await;
     let id = staged["carv_file_id"].as_str().unwrap().to_owned();
-    let webhook = json!({ "client_id": "acme", "user_id": "u", "files": { "resume": { "carv_file_id": id } } });
+    let webhook = crate::helpers::resume_webhook("u", &id);
     let send = || {
         app.http
             .post(format!("{base}/webhooks/candidates"))
@@ -106,16 +104,8 @@ async fn a_file_of_unknown_size_is_measured_before_promotion() {
         .set_len(6 * 1024 * 1024 * 1024)
         .unwrap();
 
-    let webhook = json!({ "client_id": "acme", "user_id": "u", "files": { "resume": { "carv_file_id": id } } });
-    let answer = json_with(
-        app.acme(Method::POST, "/webhooks/candidates")
-            .json(&webhook)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let webhook = crate::helpers::resume_webhook("u", &id);
+    let answer = json_with(app.post_webhook("candidates", &webhook).await, 200).await;
     assert_eq!(answer["files"]["resume"]["state"], "bound", "{answer}");
     assert_eq!(app.rows_in(FileState::Bound).await, 1);
     assert_eq!(app.objects(Area::Files).await, Vec::<String>::new());

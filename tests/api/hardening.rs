@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::json;
 use stowage::store::Area;
 
 use crate::both_backends;
@@ -54,7 +53,7 @@ async fn a_sweep_during_a_binding_never_deletes_the_bound_file(backend: Backend)
     let expires_at = at(&staged["expires_at"]);
 
     sleep_until(expires_at - chrono::TimeDelta::milliseconds(1_000)).await;
-    let webhook = json!({ "client_id": "acme", "user_id": "u", "files": { "resume": { "carv_file_id": id } } });
+    let webhook = crate::helpers::resume_webhook("u", &id);
     let sent = tokio::spawn(
         app.http
             .post(format!("{base}/webhooks/candidates"))

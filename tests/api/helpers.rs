@@ -221,6 +221,15 @@ impl TestApp {
         .await
     }
 
+    /// `POST /webhooks/{kind}` as `acme`.
+    pub async fn post_webhook(&self, kind: &str, body: &Value) -> reqwest::Response {
+        self.acme(reqwest::Method::POST, &format!("/webhooks/{kind}"))
+            .json(body)
+            .send()
+            .await
+            .expect("webhook request")
+    }
+
     /// `POST /uploads` as `acme` with one `file` part.
     pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> reqwest::Response {
         self.upload_form(file_form(name, bytes, "application/octet-stream"))
@@ -317,6 +326,15 @@ pub fn streamed_body() -> (
 pub fn file_part_head(name: &str) -> Vec<u8> {
     format!("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\r\n")
         .into_bytes()
+}
+
+/// The smallest candidate webhook of `acme`: a user and a resume.
+pub fn resume_webhook(user_id: &str, carv_file_id: &str) -> Value {
+    serde_json::json!({
+        "client_id": "acme",
+        "user_id": user_id,
+        "files": { "resume": { "carv_file_id": carv_file_id } }
+    })
 }
 
 /// A form with one `file` part.

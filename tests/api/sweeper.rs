@@ -57,7 +57,7 @@ async fn an_unclaimed_file_expires_and_a_late_webhook_gets_file_expired(backend:
 
     let record = app.get_json(&format!("/uploads/{id}")).await;
     assert_eq!(record["state"], "expired");
-    let webhook = json!({ "client_id": "acme", "user_id": "late", "files": { "resume": { "carv_file_id": id } } });
+    let webhook = crate::helpers::resume_webhook("late", &id);
     let late = app
         .acme(Method::POST, "/webhooks/candidates")
         .json(&webhook)
@@ -288,16 +288,8 @@ async fn metrics_and_the_storage_view_match_the_rows(backend: Backend) {
         "file_extension_not_allowed",
     )
     .await;
-    let webhook = json!({ "client_id": "acme", "user_id": "u", "files": { "resume": { "carv_file_id": ids[2] } } });
-    json_with(
-        app.acme(Method::POST, "/webhooks/candidates")
-            .json(&webhook)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let webhook = crate::helpers::resume_webhook("u", &ids[2]);
+    json_with(app.post_webhook("candidates", &webhook).await, 200).await;
     let discarded = app
         .acme(Method::DELETE, &format!("/uploads/{}", ids[3]))
         .send()

@@ -58,21 +58,14 @@ fn application(user: &str, resume: &str, cover_letter: &str) -> Value {
     })
 }
 
-async fn post_webhook(app: &TestApp, kind: &str, body: &Value) -> reqwest::Response {
-    app.acme(Method::POST, &format!("/webhooks/{kind}"))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn a_candidate_webhook_binds_and_promotes_its_resume(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let pdf = fixtures::pdf(300_000);
     let id = stage(&app, "jane.pdf", pdf.clone()).await;
 
     let body = json_with(
-        post_webhook(&app, "candidates", &candidate("user-123", &id)).await,
+        app.post_webhook("candidates", &candidate("user-123", &id))
+            .await,
         200,
     )
     .await;
@@ -145,7 +138,7 @@ async fn the_content_endpoint_returns_the_uploaded_bytes(backend: Backend) {
     assert_error(early, 409, "file_not_promoted").await;
 
     json_with(
-        post_webhook(&app, "candidates", &candidate("u", &id)).await,
+        app.post_webhook("candidates", &candidate("u", &id)).await,
         200,
     )
     .await;
@@ -240,18 +233,15 @@ async fn an_application_binds_nothing_when_its_cover_letter_is_consumed(backend:
     let resume = stage(&app, "cv.pdf", fixtures::pdf(10_000)).await;
     let letter = stage(&app, "letter.docx", fixtures::docx()).await;
     json_with(
-        post_webhook(&app, "candidates", &candidate("first", &letter)).await,
+        app.post_webhook("candidates", &candidate("first", &letter))
+            .await,
         200,
     )
     .await;
 
     let error = assert_error(
-        post_webhook(
-            &app,
-            "applications",
-            &application("second", &resume, &letter),
-        )
-        .await,
+        app.post_webhook("applications", &application("second", &resume, &letter))
+            .await,
         422,
         "file_already_consumed",
     )
@@ -269,12 +259,8 @@ async fn an_application_binds_nothing_when_its_cover_letter_is_consumed(backend:
     assert_eq!(record["state"], "staged", "the resume was not bound");
     let new_letter = stage(&app, "letter2.pdf", fixtures::pdf(2_000)).await;
     let body = json_with(
-        post_webhook(
-            &app,
-            "applications",
-            &application("second", &resume, &new_letter),
-        )
-        .await,
+        app.post_webhook("applications", &application("second", &resume, &new_letter))
+            .await,
         200,
     )
     .await;
@@ -290,7 +276,7 @@ async fn files_come_in_slot_order(backend: Backend) {
     let letter = stage(&app, "letter.pdf", fixtures::pdf(2_000)).await;
     let payload = application("u-7", &resume, &letter);
     for attempt in ["first", "retry"] {
-        let response = post_webhook(&app, "applications", &payload).await;
+        let response = app.post_webhook("applications", &payload).await;
         assert_eq!(response.status(), 200, "{attempt}");
         let text = response.text().await.unwrap();
         let (r, c) = (text.find("\"resume\""), text.find("\"cover_letter\""));
@@ -312,7 +298,8 @@ async fn every_failing_slot_is_named_and_expiry_needs_no_sweep(backend: Backend)
 
     let unknown = Uuid::new_v4().to_string();
     let error = assert_error(
-        post_webhook(&app, "applications", &application("u", &unknown, &old)).await,
+        app.post_webhook("applications", &application("u", &unknown, &old))
+            .await,
         422,
         "file_not_found",
     )
@@ -332,7 +319,7 @@ async fn every_failing_slot_is_named_and_expiry_needs_no_sweep(backend: Backend)
     );
 
     let error = assert_error(
-        post_webhook(&app, "candidates", &candidate("u", &old)).await,
+        app.post_webhook("candidates", &candidate("u", &old)).await,
         422,
         "file_expired",
     )
@@ -375,11 +362,11 @@ async fn retries_get_the_original_result(backend: Backend) {
     .await;
 
     // The identical webhook re-sent without a key, e.g. after a timeout.
-    let resent = json_with(post_webhook(&app, "candidates", &body).await, 200).await;
+    let resent = json_with(app.post_webhook("candidates", &body).await, 200).await;
     assert_eq!(resent["webhook_id"], first["webhook_id"]);
     // A different webhook naming the same file is a real conflict.
     assert_error(
-        post_webhook(&app, "candidates", &changed).await,
+        app.post_webhook("candidates", &changed).await,
         422,
         "file_already_consumed",
     )
@@ -404,10 +391,10 @@ async fn retries_get_the_original_result(backend: Backend) {
 async fn a_webhook_without_files_is_accepted(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let body = json!({ "client_id": "acme", "user_id": "u-9", "data": { "first_name": "Jo" } });
-    let answer = json_with(post_webhook(&app, "candidates", &body).await, 200).await;
+    let answer = json_with(app.post_webhook("candidates", &body).await, 200).await;
     assert_eq!(answer["files"], json!({}));
     assert!(Uuid::parse_str(answer["webhook_id"].as_str().unwrap()).is_ok());
-    let answer = json_with(post_webhook(&app, "applications", &body).await, 200).await;
+    let answer = json_with(app.post_webhook("applications", &body).await, 200).await;
     assert_eq!(answer["kind"], "application");
 }
 
@@ -418,7 +405,7 @@ async fn bad_webhooks_get_clear_errors(backend: Backend) {
     let mut other_client = candidate("u", &id);
     other_client["client_id"] = json!("globex");
     assert_error(
-        post_webhook(&app, "candidates", &other_client).await,
+        app.post_webhook("candidates", &other_client).await,
         422,
         "client_id_mismatch",
     )
@@ -434,7 +421,7 @@ async fn bad_webhooks_get_clear_errors(backend: Backend) {
     assert_error(malformed, 400, "invalid_json").await;
     let missing_user = json!({ "client_id": "acme" });
     assert_error(
-        post_webhook(&app, "candidates", &missing_user).await,
+        app.post_webhook("candidates", &missing_user).await,
         422,
         "invalid_payload",
     )
@@ -444,13 +431,14 @@ async fn bad_webhooks_get_clear_errors(backend: Backend) {
         "files": { "cover_letter": { "carv_file_id": id } }
     });
     assert_error(
-        post_webhook(&app, "candidates", &letter_on_candidate).await,
+        app.post_webhook("candidates", &letter_on_candidate).await,
         422,
         "invalid_payload",
     )
     .await;
     assert_error(
-        post_webhook(&app, "candidates", &candidate("u", "not-a-uuid")).await,
+        app.post_webhook("candidates", &candidate("u", "not-a-uuid"))
+            .await,
         422,
         "file_not_found",
     )
@@ -458,7 +446,7 @@ async fn bad_webhooks_get_clear_errors(backend: Backend) {
 
     let huge = json!({ "client_id": "acme", "user_id": "u", "data": { "blob": "x".repeat(2 * 1024 * 1024) } });
     assert_error(
-        post_webhook(&app, "candidates", &huge).await,
+        app.post_webhook("candidates", &huge).await,
         413,
         "payload_too_large",
     )
@@ -579,7 +567,7 @@ async fn a_failed_promotion_leaves_the_file_bound_until_recovery(backend: Backen
     let report = stowage::sweeper::run_pass(&app.state).await;
     assert_eq!(report.promoted, 1);
     let retry = json_with(
-        post_webhook(&app, "candidates", &candidate("u", &id)).await,
+        app.post_webhook("candidates", &candidate("u", &id)).await,
         200,
     )
     .await;
