@@ -120,6 +120,14 @@ impl App {
     /// Opens the database and the store a configuration names.
     pub async fn connect(config: &Config) -> Result<App, StartError> {
         let repo = crate::repo::connect(&config.database_url).await?;
+        Ok(App::with_repo(repo, config).await?)
+    }
+
+    /// Opens the store a configuration names and bundles it with an open database.
+    pub async fn with_repo(
+        repo: Arc<dyn Repo>,
+        config: &Config,
+    ) -> Result<App, crate::store::StoreError> {
         let spill = Spill::from_config(config);
         let store = crate::store::connect(config, &spill).await?;
         Ok(App::new(repo, store, spill, Policies::from_config(config)))

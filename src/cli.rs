@@ -179,10 +179,10 @@ async fn start_app(config: &Config) -> Result<crate::App, CliError> {
         setting: STORAGE_SETTING,
         cause,
     };
-    let spill = crate::spill::Spill::from_config(config);
-    let store = store::connect(config, &spill)
+    let app = crate::App::with_repo(repo, config)
         .await
         .map_err(|e| storage_error(e.to_string()))?;
+    let store = app.store();
     let unavailable = |e: &store::StoreError| matches!(e, store::StoreError::Unavailable(_));
     let areas = async || {
         store.check(Area::Staging).await?;
@@ -203,12 +203,7 @@ async fn start_app(config: &Config) -> Result<crate::App, CliError> {
             Err(e) => return Err(storage_error(e.to_string())),
         }
     }
-    Ok(crate::App::new(
-        repo,
-        store,
-        spill,
-        crate::Policies::from_config(config),
-    ))
+    Ok(app)
 }
 
 /// Parses the command line and the `STOWAGE_*` variables. A bad value that came from a
