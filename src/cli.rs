@@ -140,10 +140,13 @@ async fn retry_until<T, E: std::fmt::Display>(
     retryable: impl Fn(&E) -> bool,
     mut attempt: impl AsyncFnMut() -> Result<T, E>,
 ) -> Result<T, String> {
+    // An attempt may run past the deadline by up to this much, so that even the first one (an
+    // S3 call retries a refused connection with back-off for a few seconds) can say why it failed.
+    const LAST_ATTEMPT: Duration = Duration::from_secs(10);
     let mut last = None;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match tokio::time::timeout(left.max(Duration::from_secs(1)), attempt()).await {
+        match tokio::time::timeout(left.max(LAST_ATTEMPT), attempt()).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(e)) if retryable(&e) && left > Duration::from_secs(1) => {
                 tracing::warn!(error = %e, "{what} not reachable yet; retrying");
