@@ -1,5 +1,6 @@
 //! API keys and the client ids (workspaces) they may act for.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::is_valid_client_id;
@@ -15,6 +16,8 @@ pub enum AccountError {
     NoSuchKey(String),
     #[error("key '{0}' is revoked")]
     KeyRevoked(String),
+    #[error("no key may act for client '{0}'")]
+    NoSuchClient(String),
     #[error("'{0}' is not a valid name: use 1-64 of A-Z a-z 0-9 . _ -")]
     InvalidName(String),
     #[error(transparent)]
@@ -37,6 +40,77 @@ pub struct ClientAdded {
     /// Present only when the key was created by this call.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+}
+
+/// A key as `stowage keys list --json` prints it: never its secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyListing {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// To within a minute; `null` if it never authenticated a request.
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub client_ids: Vec<String>,
+}
+
+/// A client id and a key that may act for it, as `stowage clients list --json` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientListing {
+    pub client_id: String,
+    pub workspace: String,
+    pub key: String,
+    pub key_revoked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every key, by name.
+pub async fn list_keys(repo: &dyn Repo) -> Result<Vec<KeyListing>, AccountError> {
+    Ok(repo
+        .list_keys()
+        .await?
+        .into_iter()
+        .map(|k| KeyListing {
+            name: k.name,
+            created_at: k.created_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+            client_ids: k.client_ids,
+        })
+        .collect())
+}
+
+/// Every client id with each key that may act for it.
+pub async fn list_clients(repo: &dyn Repo) -> Result<Vec<ClientListing>, AccountError> {
+    Ok(repo
+        .list_clients()
+        .await?
+        .into_iter()
+        .map(|g| ClientListing {
+            client_id: g.client_id,
+            workspace: g.workspace,
+            key: g.key_name,
+            key_revoked: g.key_revoked,
+            created_at: g.created_at,
+        })
+        .collect())
+}
+
+/// Stops every key (or only `key_name`) from acting for a client id; the client's files and
+/// webhooks stay, and granting the client id again gives them back. Returns the grants removed.
+pub async fn remove_client(
+    repo: &dyn Repo,
+    client_id: &str,
+    key_name: Option<&str>,
+) -> Result<u64, AccountError> {
+    if let Some(name) = key_name
+        && repo.find_key(name).await?.is_none()
+    {
+        return Err(AccountError::NoSuchKey(name.to_owned()));
+    }
+    match repo.remove_client(client_id, key_name).await? {
+        0 => Err(AccountError::NoSuchClient(client_id.to_owned())),
+        removed => Ok(removed),
+    }
 }
 
 /// Creates a key named `name` and returns its secret.

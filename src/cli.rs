@@ -78,6 +78,12 @@ pub enum KeysCommand {
     },
     /// Revoke an API key.
     Revoke { name: String },
+    /// List keys: name, created, revoked, last used, client ids (never a secret).
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `stowage clients …`
@@ -95,6 +101,19 @@ pub enum ClientsCommand {
         /// Print JSON: {"client_id", "workspace", "key", "api_key" (only if created)}.
         #[arg(long)]
         json: bool,
+    },
+    /// List client ids and the keys that may act for them.
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop keys acting for a client id (its files and webhooks are kept).
+    Remove {
+        client_id: String,
+        /// Only this key (default: every key).
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -296,6 +315,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     accounts::revoke_key(repo.as_ref(), &name).await?;
                     println!("revoked key '{name}'");
                 }
+                KeysCommand::List { json } => {
+                    let keys = accounts::list_keys(repo.as_ref()).await?;
+                    if json {
+                        println!("{}", serde_json::to_string(&keys).expect("serializable"));
+                    } else {
+                        let rows = keys.iter().map(|k| {
+                            [
+                                k.name.clone(),
+                                moment(Some(k.created_at)),
+                                moment(k.revoked_at),
+                                moment(k.last_used_at),
+                                k.client_ids.join(","),
+                            ]
+                        });
+                        print!(
+                            "{}",
+                            table(["NAME", "CREATED", "REVOKED", "LAST USED", "CLIENTS"], rows)
+                        );
+                    }
+                }
             }
             Ok(())
         }
@@ -332,16 +371,49 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Clients {
-            command:
-                ClientsCommand::Add {
-                    client_id,
-                    key,
-                    workspace,
-                    json,
-                },
+        Command::Clients { command } => clients(&config, command).await,
+    }
+}
+
+async fn clients(config: &Config, command: ClientsCommand) -> Result<(), CliError> {
+    let repo = repo::connect(&config.database_url).await?;
+    match command {
+        ClientsCommand::List { json } => {
+            let clients = accounts::list_clients(repo.as_ref()).await?;
+            if json {
+                println!("{}", serde_json::to_string(&clients).expect("serializable"));
+            } else {
+                let rows = clients.iter().map(|c| {
+                    [
+                        c.client_id.clone(),
+                        c.workspace.clone(),
+                        if c.key_revoked {
+                            format!("{} (revoked)", c.key)
+                        } else {
+                            c.key.clone()
+                        },
+                        moment(Some(c.created_at)),
+                    ]
+                });
+                print!(
+                    "{}",
+                    table(["CLIENT ID", "WORKSPACE", "KEY", "ADDED"], rows)
+                );
+            }
+            Ok(())
+        }
+        ClientsCommand::Remove { client_id, key } => {
+            let removed =
+                accounts::remove_client(repo.as_ref(), &client_id, key.as_deref()).await?;
+            println!("client '{client_id}' removed from {removed} key(s); its files are kept");
+            Ok(())
+        }
+        ClientsCommand::Add {
+            client_id,
+            key,
+            workspace,
+            json,
         } => {
-            let repo = repo::connect(&config.database_url).await?;
             let added =
                 accounts::add_client(repo.as_ref(), &client_id, &key, workspace.as_deref()).await?;
             if json {
@@ -359,6 +431,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// A time for a listing: to the second, UTC; `-` for none.
+fn moment(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map_or_else(
+        || "-".to_owned(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
+}
+
+/// Left-aligned columns separated by two spaces, a header line first.
+fn table<const N: usize>(header: [&str; N], rows: impl Iterator<Item = [String; N]>) -> String {
+    let rows: Vec<[String; N]> = std::iter::once(header.map(str::to_owned))
+        .chain(rows)
+        .collect();
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 /// The log filter when `RUST_LOG` is unset.

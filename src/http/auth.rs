@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 
 use super::ApiState;
 use super::error::{ApiError, ErrorCode};
-use crate::keys;
+use crate::{keys, repo};
 
 /// Header carrying the API key.
 pub const API_KEY_HEADER: &str = "x-api-key";
@@ -61,6 +61,19 @@ impl FromRequestParts<ApiState> for Caller {
                 ErrorCode::Forbidden,
                 "This API key is not allowed to act for that client id",
             ));
+        }
+        let now = chrono::Utc::now();
+        if grant
+            .last_used_at
+            .is_none_or(|last| now - last >= repo::KEY_USE_PRECISION)
+        {
+            // Off the request path: a lost write only makes "last used" a minute staler.
+            let app = state.app.clone();
+            tokio::spawn(async move {
+                if let Err(e) = app.repo().key_used(key_id, now).await {
+                    tracing::debug!(error = %e, "could not record key use");
+                }
+            });
         }
         if let Some(slot) = parts.extensions.get::<super::access::AccessSlot>() {
             slot.caller(client_id, &grant.key_name);

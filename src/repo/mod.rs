@@ -73,12 +73,40 @@ pub struct ApiKeyRecord {
     pub revoked: bool,
 }
 
+/// A key as `stowage keys list` shows it: no secret, not even its hash.
+#[derive(Clone, Debug)]
+pub struct KeySummary {
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// When a request last authenticated with it (to within [`KEY_USE_PRECISION`]).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The client ids it may act for, sorted.
+    pub client_ids: Vec<String>,
+}
+
+/// A client id granted to a key, as `stowage clients list` shows it.
+#[derive(Clone, Debug)]
+pub struct ClientGrant {
+    pub client_id: String,
+    pub workspace: String,
+    pub key_name: String,
+    pub key_revoked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How stale a key's `last_used_at` may be: it is written at most once per this interval per
+/// key, so authenticating does not turn every request into a database write.
+pub const KEY_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// What the database says about a key presented with a client id.
 #[derive(Clone, Debug)]
 pub struct KeyGrant {
     pub key_name: String,
     pub secret_hash: Vec<u8>,
     pub revoked: bool,
+    /// When the key last authenticated a request, as recorded.
+    pub last_used_at: Option<DateTime<Utc>>,
     /// Whether the key may act for the client id it was presented with.
     pub client_allowed: bool,
 }
@@ -209,6 +237,15 @@ pub trait Repo: Send + Sync {
     async fn grant_client(&self, key_id: Uuid, client_id: &str, workspace: &str) -> Result<()>;
     /// The key with this id and whether it may act for `client_id`.
     async fn key_grant(&self, key_id: Uuid, client_id: &str) -> Result<Option<KeyGrant>>;
+    /// Records that a key authenticated a request at `at`.
+    async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()>;
+    /// Every key, by name.
+    async fn list_keys(&self) -> Result<Vec<KeySummary>>;
+    /// Every client id granted to a key, by client id then key name.
+    async fn list_clients(&self) -> Result<Vec<ClientGrant>>;
+    /// Takes a client id away from every key (or only from `key_name`); the number of grants
+    /// removed. The client's files and webhooks stay.
+    async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64>;
 
     /// Writes the `receiving` row of a file whose bytes are about to be stored.
     async fn insert_receiving(&self, file: &NewFile) -> Result<()>;

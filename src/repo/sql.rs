@@ -200,8 +200,8 @@ macro_rules! impl_repo {
             }
 
             async fn key_grant(&self, key_id: Uuid, client_id: &str) -> Result<Option<KeyGrant>> {
-                let row: Option<(String, Vec<u8>, bool, bool)> = sqlx::query_as(
-                    "SELECT k.name, k.secret_hash, k.revoked_at IS NOT NULL, EXISTS \
+                let row: Option<(String, Vec<u8>, bool, Option<Time>, bool)> = sqlx::query_as(
+                    "SELECT k.name, k.secret_hash, k.revoked_at IS NOT NULL, k.last_used_at, EXISTS \
                          (SELECT 1 FROM client_grants g WHERE g.key_id = k.id AND g.client_id = $2) \
                      FROM api_keys k WHERE k.id = $1",
                 )
@@ -209,12 +209,89 @@ macro_rules! impl_repo {
                 .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(key_name, secret_hash, revoked, client_allowed)| KeyGrant {
-                    key_name,
-                    secret_hash,
-                    revoked,
-                    client_allowed,
-                }))
+                row.map(|(key_name, secret_hash, revoked, last_used_at, client_allowed)| {
+                    Ok(KeyGrant {
+                        key_name,
+                        secret_hash,
+                        revoked,
+                        last_used_at: last_used_at.map(utc).transpose()?,
+                        client_allowed,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()> {
+                sqlx::query(
+                    "UPDATE api_keys SET last_used_at = $2 \
+                     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)",
+                )
+                .bind(id(key_id))
+                .bind(time(at))
+                .execute(&self.relaxed)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_keys(&self) -> Result<Vec<KeySummary>> {
+                let keys: Vec<(Id, String, Time, Option<Time>, Option<Time>)> = sqlx::query_as(
+                    "SELECT id, name, created_at, revoked_at, last_used_at FROM api_keys ORDER BY name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let grants: Vec<(Id, String)> = sqlx::query_as(
+                    "SELECT key_id, client_id FROM client_grants ORDER BY client_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                keys.into_iter()
+                    .map(|(key_id, name, created_at, revoked_at, last_used_at)| {
+                        Ok(KeySummary {
+                            client_ids: grants
+                                .iter()
+                                .filter(|(k, _)| *k == key_id)
+                                .map(|(_, c)| c.clone())
+                                .collect(),
+                            name,
+                            created_at: utc(created_at)?,
+                            revoked_at: revoked_at.map(utc).transpose()?,
+                            last_used_at: last_used_at.map(utc).transpose()?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn list_clients(&self) -> Result<Vec<ClientGrant>> {
+                let rows: Vec<(String, String, String, bool, Time)> = sqlx::query_as(
+                    "SELECT g.client_id, g.workspace, k.name, k.revoked_at IS NOT NULL, g.created_at \
+                     FROM client_grants g JOIN api_keys k ON k.id = g.key_id \
+                     ORDER BY g.client_id, k.name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(client_id, workspace, key_name, key_revoked, created_at)| {
+                        Ok(ClientGrant {
+                            client_id,
+                            workspace,
+                            key_name,
+                            key_revoked,
+                            created_at: utc(created_at)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM client_grants WHERE client_id = $1 \
+                     AND ($2 IS NULL OR key_id IN (SELECT id FROM api_keys WHERE name = $2))",
+                )
+                .bind(client_id)
+                .bind(key_name)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn insert_receiving(&self, file: &NewFile) -> Result<()> {

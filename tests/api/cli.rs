@@ -269,3 +269,68 @@ async fn serve_bootstraps_a_default_client_and_stops_on_sigterm() {
         .unwrap();
     assert!(!out.status.success(), "the default key exists");
 }
+
+crate::both_backends!(keys_and_clients_can_be_listed_and_a_client_removed);
+
+/// An operator finds their way around keys and clients from the command line, against the
+/// database a running service uses.
+async fn keys_and_clients_can_be_listed_and_a_client_removed(backend: crate::helpers::Backend) {
+    let app = crate::helpers::TestApp::spawn(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cli = || {
+        let mut cmd = stowage(dir.path());
+        cmd.env("STOWAGE_DATABASE_URL", &app.config.database_url);
+        cmd
+    };
+    let staged = json_with(app.upload("cv.pdf", fixtures::pdf(2048)).await, 201).await;
+    let file = format!("/uploads/{}", staged["carv_file_id"].as_str().unwrap());
+
+    // The key that was used shows when; the one that was not shows null. Never a secret.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let keys = loop {
+        let keys = run_json(cli().args(["keys", "list", "--json"]));
+        if !keys[0]["last_used_at"].is_null() || std::time::Instant::now() > deadline {
+            break keys;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    assert_eq!(keys[0]["name"], "acme-key");
+    assert_eq!(keys[0]["client_ids"], serde_json::json!(["acme"]));
+    assert!(keys[0]["last_used_at"].is_string(), "used key: {keys}");
+    assert!(keys[0]["created_at"].is_string());
+    assert!(keys[0]["revoked_at"].is_null());
+    assert_eq!(keys[1]["name"], "globex-key");
+    assert!(keys[1]["last_used_at"].is_null(), "unused key: {keys}");
+    assert!(!keys.to_string().contains("stw_"), "no secret in a listing");
+    assert!(!keys.to_string().contains(&app.acme_key[4..20]));
+    let text = cli().args(["keys", "list"]).output().unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(text.contains("acme-key") && text.contains("globex-key"), "{text}");
+
+    let clients = run_json(cli().args(["clients", "list", "--json"]));
+    assert_eq!(clients[0]["client_id"], "acme", "{clients}");
+    assert_eq!(clients[0]["key"], "acme-key");
+    assert_eq!(clients[1]["client_id"], "globex");
+
+    // Removing a client locks its key out of it; its files stay and come back with a grant.
+    let removed = cli().args(["clients", "remove", "acme"]).output().unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let refused = app.acme(reqwest::Method::GET, &file).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    let clients = run_json(cli().args(["clients", "list", "--json"]));
+    assert_eq!(clients.as_array().unwrap().len(), 1, "{clients}");
+    let again = cli().args(["clients", "remove", "acme"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("no key may act for client 'acme'"), "{stderr}");
+
+    let restored = cli()
+        .args(["clients", "add", "acme", "--key", "acme-key"])
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{restored:?}");
+    let back = json_with(app.acme(reqwest::Method::GET, &file).send().await.unwrap(), 200).await;
+    assert_eq!(back["state"], "staged");
+}
