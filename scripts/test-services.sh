@@ -31,6 +31,15 @@ ensure_moto() {
   python3 -m pip install -q 'moto[server]>=5,<6'
 }
 
+ensure_curl() { # the docs' examples are run with it
+  command -v curl >/dev/null && return
+  log "installing curl"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq curl >/dev/null
+}
+
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
@@ -53,6 +62,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 ensure_postgres
+ensure_curl
 [ "$S3_SERVER" = moto ] && ensure_moto
 
 PGPORT=$(free_port)

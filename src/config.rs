@@ -39,8 +39,14 @@ pub struct Config {
     pub storage: String,
 
     /// S3 endpoint URL; unset means AWS.
-    #[arg(long, env = "STOWAGE_S3_ENDPOINT", global = true)]
+    #[arg(long, env = "STOWAGE_S3_ENDPOINT", value_parser = endpoint_url, global = true)]
     pub s3_endpoint: Option<String>,
+
+    /// The S3 endpoint as clients reach it: presigned download URLs are made for this host
+    /// (e.g. `http://localhost:4566` when Stowage itself reaches `http://localstack:4566`);
+    /// unset means the S3 endpoint.
+    #[arg(long, env = "STOWAGE_S3_PUBLIC_ENDPOINT", value_parser = endpoint_url, global = true)]
+    pub s3_public_endpoint: Option<String>,
 
     /// S3 region.
     #[arg(
@@ -240,6 +246,19 @@ impl Config {
             .expect("the defaults parse")
             .config
     }
+}
+
+/// An S3 endpoint: an `http://` or `https://` URL with a host, without a trailing slash.
+fn endpoint_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim().trim_end_matches('/');
+    let rest = raw
+        .strip_prefix("http://")
+        .or_else(|| raw.strip_prefix("https://"))
+        .ok_or("an S3 endpoint is an http:// or https:// URL, e.g. http://localhost:4566")?;
+    if rest.is_empty() || rest.starts_with(['/', ':']) || rest.contains(char::is_whitespace) {
+        return Err("the URL has no host".into());
+    }
+    Ok(raw.to_owned())
 }
 
 fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -149,13 +149,43 @@ pub fn content_disposition(file_name: &str) -> String {
     )
 }
 
-/// The bytes of a promoted file: a redirect to a presigned URL (S3) or the bytes (directory).
+/// Whether `?redirect=` asks for a redirect (the default) or for the URL in a `200` body.
+fn wants_redirect(query: Option<&str>) -> Result<bool> {
+    let mut redirect = true;
+    for pair in query.unwrap_or("").split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name == "redirect" {
+            redirect = match value {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => {
+                    return Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        "The redirect parameter is true or false",
+                    )
+                    .with_detail("parameter", "redirect"));
+                }
+            };
+        }
+    }
+    Ok(redirect)
+}
+
+/// The bytes of a promoted file: a redirect to a presigned URL (S3; with `?redirect=false` the
+/// URL in a `200` body instead), or the bytes themselves (directory backend).
 #[utoipa::path(
     get, path = "/files/{carv_file_id}/content", tag = "files",
-    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    params(
+        ("carv_file_id" = String, Path),
+        ("X-ATS-Client-ID" = String, Header),
+        ("redirect" = Option<bool>, Query, description = "false: answer 200 with the presigned URL instead of redirecting to it (a client that follows redirects with its own headers would send its API key to the storage host)"),
+    ),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 200, description = "The bytes, as an attachment", content_type = "application/octet-stream"),
+        (status = 200, description = "The bytes, as an attachment (directory backend); or, with redirect=false on S3, the presigned URL", content(
+            ("application/octet-stream"),
+            (PresignedDownload = "application/json"),
+        )),
         (status = 307, description = "Presigned URL (Location and body)", body = PresignedDownload),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         (status = 409, description = "Not promoted yet", body = super::error::ErrorEnvelope),
@@ -166,8 +196,10 @@ async fn get_content(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Response> {
     let id = parse_file_id(&id)?;
+    let redirect = wants_redirect(query.as_deref())?;
     let file = state
         .repo()
         .get_file(&caller.client_id, id)
@@ -197,15 +229,22 @@ async fn get_content(
             let expires_at =
                 Utc::now() + chrono::TimeDelta::from_std(DOWNLOAD_URL_TTL).expect("a few minutes");
             let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+            let status = if redirect {
+                StatusCode::TEMPORARY_REDIRECT
+            } else {
+                StatusCode::OK
+            };
             let mut response = (
-                StatusCode::TEMPORARY_REDIRECT,
+                status,
                 Json(PresignedDownload {
                     url,
                     expires_at: api_time(expires_at),
                 }),
             )
                 .into_response();
-            response.headers_mut().insert(header::LOCATION, location);
+            if redirect {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -229,7 +268,18 @@ async fn get_content(
 
 #[cfg(test)]
 mod tests {
-    use super::content_disposition;
+    use super::{content_disposition, wants_redirect};
+
+    #[test]
+    fn redirect_is_the_default_and_false_turns_it_off() {
+        assert!(wants_redirect(None).unwrap());
+        assert!(wants_redirect(Some("x=1")).unwrap());
+        assert!(wants_redirect(Some("redirect=true")).unwrap());
+        assert!(!wants_redirect(Some("redirect=false")).unwrap());
+        assert!(!wants_redirect(Some("a=b&redirect=0")).unwrap());
+        assert!(wants_redirect(Some("redirect=maybe")).is_err());
+        assert!(wants_redirect(Some("redirect")).is_err());
+    }
 
     #[test]
     fn plain_names_are_kept_and_encoded_both_ways() {

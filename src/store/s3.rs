@@ -32,6 +32,8 @@ const DELETE_BATCH: usize = 1000;
 #[derive(Clone, Debug)]
 pub struct S3Store {
     client: Client,
+    /// Signs download URLs for the endpoint clients reach (`STOWAGE_S3_PUBLIC_ENDPOINT`).
+    presigner: Client,
     staging: String,
     files: String,
     region: String,
@@ -106,7 +108,13 @@ impl S3Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
+        // Presigning is local computation: the same credentials, signed for the public host.
+        let presigner = match &config.s3_public_endpoint {
+            Some(public) => Client::from_conf(s3_config.to_builder().endpoint_url(public).build()),
+            None => Client::from_conf(s3_config.clone()),
+        };
         S3Store {
+            presigner,
             client: Client::from_conf(s3_config),
             staging: config.staging_bucket.clone(),
             files: config.files_bucket.clone(),
@@ -770,7 +778,7 @@ impl Store for S3Store {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
             .map_err(|e| StoreError::Other(format!("presigning: {e}")))?;
         let request = self
-            .client
+            .presigner
             .get_object()
             .bucket(&self.files)
             .key(key)

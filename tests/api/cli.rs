@@ -141,7 +141,7 @@ fn stats_and_sweep_report_in_text_and_json() {
 }
 
 /// Starts `stowage serve`; returns the child, the bootstrap key and the base URL.
-async fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
+pub async fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
     let mut child = cmd
         .arg("serve")
         .stdout(Stdio::piped())
@@ -307,7 +307,10 @@ async fn keys_and_clients_can_be_listed_and_a_client_removed(backend: crate::hel
     let text = cli().args(["keys", "list"]).output().unwrap();
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(text.starts_with("NAME"), "{text}");
-    assert!(text.contains("acme-key") && text.contains("globex-key"), "{text}");
+    assert!(
+        text.contains("acme-key") && text.contains("globex-key"),
+        "{text}"
+    );
 
     let clients = run_json(cli().args(["clients", "list", "--json"]));
     assert_eq!(clients[0]["client_id"], "acme", "{clients}");
@@ -324,13 +327,20 @@ async fn keys_and_clients_can_be_listed_and_a_client_removed(backend: crate::hel
     let again = cli().args(["clients", "remove", "acme"]).output().unwrap();
     assert_eq!(again.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(stderr.contains("no key may act for client 'acme'"), "{stderr}");
+    assert!(
+        stderr.contains("no key may act for client 'acme'"),
+        "{stderr}"
+    );
 
     let restored = cli()
         .args(["clients", "add", "acme", "--key", "acme-key"])
         .output()
         .unwrap();
     assert!(restored.status.success(), "{restored:?}");
-    let back = json_with(app.acme(reqwest::Method::GET, &file).send().await.unwrap(), 200).await;
+    let back = json_with(
+        app.acme(reqwest::Method::GET, &file).send().await.unwrap(),
+        200,
+    )
+    .await;
     assert_eq!(back["state"], "staged");
 }

@@ -8,6 +8,7 @@ mod hostile;
 
 pub mod cli;
 mod crash;
+mod docs;
 mod edges;
 pub mod hardening;
 mod limits;

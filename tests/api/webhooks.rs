@@ -17,6 +17,7 @@ use crate::helpers::{Backend, TestApp, assert_error, json_with};
 both_backends!(
     a_candidate_webhook_binds_and_promotes_its_resume,
     the_content_endpoint_returns_the_uploaded_bytes,
+    a_download_link_is_for_the_public_host_and_can_come_without_a_redirect,
     fifty_concurrent_webhooks_bind_a_file_exactly_once,
     an_application_binds_nothing_when_its_cover_letter_is_consumed,
     files_come_in_slot_order,
@@ -193,6 +194,77 @@ async fn the_content_endpoint_returns_the_uploaded_bytes(backend: Backend) {
             .map(|(_, v)| v.into_owned());
         assert_eq!(asked.as_deref(), Some(expected));
     }
+}
+
+/// Stowage may reach S3 by a name clients cannot (`localstack:4566` inside compose): links are
+/// made for `STOWAGE_S3_PUBLIC_ENDPOINT`, and `?redirect=false` hands the link over in a body so
+/// a client never forwards its API key to the storage host.
+async fn a_download_link_is_for_the_public_host_and_can_come_without_a_redirect(backend: Backend) {
+    // The S3 server as clients would name it: the same server under another host name.
+    let public = std::env::var("STOWAGE_TEST_S3_ENDPOINT")
+        .ok()
+        .map(|e| e.replace("127.0.0.1", "localhost"));
+    let app = TestApp::spawn_with(backend, |config| {
+        config.s3_public_endpoint = public.clone();
+    })
+    .await;
+    let pdf = fixtures::pdf(40_000);
+    let id = stage(&app, "cv.pdf", pdf.clone()).await;
+    json_with(
+        app.post_webhook("candidates", &candidate("u", &id)).await,
+        200,
+    )
+    .await;
+
+    let response = app
+        .acme(Method::GET, &format!("/files/{id}/content?redirect=false"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().get("location").is_none());
+    match backend {
+        Backend::PostgresS3 => {
+            let link = json_with(response, 200).await;
+            let url = link["url"].as_str().unwrap();
+            let public = public.expect("S3 endpoint set");
+            assert!(url.starts_with(&public), "{url} is for {public}");
+            assert!(link["expires_at"].as_str().unwrap().ends_with('Z'));
+            // The link alone fetches the bytes: no key, no client id.
+            let fetched = reqwest::get(url).await.unwrap();
+            assert_eq!(fetched.status(), StatusCode::OK);
+            assert_eq!(sha256(&fetched.bytes().await.unwrap()), sha256(&pdf));
+            // The redirect points at the same public host.
+            let no_follow = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let redirect = no_follow
+                .get(app.url(&format!("/files/{id}/content")))
+                .header("X-API-Key", &app.acme_key)
+                .header("X-ATS-Client-ID", "acme")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+            assert!(
+                redirect.headers()["location"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(&public)
+            );
+        }
+        // A directory has no link to hand out: the bytes come from Stowage itself.
+        Backend::SqliteFs => {
+            assert_eq!(sha256(&response.bytes().await.unwrap()), sha256(&pdf));
+        }
+    }
+    let bad = app
+        .acme(Method::GET, &format!("/files/{id}/content?redirect=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(bad, 400, "bad_request").await;
 }
 
 async fn fifty_concurrent_webhooks_bind_a_file_exactly_once(backend: Backend) {
