@@ -56,6 +56,10 @@ impl FromRequestParts<ApiState> for Caller {
         if grant.revoked || !keys::verify(secret, &grant.secret_hash) {
             return Err(unauthorized());
         }
+        // The key is genuine: now it counts against its own allowance (and only then).
+        state
+            .limits()
+            .admit(key_id, parts.extensions.get::<super::limits::RateSlot>())?;
         if !grant.client_allowed {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,

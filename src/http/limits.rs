@@ -1,82 +1,135 @@
-//! Abuse limits: a per-key request rate limit (fixed one-minute windows, with
-//! `X-RateLimit-*` headers on every client response and `429` past the limit) and a per-key cap
-//! on uploads in progress.
+//! Abuse limits: a per-key request rate (GCRA from `governor`: `STOWAGE_RATE_LIMIT` requests a
+//! minute, replenished evenly, so there is no window edge to burst across), counted once the
+//! key is verified, with `X-RateLimit-*` headers on every authenticated client response and
+//! `429` past the limit; and a per-key cap on uploads in progress.
 
 use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::HashMapStateStore;
+use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::ApiState;
-use super::auth::API_KEY_HEADER;
 use super::error::{ApiError, ErrorCode};
-use crate::keys;
 
-const WINDOW: Duration = Duration::from_secs(60);
 /// Entries kept before idle keys are forgotten.
 const MAX_TRACKED_KEYS: usize = 10_000;
 
-struct Window {
-    started: Instant,
-    count: u64,
-}
+type KeyedLimiter =
+    RateLimiter<Uuid, HashMapStateStore<Uuid>, DefaultClock, StateInformationMiddleware>;
 
-/// Per-key counters, shared by every request of one service instance.
+/// Per-key limits, shared by every request of one service instance.
 pub struct Limits {
-    per_minute: u64,
+    rate: Option<KeyedLimiter>,
     max_uploads: usize,
-    windows: Mutex<HashMap<Uuid, Window>>,
     uploads: Mutex<HashMap<Uuid, Arc<Semaphore>>>,
 }
 
-/// What the rate limiter decided for one request.
-struct Decision {
-    allowed: bool,
-    remaining: u64,
-    reset: Duration,
+/// What the rate limiter decided for one request, for its response headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Until the whole limit is available again.
+    pub reset: Duration,
+    /// Until the next request would be allowed (zero when this one was).
+    pub retry_after: Duration,
+}
+
+/// Where the key check leaves its rate decision for the header layer.
+#[derive(Clone, Default)]
+pub struct RateSlot(Arc<Mutex<Option<Decision>>>);
+
+impl RateSlot {
+    fn put(&self, decision: Decision) {
+        *self.0.lock().expect("rate slot") = Some(decision);
+    }
+
+    fn take(&self) -> Option<Decision> {
+        self.0.lock().expect("rate slot").take()
+    }
 }
 
 impl Limits {
     /// `per_minute` requests per key per minute (0: unlimited); `max_uploads` uploads in
     /// progress per key (0: unlimited).
     pub fn new(per_minute: u64, max_uploads: usize) -> Self {
+        let rate = NonZeroU32::new(per_minute.min(u64::from(u32::MAX)) as u32).map(|limit| {
+            RateLimiter::hashmap(Quota::per_minute(limit))
+                .with_middleware::<StateInformationMiddleware>()
+        });
         Limits {
-            per_minute,
+            rate,
             max_uploads,
-            windows: Mutex::new(HashMap::new()),
             uploads: Mutex::new(HashMap::new()),
         }
     }
 
-    fn check(&self, key: Uuid, now: Instant) -> Decision {
-        let mut windows = self.windows.lock().expect("limits lock");
-        if windows.len() > MAX_TRACKED_KEYS {
-            windows.retain(|_, w| now.duration_since(w.started) < WINDOW);
+    /// Counts one request of a verified key; `None` when there is no rate limit.
+    pub fn check(&self, key: Uuid) -> Option<Decision> {
+        let limiter = self.rate.as_ref()?;
+        if limiter.len() > MAX_TRACKED_KEYS {
+            limiter.retain_recent();
         }
-        let window = windows.entry(key).or_insert(Window {
-            started: now,
-            count: 0,
-        });
-        if now.duration_since(window.started) >= WINDOW {
-            *window = Window {
-                started: now,
-                count: 0,
-            };
+        let interval = |quota: Quota, cells: u32| quota.replenish_interval() * cells;
+        Some(match limiter.check_key(&key) {
+            Ok(state) => {
+                let quota = state.quota();
+                let limit = quota.burst_size().get();
+                let remaining = state.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    limit,
+                    remaining,
+                    reset: interval(quota, limit - remaining),
+                    retry_after: Duration::ZERO,
+                }
+            }
+            Err(not_until) => {
+                let quota = not_until.quota();
+                let wait = not_until.wait_time_from(limiter.clock().now());
+                let limit = quota.burst_size().get();
+                Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    reset: wait + interval(quota, limit - 1),
+                    retry_after: wait,
+                }
+            }
+        })
+    }
+
+    /// Counts a verified key's request, leaving the decision for the response headers; an
+    /// error once the key is over its limit.
+    pub fn admit(&self, key: Uuid, slot: Option<&RateSlot>) -> Result<(), ApiError> {
+        let Some(decision) = self.check(key) else {
+            return Ok(());
+        };
+        if let Some(slot) = slot {
+            slot.put(decision);
         }
-        let allowed = window.count < self.per_minute;
-        if allowed {
-            window.count += 1;
-        }
-        Decision {
-            allowed,
-            remaining: self.per_minute - window.count,
-            reset: WINDOW.saturating_sub(now.duration_since(window.started)),
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "Rate limit of {} requests per minute exceeded for this API key",
+                    decision.limit
+                ),
+            ))
         }
     }
 
@@ -107,47 +160,40 @@ impl Limits {
     }
 }
 
-fn set_headers(response: &mut Response, limit: u64, decision: &Decision) {
+/// Whole seconds, rounded up: a client that waits this long is not refused again.
+fn seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+fn set_headers(response: &mut Response, decision: &Decision) {
     let headers = response.headers_mut();
-    let reset = decision.reset.as_secs().max(1);
-    headers.insert("x-ratelimit-limit", HeaderValue::from(limit));
+    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
     headers.insert(
         "x-ratelimit-remaining",
         HeaderValue::from(decision.remaining),
     );
-    headers.insert("x-ratelimit-reset", HeaderValue::from(reset));
+    headers.insert(
+        "x-ratelimit-reset",
+        HeaderValue::from(seconds(decision.reset)),
+    );
     if !decision.allowed {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(reset));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(seconds(decision.retry_after).max(1)),
+        );
     }
 }
 
-/// Middleware for client routes: counts the request against its key's window before anything
-/// else runs (a flood never reaches the database), and reports the window in headers.
-pub async fn rate_limit(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let limits = state.limits();
-    let key = req
-        .headers()
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| keys::parse(v.trim()))
-        .map(|(id, _)| id);
-    let (Some(key), true) = (key, limits.per_minute > 0) else {
-        return next.run(req).await;
-    };
-    let decision = limits.check(key, Instant::now());
-    let mut response = if decision.allowed {
-        next.run(req).await
-    } else {
-        ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "Rate limit of {} requests per minute exceeded for this API key",
-                limits.per_minute
-            ),
-        )
-        .into_response()
-    };
-    set_headers(&mut response, limits.per_minute, &decision);
+/// Route layer for client routes: gives the key check (in [`Caller`](super::auth::Caller)) a
+/// place to leave its rate decision, and reports it in the response headers. Counting happens
+/// only once a key is verified, so nobody can spend another key's allowance by naming its id.
+pub async fn rate_headers(State(_): State<ApiState>, mut req: Request, next: Next) -> Response {
+    let slot = RateSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    let mut response = next.run(req).await;
+    if let Some(decision) = slot.take() {
+        set_headers(&mut response, &decision);
+    }
     response
 }
 
@@ -156,20 +202,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_window_allows_its_limit_then_refuses_until_it_resets() {
+    fn a_key_gets_its_limit_then_waits_for_the_next_cell() {
         let limits = Limits::new(3, 0);
         let key = Uuid::new_v4();
-        let t0 = Instant::now();
-        let remaining: Vec<u64> = (0..3).map(|_| limits.check(key, t0).remaining).collect();
+        let remaining: Vec<u32> = (0..3)
+            .map(|_| limits.check(key).unwrap().remaining)
+            .collect();
         assert_eq!(remaining, [2, 1, 0]);
-        let refused = limits.check(key, t0 + Duration::from_secs(10));
+        let refused = limits.check(key).unwrap();
         assert!(!refused.allowed);
-        assert_eq!(refused.reset, Duration::from_secs(50));
-        assert!(limits.check(key, t0 + WINDOW).allowed, "a new window");
+        assert_eq!(refused.limit, 3);
+        // One request comes back every 20 s; the whole limit within a minute.
+        assert!(refused.retry_after > Duration::from_secs(19), "{refused:?}");
         assert!(
-            limits.check(Uuid::new_v4(), t0).allowed,
+            refused.retry_after <= Duration::from_secs(20),
+            "{refused:?}"
+        );
+        assert!(refused.reset <= Duration::from_secs(60), "{refused:?}");
+        assert!(
+            limits.check(Uuid::new_v4()).unwrap().allowed,
             "keys are counted apart"
         );
+        assert!(Limits::new(0, 0).check(key).is_none(), "0: unlimited");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn app(app: App) -> Router {
         .merge(files::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
-            limits::rate_limit,
+            limits::rate_headers,
         ));
     Router::new()
         .merge(client_routes)

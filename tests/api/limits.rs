@@ -20,6 +20,21 @@ fn header(response: &reqwest::Response, name: &str) -> Option<u64> {
 async fn client_requests_carry_rate_limit_headers_and_get_429_past_the_limit(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.rate_limit = 5).await;
     let path = format!("/uploads/{}", uuid::Uuid::new_v4());
+    // Someone who knows acme's key id but not its secret cannot spend acme's allowance.
+    let (key_id, _) = app.acme_key.rsplit_once('_').unwrap();
+    let forged = format!("{key_id}_{}", "0".repeat(64));
+    for _ in 0..10 {
+        let response = app
+            .http
+            .get(app.url(&path))
+            .header("X-API-Key", &forged)
+            .header("X-ATS-Client-ID", "acme")
+            .send()
+            .await
+            .unwrap();
+        assert!(response.headers().get("x-ratelimit-remaining").is_none());
+        assert_error(response, 401, "unauthorized").await;
+    }
     for expected in (0..5).rev() {
         let response = app.acme(Method::GET, &path).send().await.unwrap();
         assert_eq!(header(&response, "x-ratelimit-limit"), Some(5));
@@ -30,7 +45,9 @@ async fn client_requests_carry_rate_limit_headers_and_get_429_past_the_limit(bac
     }
     let limited = app.acme(Method::GET, &path).send().await.unwrap();
     assert_eq!(header(&limited, "x-ratelimit-remaining"), Some(0));
-    assert!(header(&limited, "retry-after").is_some());
+    // 5 a minute come back one every 12 s, not all at once at a window's edge.
+    let retry_after = header(&limited, "retry-after").unwrap();
+    assert!((1..=12).contains(&retry_after), "retry after {retry_after}");
     assert_error(limited, 429, "rate_limited").await;
 
     let other_key = app.globex(Method::GET, &path).send().await.unwrap();
