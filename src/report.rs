@@ -33,6 +33,7 @@ pub struct StorageReport {
     pub expiring: Expiring,
     /// Staged files past `expires_at` that the sweeper has not expired yet.
     pub overdue: i64,
+    #[schema(required = true)]
     pub last_sweep: Option<SweepRun>,
 }
 

@@ -22,112 +22,92 @@ pub fn current_request_id() -> String {
         .unwrap_or_else(|_| "-".to_owned())
 }
 
-/// Every machine-readable error code the API returns, in one place.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorCode {
-    BadRequest,
-    MalformedMultipart,
-    RequestTimeout,
-    Unauthorized,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    FileNotFound,
-    FileNotDiscardable,
-    FileMissing,
-    MultipleFiles,
-    FileNameInvalid,
-    FileExtensionNotAllowed,
-    FileEmpty,
-    FileTooLarge,
-    FileContentMismatch,
-    FileContentInvalid,
-    InvalidJson,
-    InvalidPayload,
-    ClientIdMismatch,
-    PayloadTooLarge,
-    SlotFileNotFound,
-    FileExpired,
-    FileAlreadyConsumed,
-    IdempotencyKeyReused,
-    FileNotPromoted,
-    RateLimited,
-    TooManyUploads,
-    ServiceUnavailable,
-    InternalError,
-}
-
-impl ErrorCode {
-    /// The code as it appears in `error.code`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::MalformedMultipart => "malformed_multipart",
-            ErrorCode::RequestTimeout => "request_timeout",
-            ErrorCode::Unauthorized => "unauthorized",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::FileNotFound => "file_not_found",
-            ErrorCode::FileNotDiscardable => "file_not_discardable",
-            ErrorCode::FileMissing => "file_missing",
-            ErrorCode::MultipleFiles => "multiple_files",
-            ErrorCode::FileNameInvalid => "file_name_invalid",
-            ErrorCode::FileExtensionNotAllowed => "file_extension_not_allowed",
-            ErrorCode::FileEmpty => "file_empty",
-            ErrorCode::FileTooLarge => "file_too_large",
-            ErrorCode::FileContentMismatch => "file_content_mismatch",
-            ErrorCode::FileContentInvalid => "file_content_invalid",
-            ErrorCode::InvalidJson => "invalid_json",
-            ErrorCode::InvalidPayload => "invalid_payload",
-            ErrorCode::ClientIdMismatch => "client_id_mismatch",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            // A webhook naming an unknown file is refused as a whole (422), not a missing route.
-            ErrorCode::SlotFileNotFound => "file_not_found",
-            ErrorCode::FileExpired => "file_expired",
-            ErrorCode::FileAlreadyConsumed => "file_already_consumed",
-            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
-            ErrorCode::FileNotPromoted => "file_not_promoted",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::TooManyUploads => "too_many_uploads",
-            ErrorCode::ServiceUnavailable => "service_unavailable",
-            ErrorCode::InternalError => "internal_error",
+/// Declares [`ErrorCode`] from one table: variant, wire name, HTTP status.
+macro_rules! error_codes {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal, $status:ident;)*) => {
+        /// Every machine-readable error code the API returns, in one place.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum ErrorCode {
+            $($(#[$doc])* $variant,)*
         }
-    }
 
-    /// The HTTP status that goes with the code.
-    pub fn status(self) -> StatusCode {
-        match self {
-            ErrorCode::BadRequest | ErrorCode::MalformedMultipart | ErrorCode::InvalidJson => {
-                StatusCode::BAD_REQUEST
+        impl ErrorCode {
+            /// Every code, in declaration order.
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant),*];
+
+            /// The code as it appears in `error.code`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $name,)*
+                }
             }
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ErrorCode::RateLimited | ErrorCode::TooManyUploads => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::IdempotencyKeyReused | ErrorCode::FileNotPromoted => StatusCode::CONFLICT,
-            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
-            ErrorCode::NotFound | ErrorCode::FileNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::FileNotDiscardable => StatusCode::CONFLICT,
-            ErrorCode::FileMissing
-            | ErrorCode::MultipleFiles
-            | ErrorCode::FileNameInvalid
-            | ErrorCode::FileExtensionNotAllowed
-            | ErrorCode::FileEmpty
-            | ErrorCode::FileTooLarge
-            | ErrorCode::FileContentMismatch
-            | ErrorCode::FileContentInvalid
-            | ErrorCode::InvalidPayload
-            | ErrorCode::ClientIdMismatch
-            | ErrorCode::SlotFileNotFound
-            | ErrorCode::FileExpired
-            | ErrorCode::FileAlreadyConsumed => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+
+            /// The HTTP status that goes with the code.
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
         }
+    };
+}
+
+error_codes! {
+    BadRequest => "bad_request", BAD_REQUEST;
+    MalformedMultipart => "malformed_multipart", BAD_REQUEST;
+    InvalidJson => "invalid_json", BAD_REQUEST;
+    RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
+    Unauthorized => "unauthorized", UNAUTHORIZED;
+    Forbidden => "forbidden", FORBIDDEN;
+    NotFound => "not_found", NOT_FOUND;
+    MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
+    FileNotFound => "file_not_found", NOT_FOUND;
+    FileNotDiscardable => "file_not_discardable", CONFLICT;
+    FileMissing => "file_missing", UNPROCESSABLE_ENTITY;
+    MultipleFiles => "multiple_files", UNPROCESSABLE_ENTITY;
+    FileNameInvalid => "file_name_invalid", UNPROCESSABLE_ENTITY;
+    FileExtensionNotAllowed => "file_extension_not_allowed", UNPROCESSABLE_ENTITY;
+    FileEmpty => "file_empty", UNPROCESSABLE_ENTITY;
+    FileTooLarge => "file_too_large", UNPROCESSABLE_ENTITY;
+    FileContentMismatch => "file_content_mismatch", UNPROCESSABLE_ENTITY;
+    FileContentInvalid => "file_content_invalid", UNPROCESSABLE_ENTITY;
+    InvalidPayload => "invalid_payload", UNPROCESSABLE_ENTITY;
+    ClientIdMismatch => "client_id_mismatch", UNPROCESSABLE_ENTITY;
+    PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
+    /// A webhook naming an unknown file is refused as a whole (422), not a missing route.
+    SlotFileNotFound => "file_not_found", UNPROCESSABLE_ENTITY;
+    FileExpired => "file_expired", UNPROCESSABLE_ENTITY;
+    FileAlreadyConsumed => "file_already_consumed", UNPROCESSABLE_ENTITY;
+    IdempotencyKeyReused => "idempotency_key_reused", CONFLICT;
+    FileNotPromoted => "file_not_promoted", CONFLICT;
+    RateLimited => "rate_limited", TOO_MANY_REQUESTS;
+    TooManyUploads => "too_many_uploads", TOO_MANY_REQUESTS;
+    ServiceUnavailable => "service_unavailable", SERVICE_UNAVAILABLE;
+    InternalError => "internal_error", INTERNAL_SERVER_ERROR;
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
+
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let names: std::collections::BTreeSet<&str> =
+            ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "Stable machine code; the message may change, the code does not.",
+            ))
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
 
 /// The error envelope every failure answers with.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -138,8 +118,7 @@ pub struct ErrorEnvelope {
 /// The inside of the error envelope.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Stable machine code, e.g. `file_expired`.
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// Per-field or per-slot details, e.g. `{"files.resume": "…"}`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -152,6 +131,9 @@ pub struct ErrorBody {
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub enum ClientFailures {
+    /// Bad request: no X-ATS-Client-ID header, a multipart body that cannot be parsed, a body that is not JSON
+    #[response(status = 400)]
+    BadRequest(ErrorEnvelope),
     /// Missing, unknown or revoked key
     #[response(status = 401)]
     Unauthorized(ErrorEnvelope),
@@ -161,7 +143,10 @@ pub enum ClientFailures {
     /// Rate limited
     #[response(status = 429)]
     RateLimited(ErrorEnvelope),
-    /// A dependency is down
+    /// Internal error (the cause is logged with the request id)
+    #[response(status = 500)]
+    Internal(ErrorEnvelope),
+    /// A dependency is down (`details.dependency` names it)
     #[response(status = 503)]
     Unavailable(ErrorEnvelope),
 }
@@ -259,7 +244,7 @@ impl IntoResponse for ApiError {
         }
         let envelope = ErrorEnvelope {
             error: ErrorBody {
-                code: self.code.as_str(),
+                code: self.code,
                 message: self.message,
                 details: self.details,
                 request_id,

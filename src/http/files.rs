@@ -35,7 +35,9 @@ pub(super) struct BoundWebhook {
     webhook_id: Uuid,
     kind: WebhookKind,
     user_id: String,
+    #[schema(required = true)]
     slot: Option<Slot>,
+    #[schema(format = DateTime)]
     received_at: String,
 }
 
@@ -44,29 +46,42 @@ pub(super) struct BoundWebhook {
 pub(super) struct FileView {
     carv_file_id: Uuid,
     file_name: String,
+    #[schema(required = true)]
     content_type: Option<String>,
+    #[schema(required = true)]
     file_size: Option<i64>,
+    /// Hex SHA-256 of the content.
+    #[schema(required = true)]
     sha256: Option<String>,
     state: FileState,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     uploaded_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     expires_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     bound_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     promoted_at: Option<String>,
+    /// The key in long-term storage, once promoted.
+    #[schema(required = true)]
     storage_key: Option<String>,
+    #[schema(required = true)]
     webhook: Option<BoundWebhook>,
 }
 
 /// A presigned download (S3 backend).
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PresignedDownload {
+    /// Fetch it with a plain GET and no headers of yours.
     url: String,
+    #[schema(format = DateTime)]
     expires_at: String,
 }
 
 /// A file in any state, with the webhook it is bound to.
 #[utoipa::path(
-    get, path = "/files/{carv_file_id}", tag = "files",
-    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    get, path = "/files/{carv_file_id}", tag = "files", operation_id = "getFile",
+    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads` answered"), ("X-ATS-Client-ID" = String, Header)),
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "The record", body = FileView),
@@ -174,9 +189,9 @@ fn wants_redirect(query: Option<&str>) -> Result<bool> {
 /// The bytes of a promoted file: a redirect to a presigned URL (S3; with `?redirect=false` the
 /// URL in a `200` body instead), or the bytes themselves (directory backend).
 #[utoipa::path(
-    get, path = "/files/{carv_file_id}/content", tag = "files",
+    get, path = "/files/{carv_file_id}/content", tag = "files", operation_id = "getFileContent",
     params(
-        ("carv_file_id" = String, Path),
+        ("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads` answered"),
         ("X-ATS-Client-ID" = String, Header),
         ("redirect" = Option<bool>, Query, description = "false: answer 200 with the presigned URL instead of redirecting to it (a client that follows redirects with its own headers would send its API key to the storage host)"),
     ),
@@ -185,8 +200,9 @@ fn wants_redirect(query: Option<&str>) -> Result<bool> {
         (status = 200, description = "The bytes, as an attachment (directory backend); or, with redirect=false on S3, the presigned URL", content(
             ("application/octet-stream"),
             (PresignedDownload = "application/json"),
-        )),
-        (status = 307, description = "Presigned URL (Location and body)", body = PresignedDownload),
+        ), headers(("Content-Disposition" = String, description = "With the bytes: `attachment` with the original file name (RFC 6266)"))),
+        (status = 307, description = "Presigned URL (Location and body)", body = PresignedDownload,
+            headers(("Location" = String, description = "The presigned URL; fetch it without your headers"))),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         (status = 409, description = "Not promoted yet", body = super::error::ErrorEnvelope),
         super::error::ClientFailures,

@@ -50,7 +50,7 @@ fn check_ops_token(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError
 
 /// Prometheus metrics.
 #[utoipa::path(
-    get, path = "/metrics", tag = "operations",
+    get, path = "/metrics", tag = "operations", operation_id = "getMetrics",
     security((), ("ops_token" = [])),
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
@@ -73,7 +73,7 @@ async fn metrics(State(state): State<ApiState>, headers: HeaderMap) -> Result<Re
 
 /// Files and bytes per state, expiry, the last sweep.
 #[utoipa::path(
-    get, path = "/ops/storage", tag = "operations",
+    get, path = "/ops/storage", tag = "operations", operation_id = "getStorageReport",
     security((), ("ops_token" = [])),
     responses(
         (status = 200, description = "Storage report", body = StorageReport),
@@ -96,7 +96,7 @@ pub(super) struct Health {
 }
 
 /// The process is alive.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "getHealth", responses((status = 200, description = "Alive", body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
@@ -140,7 +140,7 @@ where
 
 /// The database and both buckets answer.
 #[utoipa::path(
-    get, path = "/readyz", tag = "operations",
+    get, path = "/readyz", tag = "operations", operation_id = "getReadiness",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "A dependency is down (named in checks)", body = Readiness),

@@ -34,29 +34,70 @@ pub(crate) fn api_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The record of a staged file, as `POST /uploads` returns it.
+/// `POST /uploads`' answer: `201`, where to find the record, the record.
+type Staged = (
+    StatusCode,
+    [(header::HeaderName, String); 1],
+    Json<StagedUpload>,
+);
+
+/// A file just staged, as `POST /uploads` answers.
 #[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct UploadBody {
+pub(super) struct StagedUpload {
     carv_file_id: Uuid,
     file_name: String,
-    content_type: Option<String>,
-    file_size: Option<i64>,
-    uploaded_at: Option<String>,
-    expires_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state: Option<FileState>,
+    /// `application/pdf`, `application/msword` or
+    /// `application/vnd.openxmlformats-officedocument.wordprocessingml.document`.
+    content_type: String,
+    file_size: i64,
+    #[schema(value_type = String, format = DateTime)]
+    uploaded_at: String,
+    /// Bind it with a webhook before then.
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: String,
 }
 
-impl UploadBody {
-    fn from_record(record: &FileRecord, with_state: bool) -> Self {
-        UploadBody {
+impl StagedUpload {
+    fn from_record(record: &FileRecord) -> Result<Self> {
+        let missing = || ApiError::internal(format!("staged file {} lacks its facts", record.id));
+        Ok(StagedUpload {
+            carv_file_id: record.id,
+            file_name: record.file_name.clone(),
+            content_type: record.content_type.clone().ok_or_else(missing)?,
+            file_size: record.file_size.ok_or_else(missing)?,
+            uploaded_at: api_time(record.uploaded_at.ok_or_else(missing)?),
+            expires_at: api_time(record.expires_at.ok_or_else(missing)?),
+        })
+    }
+}
+
+/// A file's upload record in any state, as `GET /uploads/{id}` answers. The facts of the
+/// content are `null` until it has been received.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UploadRecord {
+    carv_file_id: Uuid,
+    file_name: String,
+    #[schema(required = true)]
+    content_type: Option<String>,
+    #[schema(required = true)]
+    file_size: Option<i64>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    uploaded_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    expires_at: Option<String>,
+    state: FileState,
+}
+
+impl UploadRecord {
+    fn from_record(record: &FileRecord) -> Self {
+        UploadRecord {
             carv_file_id: record.id,
             file_name: record.file_name.clone(),
             content_type: record.content_type.clone(),
             file_size: record.file_size,
             uploaded_at: record.uploaded_at.map(api_time),
             expires_at: record.expires_at.map(api_time),
-            state: with_state.then_some(record.state),
+            state: record.state,
         }
     }
 }
@@ -97,13 +138,13 @@ fn is_multipart(headers: &HeaderMap) -> bool {
 
 /// Stage a file.
 #[utoipa::path(
-    post, path = "/uploads", tag = "uploads",
+    post, path = "/uploads", tag = "uploads", operation_id = "stageUpload",
     request_body(content = super::openapi::UploadForm, content_type = "multipart/form-data"),
     params(("X-ATS-Client-ID" = String, Header, description = "The client id (workspace)")),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 201, description = "Staged", body = UploadBody),
-        (status = 400, description = "Malformed multipart body", body = super::error::ErrorEnvelope),
+        (status = 201, description = "Staged", body = StagedUpload,
+            headers(("Location" = String, description = "`/uploads/{carv_file_id}`: the new file's record"))),
         (status = 422, description = "Refused: extension, size, content, missing or empty file", body = super::error::ErrorEnvelope),
         super::error::ClientFailures,
     )
@@ -113,11 +154,11 @@ async fn create_upload(
     caller: Caller,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<UploadBody>)> {
+) -> Result<Staged> {
     let started = std::time::Instant::now();
     let result = stage(&state, caller, &headers, body).await;
     let (outcome, bytes) = match &result {
-        Ok((_, Json(body))) => ("staged", body.file_size.unwrap_or(0) as u64),
+        Ok((_, _, Json(body))) => ("staged", body.file_size as u64),
         Err(e) => (e.code.as_str(), 0),
     };
     state.telemetry().upload(outcome, bytes, started.elapsed());
@@ -129,7 +170,7 @@ async fn stage(
     caller: Caller,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<UploadBody>)> {
+) -> Result<Staged> {
     if !is_multipart(headers) {
         return Err(UploadError::Missing.into());
     }
@@ -169,7 +210,8 @@ async fn stage(
     tracing::info!(file_id = %record.id, size = record.file_size, "file staged");
     Ok((
         StatusCode::CREATED,
-        Json(UploadBody::from_record(&record, false)),
+        [(header::LOCATION, format!("/uploads/{}", record.id))],
+        Json(StagedUpload::from_record(&record)?),
     ))
 }
 
@@ -260,11 +302,11 @@ pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
 
 /// A staged file's record, with its state.
 #[utoipa::path(
-    get, path = "/uploads/{carv_file_id}", tag = "uploads",
-    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    get, path = "/uploads/{carv_file_id}", tag = "uploads", operation_id = "getUpload",
+    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads` answered"), ("X-ATS-Client-ID" = String, Header)),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 200, description = "The record", body = UploadBody),
+        (status = 200, description = "The record", body = UploadRecord),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         super::error::ClientFailures,
     )
@@ -273,20 +315,20 @@ async fn get_upload(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<UploadBody>> {
+) -> Result<Json<UploadRecord>> {
     let id = parse_file_id(&id)?;
     let record = state
         .repo()
         .get_file(&caller.client_id, id)
         .await?
         .ok_or_else(ApiError::file_not_found)?;
-    Ok(Json(UploadBody::from_record(&record, true)))
+    Ok(Json(UploadRecord::from_record(&record)))
 }
 
 /// Discard a staged file early.
 #[utoipa::path(
-    delete, path = "/uploads/{carv_file_id}", tag = "uploads",
-    params(("carv_file_id" = String, Path), ("X-ATS-Client-ID" = String, Header)),
+    delete, path = "/uploads/{carv_file_id}", tag = "uploads", operation_id = "discardUpload",
+    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads` answered"), ("X-ATS-Client-ID" = String, Header)),
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 204, description = "Discarded (or already gone)"),

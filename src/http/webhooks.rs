@@ -35,16 +35,15 @@ pub(super) fn routes() -> Router<ApiState> {
 
 /// Bind the referenced files to this webhook (all or none), then promote them.
 #[utoipa::path(
-    post, path = "/webhooks/candidates", tag = "webhooks",
-    request_body(content = super::openapi::WebhookRequest, content_type = "application/json"),
+    post, path = "/webhooks/candidates", tag = "webhooks", operation_id = "postCandidateWebhook",
+    request_body(content = super::openapi::CandidateWebhook, content_type = "application/json"),
     params(
         ("X-ATS-Client-ID" = String, Header),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the original answer"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Makes retries return the original answer: 1-255 printable ASCII characters"),
     ),
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "Processed (or a retry of a processed webhook)", body = WebhookResponse),
-        (status = 400, description = "Not JSON", body = super::error::ErrorEnvelope),
         (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
         (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
         (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
@@ -62,16 +61,15 @@ async fn candidates(
 
 /// Bind the referenced files to this webhook (all or none), then promote them.
 #[utoipa::path(
-    post, path = "/webhooks/applications", tag = "webhooks",
-    request_body(content = super::openapi::WebhookRequest, content_type = "application/json"),
+    post, path = "/webhooks/applications", tag = "webhooks", operation_id = "postApplicationWebhook",
+    request_body(content = super::openapi::ApplicationWebhook, content_type = "application/json"),
     params(
         ("X-ATS-Client-ID" = String, Header),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries return the original answer"),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Makes retries return the original answer: 1-255 printable ASCII characters"),
     ),
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "Processed (or a retry of a processed webhook)", body = WebhookResponse),
-        (status = 400, description = "Not JSON", body = super::error::ErrorEnvelope),
         (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
         (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
         (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
@@ -126,8 +124,11 @@ pub(super) struct WebhookFile {
     carv_file_id: Uuid,
     state: FileState,
     file_name: String,
+    #[schema(required = true)]
     content_type: Option<String>,
+    #[schema(required = true)]
     file_size: Option<i64>,
+    #[schema(required = true)]
     sha256: Option<String>,
     storage_key: String,
 }
@@ -166,6 +167,7 @@ pub(super) struct WebhookResponse {
     kind: WebhookKind,
     client_id: String,
     user_id: String,
+    #[schema(format = DateTime)]
     received_at: String,
     files: SlotFiles,
 }

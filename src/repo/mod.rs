@@ -192,6 +192,7 @@ pub struct SweepRun {
     pub tombstones_purged: i64,
     pub promoted: i64,
     pub errors: i64,
+    #[schema(required = true)]
     pub last_error: Option<String>,
     /// Time spent expiring files, and on the whole pass (reported, not stored).
     #[serde(default)]

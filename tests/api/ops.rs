@@ -103,6 +103,90 @@ async fn the_openapi_document_describes_every_route() {
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     assert_eq!(schemes["api_key"]["name"], "X-API-Key");
     assert_eq!(schemes["client_id"]["name"], "X-ATS-Client-ID");
+
+    // A client can switch on every code the API answers with, and only those.
+    let mut codes: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    codes.sort_unstable();
+    let mut documented = vec![
+        "bad_request",
+        "client_id_mismatch",
+        "file_already_consumed",
+        "file_content_invalid",
+        "file_content_mismatch",
+        "file_empty",
+        "file_expired",
+        "file_extension_not_allowed",
+        "file_missing",
+        "file_name_invalid",
+        "file_not_discardable",
+        "file_not_found",
+        "file_not_promoted",
+        "file_too_large",
+        "forbidden",
+        "idempotency_key_reused",
+        "internal_error",
+        "invalid_json",
+        "invalid_payload",
+        "malformed_multipart",
+        "method_not_allowed",
+        "multiple_files",
+        "not_found",
+        "payload_too_large",
+        "rate_limited",
+        "request_timeout",
+        "service_unavailable",
+        "too_many_uploads",
+        "unauthorized",
+    ];
+    documented.sort_unstable();
+    assert_eq!(codes, documented);
+
+    // Each webhook kind has its own body: a candidate has no cover letter.
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["CandidateFiles"]["properties"]
+            .get("cover_letter")
+            .is_none()
+    );
+    assert!(
+        schemas["ApplicationFiles"]["properties"]
+            .get("cover_letter")
+            .is_some()
+    );
+    assert_eq!(schemas["CandidateFiles"]["additionalProperties"], false);
+
+    // Times are date-times; what an upload always answers is required.
+    let staged = &schemas["StagedUpload"];
+    assert_eq!(staged["properties"]["expires_at"]["format"], "date-time");
+    for field in ["expires_at", "file_size", "content_type", "uploaded_at"] {
+        assert!(
+            staged["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r == field),
+            "{field} is required"
+        );
+    }
+    // Every response names its request id; client responses their rate and their failures.
+    let upload = &paths["/uploads"]["post"]["responses"];
+    for status in ["201", "400", "401", "408", "422", "429", "500", "503"] {
+        assert_eq!(
+            upload[status]["headers"]["X-Request-Id"]["required"], true,
+            "POST /uploads {status}"
+        );
+    }
+    assert!(upload["201"]["headers"]["Location"].is_object());
+    assert!(upload["429"]["headers"]["Retry-After"].is_object());
+    assert!(upload["201"]["headers"]["X-RateLimit-Remaining"].is_object());
+    let download = &paths["/files/{carv_file_id}/content"]["get"]["responses"];
+    assert_eq!(download["307"]["headers"]["Location"]["required"], true);
+    assert!(download["200"]["headers"]["Content-Disposition"].is_object());
 }
 
 /// Every series docs/operations.md lists is on `/metrics` from the first scrape of a fresh

@@ -40,7 +40,14 @@ async fn a_pdf_is_staged_with_its_record(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let pdf = fixtures::pdf(245_760);
     let before = Utc::now();
-    let body = json_with(app.upload("resume.pdf", pdf.clone()).await, 201).await;
+    let response = app.upload("resume.pdf", pdf.clone()).await;
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body = json_with(response, 201).await;
+    assert_eq!(
+        location,
+        format!("/uploads/{}", body["carv_file_id"].as_str().unwrap()),
+        "Location names the new record"
+    );
 
     let fields: Vec<&str> = body
         .as_object()
