@@ -5,7 +5,8 @@
 #
 # Installs LocalStack with its pinned requirements (localstack/requirements.txt) into
 # .localstack-venv on first use; needs Python >= 3.12 (pyenv's 3.13 is used when present, or set
-# LOCALSTACK_PYTHON). The ready hook in localstack/ready.d creates Stowage's buckets.
+# LOCALSTACK_PYTHON). It starts empty: `stowage storage init` (or the first `stowage serve`)
+# creates Stowage's buckets and the staging lifecycle rule.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -26,9 +27,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import localstack' 2>
   "$venv/bin/pip" install -q -r "$here/requirements.txt"
 fi
 
-mkdir -p "$data/etc/localstack/init/ready.d"
-cp "$here"/ready.d/* "$data/etc/localstack/init/ready.d/"
-
+mkdir -p "$data"
 export OVERRIDE_IN_DOCKER=0 FILESYSTEM_ROOT="$data" SERVICES=s3 EAGER_SERVICE_LOADING=1 \
   GATEWAY_SERVER=hypercorn DNS_ADDRESS=0 GATEWAY_LISTEN="127.0.0.1:$port" \
   LOCALSTACK_HOST="localhost.localstack.cloud:$port" DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1
