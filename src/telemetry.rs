@@ -20,6 +20,8 @@ const LATENCY_BUCKETS: &[f64] = &[
 pub struct Telemetry {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// CPU, memory, open files and threads of this process (`process_*`), read at each scrape.
+    process: metrics_process::Collector,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -42,8 +44,13 @@ impl Telemetry {
             .expect("non-empty buckets")
             .build_recorder();
         let handle = recorder.handle();
-        let telemetry = Telemetry { recorder, handle };
+        let telemetry = Telemetry {
+            recorder,
+            handle,
+            process: metrics_process::Collector::default(),
+        };
         telemetry.record(|| {
+            telemetry.process.describe();
             describe_counter!(
                 "stowage_uploads_total",
                 "Uploads by outcome (staged, or the error code)."
@@ -201,6 +208,7 @@ impl Telemetry {
             gauge!("stowage_files_expiring", "within" => "1h").set(stats.expiring_1h as f64);
             gauge!("stowage_files_expiring", "within" => "24h").set(stats.expiring_24h as f64);
             gauge!("stowage_files_overdue").set(stats.overdue as f64);
+            self.process.collect();
         });
         self.handle.render()
     }

@@ -207,7 +207,7 @@ async fn every_documented_series_exists_on_a_fresh_start() {
         .unwrap();
     let documented: Vec<&str> = docs
         .lines()
-        .filter(|l| l.starts_with("| `stowage_"))
+        .filter(|l| l.starts_with("| `stowage_") || l.starts_with("| `process_"))
         .flat_map(|l| l.split('|').nth(1).unwrap().split('/'))
         .map(|name| name.trim().trim_matches('`'))
         .collect();
