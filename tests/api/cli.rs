@@ -344,3 +344,65 @@ async fn keys_and_clients_can_be_listed_and_a_client_removed(backend: crate::hel
     .await;
     assert_eq!(back["state"], "staged");
 }
+
+/// docs/configuration.md names every setting `stowage --help` has, by flag and variable, with
+/// the same default.
+#[test]
+fn the_configuration_doc_matches_the_binary() {
+    let help = Command::new(BIN)
+        .arg("--help")
+        .env("COLUMNS", "1000")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let rows: Vec<Vec<String>> = doc
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .map(|l| l.split('|').map(|c| c.trim().to_owned()).collect())
+        .collect();
+    let mut flags = 0;
+    let lines: Vec<&str> = help.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(flag) = line
+            .trim()
+            .strip_prefix("--")
+            .map(|f| f.split(' ').next().unwrap())
+        else {
+            continue;
+        };
+        if ["help", "version"].contains(&flag) {
+            continue;
+        }
+        flags += 1;
+        let text = lines.get(i + 1).copied().unwrap_or("");
+        let env = text
+            .split("[env: ")
+            .nth(1)
+            .and_then(|r| r.split(['=', ']']).next())
+            .unwrap_or_else(|| panic!("--{flag} has a variable: {text}"));
+        let row = rows
+            .iter()
+            .find(|r| r[1] == format!("`--{flag}`"))
+            .unwrap_or_else(|| panic!("--{flag} is not in docs/configuration.md"));
+        assert_eq!(row[2], format!("`{env}`"), "--{flag}'s variable");
+        if let Some(default) = text.split("[default: ").nth(1) {
+            let default = default.split(']').next().unwrap().trim_matches('"');
+            assert!(
+                row[3].contains(default),
+                "--{flag}: the binary's default is {default}, the doc says {}",
+                row[3]
+            );
+        }
+    }
+    assert!(flags >= 25, "{flags} flags read from --help");
+    assert_eq!(
+        rows.len(),
+        flags,
+        "the doc lists a setting the binary does not have"
+    );
+}
