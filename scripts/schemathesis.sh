@@ -23,14 +23,15 @@ if [ ! -x "$VENV/bin/schemathesis" ]; then
   "$VENV/bin/pip" install -q 'schemathesis>=4.3,<5'
 fi
 cargo build -q --locked --bin stowage
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug/stowage
 DIR=$(mktemp -d /tmp/stowage-schemathesis.XXXXXX)
 PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
 (cd "$DIR" && STOWAGE_LISTEN=127.0.0.1:$PORT STOWAGE_RATE_LIMIT=0 RUST_LOG=warn \
-  exec "$ROOT/target/debug/stowage" serve >"$DIR/out.log" 2>"$DIR/err.log") &
+  exec "$BIN" serve >"$DIR/out.log" 2>"$DIR/err.log") &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 1 300); do grep -q "listening" "$DIR/out.log" 2>/dev/null && break; sleep 0.1; done
-KEY=$(grep -o 'stw_[0-9a-f_]*' "$DIR/out.log" | head -1)
+KEY=$(grep -o 'stw_[0-9a-f_]*' "$DIR/out.log" | head -1 || true)
 [ -n "$KEY" ] || { echo "schemathesis: stowage serve did not start:" >&2; cat "$DIR/err.log" >&2; exit 1; }
 BASE=http://127.0.0.1:$PORT
 
