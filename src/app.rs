@@ -50,12 +50,20 @@ pub struct SweepPolicy {
     pub timeout: Duration,
 }
 
+/// Where events may be delivered.
+#[derive(Clone, Debug)]
+pub struct EventPolicy {
+    /// Endpoints on `http://` and private addresses are allowed (internal networks, tests).
+    pub allow_private: bool,
+}
+
 /// Every policy, by role.
 #[derive(Clone, Debug)]
 pub struct Policies {
     pub uploads: UploadPolicy,
     pub http: HttpLimits,
     pub sweep: SweepPolicy,
+    pub events: EventPolicy,
 }
 
 impl Policies {
@@ -82,6 +90,9 @@ impl Policies {
                 receiving_grace: config.receiving_grace,
                 tombstone_retention: config.tombstone_retention,
                 timeout: config.sweep_timeout,
+            },
+            events: EventPolicy {
+                allow_private: config.events_allow_private,
             },
         }
     }
@@ -161,6 +172,11 @@ impl App {
     /// Limits on HTTP clients.
     pub fn http(&self) -> &HttpLimits {
         &self.0.policies.http
+    }
+
+    /// Where events may be delivered.
+    pub fn events(&self) -> &EventPolicy {
+        &self.0.policies.events
     }
 
     /// The sweeper's policy.

@@ -45,6 +45,11 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientsCommand,
     },
+    /// Event endpoints: where clients hear about their files.
+    Endpoints {
+        #[command(subcommand)]
+        command: EndpointsCommand,
+    },
     /// Run one sweep pass now and print what it did.
     Sweep {
         /// Print JSON.
@@ -117,6 +122,138 @@ pub enum ClientsCommand {
     },
 }
 
+/// `stowage endpoints …`
+#[derive(Subcommand, Debug)]
+pub enum EndpointsCommand {
+    /// Register an endpoint for a client and print its signing secret once.
+    Add {
+        client_id: String,
+        /// `https://` URL (see --events-allow-private).
+        url: String,
+        /// Event types to deliver, comma separated (default: every type).
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// Print JSON: {"id", "client_id", "url", "events", "secret", "created_at"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List endpoints (no secrets).
+    List {
+        /// Only this client's.
+        #[arg(long)]
+        client: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an endpoint: nothing more is delivered to it.
+    Remove { id: uuid::Uuid },
+}
+
+/// An endpoint as `stowage endpoints` prints it.
+#[derive(Debug, serde::Serialize)]
+struct EndpointListing {
+    id: uuid::Uuid,
+    client_id: String,
+    url: String,
+    events: Vec<crate::events::EventType>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl EndpointListing {
+    fn of(endpoint: repo::EndpointRecord, with_secret: bool) -> Self {
+        EndpointListing {
+            id: endpoint.id,
+            client_id: endpoint.client_id,
+            url: endpoint.url,
+            events: endpoint
+                .event_types
+                .unwrap_or_else(|| crate::events::EventType::ALL.to_vec()),
+            secret: with_secret.then_some(endpoint.secret),
+            created_at: endpoint.created_at,
+        }
+    }
+}
+
+async fn endpoints(config: &Config, command: EndpointsCommand) -> Result<(), CliError> {
+    let repo = repo::connect(&config.database_url).await?;
+    match command {
+        EndpointsCommand::Add {
+            client_id,
+            url,
+            events,
+            json,
+        } => {
+            let types = crate::events::parse_types(events.iter().map(String::as_str))
+                .map_err(|e| CliError::Invalid(e.to_string()))?;
+            let endpoint = crate::events::register_endpoint(
+                repo.as_ref(),
+                &client_id,
+                &url,
+                types,
+                config.events_allow_private,
+            )
+            .await
+            .map_err(|e| CliError::Invalid(e.to_string()))?;
+            let listing = EndpointListing::of(endpoint, true);
+            if json {
+                println!("{}", serde_json::to_string(&listing).expect("serializable"));
+            } else {
+                println!(
+                    "endpoint {} for client '{}': {}",
+                    listing.id, listing.client_id, listing.url
+                );
+                println!(
+                    "signing secret: {}",
+                    listing.secret.as_deref().unwrap_or_default()
+                );
+                println!("store this secret now; it is not shown again");
+            }
+        }
+        EndpointsCommand::List { client, json } => {
+            let endpoints: Vec<EndpointListing> = repo
+                .list_endpoints(client.as_deref())
+                .await?
+                .into_iter()
+                .map(|e| EndpointListing::of(e, false))
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&endpoints).expect("serializable")
+                );
+            } else {
+                let rows = endpoints.iter().map(|e| {
+                    [
+                        e.id.to_string(),
+                        e.client_id.clone(),
+                        e.url.clone(),
+                        e.events
+                            .iter()
+                            .map(|t| t.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        moment(Some(e.created_at)),
+                    ]
+                });
+                print!(
+                    "{}",
+                    table(["ID", "CLIENT", "URL", "EVENTS", "CREATED"], rows)
+                );
+            }
+        }
+        EndpointsCommand::Remove { id } => {
+            if !repo.remove_endpoint(None, id).await? {
+                return Err(CliError::Invalid(format!("no endpoint {id}")));
+            }
+            println!("endpoint {id} removed; nothing more is delivered to it");
+        }
+    }
+    Ok(())
+}
+
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -132,6 +269,9 @@ pub enum CliError {
     Scheduler(#[from] crate::sweeper::SchedulerError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A value the command cannot use.
+    #[error("{0}")]
+    Invalid(String),
     /// A dependency `serve` needs kept failing until the start-up timeout.
     #[error("cannot start: the {dependency} ({setting}) is unusable: {cause}")]
     Dependency {
@@ -372,6 +512,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Clients { command } => clients(&config, command).await,
+        Command::Endpoints { command } => endpoints(&config, command).await,
     }
 }
 

@@ -197,6 +197,17 @@ pub struct Config {
     /// (a 50 MB upload must average about 85 KB/s at the default).
     #[arg(long, env = "STOWAGE_BODY_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration, global = true)]
     pub body_timeout: Duration,
+
+    /// Allow event endpoints on `http://` and on private, loopback or link-local addresses
+    /// (internal networks, tests); otherwise only `https://` to public addresses.
+    #[arg(
+        long,
+        env = "STOWAGE_EVENTS_ALLOW_PRIVATE",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub events_allow_private: bool,
 }
 
 /// How log lines are written.

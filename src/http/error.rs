@@ -80,6 +80,7 @@ error_codes! {
     FileAlreadyConsumed => "file_already_consumed", UNPROCESSABLE_ENTITY;
     IdempotencyKeyReused => "idempotency_key_reused", CONFLICT;
     FileNotPromoted => "file_not_promoted", CONFLICT;
+    EndpointNotFound => "endpoint_not_found", NOT_FOUND;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     TooManyUploads => "too_many_uploads", TOO_MANY_REQUESTS;
     ServiceUnavailable => "service_unavailable", SERVICE_UNAVAILABLE;

@@ -3,6 +3,7 @@
 mod access;
 pub mod auth;
 pub mod error;
+mod events;
 mod files;
 pub mod limits;
 pub mod multipart;
@@ -72,6 +73,7 @@ pub fn app(app: App) -> Router {
         .merge(uploads::routes())
         .merge(webhooks::routes())
         .merge(files::routes())
+        .merge(events::routes())
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             limits::rate_headers,

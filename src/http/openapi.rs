@@ -105,6 +105,9 @@ impl Modify for Security {
         super::webhooks::applications,
         super::files::get_file,
         super::files::get_content,
+        super::events::create_endpoint,
+        super::events::list_endpoints,
+        super::events::delete_endpoint,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
@@ -116,6 +119,7 @@ impl Modify for Security {
         (name = "uploads", description = "Stage files"),
         (name = "webhooks", description = "Bind staged files to candidates and applications"),
         (name = "files", description = "Read files in any state"),
+        (name = "events", description = "Signed events about a client's files, delivered to its endpoints"),
         (name = "operations", description = "Health, readiness, metrics, storage"),
     )
 )]

@@ -99,6 +99,18 @@ pub struct ClientGrant {
 /// key, so authenticating does not turn every request into a database write.
 pub const KEY_USE_PRECISION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
+/// An event endpoint as stored. The secret is kept readable: it signs every delivery.
+#[derive(Clone, Debug)]
+pub struct EndpointRecord {
+    pub id: Uuid,
+    pub client_id: String,
+    pub url: String,
+    /// `None`: every type.
+    pub event_types: Option<Vec<crate::events::EventType>>,
+    pub secret: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// What the database says about a key presented with a client id.
 #[derive(Clone, Debug)]
 pub struct KeyGrant {
@@ -242,6 +254,13 @@ pub trait Repo: Send + Sync {
     async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Every key, by name.
     async fn list_keys(&self) -> Result<Vec<KeySummary>>;
+    /// Registers an event endpoint.
+    async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()>;
+    /// The endpoints in use, oldest first: a client's, or every client's.
+    async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>>;
+    /// Removes an endpoint (of this client, if given); `false` if there is none in use. Nothing
+    /// more is delivered to it; its delivery log stays.
+    async fn remove_endpoint(&self, client_id: Option<&str>, id: Uuid) -> Result<bool>;
     /// Every client id granted to a key, by client id then key name.
     async fn list_clients(&self) -> Result<Vec<ClientGrant>>;
     /// Takes a client id away from every key (or only from `key_name`); the number of grants

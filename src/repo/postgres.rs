@@ -9,8 +9,9 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindAttempt, ClaimedFile, ClientGrant, Discard, KeyGrant, KeySummary, NewFile,
-    NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats, SweepRun, parse_named,
+    ApiKeyRecord, BindAttempt, ClaimedFile, ClientGrant, Discard, EndpointRecord, KeyGrant,
+    KeySummary, NewFile, NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats,
+    SweepRun, parse_named,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 

@@ -261,6 +261,71 @@ macro_rules! impl_repo {
                     .collect()
             }
 
+            async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()> {
+                let types = endpoint.event_types.as_ref().map(|types| {
+                    serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+                        .expect("names serialize")
+                });
+                sqlx::query(
+                    "INSERT INTO event_endpoints (id, client_id, url, event_types, secret, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id(endpoint.id))
+                .bind(&endpoint.client_id)
+                .bind(&endpoint.url)
+                .bind(types)
+                .bind(&endpoint.secret)
+                .bind(time(endpoint.created_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>> {
+                let rows: Vec<(Id, String, String, Option<String>, String, Time)> = sqlx::query_as(
+                    "SELECT id, client_id, url, event_types, secret, created_at FROM event_endpoints \
+                     WHERE deleted_at IS NULL AND ($1 IS NULL OR client_id = $1) \
+                     ORDER BY created_at, id",
+                )
+                .bind(client_id)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(endpoint_id, client_id, url, types, secret, created_at)| {
+                        let event_types = types
+                            .map(|raw| {
+                                let names: Vec<String> = serde_json::from_str(&raw)
+                                    .map_err(|e| RepoError::Corrupt(format!("event types {raw}: {e}")))?;
+                                crate::events::parse_types(names.iter().map(String::as_str))
+                                    .map_err(|e| RepoError::Corrupt(e.to_string()))
+                            })
+                            .transpose()?
+                            .flatten();
+                        Ok(EndpointRecord {
+                            id: uuid(endpoint_id)?,
+                            client_id,
+                            url,
+                            event_types,
+                            secret,
+                            created_at: utc(created_at)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn remove_endpoint(&self, client_id: Option<&str>, endpoint_id: Uuid) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE event_endpoints SET deleted_at = $3 \
+                     WHERE id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR client_id = $2)",
+                )
+                .bind(id(endpoint_id))
+                .bind(client_id)
+                .bind(time(Utc::now()))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() > 0)
+            }
+
             async fn list_clients(&self) -> Result<Vec<ClientGrant>> {
                 let rows: Vec<(String, String, String, bool, Time)> = sqlx::query_as(
                     "SELECT g.client_id, g.workspace, k.name, k.revoked_at IS NOT NULL, g.created_at \

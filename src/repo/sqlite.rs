@@ -14,8 +14,9 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindAttempt, ClaimedFile, ClientGrant, Discard, KeyGrant, KeySummary, NewFile,
-    NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats, SweepRun, parse_named,
+    ApiKeyRecord, BindAttempt, ClaimedFile, ClientGrant, Discard, EndpointRecord, KeyGrant,
+    KeySummary, NewFile, NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats,
+    SweepRun, parse_named,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 

@@ -10,6 +10,7 @@ pub mod cli;
 mod crash;
 mod docs;
 mod edges;
+mod events;
 pub mod hardening;
 mod limits;
 mod operability;

@@ -1,0 +1,335 @@
+//! Events to the ATS: what a client can subscribe to, where deliveries may go, and the secrets
+//! that sign them. Pure rules; the outbox lives in the repo, delivery in the worker.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+/// What can happen to a client's file that it may be told about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
+pub enum EventType {
+    #[serde(rename = "file.staged")]
+    FileStaged,
+    #[serde(rename = "file.promoted")]
+    FilePromoted,
+    #[serde(rename = "file.expired")]
+    FileExpired,
+    #[serde(rename = "file.discarded")]
+    FileDiscarded,
+    #[serde(rename = "file.erased")]
+    FileErased,
+    #[serde(rename = "file.downloaded")]
+    FileDownloaded,
+    #[serde(rename = "file.text_extracted")]
+    FileTextExtracted,
+    #[serde(rename = "file.text_failed")]
+    FileTextFailed,
+    #[serde(rename = "ping")]
+    Ping,
+}
+
+impl EventType {
+    /// Every type, in declaration order.
+    pub const ALL: [EventType; 9] = [
+        EventType::FileStaged,
+        EventType::FilePromoted,
+        EventType::FileExpired,
+        EventType::FileDiscarded,
+        EventType::FileErased,
+        EventType::FileDownloaded,
+        EventType::FileTextExtracted,
+        EventType::FileTextFailed,
+        EventType::Ping,
+    ];
+
+    /// The type as events and subscriptions name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::FileStaged => "file.staged",
+            EventType::FilePromoted => "file.promoted",
+            EventType::FileExpired => "file.expired",
+            EventType::FileDiscarded => "file.discarded",
+            EventType::FileErased => "file.erased",
+            EventType::FileDownloaded => "file.downloaded",
+            EventType::FileTextExtracted => "file.text_extracted",
+            EventType::FileTextFailed => "file.text_failed",
+            EventType::Ping => "ping",
+        }
+    }
+}
+
+impl FromStr for EventType {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, EndpointError> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| EndpointError::UnknownEventType(s.to_owned()))
+    }
+}
+
+/// Why an endpoint cannot be registered or reached.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("'{0}' is not an absolute URL")]
+    NotAUrl(String),
+    #[error(
+        "event endpoints must use https:// (http:// only with STOWAGE_EVENTS_ALLOW_PRIVATE=true)"
+    )]
+    NotHttps,
+    #[error("the URL must not carry a user name or password")]
+    Credentials,
+    #[error(
+        "{host} resolves to {address}, which is not a public address (allowed only with STOWAGE_EVENTS_ALLOW_PRIVATE=true)"
+    )]
+    NotPublic { host: String, address: IpAddr },
+    #[error("{0} does not resolve")]
+    Unresolvable(String),
+    #[error(
+        "unknown event type '{0}'; types: file.staged, file.promoted, file.expired, file.discarded, file.erased, file.downloaded, file.text_extracted, file.text_failed, ping"
+    )]
+    UnknownEventType(String),
+}
+
+/// Whether an address is on the public internet: not loopback, private, link-local, shared
+/// (carrier-grade NAT), documentation, benchmarking, multicast, broadcast, reserved or
+/// unspecified — the addresses a server-side request must never be steered to.
+pub fn is_public(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
+                || (a == 198 && (18..20).contains(&b)))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+/// Checks an endpoint URL's form: absolute, `https` (or `http` when private targets are
+/// allowed), no credentials. Addresses are checked by [`check_addresses`].
+pub fn parse_url(raw: &str, allow_private: bool) -> Result<url::Url, EndpointError> {
+    let url = url::Url::parse(raw.trim()).map_err(|_| EndpointError::NotAUrl(raw.to_owned()))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        _ => return Err(EndpointError::NotHttps),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(EndpointError::NotAUrl(raw.to_owned()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(EndpointError::Credentials);
+    }
+    Ok(url)
+}
+
+/// Refuses a host any of whose addresses is not public (unless private targets are allowed).
+pub fn check_addresses(
+    host: &str,
+    addresses: &[IpAddr],
+    allow_private: bool,
+) -> Result<(), EndpointError> {
+    if addresses.is_empty() {
+        return Err(EndpointError::Unresolvable(host.to_owned()));
+    }
+    match addresses.iter().find(|a| !allow_private && !is_public(**a)) {
+        Some(address) => Err(EndpointError::NotPublic {
+            host: host.to_owned(),
+            address: *address,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Resolves a URL's host and checks every address it has now.
+pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, EndpointError> {
+    let url = parse_url(raw, allow_private)?;
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(v4)) => vec![IpAddr::V4(v4)],
+        Some(url::Host::Ipv6(v6)) => vec![IpAddr::V6(v6)],
+        // A resolver that does not answer in time is no better than one that says no.
+        _ => tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            tokio::net::lookup_host((host.as_str(), port)),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|found| found.map(|a| a.ip()).collect())
+        .unwrap_or_default(),
+    };
+    check_addresses(&host, &addresses, allow_private)?;
+    Ok(url)
+}
+
+/// A new signing secret: `whsec_` and 256 random bits, hex.
+pub fn new_secret() -> String {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).expect("the operating system's random source failed");
+    format!("whsec_{}", hex::encode(secret))
+}
+
+/// Parses a comma-separated or listed set of event types; an empty set means every type.
+pub fn parse_types<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<Vec<EventType>>, EndpointError> {
+    let mut types = names
+        .into_iter()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(EventType::from_str)
+        .collect::<Result<Vec<_>, _>>()?;
+    types.sort_unstable();
+    types.dedup();
+    Ok((!types.is_empty()).then_some(types))
+}
+
+/// Why registering an endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Endpoint(#[from] EndpointError),
+    #[error(transparent)]
+    Repo(#[from] crate::repo::RepoError),
+}
+
+/// Registers an endpoint for a client after checking its URL (form and addresses); the
+/// record carries the new secret, to be shown once.
+pub async fn register_endpoint(
+    repo: &dyn crate::repo::Repo,
+    client_id: &str,
+    url: &str,
+    types: Option<Vec<EventType>>,
+    allow_private: bool,
+) -> Result<crate::repo::EndpointRecord, RegisterError> {
+    let url = check_url(url, allow_private).await?;
+    let endpoint = crate::repo::EndpointRecord {
+        id: uuid::Uuid::new_v4(),
+        client_id: client_id.to_owned(),
+        url: url.to_string(),
+        event_types: types,
+        secret: new_secret(),
+        created_at: chrono::Utc::now(),
+    };
+    repo.create_endpoint(&endpoint).await?;
+    Ok(endpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn urls_must_be_https_without_credentials_unless_private_is_allowed() {
+        assert!(parse_url("https://ats.example.com/hooks", false).is_ok());
+        assert_eq!(
+            parse_url("http://ats.example.com/hooks", false),
+            Err(EndpointError::NotHttps)
+        );
+        assert!(parse_url("http://127.0.0.1:9/hooks", true).is_ok());
+        assert_eq!(
+            parse_url("ftp://x.example", true),
+            Err(EndpointError::NotHttps)
+        );
+        assert!(matches!(
+            parse_url("hooks", false),
+            Err(EndpointError::NotAUrl(_))
+        ));
+        assert_eq!(
+            parse_url("https://user:pw@ats.example.com/", false),
+            Err(EndpointError::Credentials)
+        );
+    }
+
+    #[tokio::test]
+    async fn loopback_and_metadata_hosts_are_refused() {
+        for url in [
+            "https://127.0.0.1/hooks",
+            "https://[::1]/hooks",
+            "https://169.254.169.254/latest/meta-data",
+            "https://localhost/hooks",
+        ] {
+            assert!(
+                matches!(
+                    check_url(url, false).await,
+                    Err(EndpointError::NotPublic { .. })
+                ),
+                "{url}"
+            );
+        }
+        assert!(check_url("https://localhost/hooks", true).await.is_ok());
+    }
+
+    #[test]
+    fn types_parse_by_name_and_an_empty_list_means_all() {
+        assert_eq!(parse_types([]).unwrap(), None);
+        assert_eq!(
+            parse_types(["file.promoted", " file.expired", "file.promoted"]).unwrap(),
+            Some(vec![EventType::FilePromoted, EventType::FileExpired])
+        );
+        assert!(parse_types(["file.exploded"]).is_err());
+        assert!(new_secret().starts_with("whsec_"));
+        assert_eq!(new_secret().len(), 6 + 64);
+    }
+}
