@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod events;
 pub mod fault;
+pub mod file_view;
 pub mod http;
 pub mod keys;
 pub mod promotion;

@@ -11,13 +11,13 @@ use axum::{Json, Router};
 use chrono::Utc;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Serialize;
-use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::{api_time, parse_file_id};
-use crate::domain::{FileState, Slot, WebhookKind};
+use crate::domain::FileState;
+use crate::file_view::FileView;
 use crate::store::Download;
 
 /// How long a presigned download URL stays valid.
@@ -27,46 +27,6 @@ pub(super) fn routes() -> Router<ApiState> {
     Router::new()
         .route("/files/{id}", get(get_file))
         .route("/files/{id}/content", get(get_content))
-}
-
-/// The webhook a file is bound to.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct BoundWebhook {
-    webhook_id: Uuid,
-    kind: WebhookKind,
-    user_id: String,
-    #[schema(required = true)]
-    slot: Option<Slot>,
-    #[schema(format = DateTime)]
-    received_at: String,
-}
-
-/// A file in any state, with its webhook.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(super) struct FileView {
-    carv_file_id: Uuid,
-    file_name: String,
-    #[schema(required = true)]
-    content_type: Option<String>,
-    #[schema(required = true)]
-    file_size: Option<i64>,
-    /// Hex SHA-256 of the content.
-    #[schema(required = true)]
-    sha256: Option<String>,
-    state: FileState,
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    uploaded_at: Option<String>,
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    expires_at: Option<String>,
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    bound_at: Option<String>,
-    #[schema(value_type = Option<String>, format = DateTime, required = true)]
-    promoted_at: Option<String>,
-    /// The key in long-term storage, once promoted.
-    #[schema(required = true)]
-    storage_key: Option<String>,
-    #[schema(required = true)]
-    webhook: Option<BoundWebhook>,
 }
 
 /// A presigned download (S3 backend).
@@ -100,34 +60,7 @@ async fn get_file(
         .get_file(&caller.client_id, id)
         .await?
         .ok_or_else(ApiError::file_not_found)?;
-    let webhook = match file.webhook_id {
-        Some(webhook_id) => state
-            .repo()
-            .get_webhook(&caller.client_id, webhook_id)
-            .await?
-            .map(|w| BoundWebhook {
-                webhook_id: w.id,
-                kind: w.kind,
-                user_id: w.user_id,
-                slot: file.slot,
-                received_at: api_time(w.created_at),
-            }),
-        None => None,
-    };
-    Ok(Json(FileView {
-        carv_file_id: file.id,
-        file_name: file.file_name,
-        content_type: file.content_type,
-        file_size: file.file_size,
-        sha256: file.sha256,
-        state: file.state,
-        uploaded_at: file.uploaded_at.map(api_time),
-        expires_at: file.expires_at.map(api_time),
-        bound_at: file.bound_at.map(api_time),
-        promoted_at: file.promoted_at.map(api_time),
-        storage_key: file.promoted_key,
-        webhook,
-    }))
+    Ok(Json(FileView::load(state.repo(), file).await?))
 }
 
 /// Characters RFC 5987 allows unencoded in an `ext-value` (`attr-char`).

@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
 use serde::Serialize;
 use tracing::Instrument;
@@ -29,10 +28,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/uploads/{id}", get(get_upload).delete(delete_upload))
 }
 
-/// Times as the API shows them: `2026-03-12T10:30:00Z`.
-pub(crate) fn api_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub(crate) use crate::file_view::api_time;
 
 /// `POST /uploads`' answer: `201`, where to find the record, the record.
 type Staged = (

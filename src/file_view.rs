@@ -1,0 +1,87 @@
+//! A file as clients see it — the `GET /files/{id}` record — shared by the API and the events
+//! that report a file's changes.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::domain::{FileRecord, FileState, Slot, WebhookKind};
+use crate::repo::{Repo, RepoError};
+
+/// Times as clients see them: `2026-03-12T10:30:00Z`.
+pub fn api_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The webhook a file is bound to.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BoundWebhook {
+    webhook_id: Uuid,
+    kind: WebhookKind,
+    user_id: String,
+    #[schema(required = true)]
+    slot: Option<Slot>,
+    #[schema(format = DateTime)]
+    received_at: String,
+}
+
+/// A file in any state, with its webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileView {
+    carv_file_id: Uuid,
+    file_name: String,
+    #[schema(required = true)]
+    content_type: Option<String>,
+    #[schema(required = true)]
+    file_size: Option<i64>,
+    /// Hex SHA-256 of the content.
+    #[schema(required = true)]
+    sha256: Option<String>,
+    state: FileState,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    uploaded_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    expires_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    bound_at: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    promoted_at: Option<String>,
+    /// The key in long-term storage, once promoted.
+    #[schema(required = true)]
+    storage_key: Option<String>,
+    #[schema(required = true)]
+    webhook: Option<BoundWebhook>,
+}
+
+impl FileView {
+    /// The record of a file, with the webhook it is bound to (looked up within its client).
+    pub async fn load(repo: &dyn Repo, file: FileRecord) -> Result<FileView, RepoError> {
+        let webhook = match file.webhook_id {
+            Some(webhook_id) => repo
+                .get_webhook(&file.client_id, webhook_id)
+                .await?
+                .map(|w| BoundWebhook {
+                    webhook_id: w.id,
+                    kind: w.kind,
+                    user_id: w.user_id,
+                    slot: file.slot,
+                    received_at: api_time(w.created_at),
+                }),
+            None => None,
+        };
+        Ok(FileView {
+            carv_file_id: file.id,
+            file_name: file.file_name,
+            content_type: file.content_type,
+            file_size: file.file_size,
+            sha256: file.sha256,
+            state: file.state,
+            uploaded_at: file.uploaded_at.map(api_time),
+            expires_at: file.expires_at.map(api_time),
+            bound_at: file.bound_at.map(api_time),
+            promoted_at: file.promoted_at.map(api_time),
+            storage_key: file.promoted_key,
+            webhook,
+        })
+    }
+}
