@@ -165,12 +165,10 @@ struct EndpointListing {
 impl EndpointListing {
     fn of(endpoint: repo::EndpointRecord, with_secret: bool) -> Self {
         EndpointListing {
+            events: endpoint.delivered_types(),
             id: endpoint.id,
             client_id: endpoint.client_id,
             url: endpoint.url,
-            events: endpoint
-                .event_types
-                .unwrap_or_else(|| crate::events::EventType::ALL.to_vec()),
             secret: with_secret.then_some(endpoint.secret),
             created_at: endpoint.created_at,
         }

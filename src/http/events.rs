@@ -67,10 +67,7 @@ fn view(endpoint: &EndpointRecord) -> EndpointView {
     EndpointView {
         id: endpoint.id,
         url: endpoint.url.clone(),
-        events: endpoint
-            .event_types
-            .clone()
-            .unwrap_or_else(|| EventType::ALL.to_vec()),
+        events: endpoint.delivered_types(),
         created_at: api_time(endpoint.created_at),
     }
 }

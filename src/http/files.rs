@@ -177,7 +177,10 @@ async fn get_content(
         Download::Presigned { url } => {
             let expires_at =
                 Utc::now() + chrono::TimeDelta::from_std(DOWNLOAD_URL_TTL).expect("a few minutes");
-            let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+            let location = redirect
+                .then(|| HeaderValue::from_str(&url))
+                .transpose()
+                .map_err(ApiError::internal)?;
             let status = if redirect {
                 StatusCode::TEMPORARY_REDIRECT
             } else {
@@ -191,7 +194,7 @@ async fn get_content(
                 }),
             )
                 .into_response();
-            if redirect {
+            if let Some(location) = location {
                 response.headers_mut().insert(header::LOCATION, location);
             }
             response

@@ -8,7 +8,7 @@ use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -19,7 +19,6 @@ use governor::{Quota, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::ApiState;
 use super::error::{ApiError, ErrorCode};
 
 /// Entries kept before idle keys are forgotten.
@@ -187,7 +186,7 @@ fn set_headers(response: &mut Response, decision: &Decision) {
 /// Route layer for client routes: gives the key check (in [`Caller`](super::auth::Caller)) a
 /// place to leave its rate decision, and reports it in the response headers. Counting happens
 /// only once a key is verified, so nobody can spend another key's allowance by naming its id.
-pub async fn rate_headers(State(_): State<ApiState>, mut req: Request, next: Next) -> Response {
+pub async fn rate_headers(mut req: Request, next: Next) -> Response {
     let slot = RateSlot::default();
     req.extensions_mut().insert(slot.clone());
     let mut response = next.run(req).await;

@@ -74,10 +74,7 @@ pub fn app(app: App) -> Router {
         .merge(webhooks::routes())
         .merge(files::routes())
         .merge(events::routes())
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            limits::rate_headers,
-        ));
+        .route_layer(middleware::from_fn(limits::rate_headers));
     Router::new()
         .merge(client_routes)
         .merge(ops::routes())

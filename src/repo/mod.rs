@@ -111,6 +111,15 @@ pub struct EndpointRecord {
     pub created_at: DateTime<Utc>,
 }
 
+impl EndpointRecord {
+    /// The types delivered to it: its list, or every type.
+    pub fn delivered_types(&self) -> Vec<crate::events::EventType> {
+        self.event_types
+            .clone()
+            .unwrap_or_else(|| crate::events::EventType::ALL.to_vec())
+    }
+}
+
 /// What the database says about a key presented with a client id.
 #[derive(Clone, Debug)]
 pub struct KeyGrant {

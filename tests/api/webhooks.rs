@@ -33,6 +33,20 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// `GET /files/{id}/content` as acme, with the redirect left unfollowed.
+async fn content_without_following(app: &TestApp, id: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url(&format!("/files/{id}/content")))
+        .header("X-API-Key", &app.acme_key)
+        .header("X-ATS-Client-ID", "acme")
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn stage(app: &TestApp, name: &str, bytes: Vec<u8>) -> String {
     let body = json_with(app.upload(name, bytes).await, 201).await;
     body["carv_file_id"].as_str().unwrap().to_owned()
@@ -166,17 +180,7 @@ async fn the_content_endpoint_returns_the_uploaded_bytes(backend: Backend) {
         assert_eq!(disposition, expected);
     }
     if let Backend::PostgresS3 = backend {
-        let no_follow = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let redirect = no_follow
-            .get(app.url(&format!("/files/{id}/content")))
-            .header("X-API-Key", &app.acme_key)
-            .header("X-ATS-Client-ID", "acme")
-            .send()
-            .await
-            .unwrap();
+        let redirect = content_without_following(&app, &id).await;
         assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
         let location = redirect.headers()["location"].to_str().unwrap().to_owned();
         let body = json_with(redirect, 307).await;
@@ -235,17 +239,7 @@ async fn a_download_link_is_for_the_public_host_and_can_come_without_a_redirect(
             assert_eq!(fetched.status(), StatusCode::OK);
             assert_eq!(sha256(&fetched.bytes().await.unwrap()), sha256(&pdf));
             // The redirect points at the same public host.
-            let no_follow = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let redirect = no_follow
-                .get(app.url(&format!("/files/{id}/content")))
-                .header("X-API-Key", &app.acme_key)
-                .header("X-ATS-Client-ID", "acme")
-                .send()
-                .await
-                .unwrap();
+            let redirect = content_without_following(&app, &id).await;
             assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
             assert!(
                 redirect.headers()["location"]
