@@ -55,6 +55,12 @@ pub struct SweepPolicy {
 pub struct EventPolicy {
     /// Endpoints on `http://` and private addresses are allowed (internal networks, tests).
     pub allow_private: bool,
+    /// How long an endpoint has to answer.
+    pub timeout: Duration,
+    /// The wait before the first retry; doubled for each later one.
+    pub retry_base: Duration,
+    /// Attempts before a delivery fails.
+    pub max_attempts: u32,
 }
 
 /// Every policy, by role.
@@ -93,6 +99,9 @@ impl Policies {
             },
             events: EventPolicy {
                 allow_private: config.events_allow_private,
+                timeout: config.event_timeout,
+                retry_base: config.event_retry_base,
+                max_attempts: config.event_max_attempts,
             },
         }
     }
@@ -103,6 +112,7 @@ struct Shared {
     store: Arc<dyn Store>,
     spill: Spill,
     telemetry: Telemetry,
+    sender: crate::delivery::Sender,
     policies: Policies,
 }
 
@@ -124,6 +134,7 @@ impl App {
             store,
             spill,
             telemetry: Telemetry::new(),
+            sender: crate::delivery::Sender::new(policies.events.clone()),
             policies,
         }))
     }
@@ -177,6 +188,11 @@ impl App {
     /// Where events may be delivered.
     pub fn events(&self) -> &EventPolicy {
         &self.0.policies.events
+    }
+
+    /// Signs and posts events to endpoints.
+    pub fn sender(&self) -> &crate::delivery::Sender {
+        &self.0.sender
     }
 
     /// The sweeper's policy.

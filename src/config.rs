@@ -208,6 +208,19 @@ pub struct Config {
         global = true
     )]
     pub events_allow_private: bool,
+
+    /// How long an event endpoint has to answer a delivery with a 2xx before the attempt counts
+    /// as failed.
+    #[arg(long, env = "STOWAGE_EVENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration, global = true)]
+    pub event_timeout: Duration,
+
+    /// The wait before an event's first retry; each later retry waits twice as long (with jitter).
+    #[arg(long, env = "STOWAGE_EVENT_RETRY_BASE", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub event_retry_base: Duration,
+
+    /// Attempts at delivering an event to an endpoint before the delivery is marked failed.
+    #[arg(long, env = "STOWAGE_EVENT_MAX_ATTEMPTS", default_value = "12", value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
+    pub event_max_attempts: u32,
 }
 
 /// How log lines are written.

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -222,6 +223,153 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Where the delivery of one event to one endpoint stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Not yet delivered; the worker tries again at `next_attempt_at`.
+    Pending,
+    /// The endpoint answered a 2xx.
+    Delivered,
+    /// Every attempt failed; only a redelivery sends it again.
+    Failed,
+}
+
+impl DeliveryStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+}
+
+impl FromStr for DeliveryStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Delivered,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+        .ok_or_else(|| format!("unknown delivery status '{s}'"))
+    }
+}
+
+/// The longest wait between two attempts, however many have failed.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(12 * 3600);
+
+/// What a delivery becomes after its `attempt`-th attempt (counting from 1): delivered; failed
+/// once `max_attempts` attempts have been made; otherwise pending, retried after
+/// `base × 2^(attempt−1)` (at most [`MAX_RETRY_DELAY`]) scaled by `jitter` (in `[0.5, 1]`, so
+/// endpoints that failed together are not all retried at once).
+pub fn after_attempt(
+    delivered: bool,
+    attempt: u32,
+    max_attempts: u32,
+    base: Duration,
+    jitter: f64,
+) -> (DeliveryStatus, Option<Duration>) {
+    if delivered {
+        return (DeliveryStatus::Delivered, None);
+    }
+    if attempt >= max_attempts {
+        return (DeliveryStatus::Failed, None);
+    }
+    let doubled = base.saturating_mul(1u32 << attempt.saturating_sub(1).min(31));
+    let delay = doubled.min(MAX_RETRY_DELAY).mul_f64(jitter.clamp(0.5, 1.0));
+    (DeliveryStatus::Pending, Some(delay))
+}
+
+/// A random factor in `[0.5, 1]` for [`after_attempt`].
+pub fn jitter() -> f64 {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    0.5 + f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) / 2.0
+}
+
+/// An event about to be written to the outbox: its body is the JSON delivered, byte for byte.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub id: uuid::Uuid,
+    pub client_id: String,
+    pub event_type: EventType,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub body: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a, D: Serialize> {
+    id: uuid::Uuid,
+    #[serde(rename = "type")]
+    event_type: EventType,
+    created_at: String,
+    client_id: &'a str,
+    data: D,
+}
+
+#[derive(Serialize)]
+struct FileData {
+    file: crate::file_view::FileView,
+}
+
+#[derive(Serialize)]
+struct NoData {}
+
+impl NewEvent {
+    fn new<D: Serialize>(
+        event_type: EventType,
+        client_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        data: D,
+    ) -> NewEvent {
+        let id = uuid::Uuid::new_v4();
+        let body = serde_json::to_string(&Body {
+            id,
+            event_type,
+            created_at: crate::file_view::api_time(at),
+            client_id,
+            data,
+        })
+        .expect("events serialize");
+        NewEvent {
+            id,
+            client_id: client_id.to_owned(),
+            event_type,
+            created_at: at,
+            body,
+        }
+    }
+
+    /// An event reporting a file's change: `data.file` is the file's `GET /files/{id}` record
+    /// as of the change (`webhook`: the webhook it is bound to, if any).
+    pub fn file(
+        event_type: EventType,
+        file: &crate::domain::FileRecord,
+        webhook: Option<&crate::domain::WebhookRecord>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        let client_id = file.client_id.clone();
+        let file = crate::file_view::FileView::from_parts(file.clone(), webhook);
+        NewEvent::new(event_type, &client_id, at, FileData { file })
+    }
+
+    /// A `ping`, sent to test an endpoint.
+    pub fn ping(client_id: &str, at: chrono::DateTime<chrono::Utc>) -> NewEvent {
+        NewEvent::new(EventType::Ping, client_id, at, NoData {})
+    }
+
+    /// The `LIKE` pattern that finds this event's type in an endpoint's stored JSON list.
+    pub fn subscription_pattern(&self) -> String {
+        format!("%\"{}\"%", self.event_type.as_str())
+    }
+}
+
 /// Why registering an endpoint failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -256,6 +404,47 @@ pub async fn register_endpoint(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_back_off_exponentially_with_jitter_until_the_last_attempt() {
+        let base = Duration::from_secs(30);
+        assert_eq!(
+            after_attempt(true, 12, 12, base, 1.0),
+            (DeliveryStatus::Delivered, None)
+        );
+        assert_eq!(
+            after_attempt(false, 1, 12, base, 1.0),
+            (DeliveryStatus::Pending, Some(Duration::from_secs(30)))
+        );
+        assert_eq!(
+            after_attempt(false, 4, 12, base, 1.0),
+            (DeliveryStatus::Pending, Some(Duration::from_secs(240)))
+        );
+        assert_eq!(
+            after_attempt(false, 4, 12, base, 0.5),
+            (DeliveryStatus::Pending, Some(Duration::from_secs(120)))
+        );
+        assert_eq!(
+            after_attempt(false, 11, 100, base, 1.0).1,
+            Some(Duration::from_secs(30 * 1024))
+        );
+        assert_eq!(
+            after_attempt(false, 60, 100, base, 1.0).1,
+            Some(MAX_RETRY_DELAY)
+        );
+        assert_eq!(
+            after_attempt(false, 12, 12, base, 1.0),
+            (DeliveryStatus::Failed, None)
+        );
+        assert_eq!(
+            after_attempt(false, 13, 12, base, 1.0),
+            (DeliveryStatus::Failed, None),
+            "a redelivery past the limit is tried once"
+        );
+        for _ in 0..100 {
+            assert!((0.5..=1.0).contains(&jitter()));
+        }
+    }
 
     #[test]
     fn only_public_addresses_are_public() {

@@ -5,7 +5,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::{FileRecord, FileState, Slot, WebhookKind};
+use crate::domain::{FileRecord, FileState, Slot, WebhookKind, WebhookRecord};
 use crate::repo::{Repo, RepoError};
 
 /// Times as clients see them: `2026-03-12T10:30:00Z`.
@@ -57,19 +57,24 @@ impl FileView {
     /// The record of a file, with the webhook it is bound to (looked up within its client).
     pub async fn load(repo: &dyn Repo, file: FileRecord) -> Result<FileView, RepoError> {
         let webhook = match file.webhook_id {
-            Some(webhook_id) => repo
-                .get_webhook(&file.client_id, webhook_id)
-                .await?
-                .map(|w| BoundWebhook {
-                    webhook_id: w.id,
-                    kind: w.kind,
-                    user_id: w.user_id,
-                    slot: file.slot,
-                    received_at: api_time(w.created_at),
-                }),
+            Some(webhook_id) => repo.get_webhook(&file.client_id, webhook_id).await?,
             None => None,
         };
-        Ok(FileView {
+        Ok(FileView::from_parts(file, webhook.as_ref()))
+    }
+
+    /// The record of a file and the webhook it is bound to, if any.
+    pub fn from_parts(file: FileRecord, webhook: Option<&WebhookRecord>) -> FileView {
+        let webhook = webhook
+            .filter(|w| Some(w.id) == file.webhook_id)
+            .map(|w| BoundWebhook {
+                webhook_id: w.id,
+                kind: w.kind,
+                user_id: w.user_id.clone(),
+                slot: file.slot,
+                received_at: api_time(w.created_at),
+            });
+        FileView {
             carv_file_id: file.id,
             file_name: file.file_name,
             content_type: file.content_type,
@@ -82,6 +87,6 @@ impl FileView {
             promoted_at: file.promoted_at.map(api_time),
             storage_key: file.promoted_key,
             webhook,
-        })
+        }
     }
 }

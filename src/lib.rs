@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod events;
 pub mod fault;
@@ -37,8 +38,8 @@ pub async fn connect(config: &config::Config) -> Result<App, StartError> {
     App::connect(config).await
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish.
+/// Serves the API on `listener` and delivers events (the [`delivery`] worker) until `shutdown`
+/// completes, then stops accepting and lets in-flight requests and deliveries finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: App,
@@ -48,6 +49,7 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = state.http().header_read_timeout;
+    let worker = delivery::start(state.clone());
     let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -82,6 +84,9 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    tokio::join!(
+        graceful.shutdown(),
+        worker.stop(std::time::Duration::from_secs(10))
+    );
     Ok(())
 }

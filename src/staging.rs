@@ -506,6 +506,7 @@ impl Pending {
                 expires_at: now + ttl,
             };
             state.repo().mark_staged(cleanup.id, &facts).await?;
+            crate::fault::point("upload.after_staged");
             Ok(facts)
         }
         .await;

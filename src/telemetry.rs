@@ -106,6 +106,26 @@ impl Telemetry {
                 "stowage_http_request_duration_seconds",
                 "Time from a request's arrival to the end of its response body, by route."
             );
+            describe_counter!(
+                "stowage_event_deliveries_total",
+                "Event delivery attempts by outcome (delivered, retrying, failed)."
+            );
+            describe_histogram!(
+                "stowage_event_delivery_duration_seconds",
+                "Time an event endpoint took to answer (or to fail) one delivery attempt."
+            );
+            describe_histogram!(
+                "stowage_event_delivery_lag_seconds",
+                "Time from an event to its delivery."
+            );
+            describe_gauge!(
+                "stowage_event_deliveries_pending",
+                "Event deliveries not yet delivered nor failed, across all replicas."
+            );
+            describe_gauge!(
+                "stowage_event_oldest_pending_age_seconds",
+                "Age of the oldest event still pending delivery (0 when none)."
+            );
             describe_gauge!(
                 "stowage_build_info",
                 "Always 1; the version of the running binary is its label."
@@ -132,6 +152,11 @@ impl Telemetry {
             counter!("stowage_http_requests_total", "method" => "GET", "route" => "/healthz", "status" => "200")
                 .absolute(0);
             let _ = histogram!("stowage_http_request_duration_seconds", "route" => "/healthz");
+            for outcome in ["delivered", "retrying", "failed"] {
+                counter!("stowage_event_deliveries_total", "outcome" => outcome).absolute(0);
+            }
+            let _ = histogram!("stowage_event_delivery_duration_seconds");
+            let _ = histogram!("stowage_event_delivery_lag_seconds");
         });
         telemetry
     }
@@ -178,6 +203,29 @@ impl Telemetry {
         });
     }
 
+    /// One event delivery attempt made (started at `started_at`, lasting `elapsed`).
+    pub fn event_delivery(
+        &self,
+        status: crate::events::DeliveryStatus,
+        elapsed: Duration,
+        event_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        use crate::events::DeliveryStatus;
+        let outcome = match status {
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Pending => "retrying",
+            DeliveryStatus::Failed => "failed",
+        };
+        self.record(|| {
+            counter!("stowage_event_deliveries_total", "outcome" => outcome).increment(1);
+            histogram!("stowage_event_delivery_duration_seconds").record(elapsed.as_secs_f64());
+            if status == DeliveryStatus::Delivered {
+                let lag = (chrono::Utc::now() - event_at).as_seconds_f64().max(0.0);
+                histogram!("stowage_event_delivery_lag_seconds").record(lag);
+            }
+        });
+    }
+
     /// One sweep pass finished.
     pub fn sweep(&self, run: &SweepRun) {
         let result = if run.errors == 0 { "ok" } else { "error" };
@@ -208,6 +256,11 @@ impl Telemetry {
             gauge!("stowage_files_expiring", "within" => "1h").set(stats.expiring_1h as f64);
             gauge!("stowage_files_expiring", "within" => "24h").set(stats.expiring_24h as f64);
             gauge!("stowage_files_overdue").set(stats.overdue as f64);
+            gauge!("stowage_event_deliveries_pending").set(stats.deliveries_pending as f64);
+            let oldest = stats.oldest_pending_event_at.map_or(0.0, |at| {
+                (chrono::Utc::now() - at).as_seconds_f64().max(0.0)
+            });
+            gauge!("stowage_event_oldest_pending_age_seconds").set(oldest);
             self.process.collect();
         });
         self.handle.render()

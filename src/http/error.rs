@@ -81,6 +81,7 @@ error_codes! {
     IdempotencyKeyReused => "idempotency_key_reused", CONFLICT;
     FileNotPromoted => "file_not_promoted", CONFLICT;
     EndpointNotFound => "endpoint_not_found", NOT_FOUND;
+    EventNotFound => "event_not_found", NOT_FOUND;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     TooManyUploads => "too_many_uploads", TOO_MANY_REQUESTS;
     ServiceUnavailable => "service_unavailable", SERVICE_UNAVAILABLE;

@@ -1,10 +1,11 @@
-//! `/event-endpoints`: where a client wants to hear about its files.
+//! `/event-endpoints` and `/events`: where a client wants to hear about its files, what it was
+//! told, and telling it again.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -13,8 +14,8 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::uploads::api_time;
-use crate::events::{self, EventType, RegisterError};
-use crate::repo::EndpointRecord;
+use crate::events::{self, DeliveryStatus, EventType, RegisterError};
+use crate::repo::{DeliveryRecord, EndpointRecord, EventCursor, EventRecord};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -23,6 +24,10 @@ pub(super) fn routes() -> Router<ApiState> {
             get(list_endpoints).post(create_endpoint),
         )
         .route("/event-endpoints/{id}", delete(delete_endpoint))
+        .route("/event-endpoints/{id}/test", post(test_endpoint))
+        .route("/events", get(list_events))
+        .route("/events/{id}", get(get_event))
+        .route("/events/{id}/redeliver", post(redeliver))
 }
 
 /// What registers an endpoint.
@@ -175,4 +180,314 @@ async fn delete_endpoint(
     } else {
         Err(not_found())
     }
+}
+
+/// What a test delivery got.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct TestDelivery {
+    /// The endpoint answered a 2xx in time.
+    delivered: bool,
+    #[schema(required = true)]
+    response_status_code: Option<u16>,
+    /// Why it was not delivered.
+    #[schema(required = true)]
+    error_message: Option<String>,
+}
+
+/// Send a `ping` event to an endpoint now, and say what it answered.
+#[utoipa::path(
+    post, path = "/event-endpoints/{id}/test", tag = "events", operation_id = "testEventEndpoint",
+    params(("id" = String, Path, format = Uuid), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "Sent (or tried): the outcome", body = TestDelivery),
+        (status = 404, description = "No such endpoint for this client", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn test_endpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TestDelivery>> {
+    let not_found = || ApiError::new(ErrorCode::EndpointNotFound, "Event endpoint not found");
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let endpoint = state
+        .repo()
+        .list_endpoints(Some(&caller.client_id))
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(not_found)?;
+    let ping = events::NewEvent::ping(&caller.client_id, chrono::Utc::now());
+    let attempt = state
+        .sender()
+        .send(&endpoint.url, &endpoint.secret, ping.id, &ping.body)
+        .await;
+    Ok(Json(TestDelivery {
+        delivered: attempt.delivered(),
+        response_status_code: attempt.status_code,
+        error_message: attempt.error,
+    }))
+}
+
+/// An event as recorded, with what became of it at each endpoint.
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+pub(super) struct EventView {
+    /// Also `X-Webhook-Id` of every delivery: receivers de-duplicate by it.
+    id: Uuid,
+    #[serde(rename = "type")]
+    #[schema(value_type = EventType)]
+    event_type: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    client_id: String,
+    /// `{"file": <the GET /files/{id} record as of the event>}`; `{}` for a ping.
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+    #[serde(default, skip_deserializing)]
+    deliveries: Vec<DeliveryView>,
+}
+
+/// The delivery of an event to one endpoint.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DeliveryView {
+    endpoint_id: Uuid,
+    status: DeliveryStatus,
+    attempt_count: i32,
+    /// What the endpoint last answered, if it answered.
+    #[schema(required = true)]
+    response_status_code: Option<i32>,
+    /// Why the last attempt did not deliver.
+    #[schema(required = true)]
+    error_message: Option<String>,
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    last_attempt_at: Option<String>,
+    /// When the next attempt is due (pending only).
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    next_attempt_at: Option<String>,
+    /// Every attempt, oldest first (`GET /events/{id}` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts: Option<Vec<AttemptView>>,
+}
+
+/// One attempt at a delivery.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct AttemptView {
+    attempt: i32,
+    #[schema(format = DateTime)]
+    attempted_at: String,
+    duration_ms: i64,
+    #[schema(required = true)]
+    response_status_code: Option<i32>,
+    #[schema(required = true)]
+    error_message: Option<String>,
+}
+
+/// A page of events, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct EventPage {
+    results: Vec<EventView>,
+    /// The path of the next page, or null on the last.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+fn delivery_view(delivery: DeliveryRecord, with_attempts: bool) -> DeliveryView {
+    DeliveryView {
+        endpoint_id: delivery.endpoint_id,
+        status: delivery.status,
+        attempt_count: delivery.attempt_count,
+        response_status_code: delivery.response_status_code,
+        error_message: delivery.error_message,
+        last_attempt_at: delivery.last_attempt_at.map(api_time),
+        next_attempt_at: delivery.next_attempt_at.map(api_time),
+        attempts: with_attempts.then(|| {
+            delivery
+                .attempts
+                .into_iter()
+                .map(|a| AttemptView {
+                    attempt: a.attempt,
+                    attempted_at: api_time(a.attempted_at),
+                    duration_ms: a.duration_ms,
+                    response_status_code: a.response_status_code,
+                    error_message: a.error_message,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn event_view(event: EventRecord, with_attempts: bool) -> Result<EventView> {
+    let mut view: EventView = serde_json::from_str(&event.body).map_err(|e| {
+        ApiError::internal(format!("event {} has an unreadable body: {e}", event.id))
+    })?;
+    view.deliveries = event
+        .deliveries
+        .into_iter()
+        .map(|d| delivery_view(d, with_attempts))
+        .collect();
+    Ok(view)
+}
+
+fn bad_parameter(name: &str, message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::BadRequest, message).with_detail("parameter", name)
+}
+
+/// Events per page unless `limit` says otherwise, and the most it may say.
+const DEFAULT_PAGE: i64 = 20;
+const MAX_PAGE: i64 = 100;
+
+/// The cursor of the page after `event`: opaque to clients.
+fn cursor_after(event: &EventRecord) -> String {
+    format!(
+        "{:x}{}",
+        event.created_at.timestamp_micros(),
+        event.id.simple()
+    )
+}
+
+fn parse_cursor(raw: &str) -> Option<EventCursor> {
+    let split = raw.len().checked_sub(32)?;
+    let (micros, id) = (raw.get(..split)?, raw.get(split..)?);
+    let micros = i64::from_str_radix(micros, 16).ok()?;
+    Some(EventCursor {
+        created_at: chrono::DateTime::from_timestamp_micros(micros)?,
+        id: Uuid::try_parse(id).ok()?,
+    })
+}
+
+/// The caller's events, newest first: the audit trail of what happened to its files.
+#[utoipa::path(
+    get, path = "/events", tag = "events", operation_id = "listEvents",
+    params(
+        ("type" = Option<EventType>, Query, description = "Only events of this type"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Events per page (default 20)"),
+        ("cursor" = Option<String>, Query, description = "Where the page starts: from the previous page's `next`"),
+        ("X-ATS-Client-ID" = String, Header),
+    ),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "A page of events", body = EventPage),
+        super::error::ClientFailures,
+    )
+)]
+async fn list_events(
+    State(state): State<ApiState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<EventPage>> {
+    let (mut event_type, mut limit, mut cursor) = (None, DEFAULT_PAGE, None);
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "type" => {
+                event_type = Some(
+                    value
+                        .parse::<EventType>()
+                        .map_err(|e| bad_parameter("type", e.to_string()))?,
+                );
+            }
+            "limit" => {
+                limit = value
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=MAX_PAGE).contains(l))
+                    .ok_or_else(|| {
+                        bad_parameter("limit", format!("limit is a number from 1 to {MAX_PAGE}"))
+                    })?;
+            }
+            "cursor" => {
+                cursor = Some(parse_cursor(&value).ok_or_else(|| {
+                    bad_parameter("cursor", "cursor is not one this service gave out")
+                })?);
+            }
+            _ => {}
+        }
+    }
+    let mut events = state
+        .repo()
+        .list_events(&caller.client_id, event_type, cursor, limit + 1)
+        .await?;
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let next = match events.last() {
+        Some(last) if more => {
+            let mut next = url::form_urlencoded::Serializer::new(String::new());
+            if let Some(t) = event_type {
+                next.append_pair("type", t.as_str());
+            }
+            next.append_pair("limit", &limit.to_string());
+            next.append_pair("cursor", &cursor_after(last));
+            Some(format!("/events?{}", next.finish()))
+        }
+        _ => None,
+    };
+    Ok(Json(EventPage {
+        results: events
+            .into_iter()
+            .map(|e| event_view(e, false))
+            .collect::<Result<_>>()?,
+        next,
+    }))
+}
+
+fn event_not_found() -> ApiError {
+    ApiError::new(ErrorCode::EventNotFound, "Event not found")
+}
+
+/// One event, with every delivery and every attempt at it.
+#[utoipa::path(
+    get, path = "/events/{id}", tag = "events", operation_id = "getEvent",
+    params(("id" = String, Path, format = Uuid), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The event and its delivery log", body = EventView),
+        (status = 404, description = "No such event for this client", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn get_event(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<EventView>> {
+    let id = Uuid::parse_str(&id).map_err(|_| event_not_found())?;
+    let event = state
+        .repo()
+        .get_event(&caller.client_id, id)
+        .await?
+        .ok_or_else(event_not_found)?;
+    Ok(Json(event_view(event, true)?))
+}
+
+/// Queue an event again for every endpoint subscribed to it (failed, delivered or pending).
+#[utoipa::path(
+    post, path = "/events/{id}/redeliver", tag = "events", operation_id = "redeliverEvent",
+    params(("id" = String, Path, format = Uuid), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 202, description = "Queued: the event, its deliveries pending", body = EventView),
+        (status = 404, description = "No such event for this client", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn redeliver(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<EventView>)> {
+    let id = Uuid::parse_str(&id).map_err(|_| event_not_found())?;
+    if !state
+        .repo()
+        .redeliver(&caller.client_id, id, chrono::Utc::now())
+        .await?
+    {
+        return Err(event_not_found());
+    }
+    let event = state
+        .repo()
+        .get_event(&caller.client_id, id)
+        .await?
+        .ok_or_else(event_not_found)?;
+    Ok((StatusCode::ACCEPTED, Json(event_view(event, true)?)))
 }

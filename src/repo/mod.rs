@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookKind, WebhookRecord};
+use crate::events::{DeliveryStatus, EventType};
 
 pub use postgres::PostgresRepo;
 pub use sqlite::SqliteRepo;
@@ -118,6 +119,81 @@ impl EndpointRecord {
             .clone()
             .unwrap_or_else(|| crate::events::EventType::ALL.to_vec())
     }
+}
+
+/// A delivery the worker has claimed (leased): what to send, and where.
+#[derive(Clone, Debug)]
+pub struct DueDelivery {
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    /// Attempts made before this one.
+    pub attempt_count: i32,
+    pub url: String,
+    pub secret: String,
+    /// The event, byte for byte as recorded.
+    pub body: String,
+    /// When the event happened.
+    pub event_created_at: DateTime<Utc>,
+}
+
+/// One attempt at a delivery, and what the delivery becomes after it.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub event_id: Uuid,
+    pub endpoint_id: Uuid,
+    /// Which attempt this was, from 1.
+    pub attempt: i32,
+    pub attempted_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub response_status_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub status: DeliveryStatus,
+    /// When to try again (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// One attempt as the delivery log shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptLog {
+    pub attempt: i32,
+    pub attempted_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub response_status_code: Option<i32>,
+    pub error_message: Option<String>,
+}
+
+/// The delivery of an event to one endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub endpoint_id: Uuid,
+    pub status: DeliveryStatus,
+    pub attempt_count: i32,
+    pub response_status_code: Option<i32>,
+    pub error_message: Option<String>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    /// When the worker tries next (pending only).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Every attempt, oldest first (read only for a single event).
+    pub attempts: Vec<AttemptLog>,
+}
+
+/// An event from the outbox, with its deliveries.
+#[derive(Clone, Debug)]
+pub struct EventRecord {
+    pub id: Uuid,
+    pub client_id: String,
+    pub event_type: EventType,
+    /// The event as delivered.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// Where a page of events starts: after this one (newest first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
 }
 
 /// What the database says about a key presented with a client id.
@@ -231,6 +307,9 @@ pub struct StorageStats {
     pub expiring_24h: i64,
     /// Staged files already past `expires_at`, waiting for the sweeper.
     pub overdue: i64,
+    /// Event deliveries not yet delivered nor failed, and when the oldest one's event happened.
+    pub deliveries_pending: i64,
+    pub oldest_pending_event_at: Option<DateTime<Utc>>,
 }
 
 /// Counts of files and bytes in one state.
@@ -268,8 +347,34 @@ pub trait Repo: Send + Sync {
     /// The endpoints in use, oldest first: a client's, or every client's.
     async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>>;
     /// Removes an endpoint (of this client, if given); `false` if there is none in use. Nothing
-    /// more is delivered to it; its delivery log stays.
+    /// more is delivered to it (its pending deliveries fail); its delivery log stays.
     async fn remove_endpoint(&self, client_id: Option<&str>, id: Uuid) -> Result<bool>;
+    /// Leases up to `limit` deliveries that are due at `now` (pending, not leased by another
+    /// worker, to an endpoint in use) until `lease_until`: with several workers each delivery
+    /// goes to one of them (`SKIP LOCKED` on PostgreSQL, the write lock on SQLite).
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<DueDelivery>>;
+    /// Logs an attempt and moves its delivery on; `false` (nothing written) if another worker
+    /// recorded this attempt first.
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<bool>;
+    /// A client's events, newest first, after `cursor`, of one type if given, with their
+    /// deliveries (without the attempt log).
+    async fn list_events(
+        &self,
+        client_id: &str,
+        event_type: Option<EventType>,
+        cursor: Option<EventCursor>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>>;
+    /// One of a client's events, with its deliveries and every attempt.
+    async fn get_event(&self, client_id: &str, id: Uuid) -> Result<Option<EventRecord>>;
+    /// Queues an event again for every endpoint in use subscribed to it, due at `now`; `false`
+    /// if the client has no such event.
+    async fn redeliver(&self, client_id: &str, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
     /// Every client id granted to a key, by client id then key name.
     async fn list_clients(&self) -> Result<Vec<ClientGrant>>;
     /// Takes a client id away from every key (or only from `key_name`); the number of grants

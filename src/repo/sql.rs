@@ -129,8 +129,123 @@ macro_rules! impl_repo {
             last_error: Option<String>,
         }
 
+        #[derive(sqlx::FromRow)]
+        struct EventRow {
+            id: Id,
+            client_id: String,
+            event_type: String,
+            body: String,
+            created_at: Time,
+        }
+
+        impl TryFrom<EventRow> for EventRecord {
+            type Error = RepoError;
+
+            fn try_from(row: EventRow) -> Result<Self> {
+                Ok(EventRecord {
+                    id: uuid(row.id)?,
+                    client_id: row.client_id,
+                    event_type: row
+                        .event_type
+                        .parse()
+                        .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?,
+                    body: row.body,
+                    created_at: utc(row.created_at)?,
+                    deliveries: Vec::new(),
+                })
+            }
+        }
+
+        #[derive(sqlx::FromRow)]
+        struct DeliveryRow {
+            event_id: Id,
+            endpoint_id: Id,
+            status: String,
+            attempt_count: i32,
+            next_attempt_at: Time,
+            last_attempt_at: Option<Time>,
+            response_status_code: Option<i32>,
+            error_message: Option<String>,
+        }
+
+        impl TryFrom<DeliveryRow> for DeliveryRecord {
+            type Error = RepoError;
+
+            fn try_from(row: DeliveryRow) -> Result<Self> {
+                let status: DeliveryStatus = parse_named(&row.status)?;
+                Ok(DeliveryRecord {
+                    endpoint_id: uuid(row.endpoint_id)?,
+                    status,
+                    attempt_count: row.attempt_count,
+                    response_status_code: row.response_status_code,
+                    error_message: row.error_message,
+                    last_attempt_at: row.last_attempt_at.map(utc).transpose()?,
+                    next_attempt_at: (status == DeliveryStatus::Pending)
+                        .then(|| utc(row.next_attempt_at))
+                        .transpose()?,
+                    attempts: Vec::new(),
+                })
+            }
+        }
+
         fn files(rows: Vec<FileRow>) -> Result<Vec<FileRecord>> {
             rows.into_iter().map(FileRecord::try_from).collect()
+        }
+
+        /// The webhook with this id, read within a transaction.
+        async fn webhook_in(conn: &mut Conn, webhook_id: Uuid) -> Result<Option<WebhookRecord>> {
+            let row: Option<WebhookRow> = sqlx::query_as(concat!(
+                "SELECT ", webhook_columns!(), " FROM webhooks WHERE id = $1"
+            ))
+            .bind(id(webhook_id))
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(WebhookRecord::try_from).transpose()
+        }
+
+        /// Writes an event to the outbox with one pending delivery for each endpoint of its
+        /// client that is in use and subscribed to its type — in the caller's transaction, so
+        /// the event exists if and only if the change it reports does.
+        async fn write_event(conn: &mut Conn, event: &crate::events::NewEvent) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO events (id, client_id, event_type, body, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id(event.id))
+            .bind(&event.client_id)
+            .bind(event.event_type.as_str())
+            .bind(&event.body)
+            .bind(time(event.created_at))
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+                 SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
+                 WHERE client_id = $3 AND deleted_at IS NULL \
+                   AND (event_types IS NULL OR event_types LIKE $4)",
+            )
+            .bind(id(event.id))
+            .bind(time(event.created_at))
+            .bind(&event.client_id)
+            .bind(event.subscription_pattern())
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Writes the event reporting a file's change (its record carries its webhook, if bound).
+        async fn write_file_event(
+            conn: &mut Conn,
+            event_type: crate::events::EventType,
+            file: &FileRecord,
+            at: DateTime<Utc>,
+        ) -> Result<()> {
+            let webhook = match file.webhook_id {
+                Some(webhook_id) => webhook_in(&mut *conn, webhook_id).await?,
+                None => None,
+            };
+            let event = crate::events::NewEvent::file(event_type, file, webhook.as_ref(), at);
+            write_event(conn, &event).await
         }
 
         #[async_trait]
@@ -314,16 +429,220 @@ macro_rules! impl_repo {
             }
 
             async fn remove_endpoint(&self, client_id: Option<&str>, endpoint_id: Uuid) -> Result<bool> {
+                let now = time(Utc::now());
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE event_endpoints SET deleted_at = $3 \
                      WHERE id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR client_id = $2)",
                 )
                 .bind(id(endpoint_id))
                 .bind(client_id)
-                .bind(time(Utc::now()))
-                .execute(&self.pool)
+                .bind(now)
+                .execute(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() > 0)
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'failed', leased_until = NULL, \
+                            error_message = 'endpoint removed' \
+                     WHERE endpoint_id = $1 AND status = 'pending'",
+                )
+                .bind(id(endpoint_id))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn claim_deliveries(
+                &self,
+                now: DateTime<Utc>,
+                lease_until: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<DueDelivery>> {
+                let rows: Vec<(Id, Id, i32, String, String, String, Time)> = sqlx::query_as(CLAIM_DUE)
+                    .bind(time(now))
+                    .bind(time(lease_until))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(event_id, endpoint_id, attempt_count, url, secret, body, created_at)| {
+                        Ok(DueDelivery {
+                            event_created_at: utc(created_at)?,
+                            event_id: uuid(event_id)?,
+                            endpoint_id: uuid(endpoint_id)?,
+                            attempt_count,
+                            url,
+                            secret,
+                            body,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<bool> {
+                // Relaxed: a lost record only means the delivery is sent again (at least once).
+                let mut tx = self.relaxed.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE deliveries SET status = $3, attempt_count = $4, \
+                            next_attempt_at = COALESCE($5, next_attempt_at), leased_until = NULL, \
+                            last_attempt_at = $6, response_status_code = $7, error_message = $8 \
+                     WHERE event_id = $1 AND endpoint_id = $2 AND attempt_count = $4 - 1",
+                )
+                .bind(id(attempt.event_id))
+                .bind(id(attempt.endpoint_id))
+                .bind(attempt.status.as_str())
+                .bind(attempt.attempt)
+                .bind(attempt.next_attempt_at.map(time))
+                .bind(time(attempt.attempted_at))
+                .bind(attempt.response_status_code)
+                .bind(&attempt.error_message)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
+                                                    duration_ms, response_status_code, error_message) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                )
+                .bind(id(attempt.event_id))
+                .bind(id(attempt.endpoint_id))
+                .bind(attempt.attempt)
+                .bind(time(attempt.attempted_at))
+                .bind(attempt.duration_ms)
+                .bind(attempt.response_status_code)
+                .bind(&attempt.error_message)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn list_events(
+                &self,
+                client_id: &str,
+                event_type: Option<EventType>,
+                cursor: Option<EventCursor>,
+                limit: i64,
+            ) -> Result<Vec<EventRecord>> {
+                let rows: Vec<EventRow> = sqlx::query_as(
+                    "SELECT id, client_id, event_type, body, created_at FROM events \
+                     WHERE client_id = $1 AND ($2 IS NULL OR event_type = $2) \
+                       AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) \
+                     ORDER BY created_at DESC, id DESC LIMIT $5",
+                )
+                .bind(client_id)
+                .bind(event_type.map(EventType::as_str))
+                .bind(cursor.map(|c| time(c.created_at)))
+                .bind(cursor.map(|c| id(c.id)))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut events = rows
+                    .into_iter()
+                    .map(EventRecord::try_from)
+                    .collect::<Result<Vec<_>>>()?;
+                let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+                let deliveries: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF)
+                    .bind(id_list(&ids))
+                    .fetch_all(&self.pool)
+                    .await?;
+                for row in deliveries {
+                    let event_id = uuid(row.event_id.clone())?;
+                    if let Some(event) = events.iter_mut().find(|e| e.id == event_id) {
+                        event.deliveries.push(row.try_into()?);
+                    }
+                }
+                Ok(events)
+            }
+
+            async fn get_event(&self, client_id: &str, event_id: Uuid) -> Result<Option<EventRecord>> {
+                let row: Option<EventRow> = sqlx::query_as(
+                    "SELECT id, client_id, event_type, body, created_at FROM events \
+                     WHERE id = $1 AND client_id = $2",
+                )
+                .bind(id(event_id))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut event = EventRecord::try_from(row)?;
+                let deliveries: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF)
+                    .bind(id_list(&[event_id]))
+                    .fetch_all(&self.pool)
+                    .await?;
+                event.deliveries = deliveries
+                    .into_iter()
+                    .map(DeliveryRecord::try_from)
+                    .collect::<Result<_>>()?;
+                let attempts: Vec<(Id, i32, Time, i64, Option<i32>, Option<String>)> = sqlx::query_as(
+                    "SELECT endpoint_id, attempt, attempted_at, duration_ms, response_status_code, \
+                            error_message \
+                     FROM delivery_attempts WHERE event_id = $1 ORDER BY endpoint_id, attempt",
+                )
+                .bind(id(event_id))
+                .fetch_all(&self.pool)
+                .await?;
+                for (endpoint_id, attempt, attempted_at, duration_ms, code, error) in attempts {
+                    let endpoint_id = uuid(endpoint_id)?;
+                    if let Some(delivery) =
+                        event.deliveries.iter_mut().find(|d| d.endpoint_id == endpoint_id)
+                    {
+                        delivery.attempts.push(AttemptLog {
+                            attempt,
+                            attempted_at: utc(attempted_at)?,
+                            duration_ms,
+                            response_status_code: code,
+                            error_message: error,
+                        });
+                    }
+                }
+                Ok(Some(event))
+            }
+
+            async fn redeliver(&self, client_id: &str, event_id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let event_type: Option<(String,)> =
+                    sqlx::query_as("SELECT event_type FROM events WHERE id = $1 AND client_id = $2")
+                        .bind(id(event_id))
+                        .bind(client_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some((event_type,)) = event_type else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
+                            leased_until = NULL \
+                     WHERE event_id = $1 AND endpoint_id IN \
+                         (SELECT id FROM event_endpoints WHERE deleted_at IS NULL)",
+                )
+                .bind(id(event_id))
+                .bind(time(now))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+                     SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
+                     WHERE client_id = $3 AND deleted_at IS NULL \
+                       AND (event_types IS NULL OR event_types LIKE $4) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id(event_id))
+                .bind(time(now))
+                .bind(client_id)
+                .bind(format!("%\"{event_type}\"%"))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn list_clients(&self) -> Result<Vec<ClientGrant>> {
@@ -394,25 +713,29 @@ macro_rules! impl_repo {
             }
 
             async fn mark_staged(&self, file_id: Uuid, facts: &StagedFacts) -> Result<()> {
-                let done = sqlx::query(
+                let mut tx = self.pool.begin().await?;
+                let row: Option<FileRow> = sqlx::query_as(concat!(
                     "UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
                             sha256 = $4, uploaded_at = $5, expires_at = $6, state_changed_at = $5, \
                             multipart_upload_id = NULL \
-                     WHERE id = $1 AND state = 'receiving'",
-                )
+                     WHERE id = $1 AND state = 'receiving' RETURNING ",
+                    file_columns!()
+                ))
                 .bind(id(file_id))
                 .bind(&facts.content_type)
                 .bind(facts.file_size)
                 .bind(&facts.sha256)
                 .bind(time(facts.uploaded_at))
                 .bind(time(facts.expires_at))
-                .execute(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if done.rows_affected() == 1 {
-                    Ok(())
-                } else {
-                    Err(RepoError::Conflict(format!("file {file_id} is no longer receiving")))
-                }
+                let Some(row) = row else {
+                    return Err(RepoError::Conflict(format!("file {file_id} is no longer receiving")));
+                };
+                let file = FileRecord::try_from(row)?;
+                write_file_event(&mut tx, EventType::FileStaged, &file, facts.uploaded_at).await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn delete_receiving(&self, file_id: Uuid) -> Result<()> {
@@ -435,6 +758,8 @@ macro_rules! impl_repo {
             }
 
             async fn discard(&self, client_id: &str, file_id: Uuid) -> Result<Discard> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin().await?;
                 let row: Option<FileRow> = sqlx::query_as(concat!(
                     "UPDATE files SET state = 'discarded', state_changed_at = $3 \
                      WHERE id = $1 AND client_id = $2 AND state = 'staged' RETURNING ",
@@ -442,12 +767,16 @@ macro_rules! impl_repo {
                 ))
                 .bind(id(file_id))
                 .bind(client_id)
-                .bind(time(Utc::now()))
-                .fetch_optional(&self.pool)
+                .bind(time(now))
+                .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(row) = row {
-                    return Ok(Discard::Discarded(Box::new(row.try_into()?)));
+                    let file = FileRecord::try_from(row)?;
+                    write_file_event(&mut tx, EventType::FileDiscarded, &file, now).await?;
+                    tx.commit().await?;
+                    return Ok(Discard::Discarded(Box::new(file)));
                 }
+                tx.rollback().await?;
                 let state: Option<(String,)> =
                     sqlx::query_as("SELECT state FROM files WHERE id = $1 AND client_id = $2")
                         .bind(id(file_id))
@@ -610,20 +939,32 @@ macro_rules! impl_repo {
                 result: &str,
                 promoted: &[(Uuid, String)],
             ) -> Result<()> {
-                let now = time(Utc::now());
-                // One (relaxed) commit for the files and the webhook together.
+                let now = Utc::now();
+                // One (relaxed) commit for the files, their events and the webhook together.
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
+                let webhook = webhook_in(&mut tx, webhook_id).await?;
                 for (file_id, key) in promoted {
-                    sqlx::query(
+                    let row: Option<FileRow> = sqlx::query_as(concat!(
                         "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                                 state_changed_at = $3 \
-                         WHERE id = $1 AND state = 'bound'",
-                    )
+                         WHERE id = $1 AND state = 'bound' RETURNING ",
+                        file_columns!()
+                    ))
                     .bind(id(*file_id))
                     .bind(key)
-                    .bind(now)
-                    .execute(&mut *tx)
+                    .bind(time(now))
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    if let Some(row) = row {
+                        let file = FileRecord::try_from(row)?;
+                        let event = crate::events::NewEvent::file(
+                            EventType::FilePromoted,
+                            &file,
+                            webhook.as_ref(),
+                            now,
+                        );
+                        write_event(&mut tx, &event).await?;
+                    }
                 }
                 sqlx::query(
                     "UPDATE webhooks SET status = 'processed', result = $2, updated_at = $3 \
@@ -631,7 +972,7 @@ macro_rules! impl_repo {
                 )
                 .bind(id(webhook_id))
                 .bind(result)
-                .bind(now)
+                .bind(time(now))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -639,17 +980,27 @@ macro_rules! impl_repo {
             }
 
             async fn mark_promoted(&self, file_id: Uuid, promoted_key: &str) -> Result<bool> {
-                let done = sqlx::query(
+                let now = Utc::now();
+                let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
+                let row: Option<FileRow> = sqlx::query_as(concat!(
                     "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                             state_changed_at = $3 \
-                     WHERE id = $1 AND state = 'bound'",
-                )
+                     WHERE id = $1 AND state = 'bound' RETURNING ",
+                    file_columns!()
+                ))
                 .bind(id(file_id))
                 .bind(promoted_key)
-                .bind(time(Utc::now()))
-                .execute(&self.relaxed)
+                .bind(time(now))
+                .fetch_optional(&mut *tx)
                 .await?;
-                Ok(done.rows_affected() == 1)
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                let file = FileRecord::try_from(row)?;
+                write_file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>> {
@@ -667,15 +1018,19 @@ macro_rules! impl_repo {
                 // A synchronous commit: the tombstone must outlive a crash, since the object
                 // goes next.
                 let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-                let rows: Vec<(Id, String)> = sqlx::query_as(EXPIRE_DUE)
+                let rows: Vec<FileRow> = sqlx::query_as(EXPIRE_DUE)
                     .bind(time(now))
                     .bind(limit)
                     .fetch_all(&mut *tx)
                     .await?;
+                let mut claimed = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let file = FileRecord::try_from(row)?;
+                    write_file_event(&mut tx, EventType::FileExpired, &file, now).await?;
+                    claimed.push(ClaimedFile { id: file.id, staging_key: file.staging_key });
+                }
                 tx.commit().await?;
-                rows.into_iter()
-                    .map(|(file_id, staging_key)| Ok(ClaimedFile { id: uuid(file_id)?, staging_key }))
-                    .collect()
+                Ok(claimed)
             }
 
             async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>> {
@@ -782,7 +1137,20 @@ macro_rules! impl_repo {
                 .bind(time(now + chrono::TimeDelta::hours(24)))
                 .fetch_one(&self.pool)
                 .await?;
-                Ok(StorageStats { by_state, expiring_1h, expiring_24h, overdue })
+                let (deliveries_pending, oldest): (i64, Option<Time>) = sqlx::query_as(
+                    "SELECT COUNT(*), MIN(e.created_at) FROM deliveries d \
+                     JOIN events e ON e.id = d.event_id WHERE d.status = 'pending'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(StorageStats {
+                    by_state,
+                    expiring_1h,
+                    expiring_24h,
+                    overdue,
+                    deliveries_pending,
+                    oldest_pending_event_at: oldest.map(utc).transpose()?,
+                })
             }
         }
     };

@@ -14,13 +14,15 @@ use sqlx::sqlite::{
 use uuid::Uuid;
 
 use super::{
-    ApiKeyRecord, BindAttempt, ClaimedFile, ClientGrant, Discard, EndpointRecord, KeyGrant,
-    KeySummary, NewFile, NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats,
-    SweepRun, parse_named,
+    ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
+    Discard, DueDelivery, EndpointRecord, EventCursor, EventRecord, KeyGrant, KeySummary, NewFile,
+    NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats, SweepRun, parse_named,
 };
 use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::events::{DeliveryStatus, EventType};
 
 type Id = String;
+type Conn = sqlx::SqliteConnection;
 type Time = i64;
 
 fn id(id: Uuid) -> Id {
@@ -53,10 +55,33 @@ const FILE_STATES: &str =
     "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";
 
 /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
-const EXPIRE_DUE: &str = "UPDATE files SET state = 'expired', state_changed_at = $1 \
+const EXPIRE_DUE: &str = concat!(
+    "UPDATE files SET state = 'expired', state_changed_at = $1 \
      WHERE state = 'staged' AND id IN (SELECT id FROM files \
          WHERE state = 'staged' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
-     RETURNING id, staging_key";
+     RETURNING ",
+    file_columns!()
+);
+
+/// One writer at a time keeps two workers from leasing the same delivery.
+/// The event and the endpoint's address and secret come back with each.
+const CLAIM_DUE: &str = "UPDATE deliveries SET leased_until = $2 \
+     WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
+       AND (event_id, endpoint_id) IN (SELECT d.event_id, d.endpoint_id FROM deliveries d \
+         JOIN event_endpoints ep ON ep.id = d.endpoint_id \
+         WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+           AND (d.leased_until IS NULL OR d.leased_until <= $1) AND ep.deleted_at IS NULL \
+         ORDER BY d.next_attempt_at LIMIT $3) \
+     RETURNING event_id, endpoint_id, attempt_count, \
+         (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+         (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+         (SELECT body FROM events WHERE id = deliveries.event_id), \
+         (SELECT created_at FROM events WHERE id = deliveries.event_id)";
+
+/// The deliveries of a list of events, by endpoint.
+const DELIVERIES_OF: &str = "SELECT event_id, endpoint_id, status, attempt_count, next_attempt_at, \
+         last_attempt_at, response_status_code, error_message \
+     FROM deliveries WHERE event_id IN (SELECT value FROM json_each($1)) ORDER BY event_id, endpoint_id";
 
 /// The SQLite repository.
 #[derive(Clone, Debug)]

@@ -8,6 +8,7 @@ mod hostile;
 
 pub mod cli;
 mod crash;
+mod deliveries;
 mod docs;
 mod edges;
 mod events;
@@ -16,6 +17,7 @@ mod limits;
 mod operability;
 mod ops;
 pub mod outage;
+pub mod receiver;
 mod replicas;
 mod sweeper;
 mod uploads;

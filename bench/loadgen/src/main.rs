@@ -603,6 +603,7 @@ async fn delete_direct(cli: Arc<Cli>, prefix: String) -> Value {
 
 #[tokio::main]
 async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Arc::new(Cli::parse());
     let result = match &cli.command {
         Command::Upload {

@@ -1,0 +1,603 @@
+//! Events delivered to a real receiver on 127.0.0.1: signed, with the file record, retried
+//! until taken, cut off when the receiver hangs, failed after the last attempt and sent again
+//! on request, never lost to a crash, and never sent to an address the policy forbids.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::both_backends;
+use crate::crash::serve_process;
+use crate::fixtures;
+use crate::helpers::{Backend, TestApp, assert_error, file_form, json_with, resume_webhook};
+use crate::receiver::{Answer, Delivery, Receiver};
+
+both_backends!(
+    promotion_expiry_and_discard_arrive_signed_with_the_file_record,
+    a_receiver_that_fails_or_is_down_gets_the_event_on_a_later_attempt,
+    a_hanging_receiver_is_cut_off_and_a_failed_delivery_can_be_redelivered,
+    private_addresses_are_refused_when_connecting_and_a_test_ping_says_why,
+    an_event_committed_before_a_crash_is_delivered_after_restart,
+);
+
+/// Registers an endpoint for acme; its id and secret.
+pub async fn register(app: &TestApp, url: &str, events: Option<&[&str]>) -> (String, String) {
+    let mut body = json!({ "url": url });
+    if let Some(events) = events {
+        body["events"] = json!(events);
+    }
+    let created = json_with(
+        app.acme(Method::POST, "/event-endpoints")
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    (
+        created["id"].as_str().unwrap().to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn private(c: &mut stowage::config::Config) {
+    c.events_allow_private = true;
+}
+
+/// What every delivery must be: signed with the endpoint's secret over `<ts>.<body>`, stamped
+/// now, named by the event id, JSON.
+fn assert_well_formed(delivery: &Delivery) {
+    assert!(delivery.signature_valid, "bad signature: {delivery:?}");
+    let skew = (chrono::Utc::now().timestamp() - delivery.timestamp).abs();
+    assert!(skew < 300, "timestamp {} is not now", delivery.timestamp);
+    assert_eq!(delivery.content_type, "application/json");
+    let body = delivery.json();
+    assert_eq!(
+        body["id"],
+        delivery.id.as_str(),
+        "X-Webhook-Id is the event id"
+    );
+    assert_eq!(body["client_id"], "acme");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(body["created_at"].as_str().unwrap()).is_ok(),
+        "{body}"
+    );
+}
+
+/// Waits until a delivery of an event to an endpoint reaches `status`; the event.
+async fn wait_for_delivery(app: &TestApp, event_id: &str, endpoint: &str, status: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = app.get_json(&format!("/events/{event_id}")).await;
+        let delivery = event["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["endpoint_id"] == endpoint)
+            .cloned();
+        if delivery.as_ref().is_some_and(|d| d["status"] == status) {
+            return event;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the delivery never became {status}: {event}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn delivery_to<'a>(event: &'a Value, endpoint: &str) -> &'a Value {
+    event["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["endpoint_id"] == endpoint)
+        .expect("a delivery to the endpoint")
+}
+
+/// The newest event of a type, from `GET /events`.
+async fn newest_event(app: &TestApp, event_type: &str) -> Value {
+    let page = app.get_json(&format!("/events?type={event_type}")).await;
+    page["results"][0].clone()
+}
+
+async fn promotion_expiry_and_discard_arrive_signed_with_the_file_record(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        private(c);
+        c.upload_ttl = Duration::from_secs(3);
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    let (every, secret) = register(&app, &receiver.url, None).await;
+    receiver.set_secret(&secret);
+    let only_promotions = Receiver::start().await;
+    let (_, promotions_secret) =
+        register(&app, &only_promotions.url, Some(&["file.promoted"])).await;
+    only_promotions.set_secret(&promotions_secret);
+
+    let mut ids = Vec::new();
+    for name in ["promoted.pdf", "discarded.pdf", "expired.pdf"] {
+        let body = json_with(app.upload(name, fixtures::pdf(3_000)).await, 201).await;
+        ids.push(body["carv_file_id"].as_str().unwrap().to_owned());
+    }
+    let (promoted, discarded, expired) = (&ids[0], &ids[1], &ids[2]);
+    let gone = app
+        .acme(Method::DELETE, &format!("/uploads/{discarded}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    json_with(
+        app.post_webhook("candidates", &resume_webhook("cand-1", promoted))
+            .await,
+        200,
+    )
+    .await;
+
+    let staged = receiver
+        .wait_until(Duration::from_secs(20), "three file.staged", |got| {
+            got.iter()
+                .filter(|d| d.event_type() == "file.staged")
+                .count()
+                == 3
+        })
+        .await;
+    for delivery in staged.iter().filter(|d| d.event_type() == "file.staged") {
+        let file = &delivery.json()["data"]["file"];
+        assert_eq!(file["state"], "staged", "{file}");
+        assert!(ids.contains(&file["carv_file_id"].as_str().unwrap().to_owned()));
+    }
+
+    let delivery = receiver.wait_for_type("file.promoted").await;
+    assert_well_formed(&delivery);
+    let file = &delivery.json()["data"]["file"];
+    let record = app.get_json(&format!("/files/{promoted}")).await;
+    assert_eq!(
+        file, &record,
+        "data.file is the GET /files record as of the promotion"
+    );
+    assert_eq!(file["state"], "promoted");
+    assert_eq!(file["webhook"]["user_id"], "cand-1");
+    assert!(file["storage_key"].is_string());
+
+    let delivery = receiver.wait_for_type("file.discarded").await;
+    assert_well_formed(&delivery);
+    let file = &delivery.json()["data"]["file"];
+    assert_eq!(
+        (file["carv_file_id"].as_str().unwrap(), &file["state"]),
+        (discarded.as_str(), &json!("discarded"))
+    );
+    assert_eq!(file["file_name"], "discarded.pdf");
+
+    // The third is never claimed: the sweeper expires it.
+    let record = app.get_json(&format!("/uploads/{expired}")).await;
+    let expires = chrono::DateTime::parse_from_rfc3339(record["expires_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let wait = (expires - chrono::Utc::now()).num_milliseconds() + 150;
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+    let run = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!(run.expired, 1, "{run:?}");
+    let delivery = receiver.wait_for_type("file.expired").await;
+    assert_well_formed(&delivery);
+    let file = &delivery.json()["data"]["file"];
+    assert_eq!(
+        (file["carv_file_id"].as_str().unwrap(), &file["state"]),
+        (expired.as_str(), &json!("expired"))
+    );
+
+    for delivery in receiver.received() {
+        assert_well_formed(&delivery);
+    }
+    let taken = receiver.taken();
+    assert_eq!(taken.len(), 6, "3 staged, discarded, promoted, expired");
+    let promotions = only_promotions
+        .wait_until(Duration::from_secs(10), "one promotion", |got| {
+            !got.is_empty()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let promotions_now = only_promotions.received();
+    assert_eq!(
+        promotions_now.len(),
+        1,
+        "an endpoint subscribed to file.promoted gets nothing else"
+    );
+    assert_eq!(promotions[0].event_type(), "file.promoted");
+    assert_well_formed(&promotions[0]);
+
+    // The log: newest first, each delivered at the first attempt, pages that join up.
+    let page = app.get_json("/events").await;
+    let results = page["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    assert_eq!(results[0]["type"], "file.expired");
+    assert_eq!(page["next"], Value::Null);
+    for event in results {
+        assert!(taken.contains_key(event["id"].as_str().unwrap()));
+        let delivery = delivery_to(event, &every);
+        assert_eq!(delivery["status"], "delivered", "{event}");
+        assert_eq!(delivery["attempt_count"], 1);
+        assert_eq!(delivery["response_status_code"], 204);
+        assert_eq!(delivery["next_attempt_at"], Value::Null);
+    }
+    let mut paged = Vec::new();
+    let mut next = Some("/events?limit=4".to_owned());
+    while let Some(path) = next {
+        let page = app.get_json(&path).await;
+        paged.extend(
+            page["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["id"].clone()),
+        );
+        next = page["next"].as_str().map(str::to_owned);
+    }
+    let listed: Vec<Value> = results.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(
+        paged, listed,
+        "two pages of four and two, in the same order"
+    );
+    let promotions = app.get_json("/events?type=file.promoted").await;
+    assert_eq!(promotions["results"].as_array().unwrap().len(), 1);
+    let theirs = json_with(
+        app.globex(Method::GET, "/events").send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(theirs["results"], json!([]), "another client sees none");
+    let event_id = results[0]["id"].as_str().unwrap();
+    assert_error(
+        app.globex(Method::GET, &format!("/events/{event_id}"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "event_not_found",
+    )
+    .await;
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=x",
+        "type=file.exploded",
+        "cursor=nope",
+    ] {
+        let response = app
+            .acme(Method::GET, &format!("/events?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "bad_request").await;
+    }
+}
+
+async fn a_receiver_that_fails_or_is_down_gets_the_event_on_a_later_attempt(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        private(c);
+        c.event_retry_base = Duration::from_millis(200);
+    })
+    .await;
+    let failing = Receiver::start().await;
+    failing.answer(&[Answer::Status(500), Answer::Status(503)], Answer::Ok);
+    let (failing_id, secret) = register(&app, &failing.url, None).await;
+    failing.set_secret(&secret);
+    // An endpoint whose receiver is down: its port is free, nothing listens.
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = port.local_addr().unwrap();
+    drop(port);
+    let (down_id, down_secret) = register(&app, &format!("http://{address}/hooks"), None).await;
+
+    json_with(app.upload("cv.pdf", fixtures::pdf(3_000)).await, 201).await;
+    let event_id = newest_event(&app, "file.staged").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let event = wait_for_delivery(&app, &event_id, &failing_id, "delivered").await;
+    let delivery = delivery_to(&event, &failing_id);
+    assert_eq!(delivery["attempt_count"], 3);
+    let attempts = delivery["attempts"].as_array().unwrap();
+    let codes: Vec<&Value> = attempts
+        .iter()
+        .map(|a| &a["response_status_code"])
+        .collect();
+    assert_eq!(codes, [&json!(500), &json!(503), &json!(204)], "{delivery}");
+    assert!(
+        attempts[0]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{delivery}"
+    );
+    assert_eq!(attempts[2]["error_message"], Value::Null);
+    let got = failing.received();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|d| d.id == event_id && d.signature_valid));
+
+    // The down endpoint has failed at least once, and is still pending…
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = app.get_json(&format!("/events/{event_id}")).await;
+        let delivery = delivery_to(&event, &down_id).clone();
+        if delivery["attempt_count"].as_i64().unwrap() >= 1 {
+            assert_eq!(delivery["status"], "pending", "{delivery}");
+            assert_eq!(delivery["response_status_code"], Value::Null);
+            assert!(delivery["error_message"].as_str().is_some(), "{delivery}");
+            assert!(delivery["next_attempt_at"].is_string());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never attempted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // …until its receiver comes up on that port.
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let back = Receiver::on(listener).await;
+    back.set_secret(&down_secret);
+    let delivery = back.wait_for_type("file.staged").await;
+    assert_eq!(delivery.id, event_id);
+    assert_well_formed(&delivery);
+    let event = wait_for_delivery(&app, &event_id, &down_id, "delivered").await;
+    let delivery = delivery_to(&event, &down_id);
+    let attempts = delivery["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{delivery}");
+    assert_eq!(
+        attempts.len() as i64,
+        delivery["attempt_count"].as_i64().unwrap(),
+        "the log has every attempt"
+    );
+}
+
+async fn a_hanging_receiver_is_cut_off_and_a_failed_delivery_can_be_redelivered(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        private(c);
+        c.event_timeout = Duration::from_millis(500);
+        c.event_retry_base = Duration::from_millis(100);
+        c.event_max_attempts = 2;
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[], Answer::Hang);
+    let (endpoint, secret) = register(&app, &receiver.url, Some(&["file.staged"])).await;
+    receiver.set_secret(&secret);
+    json_with(app.upload("cv.pdf", fixtures::pdf(3_000)).await, 201).await;
+    let event_id = newest_event(&app, "file.staged").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let event = wait_for_delivery(&app, &event_id, &endpoint, "failed").await;
+    let delivery = delivery_to(&event, &endpoint);
+    assert_eq!(delivery["attempt_count"], 2, "max_attempts");
+    assert_eq!(delivery["next_attempt_at"], Value::Null);
+    for attempt in delivery["attempts"].as_array().unwrap() {
+        assert_eq!(attempt["response_status_code"], Value::Null);
+        assert_eq!(
+            attempt["error_message"], "no answer within 500ms",
+            "{attempt}"
+        );
+        let took = attempt["duration_ms"].as_i64().unwrap();
+        assert!(
+            (400..10_000).contains(&took),
+            "cut off by the timeout: {took} ms"
+        );
+    }
+    assert_eq!(receiver.received().len(), 2);
+
+    // Failed stays failed…
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(receiver.received().len(), 2, "no attempt after the last");
+    // …until redelivered.
+    receiver.answer(&[], Answer::Ok);
+    let queued = app
+        .acme(Method::POST, &format!("/events/{event_id}/redeliver"))
+        .send()
+        .await
+        .unwrap();
+    let queued = json_with(queued, 202).await;
+    assert_eq!(delivery_to(&queued, &endpoint)["status"], "pending");
+    let delivery = receiver.wait_for_type("file.staged").await;
+    assert_eq!(delivery.id, event_id, "the same event, the same id");
+    assert_well_formed(&delivery);
+    let event = wait_for_delivery(&app, &event_id, &endpoint, "delivered").await;
+    assert_eq!(delivery_to(&event, &endpoint)["attempt_count"], 3);
+    assert_error(
+        app.globex(Method::POST, &format!("/events/{event_id}/redeliver"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "event_not_found",
+    )
+    .await;
+}
+
+async fn private_addresses_are_refused_when_connecting_and_a_test_ping_says_why(backend: Backend) {
+    let receiver = Receiver::start().await;
+    let port = receiver
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // The default policy: an endpoint whose name now resolves to a loopback address (as if its
+    // DNS changed after registration) is never connected to.
+    let app = TestApp::spawn(backend).await;
+    for url in [
+        format!("https://localhost:{port}/hooks"),
+        format!("https://127.0.0.1:{port}/hooks"),
+    ] {
+        let endpoint = stowage::repo::EndpointRecord {
+            id: uuid::Uuid::new_v4(),
+            client_id: "acme".into(),
+            url: url.clone(),
+            event_types: None,
+            secret: "whsec_test".into(),
+            created_at: chrono::Utc::now(),
+        };
+        app.state.repo().create_endpoint(&endpoint).await.unwrap();
+        let tested = json_with(
+            app.acme(
+                Method::POST,
+                &format!("/event-endpoints/{}/test", endpoint.id),
+            )
+            .send()
+            .await
+            .unwrap(),
+            200,
+        )
+        .await;
+        assert_eq!(tested["delivered"], false, "{url}: {tested}");
+        assert_eq!(tested["response_status_code"], Value::Null);
+        assert!(
+            tested["error_message"]
+                .as_str()
+                .unwrap()
+                .contains("not a public address"),
+            "{url}: {tested}"
+        );
+    }
+    json_with(app.upload("cv.pdf", fixtures::pdf(3_000)).await, 201).await;
+    let event_id = newest_event(&app, "file.staged").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = app.get_json(&format!("/events/{event_id}")).await;
+        let tried = event["deliveries"].as_array().unwrap();
+        if tried.len() == 2 && tried.iter().all(|d| d["attempt_count"] == 1) {
+            for delivery in tried {
+                assert!(
+                    delivery["error_message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("not a public address"),
+                    "{delivery}"
+                );
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{event}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.received().is_empty(), "nothing reached 127.0.0.1");
+    assert_error(
+        app.acme(
+            Method::POST,
+            &format!("/event-endpoints/{}/test", uuid::Uuid::new_v4()),
+        )
+        .send()
+        .await
+        .unwrap(),
+        404,
+        "endpoint_not_found",
+    )
+    .await;
+
+    // Allowed: the ping arrives, signed.
+    let allowed = TestApp::spawn_with(backend, private).await;
+    let (endpoint, secret) = register(&allowed, &receiver.url, Some(&["file.promoted"])).await;
+    receiver.set_secret(&secret);
+    let tested = json_with(
+        allowed
+            .acme(Method::POST, &format!("/event-endpoints/{endpoint}/test"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(
+        tested,
+        json!({ "delivered": true, "response_status_code": 204, "error_message": null })
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event_type(), "ping");
+    assert_well_formed(&got[0]);
+    receiver.answer(&[], Answer::Status(410));
+    let tested = json_with(
+        allowed
+            .acme(Method::POST, &format!("/event-endpoints/{endpoint}/test"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(tested["delivered"], false);
+    assert_eq!(tested["response_status_code"], 410);
+    assert!(
+        tested["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("receiver says no"),
+        "{tested}"
+    );
+}
+
+async fn an_event_committed_before_a_crash_is_delivered_after_restart(backend: Backend) {
+    let app = TestApp::spawn_with(backend, private).await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = register(&app, &receiver.url, Some(&["file.staged", "file.promoted"])).await;
+    receiver.set_secret(&secret);
+    let events = [("STOWAGE_EVENTS_ALLOW_PRIVATE", "true")];
+
+    // Killed right after the upload's row and event commit: the client never hears of it.
+    let (mut child, base) =
+        serve_process(&app, &[events[0], ("STOWAGE_FAULT", "upload.after_staged")]).await;
+    let sent = app
+        .http
+        .post(format!("{base}/uploads"))
+        .header("X-API-Key", &app.acme_key)
+        .header("X-ATS-Client-ID", "acme")
+        .multipart(file_form("cv.pdf", fixtures::pdf(3_000), "application/pdf"))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the server died before answering");
+    let _ = child.wait();
+    let (mut restarted, _) = serve_process(&app, &events).await;
+    let staged = receiver.wait_for_type("file.staged").await;
+    assert_well_formed(&staged);
+    let id = staged.json()["data"]["file"]["carv_file_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.get_json(&format!("/uploads/{id}")).await["state"],
+        "staged"
+    );
+    restarted.kill().unwrap();
+    let _ = restarted.wait();
+
+    // Killed after the bind, before the promotion: the restart's recovery promotes the file
+    // and the promotion's event follows.
+    let (mut child, base) =
+        serve_process(&app, &[events[0], ("STOWAGE_FAULT", "promote.after_bind")]).await;
+    let sent = app
+        .http
+        .post(format!("{base}/webhooks/candidates"))
+        .header("X-API-Key", &app.acme_key)
+        .header("X-ATS-Client-ID", "acme")
+        .json(&resume_webhook("cand-9", &id))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the server died mid-webhook");
+    let _ = child.wait();
+    let (mut restarted, _) = serve_process(&app, &events).await;
+    let promoted = receiver.wait_for_type("file.promoted").await;
+    assert_well_formed(&promoted);
+    let file = &promoted.json()["data"]["file"];
+    assert_eq!(file["carv_file_id"], id.as_str());
+    assert_eq!(file["state"], "promoted");
+    assert_eq!(file["webhook"]["user_id"], "cand-9");
+    restarted.kill().unwrap();
+    let _ = restarted.wait();
+}
