@@ -147,3 +147,136 @@ async fn three_replicas_bind_each_file_once_and_delete_each_expired_file_once() 
     assert!(app.objects(Area::Staging).await.is_empty());
     assert_consistent(&app).await;
 }
+
+const EVENTS: usize = 1_000;
+
+/// Three replicas (and the test's own service) share the outbox: 1,000 uploads make 1,000
+/// `file.staged` events, the receiver refuses the first deliveries and one replica is killed
+/// mid-run, and still every event arrives — the receiver de-duplicates by `X-Webhook-Id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_deliver_every_event_and_lose_none() {
+    use crate::receiver::{Answer, Receiver};
+    use futures_util::StreamExt;
+
+    let app = TestApp::spawn_with(Backend::PostgresS3, |c| c.events_allow_private = true).await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[Answer::Status(503); 40], Answer::Ok);
+    let (_, secret) =
+        crate::deliveries::register(&app, &receiver.url, Some(&["file.staged"])).await;
+    receiver.set_secret(&secret);
+    let envs = [
+        ("STOWAGE_EVENTS_ALLOW_PRIVATE", "true"),
+        ("STOWAGE_EVENT_RETRY_BASE", "200ms"),
+        ("STOWAGE_EVENT_TIMEOUT", "1s"),
+        ("STOWAGE_RATE_LIMIT", "0"),
+        ("RUST_LOG", "error"),
+    ];
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..3 {
+        let (child, base) = serve_process(&app, &envs).await;
+        children.push(child);
+        bases.push(base);
+    }
+    let http = reqwest::Client::new();
+    let pdf = fixtures::pdf(600);
+    let mut uploads = futures_util::stream::iter(0..EVENTS)
+        .map(|i| {
+            // The first replica is killed halfway: later uploads go to the other two.
+            let base = if i >= EVENTS / 2 {
+                bases[1 + i % 2].clone()
+            } else {
+                bases[i % 3].clone()
+            };
+            let request = http
+                .post(format!("{base}/uploads"))
+                .header("X-API-Key", &app.acme_key)
+                .header("X-ATS-Client-ID", "acme")
+                .multipart(file_form("cv.pdf", pdf.clone(), "application/pdf"));
+            async move { request.send().await.map(|r| r.status().as_u16()) }
+        })
+        .buffer_unordered(16);
+    let mut staged = 0;
+    let mut done = 0;
+    let mut killed = false;
+    while let Some(outcome) = uploads.next().await {
+        done += 1;
+        if matches!(outcome, Ok(201)) {
+            staged += 1;
+        }
+        if !killed && done >= EVENTS / 2 {
+            // Whatever it had leased is retried by the others once its leases run out.
+            children[0].kill().unwrap();
+            let _ = children[0].wait();
+            killed = true;
+        }
+    }
+    drop(uploads);
+    // An upload in flight on the killed replica may have died with it; every one that was
+    // answered 201 — and any that committed without an answer — has an event.
+    let pool = sqlx::PgPool::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let (events,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM events WHERE event_type = 'file.staged'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(
+        events as usize >= staged,
+        "{events} events for {staged} uploads"
+    );
+    assert!(staged >= EVENTS - 20, "only {staged} uploads staged");
+
+    receiver
+        .wait_until(Duration::from_secs(90), "every event", |_| {
+            receiver.taken().len() == events as usize
+        })
+        .await;
+    for mut child in children.into_iter().skip(1) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+    let received = receiver.received();
+    assert!(
+        received.iter().all(|d| d.signature_valid),
+        "every signature verifies"
+    );
+    let taken = receiver.taken();
+    let duplicates: usize = taken.values().map(|n| n - 1).sum();
+    let ids: HashSet<String> = sqlx::query_as::<_, (uuid::Uuid,)>("SELECT id FROM events")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id,)| id.to_string())
+        .collect();
+    assert_eq!(
+        taken.keys().cloned().collect::<HashSet<_>>(),
+        ids,
+        "every event arrived, and nothing else"
+    );
+    eprintln!(
+        "replicas: {events} events, {} requests received, {duplicates} duplicate deliveries",
+        received.len()
+    );
+    // The last records land just after their requests.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (undelivered,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM deliveries WHERE status <> 'delivered'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if undelivered == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{undelivered} deliveries not marked delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
