@@ -31,13 +31,17 @@ ensure_moto() {
   python3 -m pip install -q 'moto[server]>=5,<6'
 }
 
-ensure_curl() { # the docs' examples are run with it
-  command -v curl >/dev/null && return
-  log "installing curl"
+# The docs' examples are run with curl (shell), python3 and node (signature checks).
+ensure_example_tools() {
+  local missing=()
+  command -v curl >/dev/null || missing+=(curl)
+  command -v node >/dev/null || missing+=(nodejs)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]}"
   local sudo=""
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq curl >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
 as_pg() {
@@ -62,7 +66,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 ensure_postgres
-ensure_curl
+ensure_example_tools
 [ "$S3_SERVER" = moto ] && ensure_moto
 
 PGPORT=$(free_port)

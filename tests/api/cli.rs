@@ -181,7 +181,7 @@ async fn the_scheduler_in_serve_expires_unclaimed_files() {
             .env("STOWAGE_SWEEP_SCHEDULE", "* * * * * *"),
     )
     .await;
-    let http = reqwest::Client::new();
+    let http = crate::helpers::client_builder().build().unwrap();
     let body = json_with(
         http.post(format!("{base}/uploads"))
             .header("X-API-Key", &key)
@@ -232,7 +232,7 @@ async fn serve_bootstraps_a_default_client_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, key, base) = start_serve(&mut stowage(dir.path())).await;
 
-    let http = reqwest::Client::new();
+    let http = crate::helpers::client_builder().build().unwrap();
     let response = http
         .post(format!("{base}/uploads"))
         .header("X-API-Key", &key)

@@ -16,11 +16,17 @@ crate::both_backends!(every_api_doc_example_works_as_written);
 
 /// The `sh` blocks of a Markdown document, in order.
 fn shell_blocks(markdown: &str) -> Vec<String> {
+    code_blocks(markdown, "sh")
+}
+
+/// The code blocks of a Markdown document in one language, in order.
+fn code_blocks(markdown: &str, language: &str) -> Vec<String> {
+    let fence = format!("```{language}");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;
     for line in markdown.lines() {
         match (&mut current, line.trim_end()) {
-            (None, "```sh") => current = Some(String::new()),
+            (None, open) if open == fence => current = Some(String::new()),
             (Some(block), "```") => {
                 blocks.push(std::mem::take(block));
                 current = None;
@@ -106,7 +112,7 @@ async fn every_api_doc_example_works_as_written(backend: Backend) {
     let pdf = fixtures::pdf(30_000);
     std::fs::write(dir.path().join("resume.pdf"), &pdf).unwrap();
 
-    let http = reqwest::Client::new();
+    let http = crate::helpers::client_builder().build().unwrap();
     let stage_one = async || -> String {
         let form = crate::helpers::file_form("other.pdf", fixtures::pdf(2048), "application/pdf");
         let response = http
@@ -189,4 +195,115 @@ async fn every_api_doc_example_works_as_written(backend: Backend) {
         tokio::task::spawn_blocking(move || child.wait()).await
     })
     .await;
+}
+
+/// The signature checks docs/api.md gives integrators, in Python and in JavaScript, run as
+/// written on a delivery the service really made: they accept it, and refuse it tampered with,
+/// under another secret, or signed too long ago.
+#[tokio::test]
+async fn the_signature_examples_verify_a_real_delivery() {
+    use crate::receiver::Receiver;
+
+    let markdown = std::fs::read_to_string("docs/api.md").unwrap();
+    let app =
+        crate::helpers::TestApp::spawn_with(Backend::SqliteFs, |c| c.events_allow_private = true)
+            .await;
+    let receiver = Receiver::start().await;
+    let (_, secret) = crate::deliveries::register(&app, &receiver.url, None).await;
+    receiver.set_secret(&secret);
+    crate::helpers::json_with(app.upload("cv.pdf", fixtures::pdf(2_000)).await, 201).await;
+    let delivery = receiver.wait_for_type("file.staged").await;
+    assert!(delivery.signature_valid);
+
+    // A second set of headers, correctly signed ten minutes ago: only the age is wrong.
+    let old = delivery.timestamp - 600;
+    let old_signature = {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("{old}.{}", delivery.body).as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let case = serde_json::json!({
+        "secret": secret,
+        "body": delivery.body,
+        "timestamp": delivery.timestamp.to_string(),
+        "signature": delivery.signature,
+        "old_timestamp": old.to_string(),
+        "old_signature": old_signature,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let case_path = dir.path().join("case.json");
+    std::fs::write(&case_path, case.to_string()).unwrap();
+    let expected = "[true, false, false, false]";
+
+    let python = code_blocks(&markdown, "python");
+    assert_eq!(python.len(), 1, "one Python example");
+    let script = dir.path().join("verify.py");
+    std::fs::write(
+        &script,
+        format!(
+            "{}\n{}",
+            python[0],
+            r#"
+import json, sys
+c = json.load(open(sys.argv[1]))
+body = c["body"].encode()
+def headers(ts, sig):
+    return {"X-Webhook-Id": "x", "X-Webhook-Timestamp": ts, "X-Webhook-Signature": sig}
+print(json.dumps([
+    verify(c["secret"], headers(c["timestamp"], c["signature"]), body),
+    verify(c["secret"], headers(c["timestamp"], c["signature"]), body.replace(b"staged", b"promoted")),
+    verify("whsec_" + "0" * 64, headers(c["timestamp"], c["signature"]), body),
+    verify(c["secret"], headers(c["old_timestamp"], c["old_signature"]), body),
+]))
+"#
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&case_path)
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected,
+        "Python"
+    );
+
+    let js = code_blocks(&markdown, "js");
+    assert_eq!(js.len(), 1, "one JavaScript example");
+    let script = dir.path().join("verify.js");
+    std::fs::write(
+        &script,
+        format!(
+            "{}\n{}",
+            js[0],
+            r#"
+const c = JSON.parse(require("node:fs").readFileSync(process.argv[2], "utf8"));
+const body = Buffer.from(c.body);
+const headers = (ts, sig) => ({ "x-webhook-id": "x", "x-webhook-timestamp": ts, "x-webhook-signature": sig });
+const results = [
+  verify(c.secret, headers(c.timestamp, c.signature), body),
+  verify(c.secret, headers(c.timestamp, c.signature), Buffer.from(c.body.replace("staged", "promoted"))),
+  verify("whsec_" + "0".repeat(64), headers(c.timestamp, c.signature), body),
+  verify(c.secret, headers(c.old_timestamp, c.old_signature), body),
+];
+console.log("[" + results.join(", ") + "]");
+"#
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .arg(&case_path)
+        .output()
+        .expect("node runs (scripts/test-services.sh installs it)");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        expected,
+        "JavaScript"
+    );
 }

@@ -173,7 +173,7 @@ impl TestApp {
             // No connection reuse: a request the server refuses before reading its whole body
             // (413, 422 past the size limit) ends with the connection closed, and a pooled
             // client could race that close with its next request.
-            http: reqwest::Client::builder()
+            http: client_builder()
                 .pool_max_idle_per_host(0)
                 .timeout(Duration::from_secs(120))
                 .build()
@@ -374,4 +374,11 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
         "request id in body and header differ"
     );
     body
+}
+
+/// An HTTP client builder for tests. Stowage's own reqwest (event deliveries) brings rustls
+/// without a built-in provider, and features unify: ring is installed first, as the service does.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }

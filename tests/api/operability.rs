@@ -68,7 +68,7 @@ async fn serve_json(dir: &std::path::Path) -> JsonServe {
 async fn every_request_leaves_one_access_log_line() {
     let dir = tempfile::tempdir().unwrap();
     let serve = serve_json(dir.path()).await;
-    let http = reqwest::Client::new();
+    let http = crate::helpers::client_builder().build().unwrap();
     let upload = |key: &str, name: &str, bytes: Vec<u8>| {
         http.post(format!("{}/uploads", serve.base))
             .header("X-API-Key", key)

@@ -31,7 +31,7 @@ async fn three_replicas_bind_each_file_once_and_delete_each_expired_file_once() 
         children.push(child);
         bases.push(base);
     }
-    let http = reqwest::Client::new();
+    let http = crate::helpers::client_builder().build().unwrap();
 
     // Stage the files through the replicas in turn.
     let mut ids = Vec::new();
@@ -178,7 +178,7 @@ async fn three_replicas_deliver_every_event_and_lose_none() {
         children.push(child);
         bases.push(base);
     }
-    let http = reqwest::Client::new();
+    let http = crate::helpers::client_builder().build().unwrap();
     let pdf = fixtures::pdf(600);
     let mut uploads = futures_util::stream::iter(0..EVENTS)
         .map(|i| {

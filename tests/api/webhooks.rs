@@ -35,7 +35,7 @@ fn sha256(bytes: &[u8]) -> String {
 
 /// `GET /files/{id}/content` as acme, with the redirect left unfollowed.
 async fn content_without_following(app: &TestApp, id: &str) -> reqwest::Response {
-    reqwest::Client::builder()
+    crate::helpers::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
