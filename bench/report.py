@@ -91,6 +91,34 @@ out.append("")
 out.append("Memory while uploading (peak resident set of the Stowage process, sampled every 10 ms):\n")
 out.append(f"- 16 concurrent 50 MB uploads: **{fmt(rss50)} MB** (target ≤ 150 MB: {'met' if rss50 is not None and rss50 <= 150 else '**missed**'})")
 out.append(f"- 16 concurrent 1 MB uploads: **{fmt(rss1)} MB** — memory does not grow with file size when these two are close\n")
+ev = runs.get("events_c16_stowage")
+if ev:
+    out.append("## Events (an endpoint registered, a receiver on 127.0.0.1)\n")
+    out.append("The same workloads with one event endpoint subscribed to every type, as ratios to the")
+    out.append("runs without endpoints earlier in this run (CPU includes the delivery worker's):\n")
+    out.append("| figure | with an endpoint | without | ratio |")
+    out.append("| --- | --- | --- | --- |")
+
+    def pair(figure, with_, without, digits=1):
+        out.append(f"| {figure} | {fmt(with_, digits)} | {fmt(without, digits)} | {fmt(ratio(with_, without), 2)} |")
+
+    up, wh = ev.get("upload", {}), ev.get("webhook", {})
+    base_up, base_wh = runs.get("upload200k_c16_stowage", {}), runs.get("webhook_c16_stowage", {})
+    pair("200 KB uploads/s, 16 clients", up.get("per_s"), base_up.get("per_s"))
+    pair("200 KB upload p99 ms", up.get("p99_ms"), base_up.get("p99_ms"))
+    for proc in ("stowage", "postgres"):
+        pair(f"{proc} CPU ms per upload", (up.get("cpu_ms_per_op") or {}).get(proc),
+             (base_up.get("cpu_ms_per_op") or {}).get(proc), 2)
+    pair("webhooks/s, 16 clients", wh.get("per_s"), base_wh.get("per_s"))
+    for proc in ("stowage", "postgres"):
+        pair(f"{proc} CPU ms per webhook", (wh.get("cpu_ms_per_op") or {}).get(proc),
+             (base_wh.get("cpu_ms_per_op") or {}).get(proc), 2)
+    e = ev.get("events", {})
+    out.append("")
+    out.append(f"Events: {fmt(e.get('received'))} of {fmt(e.get('expected'))} delivered, "
+               f"**{fmt(e.get('per_s'))} events/s** from the first upload to the last delivery, "
+               f"{fmt(e.get('duplicates'))} duplicates; {fmt(e.get('pending_when_load_ended'))} were still "
+               f"pending when the load ended and arrived {fmt(e.get('drain_s'), 2)} s later.\n")
 out.append("## Every run\n")
 out.append("| run | ok | errors | /s | MB/s | p50 ms | p90 ms | p99 ms | max ms | peak RSS MB |")
 out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

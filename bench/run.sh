@@ -78,6 +78,8 @@ export STOWAGE_DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres
 export STOWAGE_STORAGE=s3 STOWAGE_S3_ENDPOINT=$BENCH_S3_ENDPOINT STOWAGE_S3_FORCE_PATH_STYLE=true
 # One API key drives every workload: no per-key request limit for the benchmark.
 export STOWAGE_SWEEP_SCHEDULE="0 0 0 1 1 *" STOWAGE_UPLOAD_TTL=24h RUST_LOG=warn STOWAGE_RATE_LIMIT=0 STOWAGE_MAX_CONCURRENT_UPLOADS=0
+# The events workload's receiver listens on 127.0.0.1.
+export STOWAGE_EVENTS_ALLOW_PRIVATE=true
 # Starts a Stowage process on a free port; sets STOWAGE_PID and STOWAGE_URL.
 start_stowage() {
   local port; port=$(free_port)
@@ -141,6 +143,8 @@ done
 for t in direct stowage; do
   run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU"
 done
+# The same upload and webhook workloads with an event endpoint registered (ratios to the two above).
+run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU"
 
 # Sweep: 20,000 files staged through a second Stowage process whose TTL is one second (same
 # database and buckets), then one pass of `stowage sweep` on the main configuration.

@@ -347,14 +347,25 @@ fn cursor_after(event: &EventRecord) -> String {
     )
 }
 
-fn parse_cursor(raw: &str) -> Option<EventCursor> {
-    let split = raw.len().checked_sub(32)?;
-    let (micros, id) = (raw.get(..split)?, raw.get(split..)?);
-    let micros = i64::from_str_radix(micros, 16).ok()?;
-    Some(EventCursor {
-        created_at: chrono::DateTime::from_timestamp_micros(micros)?,
-        id: Uuid::try_parse(id).ok()?,
-    })
+/// Reads a cursor; `Ok(None)` for an empty one (the first page). Any position of the right
+/// form is a place in the list, even one no page ended at.
+fn parse_cursor(raw: &str) -> std::result::Result<Option<EventCursor>, ()> {
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    let split = raw
+        .len()
+        .checked_sub(32)
+        .filter(|n| (1..=16).contains(n))
+        .ok_or(())?;
+    let (micros, id) = (raw.get(..split).ok_or(())?, raw.get(split..).ok_or(())?);
+    let micros = u64::from_str_radix(micros, 16).map_err(|_| ())?;
+    let created_at = i64::try_from(micros)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    let id = Uuid::try_parse(id).map_err(|_| ())?;
+    Ok(Some(EventCursor { created_at, id }))
 }
 
 /// The caller's events, newest first: the audit trail of what happened to its files.
@@ -363,7 +374,7 @@ fn parse_cursor(raw: &str) -> Option<EventCursor> {
     params(
         ("type" = Option<EventType>, Query, description = "Only events of this type"),
         ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Events per page (default 20)"),
-        ("cursor" = Option<String>, Query, description = "Where the page starts: from the previous page's `next`"),
+        ("cursor" = Option<String>, Query, pattern = "^([0-9a-f]{1,16}[0-9a-f]{32})?$", description = "Where the page starts: from the previous page's `next` (opaque)"),
         ("X-ATS-Client-ID" = String, Header),
     ),
     security(("api_key" = [], "client_id" = [])),
@@ -397,9 +408,9 @@ async fn list_events(
                     })?;
             }
             "cursor" => {
-                cursor = Some(parse_cursor(&value).ok_or_else(|| {
+                cursor = parse_cursor(&value).map_err(|()| {
                     bad_parameter("cursor", "cursor is not one this service gave out")
-                })?);
+                })?;
             }
             _ => {}
         }

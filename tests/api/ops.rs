@@ -115,6 +115,7 @@ async fn the_openapi_document_describes_every_route() {
     let mut documented = vec![
         "bad_request",
         "endpoint_not_found",
+        "event_not_found",
         "client_id_mismatch",
         "file_already_consumed",
         "file_content_invalid",

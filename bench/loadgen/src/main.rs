@@ -110,6 +110,22 @@ enum Command {
     },
     /// Creates buckets (already existing ones are fine).
     MakeBuckets { names: Vec<String> },
+    /// With an event endpoint registered on a receiver this process runs on 127.0.0.1: uploads,
+    /// then webhooks, through Stowage (as `upload` and `webhook`), then waits until every event
+    /// (one per upload, two per webhook) has arrived. Needs STOWAGE_EVENTS_ALLOW_PRIVATE=true.
+    Events {
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        uploads: usize,
+        #[arg(long)]
+        webhooks: usize,
+        /// Account CPU time of these process trees: NAME=PID,NAME=PID.
+        #[arg(long, value_delimiter = ',')]
+        cpu: Vec<String>,
+    },
 }
 
 /// A body that passes Stowage's PDF check, of exactly `size` bytes.
@@ -601,6 +617,103 @@ async fn delete_direct(cli: Arc<Cli>, prefix: String) -> Value {
     json!({ "deleted": deleted, "errors": errors, "elapsed_s": elapsed, "per_s": deleted as f64 / elapsed })
 }
 
+/// What the event receiver has seen: distinct event ids and when each first arrived.
+#[derive(Default)]
+struct Received {
+    first_seen: std::collections::HashMap<String, Instant>,
+    requests: usize,
+}
+
+async fn receive(
+    axum::extract::State(seen): axum::extract::State<Arc<std::sync::Mutex<Received>>>,
+    headers: axum::http::HeaderMap,
+) -> axum::http::StatusCode {
+    let id = headers
+        .get("x-webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut seen = seen.lock().unwrap();
+    seen.requests += 1;
+    seen.first_seen.entry(id).or_insert_with(Instant::now);
+    axum::http::StatusCode::NO_CONTENT
+}
+
+async fn events(
+    cli: Arc<Cli>,
+    size: usize,
+    concurrency: usize,
+    uploads: usize,
+    webhooks: usize,
+    cpu: &[String],
+) -> Value {
+    let seen = Arc::new(std::sync::Mutex::new(Received::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/events", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/events", axum::routing::post(receive))
+        .with_state(seen.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = http_client();
+    let registered: Value = http
+        .post(format!("{}/event-endpoints", cli.stowage_url))
+        .header("X-API-Key", &cli.api_key)
+        .header("X-ATS-Client-ID", &cli.client_id)
+        .json(&json!({ "url": url }))
+        .send()
+        .await
+        .expect("register the endpoint")
+        .json()
+        .await
+        .expect("an endpoint");
+    let Some(endpoint) = registered["id"].as_str().map(str::to_owned) else {
+        eprintln!("cannot register an event endpoint: {registered}");
+        std::process::exit(1);
+    };
+
+    let started = Instant::now();
+    let trees = cpu_start(cpu);
+    let mut upload_result = upload(cli.clone(), Target::Stowage, size, concurrency, uploads).await;
+    cpu_finish(&mut upload_result, trees);
+    let webhook_result = webhook(
+        cli.clone(),
+        Target::Stowage,
+        size,
+        concurrency,
+        webhooks,
+        cpu,
+    )
+    .await;
+    let load_done = Instant::now();
+    let expected = uploads + 2 * webhooks;
+    let pending_at_end = expected.saturating_sub(seen.lock().unwrap().first_seen.len());
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen.lock().unwrap().first_seen.len() < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = http
+        .delete(format!("{}/event-endpoints/{endpoint}", cli.stowage_url))
+        .header("X-API-Key", &cli.api_key)
+        .header("X-ATS-Client-ID", &cli.client_id)
+        .send()
+        .await;
+    let seen = seen.lock().unwrap();
+    let last = seen.first_seen.values().max().copied().unwrap_or(started);
+    let window = (last - started).as_secs_f64();
+    json!({
+        "upload": upload_result,
+        "webhook": webhook_result,
+        "events": {
+            "expected": expected,
+            "received": seen.first_seen.len(),
+            "duplicates": seen.requests.saturating_sub(seen.first_seen.len()),
+            "per_s": seen.first_seen.len() as f64 / window.max(1e-9),
+            "pending_when_load_ended": pending_at_end,
+            "drain_s": last.saturating_duration_since(load_done).as_secs_f64(),
+        }
+    })
+}
+
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -639,6 +752,13 @@ async fn main() {
             concurrency,
         } => fill_direct(cli.clone(), prefix.clone(), *count, *concurrency).await,
         Command::DeleteDirect { prefix } => delete_direct(cli.clone(), prefix.clone()).await,
+        Command::Events {
+            size,
+            concurrency,
+            uploads,
+            webhooks,
+            cpu,
+        } => events(cli.clone(), *size, *concurrency, *uploads, *webhooks, cpu).await,
         Command::MakeBuckets { names } => {
             let s3 = s3_client(&cli.s3_endpoint).await;
             for name in names {
