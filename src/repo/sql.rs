@@ -32,6 +32,41 @@ macro_rules! sweep_columns {
     };
 }
 
+/// The statement that leases due deliveries; `$lock` is how a backend keeps two workers from
+/// picking the same rows. The event and the endpoint's address and secret come back with each.
+macro_rules! claim_due {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE deliveries SET leased_until = $2 \
+             WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
+               AND (event_id, endpoint_id) IN (SELECT d.event_id, d.endpoint_id FROM deliveries d \
+                 JOIN event_endpoints ep ON ep.id = d.endpoint_id \
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                   AND (d.leased_until IS NULL OR d.leased_until <= $1) AND ep.deleted_at IS NULL \
+                 ORDER BY d.next_attempt_at LIMIT $3",
+            $lock,
+            ") RETURNING event_id, endpoint_id, attempt_count, \
+                 (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+                 (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+                 (SELECT body FROM events WHERE id = deliveries.event_id), \
+                 (SELECT created_at FROM events WHERE id = deliveries.event_id)"
+        )
+    };
+}
+
+/// The deliveries of a list of events (`$in`: how a backend matches an id list), by endpoint.
+macro_rules! deliveries_of {
+    ($in:literal) => {
+        concat!(
+            "SELECT event_id, endpoint_id, status, attempt_count, next_attempt_at, \
+                    last_attempt_at, response_status_code, error_message \
+             FROM deliveries WHERE event_id ",
+            $in,
+            " ORDER BY event_id, endpoint_id"
+        )
+    };
+}
+
 macro_rules! impl_repo {
     ($Repo:ident) => {
         #[derive(sqlx::FromRow)]

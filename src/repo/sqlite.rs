@@ -64,24 +64,9 @@ const EXPIRE_DUE: &str = concat!(
 );
 
 /// One writer at a time keeps two workers from leasing the same delivery.
-/// The event and the endpoint's address and secret come back with each.
-const CLAIM_DUE: &str = "UPDATE deliveries SET leased_until = $2 \
-     WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
-       AND (event_id, endpoint_id) IN (SELECT d.event_id, d.endpoint_id FROM deliveries d \
-         JOIN event_endpoints ep ON ep.id = d.endpoint_id \
-         WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-           AND (d.leased_until IS NULL OR d.leased_until <= $1) AND ep.deleted_at IS NULL \
-         ORDER BY d.next_attempt_at LIMIT $3) \
-     RETURNING event_id, endpoint_id, attempt_count, \
-         (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
-         (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
-         (SELECT body FROM events WHERE id = deliveries.event_id), \
-         (SELECT created_at FROM events WHERE id = deliveries.event_id)";
+const CLAIM_DUE: &str = claim_due!("");
 
-/// The deliveries of a list of events, by endpoint.
-const DELIVERIES_OF: &str = "SELECT event_id, endpoint_id, status, attempt_count, next_attempt_at, \
-         last_attempt_at, response_status_code, error_message \
-     FROM deliveries WHERE event_id IN (SELECT value FROM json_each($1)) ORDER BY event_id, endpoint_id";
+const DELIVERIES_OF: &str = deliveries_of!("IN (SELECT value FROM json_each($1))");
 
 /// The SQLite repository.
 #[derive(Clone, Debug)]
