@@ -131,7 +131,7 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_SWEEP_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
     pub sweep_timeout: Duration,
 
-    /// How long expired and discarded tombstones are kept.
+    /// How long expired and discarded tombstones, and events with their delivery logs, are kept.
     #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
     pub tombstone_retention: Duration,
 

@@ -435,7 +435,8 @@ pub trait Repo: Send + Sync {
     async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>>;
     /// The state of each of these files that still has a row.
     async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>>;
-    /// Deletes tombstones (and refused webhooks, and sweep records) older than `before`.
+    /// Deletes tombstones (and refused webhooks, events with their delivery logs, and sweep
+    /// records) older than `before`.
     async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64>;
     /// Records a sweep pass.
     async fn record_sweep(&self, run: &SweepRun) -> Result<()>;

@@ -1103,6 +1103,11 @@ macro_rules! impl_repo {
                     .bind(time(before))
                     .execute(&self.pool)
                     .await?;
+                // An event goes with its deliveries and their attempts (ON DELETE CASCADE).
+                sqlx::query("DELETE FROM events WHERE created_at < $1")
+                    .bind(time(before))
+                    .execute(&self.pool)
+                    .await?;
                 sqlx::query("DELETE FROM sweep_runs WHERE started_at < $1")
                     .bind(time(before))
                     .execute(&self.pool)

@@ -260,9 +260,17 @@ async fn tombstones_are_purged_after_their_retention(backend: Backend) {
         1,
         "30 days by default"
     );
+    async fn events(app: &TestApp) -> usize {
+        app.get_json("/events").await["results"]
+            .as_array()
+            .unwrap()
+            .len()
+    }
+    assert_eq!(events(&kept).await, 2, "staged and discarded, kept");
     let run = stowage::sweeper::run_pass(&purged.state).await;
     assert_eq!(run.tombstones_purged, 1);
     assert_eq!(purged.rows().await, 0);
+    assert_eq!(events(&purged).await, 0, "events go with the tombstones");
 }
 
 /// The value of one series in a Prometheus text exposition.
