@@ -128,10 +128,13 @@ enum Command {
     },
 }
 
-/// A body that passes Stowage's PDF check, of exactly `size` bytes.
+/// A body that passes Stowage's PDF check (a header, and `%%EOF` at the end), of exactly `size`
+/// bytes.
 fn pdf(size: usize) -> Bytes {
+    const TAIL: &[u8] = b"\n%%EOF\n";
     let mut body = b"%PDF-1.4\n%bench\n".to_vec();
-    body.resize(size.max(body.len()), b'x');
+    body.resize(size.max(body.len() + TAIL.len()) - TAIL.len(), b'x');
+    body.extend_from_slice(TAIL);
     Bytes::from(body)
 }
 
