@@ -222,8 +222,10 @@ fn id_of(key: &str) -> Option<Uuid> {
 }
 
 /// Which of these staging keys nothing needs any more: keys of tombstones (expired,
-/// discarded, promoted) at once, keys with no row at all once older than the grace period.
-/// Keys Stowage did not make are logged and left alone.
+/// discarded, promoted) and keys with no row at all, once older than the grace period. A
+/// tombstone's young object is left to whoever made the tombstone: another sweeper that has
+/// just expired it deletes it next, and deleting it here too would delete it twice. Keys
+/// Stowage did not make are logged and left alone.
 async fn orphans(
     state: &App,
     keys: Vec<(String, bool)>,
@@ -241,9 +243,8 @@ async fn orphans(
                 false
             }
             Some(id) => match states.get(&id) {
-                None => *old,
                 Some(FileState::Receiving | FileState::Staged | FileState::Bound) => false,
-                Some(_) => true,
+                _ => *old,
             },
         })
         .map(|(key, _)| key)
