@@ -163,12 +163,7 @@ impl Sender {
         let allow_private = self.policy.allow_private;
         let url = events::parse_url(url, allow_private).map_err(|e| (None, e.to_string()))?;
         // A literal address never reaches the resolver: it is checked here.
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(v4)) => Some(IpAddr::V4(v4)),
-            Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
-            _ => None,
-        };
-        if let Some(address) = literal {
+        if let Some(address) = events::literal_address(&url) {
             let host = url.host_str().unwrap_or_default();
             events::check_addresses(host, &[address], allow_private)
                 .map_err(|e| (None, e.to_string()))?;

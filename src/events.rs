@@ -166,16 +166,25 @@ pub fn check_addresses(
     }
 }
 
+/// The address a URL names literally (`https://10.0.0.7/…`), if it names one rather than a
+/// host name: such a URL is never resolved, so it must be checked on its own.
+pub fn literal_address(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+        url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// Resolves a URL's host and checks every address it has now.
 pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, EndpointError> {
     let url = parse_url(raw, allow_private)?;
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(443);
-    let addresses: Vec<IpAddr> = match url.host() {
-        Some(url::Host::Ipv4(v4)) => vec![IpAddr::V4(v4)],
-        Some(url::Host::Ipv6(v6)) => vec![IpAddr::V6(v6)],
+    let addresses: Vec<IpAddr> = match literal_address(&url) {
+        Some(address) => vec![address],
         // A resolver that does not answer in time is no better than one that says no.
-        _ => tokio::time::timeout(
+        None => tokio::time::timeout(
             std::time::Duration::from_secs(5),
             tokio::net::lookup_host((host.as_str(), port)),
         )
@@ -363,10 +372,12 @@ impl NewEvent {
     pub fn ping(client_id: &str, at: chrono::DateTime<chrono::Utc>) -> NewEvent {
         NewEvent::new(EventType::Ping, client_id, at, NoData {})
     }
+}
 
-    /// The `LIKE` pattern that finds this event's type in an endpoint's stored JSON list.
-    pub fn subscription_pattern(&self) -> String {
-        format!("%\"{}\"%", self.event_type.as_str())
+impl EventType {
+    /// The `LIKE` pattern that finds this type in an endpoint's stored JSON list.
+    pub fn subscription_pattern(self) -> String {
+        format!("%\"{}\"%", self.as_str())
     }
 }
 

@@ -77,6 +77,10 @@ fn view(endpoint: &EndpointRecord) -> EndpointView {
     }
 }
 
+fn endpoint_not_found() -> ApiError {
+    ApiError::new(ErrorCode::EndpointNotFound, "Event endpoint not found")
+}
+
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidPayload, message).with_detail("field", field)
 }
@@ -169,8 +173,7 @@ async fn delete_endpoint(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    let not_found = || ApiError::new(ErrorCode::EndpointNotFound, "Event endpoint not found");
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
     if state
         .repo()
         .remove_endpoint(Some(&caller.client_id), id)
@@ -178,7 +181,7 @@ async fn delete_endpoint(
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(not_found())
+        Err(endpoint_not_found())
     }
 }
 
@@ -210,15 +213,14 @@ async fn test_endpoint(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TestDelivery>> {
-    let not_found = || ApiError::new(ErrorCode::EndpointNotFound, "Event endpoint not found");
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
     let endpoint = state
         .repo()
         .list_endpoints(Some(&caller.client_id))
         .await?
         .into_iter()
         .find(|e| e.id == id)
-        .ok_or_else(not_found)?;
+        .ok_or_else(endpoint_not_found)?;
     let ping = events::NewEvent::ping(&caller.client_id, chrono::Utc::now());
     let attempt = state
         .sender()

@@ -253,19 +253,54 @@ macro_rules! impl_repo {
             .bind(time(event.created_at))
             .execute(&mut *conn)
             .await?;
+            fan_out(conn, event.id, &event.client_id, event.event_type, event.created_at).await
+        }
+
+        /// Queues an event, due at `at`, for each endpoint of its client that is in use and
+        /// subscribed to its type and does not have it queued already.
+        async fn fan_out(
+            conn: &mut Conn,
+            event_id: Uuid,
+            client_id: &str,
+            event_type: crate::events::EventType,
+            at: DateTime<Utc>,
+        ) -> Result<()> {
             sqlx::query(
                 "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
                  SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
                  WHERE client_id = $3 AND deleted_at IS NULL \
-                   AND (event_types IS NULL OR event_types LIKE $4)",
+                   AND (event_types IS NULL OR event_types LIKE $4) \
+                 ON CONFLICT DO NOTHING",
             )
-            .bind(id(event.id))
-            .bind(time(event.created_at))
-            .bind(&event.client_id)
-            .bind(event.subscription_pattern())
+            .bind(id(event_id))
+            .bind(time(at))
+            .bind(client_id)
+            .bind(event_type.subscription_pattern())
             .execute(&mut *conn)
             .await?;
             Ok(())
+        }
+
+        /// Marks a bound file promoted (in the caller's transaction); the file as it now is, or
+        /// `None` if it was not bound.
+        async fn promote_in(
+            conn: &mut Conn,
+            file_id: Uuid,
+            promoted_key: &str,
+            at: DateTime<Utc>,
+        ) -> Result<Option<FileRecord>> {
+            let row: Option<FileRow> = sqlx::query_as(concat!(
+                "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
+                        state_changed_at = $3 \
+                 WHERE id = $1 AND state = 'bound' RETURNING ",
+                file_columns!()
+            ))
+            .bind(id(file_id))
+            .bind(promoted_key)
+            .bind(time(at))
+            .fetch_optional(&mut *conn)
+            .await?;
+            row.map(FileRecord::try_from).transpose()
         }
 
         /// Writes the event reporting a file's change (its record carries its webhook, if bound).
@@ -653,6 +688,9 @@ macro_rules! impl_repo {
                     tx.rollback().await?;
                     return Ok(false);
                 };
+                let event_type: EventType = event_type
+                    .parse()
+                    .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?;
                 sqlx::query(
                     "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
                             leased_until = NULL \
@@ -663,19 +701,7 @@ macro_rules! impl_repo {
                 .bind(time(now))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
-                     SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
-                     WHERE client_id = $3 AND deleted_at IS NULL \
-                       AND (event_types IS NULL OR event_types LIKE $4) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(id(event_id))
-                .bind(time(now))
-                .bind(client_id)
-                .bind(format!("%\"{event_type}\"%"))
-                .execute(&mut *tx)
-                .await?;
+                fan_out(&mut tx, event_id, client_id, event_type, now).await?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -979,19 +1005,7 @@ macro_rules! impl_repo {
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
                 let webhook = webhook_in(&mut tx, webhook_id).await?;
                 for (file_id, key) in promoted {
-                    let row: Option<FileRow> = sqlx::query_as(concat!(
-                        "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
-                                state_changed_at = $3 \
-                         WHERE id = $1 AND state = 'bound' RETURNING ",
-                        file_columns!()
-                    ))
-                    .bind(id(*file_id))
-                    .bind(key)
-                    .bind(time(now))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = row {
-                        let file = FileRecord::try_from(row)?;
+                    if let Some(file) = promote_in(&mut tx, *file_id, key, now).await? {
                         let event = crate::events::NewEvent::file(
                             EventType::FilePromoted,
                             &file,
@@ -1017,22 +1031,10 @@ macro_rules! impl_repo {
             async fn mark_promoted(&self, file_id: Uuid, promoted_key: &str) -> Result<bool> {
                 let now = Utc::now();
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
-                let row: Option<FileRow> = sqlx::query_as(concat!(
-                    "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
-                            state_changed_at = $3 \
-                     WHERE id = $1 AND state = 'bound' RETURNING ",
-                    file_columns!()
-                ))
-                .bind(id(file_id))
-                .bind(promoted_key)
-                .bind(time(now))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
+                let Some(file) = promote_in(&mut tx, file_id, promoted_key, now).await? else {
                     tx.rollback().await?;
                     return Ok(false);
                 };
-                let file = FileRecord::try_from(row)?;
                 write_file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
                 tx.commit().await?;
                 Ok(true)
