@@ -48,6 +48,11 @@ pub struct SweepPolicy {
     pub tombstone_retention: Duration,
     /// Longest one pass may run before it is cut off and recorded as failed.
     pub timeout: Duration,
+    /// Promoted files older than this are erased (`None`: kept).
+    pub file_retention: Option<Duration>,
+    /// How long a write already under way when its file was erased may still land (the store's
+    /// operation timeout): the sweeper deletes such a file's objects again after it.
+    pub erasure_settle: Duration,
 }
 
 /// Where events may be delivered.
@@ -96,6 +101,8 @@ impl Policies {
                 receiving_grace: config.receiving_grace,
                 tombstone_retention: config.tombstone_retention,
                 timeout: config.sweep_timeout,
+                file_retention: config.file_retention,
+                erasure_settle: config.s3_operation_timeout,
             },
             events: EventPolicy {
                 allow_private: config.events_allow_private,

@@ -50,6 +50,24 @@ pub enum Command {
         #[command(subcommand)]
         command: EndpointsCommand,
     },
+    /// Erase personal data: every file bound to a candidate's webhooks (`--user-id`) and the
+    /// data those webhooks carried, or one file (`--file`). Objects are deleted, rows become
+    /// `erased` tombstones, `file.erased` events are recorded.
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["user_id", "file"])))]
+    Erase {
+        /// The client id the files belong to.
+        #[arg(long)]
+        client: String,
+        /// The candidate: the `user_id` of the webhooks.
+        #[arg(long)]
+        user_id: Option<String>,
+        /// One file, by its carv_file_id.
+        #[arg(long)]
+        file: Option<uuid::Uuid>,
+        /// Print JSON: {"erased": [ids]}.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run one sweep pass now and print what it did.
     Sweep {
         /// Print JSON.
@@ -476,6 +494,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::Erase {
+            client,
+            user_id,
+            file,
+            json,
+        } => {
+            let state = crate::connect(&config).await?;
+            let erased = match (user_id, file) {
+                (Some(user_id), _) => crate::erasure::erase_user(&state, &client, &user_id).await?,
+                (None, Some(id)) => match crate::erasure::erase_file(&state, &client, id).await? {
+                    crate::repo::Erase::NotFound => {
+                        return Err(CliError::Invalid(format!(
+                            "client {client} has no file {id}"
+                        )));
+                    }
+                    _ => vec![id],
+                },
+                (None, None) => unreachable!("clap requires --user-id or --file"),
+            };
+            if json {
+                println!("{}", serde_json::json!({ "erased": erased }));
+            } else {
+                println!("erased {} file(s)", erased.len());
+                for id in &erased {
+                    println!("{id}");
+                }
+            }
+            Ok(())
+        }
         Command::Sweep { json } => {
             let state = crate::connect(&config).await?;
             let run = crate::sweeper::run_pass(&state).await;
@@ -484,13 +531,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             } else {
                 println!(
                     "sweep: {} expired ({} objects deleted), {} dead uploads aborted, {} orphans \
-                     deleted, {} tombstones purged, {} bound files promoted, {} errors",
+                     deleted, {} tombstones purged, {} bound files promoted, {} erased by \
+                     retention, {} erasures finished, {} errors",
                     run.expired,
                     run.objects_deleted,
                     run.receiving_aborted,
                     run.orphans_deleted,
                     run.tombstones_purged,
                     run.promoted,
+                    run.erased,
+                    run.erasures_finished,
                     run.errors
                 );
                 if let Some(error) = &run.last_error {

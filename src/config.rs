@@ -221,6 +221,65 @@ pub struct Config {
     /// Attempts at delivering an event to an endpoint before the delivery is marked failed.
     #[arg(long, env = "STOWAGE_EVENT_MAX_ATTEMPTS", default_value = "12", value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub event_max_attempts: u32,
+
+    /// Erase promoted files this long after their promotion (unset: kept until erased on
+    /// request). The sweeper erases them in batches, with `"reason": "retention"` on the event.
+    #[arg(long, env = "STOWAGE_FILE_RETENTION", value_parser = parse_retention, global = true)]
+    pub file_retention: Option<Duration>,
+
+    /// Server-side encryption S3 applies to every object Stowage writes (single PUT, multipart,
+    /// copy): `AES256` or `aws:kms`. Unset: the bucket's default.
+    #[arg(long, env = "STOWAGE_S3_SSE", value_parser = parse_sse, global = true)]
+    pub s3_sse: Option<SseAlgorithm>,
+
+    /// The KMS key for `STOWAGE_S3_SSE=aws:kms` (unset: the account's default S3 key).
+    #[arg(long, env = "STOWAGE_S3_SSE_KMS_KEY_ID", global = true)]
+    pub s3_sse_kms_key_id: Option<String>,
+}
+
+/// Server-side encryption algorithms S3 offers for objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SseAlgorithm {
+    /// S3-managed keys (`AES256`).
+    Aes256,
+    /// AWS KMS keys (`aws:kms`).
+    AwsKms,
+}
+
+impl SseAlgorithm {
+    /// The name S3 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SseAlgorithm::Aes256 => "AES256",
+            SseAlgorithm::AwsKms => "aws:kms",
+        }
+    }
+}
+
+/// Encryption at rest as configured: an algorithm and, for KMS, perhaps a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sse {
+    pub algorithm: SseAlgorithm,
+    pub kms_key_id: Option<String>,
+}
+
+fn parse_sse(raw: &str) -> Result<SseAlgorithm, String> {
+    match raw.trim() {
+        "AES256" | "aes256" => Ok(SseAlgorithm::Aes256),
+        "aws:kms" | "AWS:KMS" => Ok(SseAlgorithm::AwsKms),
+        other => Err(format!("'{other}' is not AES256 or aws:kms")),
+    }
+}
+
+fn parse_retention(raw: &str) -> Result<Duration, String> {
+    let retention = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if retention.is_zero() {
+        return Err(
+            "a retention of zero would erase files as they are promoted; unset it to keep files"
+                .into(),
+        );
+    }
+    Ok(retention)
 }
 
 /// How log lines are written.
@@ -256,6 +315,28 @@ impl Config {
 
     /// A configuration with every default, as `stowage serve` would run with no flags and no
     /// `STOWAGE_*` variables: the process environment is not read.
+    /// Encryption at rest as configured, checked: a KMS key only with `aws:kms`, and only on S3.
+    pub fn sse(&self) -> Result<Option<Sse>, String> {
+        match (self.s3_sse, &self.s3_sse_kms_key_id) {
+            (None, None) => Ok(None),
+            (None, Some(_)) | (Some(SseAlgorithm::Aes256), Some(_)) => {
+                Err("STOWAGE_S3_SSE_KMS_KEY_ID needs STOWAGE_S3_SSE=aws:kms".into())
+            }
+            (Some(algorithm), kms_key_id) => {
+                if self.storage != "s3" {
+                    return Err(format!(
+                        "STOWAGE_S3_SSE applies to the S3 store; STOWAGE_STORAGE is '{}'",
+                        self.storage
+                    ));
+                }
+                Ok(Some(Sse {
+                    algorithm,
+                    kms_key_id: kms_key_id.clone(),
+                }))
+            }
+        }
+    }
+
     pub fn defaults() -> Config {
         use clap::{CommandFactory, FromArgMatches, Parser};
 

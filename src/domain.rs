@@ -23,17 +23,21 @@ pub enum FileState {
     Expired,
     /// Deleted early by its client; object deleted, row kept as a tombstone.
     Discarded,
+    /// Erased (personal data): every object deleted, the row kept as a tombstone with no name,
+    /// type, size or hash.
+    Erased,
 }
 
 impl FileState {
     /// Every state, in life-cycle order.
-    pub const ALL: [FileState; 6] = [
+    pub const ALL: [FileState; 7] = [
         FileState::Receiving,
         FileState::Staged,
         FileState::Bound,
         FileState::Promoted,
         FileState::Expired,
         FileState::Discarded,
+        FileState::Erased,
     ];
 
     /// The name stored in the database and shown in the API.
@@ -45,6 +49,7 @@ impl FileState {
             FileState::Promoted => "promoted",
             FileState::Expired => "expired",
             FileState::Discarded => "discarded",
+            FileState::Erased => "erased",
         }
     }
 }
@@ -88,6 +93,26 @@ pub struct FileRecord {
     pub promoted_key: Option<String>,
     pub bound_at: Option<DateTime<Utc>>,
     pub promoted_at: Option<DateTime<Utc>>,
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// Why a file was erased, as its `file.erased` event says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErasureReason {
+    /// A client asked (`DELETE /files/{id}`, `POST /erasures`, `stowage erase`).
+    Request,
+    /// It was promoted longer ago than `STOWAGE_FILE_RETENTION`.
+    Retention,
+}
+
+impl ErasureReason {
+    /// The name in the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErasureReason::Request => "request",
+            ErasureReason::Retention => "retention",
+        }
+    }
 }
 
 /// The two kinds of webhook.
@@ -181,7 +206,9 @@ impl SlotFailure {
                 SlotFailure::Expired { expired_at }
             }
             Some((FileState::Bound | FileState::Promoted, _)) => SlotFailure::Consumed,
-            Some((FileState::Receiving | FileState::Discarded, _)) => SlotFailure::NotFound,
+            Some((FileState::Receiving | FileState::Discarded | FileState::Erased, _)) => {
+                SlotFailure::NotFound
+            }
         })
     }
 

@@ -307,6 +307,8 @@ pub fn jitter() -> f64 {
 pub struct NewEvent {
     pub id: uuid::Uuid,
     pub client_id: String,
+    /// The file it reports, if any (erasing the file redacts the event).
+    pub file_id: Option<uuid::Uuid>,
     pub event_type: EventType,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub body: String,
@@ -325,6 +327,28 @@ struct Body<'a, D: Serialize> {
 #[derive(Serialize)]
 struct FileData {
     file: crate::file_view::FileView,
+    /// `file.erased`: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// `file.downloaded`: the name of the API key that asked, and the request's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+}
+
+impl FileData {
+    fn of(
+        file: &crate::domain::FileRecord,
+        webhook: Option<&crate::domain::WebhookRecord>,
+    ) -> Self {
+        FileData {
+            file: crate::file_view::FileView::from_parts(file.clone(), webhook),
+            reason: None,
+            key_name: None,
+            request_id: None,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -334,6 +358,7 @@ impl NewEvent {
     fn new<D: Serialize>(
         event_type: EventType,
         client_id: &str,
+        file_id: Option<uuid::Uuid>,
         at: chrono::DateTime<chrono::Utc>,
         data: D,
     ) -> NewEvent {
@@ -349,6 +374,7 @@ impl NewEvent {
         NewEvent {
             id,
             client_id: client_id.to_owned(),
+            file_id,
             event_type,
             created_at: at,
             body,
@@ -363,15 +389,72 @@ impl NewEvent {
         webhook: Option<&crate::domain::WebhookRecord>,
         at: chrono::DateTime<chrono::Utc>,
     ) -> NewEvent {
-        let client_id = file.client_id.clone();
-        let file = crate::file_view::FileView::from_parts(file.clone(), webhook);
-        NewEvent::new(event_type, &client_id, at, FileData { file })
+        let data = FileData::of(file, webhook);
+        NewEvent::new(event_type, &file.client_id, Some(file.id), at, data)
+    }
+
+    /// `file.erased`: the erased record and why it was erased.
+    pub fn erased(
+        file: &crate::domain::FileRecord,
+        reason: crate::domain::ErasureReason,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        let data = FileData {
+            reason: Some(reason.as_str()),
+            ..FileData::of(file, None)
+        };
+        NewEvent::new(
+            EventType::FileErased,
+            &file.client_id,
+            Some(file.id),
+            at,
+            data,
+        )
+    }
+
+    /// `file.downloaded`: who read a file (the API key's name) in which request.
+    pub fn downloaded(
+        file: &crate::domain::FileRecord,
+        webhook: Option<&crate::domain::WebhookRecord>,
+        key_name: &str,
+        request_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        let data = FileData {
+            key_name: Some(key_name.to_owned()),
+            request_id: Some(request_id.to_owned()),
+            ..FileData::of(file, webhook)
+        };
+        NewEvent::new(
+            EventType::FileDownloaded,
+            &file.client_id,
+            Some(file.id),
+            at,
+            data,
+        )
     }
 
     /// A `ping`, sent to test an endpoint.
     pub fn ping(client_id: &str, at: chrono::DateTime<chrono::Utc>) -> NewEvent {
-        NewEvent::new(EventType::Ping, client_id, at, NoData {})
+        NewEvent::new(EventType::Ping, client_id, None, at, NoData {})
     }
+}
+
+/// An earlier event about a file that has since been erased, with what it said about the file's
+/// name and content removed (the name emptied, the hash nulled); `None` if it holds neither.
+pub fn redact_body(body: &str) -> Option<String> {
+    let mut event: serde_json::Value = serde_json::from_str(body).ok()?;
+    let file = event.pointer_mut("/data/file")?.as_object_mut()?;
+    let mut changed = false;
+    if file.get("file_name").is_some_and(|n| n != "") {
+        file.insert("file_name".into(), serde_json::Value::String(String::new()));
+        changed = true;
+    }
+    if file.get("sha256").is_some_and(|h| !h.is_null()) {
+        file.insert("sha256".into(), serde_json::Value::Null);
+        changed = true;
+    }
+    changed.then(|| event.to_string())
 }
 
 impl EventType {

@@ -25,9 +25,27 @@ pub struct BoundWebhook {
     received_at: String,
 }
 
-/// A file in any state, with its webhook.
+/// A file as clients see it: its whole record, or — once erased — only what an erasure keeps.
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct FileView {
+#[serde(untagged)]
+pub enum FileView {
+    Record(Box<FileRecordView>),
+    Erased(ErasedFileView),
+}
+
+/// What is left of an erased file: no name, type, size, hash or webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErasedFileView {
+    carv_file_id: Uuid,
+    /// Always `erased`.
+    state: FileState,
+    #[schema(format = DateTime)]
+    erased_at: String,
+}
+
+/// A file in any state but erased, with its webhook.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileRecordView {
     carv_file_id: Uuid,
     file_name: String,
     #[schema(required = true)]
@@ -65,6 +83,13 @@ impl FileView {
 
     /// The record of a file and the webhook it is bound to, if any.
     pub fn from_parts(file: FileRecord, webhook: Option<&WebhookRecord>) -> FileView {
+        if file.state == FileState::Erased {
+            return FileView::Erased(ErasedFileView {
+                carv_file_id: file.id,
+                state: file.state,
+                erased_at: api_time(file.erased_at.unwrap_or(file.created_at)),
+            });
+        }
         let webhook = webhook
             .filter(|w| Some(w.id) == file.webhook_id)
             .map(|w| BoundWebhook {
@@ -74,7 +99,7 @@ impl FileView {
                 slot: file.slot,
                 received_at: api_time(w.created_at),
             });
-        FileView {
+        FileView::Record(Box::new(FileRecordView {
             carv_file_id: file.id,
             file_name: file.file_name,
             content_type: file.content_type,
@@ -87,6 +112,6 @@ impl FileView {
             promoted_at: file.promoted_at.map(api_time),
             storage_key: file.promoted_key,
             webhook,
-        }
+        }))
     }
 }

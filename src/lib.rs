@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;
+pub mod erasure;
 pub mod events;
 pub mod fault;
 pub mod file_view;

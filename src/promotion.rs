@@ -57,10 +57,18 @@ pub async fn promote_file(state: &App, file: &FileRecord) -> Result<FileRecord, 
         return Ok(file.clone());
     }
     let promoted = move_object(state, file).await?;
-    state
+    if !state
         .repo()
         .mark_promoted(file.id, &file.staging_key)
-        .await?;
+        .await?
+    {
+        crate::erasure::after_lost_promotion(state, file.id, &file.staging_key).await;
+        return Ok(state
+            .repo()
+            .get_file(&file.client_id, file.id)
+            .await?
+            .unwrap_or_else(|| file.clone()));
+    }
     tracing::info!(file_id = %file.id, "file promoted");
     Ok(promoted)
 }

@@ -536,6 +536,7 @@ impl Pending {
             promoted_key: None,
             bound_at: None,
             promoted_at: None,
+            erased_at: None,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The scheduled maintenance pass: re-drive interrupted promotions, expire what nobody claimed,
-//! abort dead uploads, delete orphan objects, purge old tombstones — and record what it did.
+//! abort dead uploads, erase what outlived its retention and finish interrupted erasures, delete
+//! orphan objects, purge old tombstones — and record what it did.
 //!
 //! Safe with several replicas: on PostgreSQL expired rows are claimed with
 //! `FOR UPDATE SKIP LOCKED`, so two sweepers never delete the same object; every other step is
@@ -87,6 +88,8 @@ pub async fn run_pass(state: &App) -> SweepRun {
         orphans_deleted = run.orphans_deleted,
         tombstones_purged = run.tombstones_purged,
         promoted = run.promoted,
+        erased = run.erased,
+        erasures_finished = run.erasures_finished,
         errors = run.errors,
         "sweep pass"
     );
@@ -110,6 +113,16 @@ async fn run_steps(state: &App, tally: &mut Tally) {
     expire(state, tally).await;
     tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
     abort_dead_uploads(state, tally).await;
+    let (erased, errors) = crate::erasure::apply_retention(state).await;
+    tally.run.erased += erased;
+    for error in errors {
+        tally.error("retention", error);
+    }
+    let (finished, errors) = crate::erasure::finish_erasures(state).await;
+    tally.run.erasures_finished += finished;
+    for error in errors {
+        tally.error("erasure", error);
+    }
     delete_orphans(state, tally).await;
     purge(state, tally).await;
 }
@@ -222,7 +235,7 @@ fn id_of(key: &str) -> Option<Uuid> {
 }
 
 /// Which of these staging keys nothing needs any more: keys of tombstones (expired,
-/// discarded, promoted) and keys with no row at all, once older than the grace period. A
+/// discarded, erased, promoted) and keys with no row at all, once older than the grace period. A
 /// tombstone's young object is left to whoever made the tombstone: another sweeper that has
 /// just expired it deletes it next, and deleting it here too would delete it twice. Keys
 /// Stowage did not make are logged and left alone.

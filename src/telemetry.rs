@@ -84,7 +84,11 @@ impl Telemetry {
             );
             describe_counter!(
                 "stowage_sweeper_deletions_total",
-                "Objects deleted by the sweeper, by reason (expired, orphan, aborted)."
+                "Objects deleted by the sweeper, by reason (expired, orphan, aborted, erased)."
+            );
+            describe_counter!(
+                "stowage_files_erased_total",
+                "Files erased, by reason (request: DELETE /files, POST /erasures, stowage erase; retention)."
             );
             describe_counter!(
                 "stowage_sweeper_errors_total",
@@ -144,7 +148,10 @@ impl Telemetry {
                 counter!("stowage_sweeper_runs_total", "result" => result).absolute(0);
                 counter!("stowage_promotion_retries_total", "result" => result).absolute(0);
             }
-            for reason in ["expired", "orphan", "aborted"] {
+            for reason in ["request", "retention"] {
+                counter!("stowage_files_erased_total", "reason" => reason).absolute(0);
+            }
+            for reason in ["expired", "orphan", "aborted", "erased"] {
                 counter!("stowage_sweeper_deletions_total", "reason" => reason).absolute(0);
             }
             counter!("stowage_sweeper_errors_total").absolute(0);
@@ -195,6 +202,14 @@ impl Telemetry {
         });
     }
 
+    /// Files erased, and why.
+    pub fn erased(&self, reason: crate::domain::ErasureReason, files: usize) {
+        self.record(|| {
+            counter!("stowage_files_erased_total", "reason" => reason.as_str())
+                .increment(files as u64)
+        });
+    }
+
     /// One recovery attempt at promoting a bound file.
     pub fn promotion_retry(&self, ok: bool) {
         let result = if ok { "ok" } else { "error" };
@@ -237,6 +252,8 @@ impl Telemetry {
                 .increment(run.orphans_deleted as u64);
             counter!("stowage_sweeper_deletions_total", "reason" => "aborted")
                 .increment(run.receiving_aborted as u64);
+            counter!("stowage_sweeper_deletions_total", "reason" => "erased")
+                .increment(run.erasures_finished as u64);
             counter!("stowage_sweeper_errors_total").increment(run.errors as u64);
             gauge!("stowage_last_sweep_timestamp_seconds")
                 .set(run.finished_at.timestamp_millis() as f64 / 1000.0);

@@ -163,6 +163,18 @@ fn slot_names(kind: WebhookKind) -> String {
         .join(", ")
 }
 
+/// A stored payload with the candidate's personal `data` removed (erasure); the rest — client,
+/// `user_id`, the files it named — is kept. A payload that does not parse is emptied.
+pub fn without_personal_data(payload: &str) -> String {
+    match serde_json::from_str::<Value>(payload) {
+        Ok(Value::Object(mut map)) => {
+            map.remove("data");
+            canonical_json(&Value::Object(map))
+        }
+        _ => "{}".to_owned(),
+    }
+}
+
 /// The identity of a payload for retries: its kind and canonical JSON.
 pub fn payload_hash(kind: WebhookKind, canonical: &str) -> String {
     let mut hasher = Sha256::new();
@@ -305,12 +317,19 @@ pub async fn record_result(state: &App, processed: &Processed, result: &str) {
         .iter()
         .filter_map(|f| Some((f.id, f.promoted_key.clone()?)))
         .collect();
-    if let Err(e) = state
+    match state
         .repo()
         .finish_webhook(processed.webhook.id, result, &promoted)
         .await
     {
-        tracing::warn!(webhook_id = %processed.webhook.id, error = %e, "could not store a webhook's result");
+        Ok(not_bound) => {
+            for (id, key) in promoted.iter().filter(|(id, _)| not_bound.contains(id)) {
+                crate::erasure::after_lost_promotion(state, *id, key).await;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(webhook_id = %processed.webhook.id, error = %e, "could not store a webhook's result");
+        }
     }
 }
 
@@ -330,6 +349,15 @@ async fn replay_same(
 /// that was interrupted.
 async fn replay(state: &App, earlier: WebhookRecord) -> Result<Processed, WebhookError> {
     let files = state.repo().webhook_files(earlier.id).await?;
+    // An erased file is gone for every webhook, this one's retries included.
+    let erased: Vec<(Slot, SlotFailure)> = files
+        .iter()
+        .filter(|f| f.state == crate::domain::FileState::Erased)
+        .filter_map(|f| Some((f.slot?, SlotFailure::NotFound)))
+        .collect();
+    if !erased.is_empty() {
+        return Err(WebhookError::Files(erased));
+    }
     let files = promotion::promote_all(state, files).await;
     tracing::info!(webhook_id = %earlier.id, "webhook retry answered with the original result");
     Ok(Processed {
@@ -386,10 +414,15 @@ pub async fn bind(
         BindAttempt::KeyTaken => return Ok(BindOutcome::KeyTaken),
         BindAttempt::Refused { at, slots } => (at, slots),
     };
-    // A retry of an earlier webhook finds every one of its files bound to that webhook.
+    // A retry of an earlier webhook finds every one of its files bound to that webhook (and
+    // none erased since).
     let consumers: Vec<_> = refused
         .iter()
-        .map(|(_, row)| row.as_ref().and_then(|r| r.webhook_id))
+        .map(|(_, row)| {
+            row.as_ref()
+                .filter(|r| r.state != crate::domain::FileState::Erased)
+                .and_then(|r| r.webhook_id)
+        })
         .collect();
     if refused.len() == slots.len()
         && let Some(Some(first)) = consumers.first()
@@ -523,6 +556,16 @@ mod tests {
             parse(WebhookKind::Application, &body),
             Err(WebhookError::InvalidPayload(_))
         ));
+    }
+
+    #[test]
+    fn erasure_keeps_everything_but_the_personal_data() {
+        let stored = r#"{"client_id":"acme","data":{"email":"jane@example.com"},"files":{"resume":{"carv_file_id":"x"}},"user_id":"u-1"}"#;
+        assert_eq!(
+            without_personal_data(stored),
+            r#"{"client_id":"acme","files":{"resume":{"carv_file_id":"x"}},"user_id":"u-1"}"#
+        );
+        assert_eq!(without_personal_data("not json"), "{}");
     }
 
     #[test]

@@ -13,9 +13,10 @@ use uuid::Uuid;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
+use super::paging::{Page, bad_parameter};
 use super::uploads::api_time;
 use crate::events::{self, DeliveryStatus, EventType, RegisterError};
-use crate::repo::{DeliveryRecord, EndpointRecord, EventCursor, EventRecord};
+use crate::repo::{DeliveryRecord, EndpointRecord, EventRecord};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -332,44 +333,6 @@ fn event_view(event: EventRecord, with_attempts: bool) -> Result<EventView> {
     Ok(view)
 }
 
-fn bad_parameter(name: &str, message: impl Into<String>) -> ApiError {
-    ApiError::new(ErrorCode::BadRequest, message).with_detail("parameter", name)
-}
-
-/// Events per page unless `limit` says otherwise, and the most it may say.
-const DEFAULT_PAGE: i64 = 20;
-const MAX_PAGE: i64 = 100;
-
-/// The cursor of the page after `event`: opaque to clients.
-fn cursor_after(event: &EventRecord) -> String {
-    format!(
-        "{:x}{}",
-        event.created_at.timestamp_micros(),
-        event.id.simple()
-    )
-}
-
-/// Reads a cursor; `Ok(None)` for an empty one (the first page). Any position of the right
-/// form is a place in the list, even one no page ended at.
-fn parse_cursor(raw: &str) -> std::result::Result<Option<EventCursor>, ()> {
-    if raw.is_empty() {
-        return Ok(None);
-    }
-    let split = raw
-        .len()
-        .checked_sub(32)
-        .filter(|n| (1..=16).contains(n))
-        .ok_or(())?;
-    let (micros, id) = (raw.get(..split).ok_or(())?, raw.get(split..).ok_or(())?);
-    let micros = u64::from_str_radix(micros, 16).map_err(|_| ())?;
-    let created_at = i64::try_from(micros)
-        .ok()
-        .and_then(chrono::DateTime::from_timestamp_micros)
-        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
-    let id = Uuid::try_parse(id).map_err(|_| ())?;
-    Ok(Some(EventCursor { created_at, id }))
-}
-
 /// The caller's events, newest first: the audit trail of what happened to its files.
 #[utoipa::path(
     get, path = "/events", tag = "events", operation_id = "listEvents",
@@ -390,51 +353,23 @@ async fn list_events(
     caller: Caller,
     RawQuery(query): RawQuery,
 ) -> Result<Json<EventPage>> {
-    let (mut event_type, mut limit, mut cursor) = (None, DEFAULT_PAGE, None);
-    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "type" => {
-                event_type = Some(
-                    value
-                        .parse::<EventType>()
-                        .map_err(|e| bad_parameter("type", e.to_string()))?,
-                );
-            }
-            "limit" => {
-                limit = value
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|l| (1..=MAX_PAGE).contains(l))
-                    .ok_or_else(|| {
-                        bad_parameter("limit", format!("limit is a number from 1 to {MAX_PAGE}"))
-                    })?;
-            }
-            "cursor" => {
-                cursor = parse_cursor(&value).map_err(|()| {
-                    bad_parameter("cursor", "cursor is not one this service gave out")
-                })?;
-            }
-            _ => {}
+    let mut event_type = None;
+    let page = Page::parse(query.as_deref(), |name, value| {
+        if name != "type" {
+            return Ok(false);
         }
-    }
+        event_type = Some(
+            value
+                .parse::<EventType>()
+                .map_err(|e| bad_parameter("type", e.to_string()))?,
+        );
+        Ok(true)
+    })?;
     let mut events = state
         .repo()
-        .list_events(&caller.client_id, event_type, cursor, limit + 1)
+        .list_events(&caller.client_id, event_type, page.cursor, page.fetch())
         .await?;
-    let more = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    let next = match events.last() {
-        Some(last) if more => {
-            let mut next = url::form_urlencoded::Serializer::new(String::new());
-            if let Some(t) = event_type {
-                next.append_pair("type", t.as_str());
-            }
-            next.append_pair("limit", &limit.to_string());
-            next.append_pair("cursor", &cursor_after(last));
-            Some(format!("/events?{}", next.finish()))
-        }
-        _ => None,
-    };
+    let next = page.finish("/events", &mut events, |e| (e.created_at, e.id));
     Ok(Json(EventPage {
         results: events
             .into_iter()

@@ -1,23 +1,29 @@
-//! `GET /files/{id}` and `GET /files/{id}/content`.
+//! `GET /files`, `GET /files/{id}`, `GET /files/{id}/content`, and erasure: `DELETE /files/{id}`
+//! and `POST /erasures`.
 
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ErrorCode, Result};
+use super::error::{ApiError, ErrorCode, Result, current_request_id};
+use super::paging::{Page, bad_parameter};
 use super::uploads::{api_time, parse_file_id};
 use crate::domain::FileState;
 use crate::file_view::FileView;
+use crate::repo::{Erase, FileFilter};
 use crate::store::Download;
 
 /// How long a presigned download URL stays valid.
@@ -25,8 +31,154 @@ pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
-        .route("/files/{id}", get(get_file))
+        .route("/files", get(list_files))
+        .route("/files/{id}", get(get_file).delete(erase_file))
         .route("/files/{id}/content", get(get_content))
+        .route("/erasures", post(erase_user))
+}
+
+/// A page of files, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct FilePage {
+    results: Vec<FileView>,
+    /// The path of the next page, or null on the last.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+/// The caller's files, newest first.
+#[utoipa::path(
+    get, path = "/files", tag = "files", operation_id = "listFiles",
+    params(
+        ("state" = Option<FileState>, Query, description = "Only files in this state"),
+        ("user_id" = Option<String>, Query, description = "Only files bound to a webhook for this candidate"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Files per page (default 20)"),
+        ("cursor" = Option<String>, Query, pattern = "^([0-9a-f]{1,16}[0-9a-f]{32})?$", description = "Where the page starts: from the previous page's `next` (opaque)"),
+        ("X-ATS-Client-ID" = String, Header),
+    ),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "A page of files", body = FilePage),
+        super::error::ClientFailures,
+    )
+)]
+async fn list_files(
+    State(state): State<ApiState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<FilePage>> {
+    let mut filter = FileFilter::default();
+    let page = Page::parse(query.as_deref(), |name, value| {
+        match name {
+            "state" => {
+                filter.state = Some(
+                    value
+                        .parse::<FileState>()
+                        .map_err(|e| bad_parameter("state", e))?,
+                );
+            }
+            "user_id" => filter.user_id = Some(value.to_owned()),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    })?;
+    let mut files = state
+        .repo()
+        .list_files(&caller.client_id, &filter, page.cursor, page.fetch())
+        .await?;
+    let next = page.finish("/files", &mut files, |(f, _)| (f.created_at, f.id));
+    Ok(Json(FilePage {
+        results: files
+            .into_iter()
+            .map(|(file, webhook)| FileView::from_parts(file, webhook.as_ref()))
+            .collect(),
+        next,
+    }))
+}
+
+/// Erase a file, in any state: every object of it is deleted and its record keeps only its id,
+/// state and `erased_at`. Repeating it answers `204` again.
+#[utoipa::path(
+    delete, path = "/files/{carv_file_id}", tag = "files", operation_id = "eraseFile",
+    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads` answered"), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 204, description = "Erased (or erased before)"),
+        (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn erase_file(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    let id = parse_file_id(&id)?;
+    match crate::erasure::erase_file(state.app(), &caller.client_id, id).await? {
+        Erase::Erased(_) | Erase::AlreadyErased => Ok(StatusCode::NO_CONTENT),
+        Erase::NotFound => Err(ApiError::file_not_found()),
+    }
+}
+
+/// Whose files to erase.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ErasureRequest {
+    /// The `user_id` the candidate's webhooks carried.
+    #[schema(min_length = 1)]
+    user_id: String,
+}
+
+/// What an erasure by `user_id` erased.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErasureResult {
+    /// Every file bound to the candidate's webhooks (all erased now), oldest first.
+    erased: Vec<Uuid>,
+}
+
+/// Erase a candidate: every file bound to this client's webhooks with that `user_id`, and the
+/// personal `data` those webhooks carried. Repeating it lists the same files.
+#[utoipa::path(
+    post, path = "/erasures", tag = "files", operation_id = "eraseCandidate",
+    request_body(content = ErasureRequest, content_type = "application/json"),
+    params(("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "Erased", body = ErasureResult),
+        (status = 400, description = "invalid_json: the body is not JSON", body = super::error::ErrorEnvelope),
+        (status = 422, description = "invalid_payload: no user_id, or an empty one", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn erase_user(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<ErasureResult>> {
+    let body = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let request: ErasureRequest = serde_json::from_slice(&body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("Request body is not valid JSON: {e}"),
+            )
+        } else {
+            ApiError::new(
+                ErrorCode::InvalidPayload,
+                format!("Invalid erasure request: {e}"),
+            )
+            .with_detail("field", "user_id")
+        }
+    })?;
+    if request.user_id.trim().is_empty() {
+        return Err(
+            ApiError::new(ErrorCode::InvalidPayload, "user_id must not be empty")
+                .with_detail("field", "user_id"),
+        );
+    }
+    let erased =
+        crate::erasure::erase_user(state.app(), &caller.client_id, &request.user_id).await?;
+    Ok(Json(ErasureResult { erased }))
 }
 
 /// A presigned download (S3 backend).
@@ -156,6 +308,12 @@ async fn get_content(
         .ok_or_else(ApiError::file_not_found)?;
     let key = match (&file.state, &file.promoted_key) {
         (FileState::Promoted, Some(key)) => key.clone(),
+        (FileState::Erased, _) => {
+            return Err(ApiError::new(
+                ErrorCode::FileNotFound,
+                "File was erased; its content is gone",
+            ));
+        }
         (other, _) => {
             return Err(ApiError::new(
                 ErrorCode::FileNotPromoted,
@@ -164,6 +322,19 @@ async fn get_content(
             .with_detail("state", other.as_str()));
         }
     };
+    // The audit trail first: content is handed out only once the download is on record.
+    if !state
+        .repo()
+        .record_download(
+            &caller.client_id,
+            id,
+            &caller.key_name,
+            &current_request_id(),
+        )
+        .await?
+    {
+        return Err(ApiError::file_not_found());
+    }
     let disposition = content_disposition(&file.file_name);
     let content_type = file
         .content_type

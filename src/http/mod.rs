@@ -9,6 +9,7 @@ pub mod limits;
 pub mod multipart;
 pub mod openapi;
 mod ops;
+mod paging;
 mod uploads;
 mod webhooks;
 

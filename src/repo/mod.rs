@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookKind, WebhookRecord};
+use crate::domain::{
+    ErasureReason, FileRecord, FileState, Slot, StagedFacts, WebhookKind, WebhookRecord,
+};
 use crate::events::{DeliveryStatus, EventType};
 
 pub use postgres::PostgresRepo;
@@ -189,9 +191,9 @@ pub struct EventRecord {
     pub deliveries: Vec<DeliveryRecord>,
 }
 
-/// Where a page of events starts: after this one (newest first).
+/// Where a page of a list (events, files) starts: after this entry, newest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EventCursor {
+pub struct PageCursor {
     pub created_at: DateTime<Utc>,
     pub id: Uuid,
 }
@@ -229,6 +231,45 @@ pub enum Discard {
     NotDiscardable(FileState),
     /// No such file for this client.
     NotFound,
+}
+
+/// A file just erased: its row is a tombstone, its objects are still to be deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErasedFile {
+    pub id: Uuid,
+    pub staging_key: String,
+    /// A multipart upload the file's upload had open, to abort.
+    pub multipart_upload_id: Option<String>,
+    /// The state it was erased from (`None`: read back by the sweeper, not known).
+    pub was: Option<FileState>,
+}
+
+/// Outcome of asking to erase a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Erase {
+    /// The row is now an `erased` tombstone (and `file.erased` recorded); delete its objects.
+    Erased(ErasedFile),
+    /// It was erased before; nothing to do.
+    AlreadyErased,
+    /// No such file for this client.
+    NotFound,
+}
+
+/// What erasing a candidate (`user_id`) did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserErasure {
+    /// Every file bound to the candidate's webhooks, all erased now, oldest first.
+    pub files: Vec<Uuid>,
+    /// The ones this call erased, whose objects are to be deleted.
+    pub erased: Vec<ErasedFile>,
+}
+
+/// Which of a client's files `GET /files` lists.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FileFilter {
+    pub state: Option<FileState>,
+    /// Only files bound to a webhook with this `user_id`.
+    pub user_id: Option<String>,
 }
 
 /// A webhook about to be recorded.
@@ -288,6 +329,10 @@ pub struct SweepRun {
     pub orphans_deleted: i64,
     pub tombstones_purged: i64,
     pub promoted: i64,
+    /// Promoted files erased because they outlived `STOWAGE_FILE_RETENTION`.
+    pub erased: i64,
+    /// Erased files whose objects this pass deleted (an erasure interrupted, or racing a write).
+    pub erasures_finished: i64,
     pub errors: i64,
     #[schema(required = true)]
     pub last_error: Option<String>,
@@ -367,7 +412,7 @@ pub trait Repo: Send + Sync {
         &self,
         client_id: &str,
         event_type: Option<EventType>,
-        cursor: Option<EventCursor>,
+        cursor: Option<PageCursor>,
         limit: i64,
     ) -> Result<Vec<EventRecord>>;
     /// One of a client's events, with its deliveries and every attempt.
@@ -398,6 +443,43 @@ pub trait Repo: Send + Sync {
     async fn discard(&self, client_id: &str, id: Uuid) -> Result<Discard>;
     /// Files and bytes per state, across all clients.
     async fn count_by_state(&self) -> Result<Vec<StateCount>>;
+    /// A client's files, newest first, after `cursor`, with the webhook each is bound to.
+    async fn list_files(
+        &self,
+        client_id: &str,
+        filter: &FileFilter,
+        cursor: Option<PageCursor>,
+        limit: i64,
+    ) -> Result<Vec<(FileRecord, Option<WebhookRecord>)>>;
+    /// Records that a promoted file's content was handed out (`file.downloaded`); `false` if the
+    /// client has no such file.
+    async fn record_download(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        key_name: &str,
+        request_id: &str,
+    ) -> Result<bool>;
+
+    /// In one transaction: turns a client's file, in any state, into an `erased` tombstone (no
+    /// name, type, size or hash), records `file.erased` and redacts the earlier events about it.
+    /// A conditional update on the state it was read in, so a concurrent bind, promotion or
+    /// expiry either happens before (and is erased) or finds the file erased.
+    async fn erase_file(&self, client_id: &str, id: Uuid, reason: ErasureReason) -> Result<Erase>;
+    /// In one transaction: erases every file bound to this client's webhooks for `user_id` and
+    /// removes the personal `data` (and the idempotency key and payload hash) of those webhooks.
+    async fn erase_user(&self, client_id: &str, user_id: &str) -> Result<UserErasure>;
+    /// Erases up to `limit` files promoted before `before` (retention), in one transaction;
+    /// with several sweepers each file goes to one of them.
+    async fn erase_retained(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<ErasedFile>>;
+    /// Erased files erased before `before` whose objects are not known to be deleted.
+    async fn unfinished_erasures(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ErasedFile>>;
+    /// Records that the objects of these erased files are deleted.
+    async fn objects_erased(&self, ids: &[Uuid]) -> Result<()>;
 
     /// In one transaction: records the webhook and binds every file to it with a conditional
     /// update (`staged`, this client, not expired) — all or none.
@@ -414,13 +496,14 @@ pub trait Repo: Send + Sync {
     /// In one transaction: marks the webhook's files whose objects were moved (`promoted`,
     /// id and long-term key) promoted, stores the answer and marks the webhook processed. Not
     /// flushed synchronously on PostgreSQL: losing it in a crash only leaves files `bound`, which
-    /// the recovery pass promotes again (the copy finds them in place).
+    /// the recovery pass promotes again (the copy finds them in place). Returns the files that
+    /// were no longer bound (erased meanwhile, or promoted by another path).
     async fn finish_webhook(
         &self,
         id: Uuid,
         result: &str,
         promoted: &[(Uuid, String)],
-    ) -> Result<()>;
+    ) -> Result<Vec<Uuid>>;
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
     async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool>;
     /// Bound files waiting for promotion, oldest first.
@@ -463,7 +546,9 @@ impl Discard {
     fn after_refusal(state: Option<FileState>) -> Discard {
         match state {
             None => Discard::NotFound,
-            Some(FileState::Expired | FileState::Discarded) => Discard::AlreadyGone,
+            Some(FileState::Expired | FileState::Discarded | FileState::Erased) => {
+                Discard::AlreadyGone
+            }
             Some(other) => Discard::NotDiscardable(other),
         }
     }

@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use super::{
     ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
-    Discard, DueDelivery, EndpointRecord, EventCursor, EventRecord, KeyGrant, KeySummary, NewFile,
-    NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats, SweepRun, parse_named,
+    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, KeyGrant,
+    KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow, StateCount,
+    StorageStats, SweepRun, UserErasure, parse_named,
 };
-use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{ErasureReason, FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 use crate::events::{DeliveryStatus, EventType};
 
 type Id = Uuid;
@@ -58,6 +59,13 @@ const EXPIRE_DUE: &str = concat!(
 const CLAIM_DUE: &str = claim_due!(" FOR UPDATE OF d SKIP LOCKED");
 
 const DELIVERIES_OF: &str = deliveries_of!("= ANY($1)");
+
+const OBJECTS_ERASED: &str = objects_erased!("= ANY($1)");
+
+const WEBHOOKS_OF: &str = webhooks_of!("= ANY($1)");
+
+/// With several sweepers, each file past its retention goes to one of them.
+const RETAINED_DUE: &str = retained_due!(" FOR UPDATE SKIP LOCKED");
 
 /// The PostgreSQL repository.
 #[derive(Clone, Debug)]

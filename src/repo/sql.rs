@@ -14,7 +14,7 @@ macro_rules! file_columns {
     () => {
         "id, client_id, state, file_name, content_type, file_size, sha256, staging_key, \
          multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
-         promoted_key, bound_at, promoted_at"
+         promoted_key, bound_at, promoted_at, erased_at"
     };
 }
 
@@ -28,7 +28,8 @@ macro_rules! webhook_columns {
 macro_rules! sweep_columns {
     () => {
         "id, started_at, finished_at, expired, objects_deleted, receiving_aborted, \
-         orphans_deleted, tombstones_purged, promoted, errors, last_error"
+         orphans_deleted, tombstones_purged, promoted, errors, last_error, erased, \
+         erasures_finished"
     };
 }
 
@@ -67,6 +68,39 @@ macro_rules! deliveries_of {
     };
 }
 
+/// Promoted files past their retention (`$lock`: how a backend keeps two sweepers apart).
+macro_rules! retained_due {
+    ($lock:literal) => {
+        concat!(
+            "SELECT id, client_id FROM files WHERE state = 'promoted' AND promoted_at < $1 \
+             ORDER BY promoted_at LIMIT $2",
+            $lock
+        )
+    };
+}
+
+/// Marks the objects of a list of erased files deleted (`$in`: how a backend matches an id list).
+macro_rules! objects_erased {
+    ($in:literal) => {
+        concat!(
+            "UPDATE files SET objects_deleted_at = $2 WHERE state = 'erased' AND id ",
+            $in
+        )
+    };
+}
+
+/// A client's webhooks from a list of ids (`$in`: how a backend matches an id list).
+macro_rules! webhooks_of {
+    ($in:literal) => {
+        concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE client_id = $2 AND id ",
+            $in
+        )
+    };
+}
+
 macro_rules! impl_repo {
     ($Repo:ident) => {
         #[derive(sqlx::FromRow)]
@@ -88,6 +122,7 @@ macro_rules! impl_repo {
             promoted_key: Option<String>,
             bound_at: Option<Time>,
             promoted_at: Option<Time>,
+            erased_at: Option<Time>,
         }
 
         impl TryFrom<FileRow> for FileRecord {
@@ -112,6 +147,7 @@ macro_rules! impl_repo {
                     promoted_key: row.promoted_key,
                     bound_at: row.bound_at.map(utc).transpose()?,
                     promoted_at: row.promoted_at.map(utc).transpose()?,
+                    erased_at: row.erased_at.map(utc).transpose()?,
                 })
             }
         }
@@ -162,6 +198,8 @@ macro_rules! impl_repo {
             promoted: i64,
             errors: i64,
             last_error: Option<String>,
+            erased: i64,
+            erasures_finished: i64,
         }
 
         #[derive(sqlx::FromRow)]
@@ -243,14 +281,15 @@ macro_rules! impl_repo {
         /// the event exists if and only if the change it reports does.
         async fn write_event(conn: &mut Conn, event: &crate::events::NewEvent) -> Result<()> {
             sqlx::query(
-                "INSERT INTO events (id, client_id, event_type, body, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(id(event.id))
             .bind(&event.client_id)
             .bind(event.event_type.as_str())
             .bind(&event.body)
             .bind(time(event.created_at))
+            .bind(event.file_id.map(id))
             .execute(&mut *conn)
             .await?;
             fan_out(conn, event.id, &event.client_id, event.event_type, event.created_at).await
@@ -316,6 +355,73 @@ macro_rules! impl_repo {
             };
             let event = crate::events::NewEvent::file(event_type, file, webhook.as_ref(), at);
             write_event(conn, &event).await
+        }
+
+        /// Erases a client's file in the caller's transaction: the row becomes a tombstone with
+        /// no name, type, size or hash (a conditional update on the state just read, re-read if
+        /// a concurrent change won), `file.erased` is recorded and earlier events redacted.
+        async fn erase_in(
+            conn: &mut Conn,
+            client_id: &str,
+            file_id: Uuid,
+            reason: ErasureReason,
+            at: DateTime<Utc>,
+        ) -> Result<Erase> {
+            // Each retry follows a committed state change, and a file changes state a few
+            // times at most.
+            for _ in 0..8 {
+                let state: Option<(String,)> =
+                    sqlx::query_as("SELECT state FROM files WHERE id = $1 AND client_id = $2")
+                        .bind(id(file_id))
+                        .bind(client_id)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                let was: FileState = match state {
+                    None => return Ok(Erase::NotFound),
+                    Some((state,)) => parse_named(&state)?,
+                };
+                if was == FileState::Erased {
+                    return Ok(Erase::AlreadyErased);
+                }
+                let row: Option<FileRow> = sqlx::query_as(concat!(
+                    "UPDATE files SET state = 'erased', file_name = '', content_type = NULL, \
+                            file_size = NULL, sha256 = NULL, erased_at = $3, \
+                            state_changed_at = $3, objects_deleted_at = NULL \
+                     WHERE id = $1 AND client_id = $2 AND state = $4 RETURNING ",
+                    file_columns!()
+                ))
+                .bind(id(file_id))
+                .bind(client_id)
+                .bind(time(at))
+                .bind(was.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+                let Some(row) = row else { continue };
+                let file = FileRecord::try_from(row)?;
+                write_event(&mut *conn, &crate::events::NewEvent::erased(&file, reason, at)).await?;
+                let earlier: Vec<(Id, String)> = sqlx::query_as(
+                    "SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'",
+                )
+                .bind(id(file_id))
+                .fetch_all(&mut *conn)
+                .await?;
+                for (event_id, body) in earlier {
+                    if let Some(redacted) = crate::events::redact_body(&body) {
+                        sqlx::query("UPDATE events SET body = $2 WHERE id = $1")
+                            .bind(event_id)
+                            .bind(redacted)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                }
+                return Ok(Erase::Erased(ErasedFile {
+                    id: file.id,
+                    staging_key: file.staging_key,
+                    multipart_upload_id: file.multipart_upload_id,
+                    was: Some(was),
+                }));
+            }
+            Err(RepoError::Conflict(format!("file {file_id} kept changing while being erased")))
         }
 
         #[async_trait]
@@ -598,7 +704,7 @@ macro_rules! impl_repo {
                 &self,
                 client_id: &str,
                 event_type: Option<EventType>,
-                cursor: Option<EventCursor>,
+                cursor: Option<PageCursor>,
                 limit: i64,
             ) -> Result<Vec<EventRecord>> {
                 let rows: Vec<EventRow> = sqlx::query_as(
@@ -861,6 +967,213 @@ macro_rules! impl_repo {
                     .collect()
             }
 
+            async fn list_files(
+                &self,
+                client_id: &str,
+                filter: &FileFilter,
+                cursor: Option<PageCursor>,
+                limit: i64,
+            ) -> Result<Vec<(FileRecord, Option<WebhookRecord>)>> {
+                // No cursor: from the end of time. A row comparison, so a page is one range scan
+                // of (client_id, created_at DESC, id DESC) however deep it is.
+                let cursor = cursor.unwrap_or(PageCursor {
+                    created_at: DateTime::<Utc>::from_timestamp(253_402_300_799, 0)
+                        .expect("9999-12-31 is a time"),
+                    id: Uuid::max(),
+                });
+                let rows: Vec<FileRow> = sqlx::query_as(concat!(
+                    "SELECT ", file_columns!(), " FROM files \
+                     WHERE client_id = $1 AND ($2 IS NULL OR state = $2) \
+                       AND ($3 IS NULL OR webhook_id IN \
+                            (SELECT id FROM webhooks WHERE client_id = $1 AND user_id = $3)) \
+                       AND (created_at, id) < ($4, $5) \
+                     ORDER BY created_at DESC, id DESC LIMIT $6"
+                ))
+                .bind(client_id)
+                .bind(filter.state.map(FileState::as_str))
+                .bind(filter.user_id.as_deref())
+                .bind(time(cursor.created_at))
+                .bind(id(cursor.id))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                let found = files(rows)?;
+                let mut webhook_ids: Vec<Uuid> = found.iter().filter_map(|f| f.webhook_id).collect();
+                webhook_ids.sort();
+                webhook_ids.dedup();
+                let webhooks: Vec<WebhookRow> = if webhook_ids.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_as(WEBHOOKS_OF)
+                        .bind(id_list(&webhook_ids))
+                        .bind(client_id)
+                        .fetch_all(&self.pool)
+                        .await?
+                };
+                let webhooks = webhooks
+                    .into_iter()
+                    .map(WebhookRecord::try_from)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(found
+                    .into_iter()
+                    .map(|file| {
+                        let webhook = webhooks.iter().find(|w| Some(w.id) == file.webhook_id).cloned();
+                        (file, webhook)
+                    })
+                    .collect())
+            }
+
+            async fn record_download(
+                &self,
+                client_id: &str,
+                file_id: Uuid,
+                key_name: &str,
+                request_id: &str,
+            ) -> Result<bool> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin().await?;
+                let row: Option<FileRow> = sqlx::query_as(concat!(
+                    "SELECT ", file_columns!(), " FROM files WHERE id = $1 AND client_id = $2"
+                ))
+                .bind(id(file_id))
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                let file = FileRecord::try_from(row)?;
+                let webhook = match file.webhook_id {
+                    Some(webhook_id) => webhook_in(&mut tx, webhook_id).await?,
+                    None => None,
+                };
+                let event = crate::events::NewEvent::downloaded(
+                    &file,
+                    webhook.as_ref(),
+                    key_name,
+                    request_id,
+                    now,
+                );
+                write_event(&mut tx, &event).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn erase_file(
+                &self,
+                client_id: &str,
+                file_id: Uuid,
+                reason: ErasureReason,
+            ) -> Result<Erase> {
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let erased = erase_in(&mut tx, client_id, file_id, reason, Utc::now()).await?;
+                tx.commit().await?;
+                Ok(erased)
+            }
+
+            async fn erase_user(&self, client_id: &str, user_id: &str) -> Result<UserErasure> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let ids: Vec<(Id,)> = sqlx::query_as(
+                    "SELECT id FROM files WHERE client_id = $1 AND webhook_id IN \
+                         (SELECT id FROM webhooks WHERE client_id = $1 AND user_id = $2) \
+                     ORDER BY created_at, id",
+                )
+                .bind(client_id)
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut done = UserErasure::default();
+                for (file_id,) in ids {
+                    let file_id = uuid(file_id)?;
+                    if let Erase::Erased(file) =
+                        erase_in(&mut tx, client_id, file_id, ErasureReason::Request, now).await?
+                    {
+                        done.erased.push(file);
+                    }
+                    done.files.push(file_id);
+                }
+                let webhooks: Vec<(Id, String)> = sqlx::query_as(
+                    "SELECT id, payload FROM webhooks WHERE client_id = $1 AND user_id = $2",
+                )
+                .bind(client_id)
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for (webhook_id, payload) in webhooks {
+                    // Without its personal data the payload is no longer the one that was sent:
+                    // its hash and key go too, so a re-send is answered afresh (file_not_found).
+                    sqlx::query(
+                        "UPDATE webhooks SET payload = $2, payload_hash = '', \
+                                idempotency_key = NULL, updated_at = $3 WHERE id = $1",
+                    )
+                    .bind(webhook_id)
+                    .bind(crate::webhooks::without_personal_data(&payload))
+                    .bind(time(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(done)
+            }
+
+            async fn erase_retained(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<ErasedFile>> {
+                let now = Utc::now();
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let due: Vec<(Id, String)> = sqlx::query_as(RETAINED_DUE)
+                    .bind(time(before))
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut erased = Vec::with_capacity(due.len());
+                for (file_id, client_id) in due {
+                    let file_id = uuid(file_id)?;
+                    if let Erase::Erased(file) =
+                        erase_in(&mut tx, &client_id, file_id, ErasureReason::Retention, now).await?
+                    {
+                        erased.push(file);
+                    }
+                }
+                tx.commit().await?;
+                Ok(erased)
+            }
+
+            async fn unfinished_erasures(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<ErasedFile>> {
+                let rows: Vec<(Id, String, Option<String>)> = sqlx::query_as(
+                    "SELECT id, staging_key, multipart_upload_id FROM files \
+                     WHERE state = 'erased' AND objects_deleted_at IS NULL AND erased_at < $1 \
+                     ORDER BY erased_at LIMIT $2",
+                )
+                .bind(time(before))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(file_id, staging_key, multipart_upload_id)| {
+                        Ok(ErasedFile {
+                            id: uuid(file_id)?,
+                            staging_key,
+                            multipart_upload_id,
+                            was: None,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn objects_erased(&self, ids: &[Uuid]) -> Result<()> {
+                sqlx::query(OBJECTS_ERASED)
+                    .bind(id_list(ids))
+                    .bind(time(Utc::now()))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn bind_files(
                 &self,
                 webhook: &NewWebhook,
@@ -999,21 +1312,20 @@ macro_rules! impl_repo {
                 webhook_id: Uuid,
                 result: &str,
                 promoted: &[(Uuid, String)],
-            ) -> Result<()> {
+            ) -> Result<Vec<Uuid>> {
                 let now = Utc::now();
                 // One (relaxed) commit for the files, their events and the webhook together.
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
                 let webhook = webhook_in(&mut tx, webhook_id).await?;
+                let mut not_bound = Vec::new();
                 for (file_id, key) in promoted {
-                    if let Some(file) = promote_in(&mut tx, *file_id, key, now).await? {
-                        let event = crate::events::NewEvent::file(
-                            EventType::FilePromoted,
-                            &file,
-                            webhook.as_ref(),
-                            now,
-                        );
-                        write_event(&mut tx, &event).await?;
-                    }
+                    let Some(file) = promote_in(&mut tx, *file_id, key, now).await? else {
+                        not_bound.push(*file_id);
+                        continue;
+                    };
+                    let event =
+                        crate::events::NewEvent::file(EventType::FilePromoted, &file, webhook.as_ref(), now);
+                    write_event(&mut tx, &event).await?;
                 }
                 sqlx::query(
                     "UPDATE webhooks SET status = 'processed', result = $2, updated_at = $3 \
@@ -1025,7 +1337,7 @@ macro_rules! impl_repo {
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(not_bound)
             }
 
             async fn mark_promoted(&self, file_id: Uuid, promoted_key: &str) -> Result<bool> {
@@ -1095,7 +1407,8 @@ macro_rules! impl_repo {
 
             async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {
                 let files = sqlx::query(
-                    "DELETE FROM files WHERE state IN ('expired', 'discarded') \
+                    "DELETE FROM files WHERE (state IN ('expired', 'discarded') \
+                         OR (state = 'erased' AND objects_deleted_at IS NOT NULL)) \
                      AND state_changed_at < $1",
                 )
                 .bind(time(before))
@@ -1120,7 +1433,7 @@ macro_rules! impl_repo {
             async fn record_sweep(&self, run: &SweepRun) -> Result<()> {
                 sqlx::query(concat!(
                     "INSERT INTO sweep_runs (", sweep_columns!(), ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 ))
                 .bind(id(run.id))
                 .bind(time(run.started_at))
@@ -1133,6 +1446,8 @@ macro_rules! impl_repo {
                 .bind(run.promoted)
                 .bind(run.errors)
                 .bind(&run.last_error)
+                .bind(run.erased)
+                .bind(run.erasures_finished)
                 .execute(&self.relaxed)
                 .await?;
                 Ok(())
@@ -1158,6 +1473,8 @@ macro_rules! impl_repo {
                         promoted: r.promoted,
                         errors: r.errors,
                         last_error: r.last_error,
+                        erased: r.erased,
+                        erasures_finished: r.erasures_finished,
                         ..SweepRun::default()
                     })
                 })

@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use super::{
     ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
-    Discard, DueDelivery, EndpointRecord, EventCursor, EventRecord, KeyGrant, KeySummary, NewFile,
-    NewWebhook, Repo, RepoError, Result, SlotRow, StateCount, StorageStats, SweepRun, parse_named,
+    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, KeyGrant,
+    KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow, StateCount,
+    StorageStats, SweepRun, UserErasure, parse_named,
 };
-use crate::domain::{FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{ErasureReason, FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
 use crate::events::{DeliveryStatus, EventType};
 
 type Id = String;
@@ -67,6 +68,13 @@ const EXPIRE_DUE: &str = concat!(
 const CLAIM_DUE: &str = claim_due!("");
 
 const DELIVERIES_OF: &str = deliveries_of!("IN (SELECT value FROM json_each($1))");
+
+const OBJECTS_ERASED: &str = objects_erased!("IN (SELECT value FROM json_each($1))");
+
+const WEBHOOKS_OF: &str = webhooks_of!("IN (SELECT value FROM json_each($1))");
+
+/// One writer at a time keeps two sweepers from erasing the same file.
+const RETAINED_DUE: &str = retained_due!("");
 
 /// The SQLite repository.
 #[derive(Clone, Debug)]

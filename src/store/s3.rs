@@ -22,7 +22,7 @@ use super::{
     Area, DeleteFailure, Download, IncompleteUpload, ObjectInfo, ObjectWriter, PART_SIZE, Result,
     Store, StoreError,
 };
-use crate::config::Config;
+use crate::config::{Config, Sse};
 use crate::spill::{Spill, SpillFile};
 
 /// Most keys S3 accepts in one DeleteObjects call.
@@ -38,6 +38,26 @@ pub struct S3Store {
     files: String,
     region: String,
     spill: Spill,
+    /// Server-side encryption asked of every write (`STOWAGE_S3_SSE`).
+    sse: Option<Sse>,
+}
+
+/// The encryption headers of a write: the algorithm, and the KMS key if one is named.
+fn sse_headers(
+    sse: Option<&Sse>,
+) -> (
+    Option<aws_sdk_s3::types::ServerSideEncryption>,
+    Option<String>,
+) {
+    match sse {
+        None => (None, None),
+        Some(sse) => (
+            Some(aws_sdk_s3::types::ServerSideEncryption::from(
+                sse.algorithm.as_str(),
+            )),
+            sse.kms_key_id.clone(),
+        ),
+    }
 }
 
 fn sdk_err<E>(context: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
@@ -80,7 +100,7 @@ where
 
 impl S3Store {
     /// Builds a client from the configuration and the standard AWS credential chain.
-    pub async fn connect(config: &Config, spill: Spill) -> Self {
+    pub async fn connect(config: &Config, spill: Spill, sse: Option<Sse>) -> Self {
         use aws_smithy_http_client::tls;
 
         let http = aws_smithy_http_client::Builder::new()
@@ -120,6 +140,7 @@ impl S3Store {
             files: config.files_bucket.clone(),
             region: config.s3_region.clone(),
             spill,
+            sse,
         }
     }
 
@@ -357,15 +378,17 @@ struct S3Writer {
     done: Vec<CompletedPart>,
     next_part: i32,
     written: u64,
+    sse: Option<Sse>,
 }
 
 impl S3Writer {
-    fn new(client: Client, spill: Spill, bucket: String, key: String) -> Self {
+    fn new(client: Client, spill: Spill, bucket: String, key: String, sse: Option<Sse>) -> Self {
         S3Writer {
             client,
             spill,
             bucket,
             key,
+            sse,
             current: PartBuffer::default(),
             upload_id: None,
             in_flight: Default::default(),
@@ -378,11 +401,14 @@ impl S3Writer {
     /// Sends the collected part in the background; waits while too many are in flight.
     async fn send_part(&mut self) -> Result<()> {
         if self.upload_id.is_none() {
+            let (algorithm, kms_key) = sse_headers(self.sse.as_ref());
             let created = self
                 .client
                 .create_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&self.key)
+                .set_server_side_encryption(algorithm)
+                .set_ssekms_key_id(kms_key)
                 .send()
                 .await
                 .map_err(|e| sdk_err("create multipart upload", e))?;
@@ -436,10 +462,13 @@ impl S3Writer {
     async fn finish_inner(&mut self) -> Result<()> {
         if self.upload_id.is_none() {
             let (body, length, temp) = std::mem::take(&mut self.current).into_body().await?;
+            let (algorithm, kms_key) = sse_headers(self.sse.as_ref());
             self.client
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&self.key)
+                .set_server_side_encryption(algorithm)
+                .set_ssekms_key_id(kms_key)
                 .content_length(length)
                 .body(body)
                 .customize()
@@ -584,6 +613,7 @@ impl Store for S3Store {
             self.spill.clone(),
             self.staging.clone(),
             key.to_owned(),
+            self.sse.clone(),
         )))
     }
 
@@ -742,11 +772,14 @@ impl Store for S3Store {
     }
 
     async fn promote(&self, key: &str) -> Result<()> {
+        let (algorithm, kms_key) = sse_headers(self.sse.as_ref());
         let copied = self
             .client
             .copy_object()
             .bucket(&self.files)
             .key(key)
+            .set_server_side_encryption(algorithm)
+            .set_ssekms_key_id(kms_key)
             .copy_source(format!("{}/{}", self.staging, key))
             .send()
             .await;
