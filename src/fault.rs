@@ -9,7 +9,8 @@
 //!
 //! Abort points: `upload.before_store`, `upload.mid_multipart`, `upload.after_store`,
 //! `upload.after_staged` (the row and its `file.staged` event committed, no answer sent),
-//! `promote.after_bind`, `promote.after_copy` (S3 only: between CopyObject and the delete of the
+//! `erase.after_commit` (a file erased, its objects not yet deleted), `promote.after_bind`,
+//! `promote.after_copy` (S3 only: between CopyObject and the delete of the
 //! staged copy), `promote.after_delete`. Pause points: `bind.before_commit` (inside the webhook's
 //! binding transaction, after the files are bound), `webhook.before_result` (files promoted,
 //! the webhook's answer not yet stored).

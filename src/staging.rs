@@ -420,7 +420,10 @@ pub async fn receive(
 
     let id = Uuid::new_v4();
     let key = storage_key(client_id, id);
-    let now = Utc::now()
+    // The row's creation keeps full precision (it orders `GET /files`); the times clients see
+    // are whole seconds.
+    let created_at = Utc::now();
+    let now = created_at
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
     state
@@ -430,7 +433,7 @@ pub async fn receive(
             client_id: client_id.to_owned(),
             file_name: file_name.clone(),
             staging_key: key.clone(),
-            created_at: now,
+            created_at,
         })
         .await?;
     let mut cleanup = Cleanup {

@@ -11,6 +11,7 @@ mod crash;
 mod deliveries;
 mod docs;
 mod edges;
+mod erasure;
 mod events;
 pub mod hardening;
 mod limits;
