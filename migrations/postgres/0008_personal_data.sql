@@ -13,6 +13,8 @@ CREATE INDEX files_erasing_idx ON files (erased_at)
 
 -- GET /files: a client's files, newest first, a page at a time (a range scan from the cursor).
 CREATE INDEX files_client_created_idx ON files (client_id, created_at DESC, id DESC);
+-- GET /files?state=: the same, within one state.
+CREATE INDEX files_client_state_created_idx ON files (client_id, state, created_at DESC, id DESC);
 -- Retention: promoted files by age.
 CREATE INDEX files_promoted_idx ON files (promoted_at) WHERE state = 'promoted';
 -- POST /erasures and GET /files?user_id=: a client's webhooks for one candidate.

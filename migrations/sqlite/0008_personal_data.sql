@@ -44,6 +44,7 @@ CREATE INDEX files_active_idx ON files (state, active_at);
 CREATE INDEX files_erasing_idx ON files (erased_at)
     WHERE state = 'erased' AND objects_deleted_at IS NULL;
 CREATE INDEX files_client_created_idx ON files (client_id, created_at DESC, id DESC);
+CREATE INDEX files_client_state_created_idx ON files (client_id, state, created_at DESC, id DESC);
 CREATE INDEX files_promoted_idx ON files (promoted_at) WHERE state = 'promoted';
 CREATE INDEX webhooks_user_idx ON webhooks (client_id, user_id);
 

@@ -68,11 +68,26 @@ macro_rules! deliveries_of {
     };
 }
 
+/// A page of a client's files, newest first, after the cursor (`$2`, `$3`); `$filter` adds
+/// the state and user conditions (from `$5`).
+macro_rules! list_files {
+    ($filter:literal) => {
+        concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE client_id = $1 ",
+            $filter,
+            " AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"
+        )
+    };
+}
+
 /// Promoted files past their retention (`$lock`: how a backend keeps two sweepers apart).
 macro_rules! retained_due {
     ($lock:literal) => {
         concat!(
-            "SELECT id, client_id FROM files WHERE state = 'promoted' AND promoted_at < $1 \
+            "SELECT id, client_id, webhook_id FROM files \
+             WHERE state = 'promoted' AND promoted_at < $1 \
              ORDER BY promoted_at LIMIT $2",
             $lock
         )
@@ -422,6 +437,27 @@ macro_rules! impl_repo {
                 }));
             }
             Err(RepoError::Conflict(format!("file {file_id} kept changing while being erased")))
+        }
+
+        /// Removes the personal `data` from a stored webhook. Without it the payload is no longer
+        /// the one that was sent: its hash and idempotency key go too, so a re-send is answered
+        /// afresh (and finds its files erased).
+        async fn scrub_webhook(
+            conn: &mut Conn,
+            webhook_id: Id,
+            payload: &str,
+            at: DateTime<Utc>,
+        ) -> Result<()> {
+            sqlx::query(
+                "UPDATE webhooks SET payload = $2, payload_hash = '', idempotency_key = NULL, \
+                        updated_at = $3 WHERE id = $1",
+            )
+            .bind(webhook_id)
+            .bind(crate::webhooks::without_personal_data(payload))
+            .bind(time(at))
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
         }
 
         #[async_trait]
@@ -981,22 +1017,31 @@ macro_rules! impl_repo {
                         .expect("9999-12-31 is a time"),
                     id: Uuid::max(),
                 });
-                let rows: Vec<FileRow> = sqlx::query_as(concat!(
-                    "SELECT ", file_columns!(), " FROM files \
-                     WHERE client_id = $1 AND ($2 IS NULL OR state = $2) \
-                       AND ($3 IS NULL OR webhook_id IN \
-                            (SELECT id FROM webhooks WHERE client_id = $1 AND user_id = $3)) \
-                       AND (created_at, id) < ($4, $5) \
-                     ORDER BY created_at DESC, id DESC LIMIT $6"
-                ))
-                .bind(client_id)
-                .bind(filter.state.map(FileState::as_str))
-                .bind(filter.user_id.as_deref())
-                .bind(time(cursor.created_at))
-                .bind(id(cursor.id))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+                // One statement per filter combination, so each gets a plan of its own (an
+                // `$n IS NULL OR …` branch would keep a generic plan off the better index).
+                let statement = match (filter.state, &filter.user_id) {
+                    (None, None) => list_files!(""),
+                    (Some(_), None) => list_files!("AND state = $5"),
+                    (None, Some(_)) => list_files!(
+                        "AND webhook_id IN (SELECT id FROM webhooks WHERE client_id = $1 AND user_id = $5)"
+                    ),
+                    (Some(_), Some(_)) => list_files!(
+                        "AND state = $5 \
+                         AND webhook_id IN (SELECT id FROM webhooks WHERE client_id = $1 AND user_id = $6)"
+                    ),
+                };
+                let mut query = sqlx::query_as(statement)
+                    .bind(client_id)
+                    .bind(time(cursor.created_at))
+                    .bind(id(cursor.id))
+                    .bind(limit);
+                if let Some(state) = filter.state {
+                    query = query.bind(state.as_str());
+                }
+                if let Some(user_id) = &filter.user_id {
+                    query = query.bind(user_id);
+                }
+                let rows: Vec<FileRow> = query.fetch_all(&self.pool).await?;
                 let found = files(rows)?;
                 let mut webhook_ids: Vec<Uuid> = found.iter().filter_map(|f| f.webhook_id).collect();
                 webhook_ids.sort();
@@ -1102,17 +1147,7 @@ macro_rules! impl_repo {
                 .fetch_all(&mut *tx)
                 .await?;
                 for (webhook_id, payload) in webhooks {
-                    // Without its personal data the payload is no longer the one that was sent:
-                    // its hash and key go too, so a re-send is answered afresh (file_not_found).
-                    sqlx::query(
-                        "UPDATE webhooks SET payload = $2, payload_hash = '', \
-                                idempotency_key = NULL, updated_at = $3 WHERE id = $1",
-                    )
-                    .bind(webhook_id)
-                    .bind(crate::webhooks::without_personal_data(&payload))
-                    .bind(time(now))
-                    .execute(&mut *tx)
-                    .await?;
+                    scrub_webhook(&mut tx, webhook_id, &payload, now).await?;
                 }
                 tx.commit().await?;
                 Ok(done)
@@ -1121,18 +1156,35 @@ macro_rules! impl_repo {
             async fn erase_retained(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<ErasedFile>> {
                 let now = Utc::now();
                 let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-                let due: Vec<(Id, String)> = sqlx::query_as(RETAINED_DUE)
+                let due: Vec<(Id, String, Option<Id>)> = sqlx::query_as(RETAINED_DUE)
                     .bind(time(before))
                     .bind(limit)
                     .fetch_all(&mut *tx)
                     .await?;
                 let mut erased = Vec::with_capacity(due.len());
-                for (file_id, client_id) in due {
+                let mut webhooks = Vec::new();
+                for (file_id, client_id, webhook_id) in due {
                     let file_id = uuid(file_id)?;
                     if let Erase::Erased(file) =
                         erase_in(&mut tx, &client_id, file_id, ErasureReason::Retention, now).await?
                     {
                         erased.push(file);
+                    }
+                    webhooks.extend(webhook_id);
+                }
+                // A webhook whose files are all erased has no reason to keep its personal data.
+                webhooks.sort();
+                webhooks.dedup();
+                for webhook_id in webhooks {
+                    let spent: Option<(String,)> = sqlx::query_as(
+                        "SELECT payload FROM webhooks WHERE id = $1 AND NOT EXISTS \
+                             (SELECT 1 FROM files WHERE webhook_id = $1 AND state <> 'erased')",
+                    )
+                    .bind(&webhook_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((payload,)) = spent {
+                        scrub_webhook(&mut tx, webhook_id, &payload, now).await?;
                     }
                 }
                 tx.commit().await?;

@@ -366,6 +366,11 @@ async fn retention_erases_only_files_past_their_age(backend: Backend) {
     let retention = Duration::from_millis(1500);
     let app = TestApp::spawn_with(backend, |c| c.file_retention = Some(retention)).await;
     let old = promoted(&app, "old.pdf", "u-1").await;
+    let old_webhook = app.get_json(&format!("/files/{old}")).await["webhook"]["webhook_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     tokio::time::sleep(retention + Duration::from_millis(200)).await;
     let young = promoted(&app, "young.pdf", "u-2").await;
     let waiting = stage(&app, "staged.pdf", fixtures::pdf(3_000)).await;
@@ -393,6 +398,16 @@ async fn retention_erases_only_files_past_their_age(backend: Backend) {
     assert_eq!(erased.len(), 1);
     assert_eq!(erased[0]["data"]["reason"], "retention");
     assert_eq!(event_file_id(&erased[0]), old);
+    // Its webhook has no file left, so it keeps no personal data either.
+    let webhook = app
+        .state
+        .repo()
+        .get_webhook("acme", old_webhook)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!webhook.payload.contains("jane.doe"), "{}", webhook.payload);
+    assert_eq!(webhook.user_id, "u-1");
 }
 
 async fn files_are_listed_newest_first_a_page_at_a_time(backend: Backend) {
