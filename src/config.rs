@@ -386,7 +386,39 @@ fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::Config;
+    use super::{Config, SseAlgorithm};
+
+    #[test]
+    fn encryption_at_rest_is_checked_before_anything_is_written() {
+        let mut config = Config::defaults();
+        assert_eq!(config.sse(), Ok(None));
+        config.s3_sse = Some(SseAlgorithm::Aes256);
+        assert!(
+            config.sse().unwrap_err().contains("S3 store"),
+            "not on a directory"
+        );
+        config.storage = "s3".into();
+        assert_eq!(
+            config.sse().unwrap().unwrap().algorithm,
+            SseAlgorithm::Aes256
+        );
+        config.s3_sse_kms_key_id = Some("alias/k".into());
+        assert!(
+            config.sse().unwrap_err().contains("aws:kms"),
+            "a key needs aws:kms"
+        );
+        config.s3_sse = Some(SseAlgorithm::AwsKms);
+        assert_eq!(
+            config.sse().unwrap().unwrap().kms_key_id.as_deref(),
+            Some("alias/k")
+        );
+        assert_eq!(super::parse_sse("aws:kms"), Ok(SseAlgorithm::AwsKms));
+        assert!(super::parse_sse("rot13").is_err());
+        assert!(
+            super::parse_retention("0s").is_err(),
+            "zero would erase on promotion"
+        );
+    }
 
     /// Set in the child process the test below starts.
     const CHILD: &str = "STOWAGE_TEST_DEFAULTS_CHILD";

@@ -96,6 +96,12 @@ pub struct FileRecord {
     pub erased_at: Option<DateTime<Utc>>,
 }
 
+/// Whether a webhook could carry this `user_id`: not blank, and no NUL (which PostgreSQL cannot
+/// store in text).
+pub fn is_storable_user_id(user_id: &str) -> bool {
+    !user_id.trim().is_empty() && !user_id.contains('\0')
+}
+
 /// Why a file was erased, as its `file.erased` event says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErasureReason {

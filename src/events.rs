@@ -500,6 +500,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn redaction_removes_the_name_and_hash_and_keeps_the_rest() {
+        let body = r#"{"id":"e","type":"file.promoted","data":{"file":{"carv_file_id":"f","file_name":"Jane Doe.pdf","sha256":"ab12","state":"promoted","webhook":{"user_id":"u-1"}}}}"#;
+        let redacted: serde_json::Value =
+            serde_json::from_str(&redact_body(body).expect("something to redact")).unwrap();
+        let file = &redacted["data"]["file"];
+        assert_eq!(file["file_name"], "");
+        assert!(file["sha256"].is_null());
+        assert_eq!(file["carv_file_id"], "f");
+        assert_eq!(file["state"], "promoted");
+        assert_eq!(redacted["type"], "file.promoted");
+        let again = redacted.to_string();
+        assert_eq!(redact_body(&again), None, "nothing left to redact");
+        assert_eq!(redact_body(r#"{"type":"ping","data":{}}"#), None);
+        assert_eq!(redact_body("not json"), None);
+    }
+
+    #[test]
     fn retries_back_off_exponentially_with_jitter_until_the_last_attempt() {
         let base = Duration::from_secs(30);
         assert_eq!(

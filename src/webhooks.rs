@@ -85,9 +85,9 @@ pub fn parse_payload(
             header: header_client_id.to_owned(),
         });
     }
-    if raw.user_id.trim().is_empty() {
+    if !crate::domain::is_storable_user_id(&raw.user_id) {
         return Err(WebhookError::InvalidPayload(
-            "user_id must not be empty".into(),
+            "user_id must not be empty nor hold a NUL character".into(),
         ));
     }
     if raw

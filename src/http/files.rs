@@ -82,10 +82,18 @@ async fn list_files(
         }
         Ok(true)
     })?;
-    let mut files = state
-        .repo()
-        .list_files(&caller.client_id, &filter, page.cursor, page.fetch())
-        .await?;
+    let mut files = if filter
+        .user_id
+        .as_deref()
+        .is_some_and(|u| !crate::domain::is_storable_user_id(u))
+    {
+        Vec::new()
+    } else {
+        state
+            .repo()
+            .list_files(&caller.client_id, &filter, page.cursor, page.fetch())
+            .await?
+    };
     let next = page.finish("/files", &mut files, |(f, _)| (f.created_at, f.id));
     Ok(Json(FilePage {
         results: files
@@ -170,11 +178,16 @@ async fn erase_user(
             .with_detail("field", "user_id")
         }
     })?;
-    if request.user_id.trim().is_empty() {
+    if request.user_id.is_empty() {
         return Err(
             ApiError::new(ErrorCode::InvalidPayload, "user_id must not be empty")
                 .with_detail("field", "user_id"),
         );
+    }
+    // A user_id no webhook can carry (blank, or with a NUL, which PostgreSQL cannot store) has
+    // no files to erase.
+    if !crate::domain::is_storable_user_id(&request.user_id) {
+        return Ok(Json(ErasureResult { erased: Vec::new() }));
     }
     let erased =
         crate::erasure::erase_user(state.app(), &caller.client_id, &request.user_id).await?;

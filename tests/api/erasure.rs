@@ -295,6 +295,20 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
         erased,
         "repeating it lists the same files"
     );
+    // A user_id no webhook can carry erases nothing (and breaks nothing).
+    for odd in ["   ", "u-1\u{0}"] {
+        let none = app
+            .acme(Method::POST, "/erasures")
+            .json(&json!({ "user_id": odd }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(json_with(none, 200).await, json!({ "erased": [] }));
+        let listed = app
+            .get_json(&format!("/files?user_id={}", urlencode(odd)))
+            .await;
+        assert_eq!(listed["results"], json!([]));
+    }
     for id in [&first, &resume, &letter] {
         assert_eq!(
             app.get_json(&format!("/files/{id}")).await["state"],
@@ -334,6 +348,11 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
     for (body, status, code) in [
         ("{}", 422, "invalid_payload"),
         (r#"{"user_id": ""}"#, 422, "invalid_payload"),
+        (
+            r#"{"user_id": "u-1", "email": "x"}"#,
+            422,
+            "invalid_payload",
+        ),
         (r#"{"user_id": 7}"#, 422, "invalid_payload"),
         ("{not json", 400, "invalid_json"),
     ] {
@@ -479,6 +498,10 @@ async fn files_are_listed_newest_first_a_page_at_a_time(backend: Backend) {
             bad.split('=').next().unwrap()
         );
     }
+}
+
+fn urlencode(raw: &str) -> String {
+    url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
 }
 
 /// The binary, on the test app's database and buckets.
