@@ -166,6 +166,27 @@ pub struct ApiError {
 /// Result alias for handlers.
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+/// A JSON request body read into `T`: a body that could not be read is `400 bad_request`, one
+/// that is not JSON `400 invalid_json`, JSON of the wrong shape `422 invalid_payload` ("Invalid
+/// {what}: …", `details.field = "body"`).
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: std::result::Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    what: &str,
+) -> Result<T> {
+    let body = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    serde_json::from_slice(&body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::new(
+                ErrorCode::InvalidJson,
+                format!("Request body is not valid JSON: {e}"),
+            )
+        } else {
+            ApiError::new(ErrorCode::InvalidPayload, format!("Invalid {what}: {e}"))
+                .with_detail("field", "body")
+        }
+    })
+}
+
 impl ApiError {
     /// An error with a code and a message for the client.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {

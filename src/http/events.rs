@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ErrorCode, Result};
+use super::error::{ApiError, ErrorCode, Result, json_body};
 use super::paging::{Page, bad_parameter};
 use super::uploads::api_time;
 use crate::events::{self, DeliveryStatus, EventType, RegisterError};
@@ -103,17 +103,7 @@ async fn create_endpoint(
     caller: Caller,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedEndpoint>)> {
-    let body = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    let request: NewEndpoint = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("Request body is not valid JSON: {e}"),
-            )
-        } else {
-            invalid("body", format!("Invalid endpoint: {e}"))
-        }
-    })?;
+    let request: NewEndpoint = json_body(body, "endpoint")?;
     let types = events::parse_types(request.events.iter().flatten().map(String::as_str))
         .map_err(|e| invalid("events", e.to_string()))?;
     let endpoint = events::register_endpoint(

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ErrorCode, Result, current_request_id};
+use super::error::{ApiError, ErrorCode, Result, current_request_id, json_body};
 use super::paging::{Page, bad_parameter};
 use super::uploads::{api_time, parse_file_id};
 use crate::domain::FileState;
@@ -163,21 +163,7 @@ async fn erase_user(
     caller: Caller,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<ErasureResult>> {
-    let body = body.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
-    let request: ErasureRequest = serde_json::from_slice(&body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::new(
-                ErrorCode::InvalidJson,
-                format!("Request body is not valid JSON: {e}"),
-            )
-        } else {
-            ApiError::new(
-                ErrorCode::InvalidPayload,
-                format!("Invalid erasure request: {e}"),
-            )
-            .with_detail("field", "user_id")
-        }
-    })?;
+    let request: ErasureRequest = json_body(body, "erasure request")?;
     if request.user_id.is_empty() {
         return Err(
             ApiError::new(ErrorCode::InvalidPayload, "user_id must not be empty")

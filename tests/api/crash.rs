@@ -26,27 +26,33 @@ async fn crashing_server(app: &TestApp, fault: &str) -> (std::process::Child, St
     .await
 }
 
-/// Starts a `stowage serve` process on the test app's database and buckets, with extra
-/// environment; returns it and its base URL once it listens.
-pub async fn serve_process(app: &TestApp, envs: &[(&str, &str)]) -> (std::process::Child, String) {
+/// The `stowage` binary, set to the test app's database and buckets.
+pub fn stowage_on(app: &TestApp) -> Command {
     let c = &app.config;
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .envs(envs.iter().copied())
-        .env("STOWAGE_LISTEN", "127.0.0.1:0")
-        .env("STOWAGE_DATABASE_URL", &c.database_url)
+    cmd.env("STOWAGE_DATABASE_URL", &c.database_url)
         .env("STOWAGE_STORAGE", &c.storage)
         .env("STOWAGE_STAGING_BUCKET", &c.staging_bucket)
         .env("STOWAGE_FILES_BUCKET", &c.files_bucket)
         .env(
             "STOWAGE_S3_FORCE_PATH_STYLE",
             c.s3_force_path_style.to_string(),
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        );
     if let Some(endpoint) = &c.s3_endpoint {
         cmd.env("STOWAGE_S3_ENDPOINT", endpoint);
     }
+    cmd
+}
+
+/// Starts a `stowage serve` process on the test app's database and buckets, with extra
+/// environment; returns it and its base URL once it listens.
+pub async fn serve_process(app: &TestApp, envs: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut cmd = stowage_on(app);
+    cmd.arg("serve")
+        .envs(envs.iter().copied())
+        .env("STOWAGE_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let mut child = cmd.spawn().expect("start stowage serve");
     let stdout = child.stdout.take().unwrap();
     let base = tokio::task::spawn_blocking(move || {

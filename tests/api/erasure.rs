@@ -2,7 +2,6 @@
 //! listing and the download audit trail.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -21,8 +20,6 @@ both_backends!(
     files_are_listed_newest_first_a_page_at_a_time,
     an_erasure_killed_after_its_commit_is_finished_by_the_next_sweep,
 );
-
-const BIN: &str = env!("CARGO_BIN_EXE_stowage");
 
 async fn stage(app: &TestApp, name: &str, bytes: Vec<u8>) -> String {
     let body = json_with(app.upload(name, bytes).await, 201).await;
@@ -367,7 +364,7 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
     }
 
     // The command line does the same.
-    let out = stowage_command(&app)
+    let out = crate::crash::stowage_on(&app)
         .args(["erase", "--client", "acme", "--user-id", "u-2", "--json"])
         .output()
         .unwrap();
@@ -502,24 +499,6 @@ async fn files_are_listed_newest_first_a_page_at_a_time(backend: Backend) {
 
 fn urlencode(raw: &str) -> String {
     url::form_urlencoded::byte_serialize(raw.as_bytes()).collect()
-}
-
-/// The binary, on the test app's database and buckets.
-fn stowage_command(app: &TestApp) -> Command {
-    let c = &app.config;
-    let mut cmd = Command::new(BIN);
-    cmd.env("STOWAGE_DATABASE_URL", &c.database_url)
-        .env("STOWAGE_STORAGE", &c.storage)
-        .env("STOWAGE_STAGING_BUCKET", &c.staging_bucket)
-        .env("STOWAGE_FILES_BUCKET", &c.files_bucket)
-        .env(
-            "STOWAGE_S3_FORCE_PATH_STYLE",
-            c.s3_force_path_style.to_string(),
-        );
-    if let Some(endpoint) = &c.s3_endpoint {
-        cmd.env("STOWAGE_S3_ENDPOINT", endpoint);
-    }
-    cmd
 }
 
 async fn an_erasure_killed_after_its_commit_is_finished_by_the_next_sweep(backend: Backend) {
