@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -127,18 +127,24 @@ pub async fn after_lost_promotion(app: &App, id: Uuid, key: &str) {
             Ok(failures) if failures.is_empty() => {
                 tracing::info!(file_id = %id, "deleted the copy of a file erased while it was promoted");
             }
-            Ok(_) | Err(_) => {
-                tracing::warn!(file_id = %id, "could not delete the copy of an erased file; the sweeper retries");
+            Ok(failures) => {
+                let reason = failures
+                    .iter()
+                    .map(|f| f.reason.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                tracing::warn!(file_id = %id, %reason, "could not delete the copy of an erased file; the sweeper retries");
+            }
+            Err(e) => {
+                tracing::warn!(file_id = %id, error = %e, "could not delete the copy of an erased file; the sweeper retries");
             }
         }
     }
 }
 
-/// Sweep step: erased files whose objects are not known to be gone, erased longer ago than a
-/// write under way could still land. Their objects are deleted (again).
-pub async fn finish_erasures(app: &App) -> (i64, Vec<String>) {
-    let settle = TimeDelta::from_std(app.sweep().erasure_settle).unwrap_or(TimeDelta::MAX);
-    let before = Utc::now() - settle;
+/// Sweep step: erased files whose objects are not known to be gone, erased before `before` (when
+/// no write under way can still land). Their objects are deleted (again).
+pub async fn finish_erasures(app: &App, before: DateTime<Utc>) -> (i64, Vec<String>) {
     let (mut finished, mut errors) = (0, Vec::new());
     for _ in 0..MAX_BATCHES {
         let files = match app.repo().unfinished_erasures(before, BATCH).await {
@@ -162,13 +168,9 @@ pub async fn finish_erasures(app: &App) -> (i64, Vec<String>) {
     (finished, errors)
 }
 
-/// Sweep step: promoted files older than `STOWAGE_FILE_RETENTION` are erased, a batch per
-/// transaction (each file to one sweeper), their objects deleted.
-pub async fn apply_retention(app: &App) -> (i64, Vec<String>) {
-    let Some(retention) = app.sweep().file_retention else {
-        return (0, Vec::new());
-    };
-    let before = Utc::now() - TimeDelta::from_std(retention).unwrap_or(TimeDelta::MAX);
+/// Sweep step: files promoted before `before` (`STOWAGE_FILE_RETENTION` ago) are erased, a batch
+/// per transaction (each file to one sweeper), their objects deleted.
+pub async fn apply_retention(app: &App, before: DateTime<Utc>) -> (i64, Vec<String>) {
     let (mut erased, mut errors) = (0, Vec::new());
     for _ in 0..MAX_BATCHES {
         let files = match app.repo().erase_retained(before, BATCH).await {

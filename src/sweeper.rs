@@ -113,12 +113,16 @@ async fn run_steps(state: &App, tally: &mut Tally) {
     expire(state, tally).await;
     tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
     abort_dead_uploads(state, tally).await;
-    let (erased, errors) = crate::erasure::apply_retention(state).await;
-    tally.run.erased += erased;
-    for error in errors {
-        tally.error("retention", error);
+    if let Some(retention) = state.sweep().file_retention {
+        let before = Utc::now() - to_delta(retention);
+        let (erased, errors) = crate::erasure::apply_retention(state, before).await;
+        tally.run.erased += erased;
+        for error in errors {
+            tally.error("retention", error);
+        }
     }
-    let (finished, errors) = crate::erasure::finish_erasures(state).await;
+    let settled = Utc::now() - to_delta(state.sweep().erasure_settle);
+    let (finished, errors) = crate::erasure::finish_erasures(state, settled).await;
     tally.run.erasures_finished += finished;
     for error in errors {
         tally.error("erasure", error);

@@ -137,20 +137,14 @@ pub trait Store: Send + Sync {
 
 /// Builds the store the configuration names; S3 writers spill parts into `spill`.
 pub async fn connect(config: &Config, spill: &Spill) -> Result<Arc<dyn Store>> {
+    // Checked first: encryption asked of a store that cannot give it is an error, not a no-op.
+    let sse = config.sse().map_err(StoreError::Other)?;
     match config.storage_kind().map_err(StoreError::Other)? {
-        StorageKind::Fs(_) if config.s3_sse.is_some() || config.s3_sse_kms_key_id.is_some() => {
-            Err(StoreError::Other(config.sse().err().unwrap_or_else(|| {
-                "STOWAGE_S3_SSE applies to the S3 store".into()
-            })))
-        }
         StorageKind::Fs(root) => Ok(Arc::new(FsStore::new(
             root,
             &config.staging_bucket,
             &config.files_bucket,
         )?)),
-        StorageKind::S3 => {
-            let sse = config.sse().map_err(StoreError::Other)?;
-            Ok(Arc::new(S3Store::connect(config, spill.clone(), sse).await))
-        }
+        StorageKind::S3 => Ok(Arc::new(S3Store::connect(config, spill.clone(), sse).await)),
     }
 }
