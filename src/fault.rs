@@ -13,7 +13,8 @@
 //! `promote.after_copy` (S3 only: between CopyObject and the delete of the
 //! staged copy), `promote.after_delete`. Pause points: `bind.before_commit` (inside the webhook's
 //! binding transaction, after the files are bound), `webhook.before_result` (files promoted,
-//! the webhook's answer not yet stored).
+//! the webhook's answer not yet stored), `download.before_record` (a promoted file read for a
+//! download, its `file.downloaded` event not yet written).
 
 use std::sync::OnceLock;
 use std::time::Duration;

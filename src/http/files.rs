@@ -321,6 +321,7 @@ async fn get_content(
             .with_detail("state", other.as_str()));
         }
     };
+    crate::fault::pause("download.before_record").await;
     // The audit trail first: content is handed out only once the download is on record.
     if !state
         .repo()

@@ -451,8 +451,8 @@ pub trait Repo: Send + Sync {
         cursor: Option<PageCursor>,
         limit: i64,
     ) -> Result<Vec<(FileRecord, Option<WebhookRecord>)>>;
-    /// Records that a promoted file's content was handed out (`file.downloaded`); `false` if the
-    /// client has no such file.
+    /// Records that a promoted file's content is being handed out (`file.downloaded`); `false`
+    /// if the client has no such file promoted (erased since the caller looked, say).
     async fn record_download(
         &self,
         client_id: &str,

@@ -60,6 +60,9 @@ const CLAIM_DUE: &str = claim_due!(" FOR UPDATE OF d SKIP LOCKED");
 
 const DELIVERIES_OF: &str = deliveries_of!("= ANY($1)");
 
+/// A row lock an erasure's update waits for.
+const PROMOTED_FILE: &str = promoted_file!(" FOR SHARE");
+
 const OBJECTS_ERASED: &str = objects_erased!("= ANY($1)");
 
 const WEBHOOKS_OF: &str = webhooks_of!("= ANY($1)");

@@ -82,6 +82,18 @@ macro_rules! list_files {
     };
 }
 
+/// A client's promoted file, held (`$lock`) until the transaction ends.
+macro_rules! promoted_file {
+    ($lock:literal) => {
+        concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE id = $1 AND client_id = $2 AND state = 'promoted'",
+            $lock
+        )
+    };
+}
+
 /// Promoted files past their retention (`$lock`: how a backend keeps two sweepers apart).
 macro_rules! retained_due {
     ($lock:literal) => {
@@ -1076,14 +1088,15 @@ macro_rules! impl_repo {
                 request_id: &str,
             ) -> Result<bool> {
                 let now = Utc::now();
-                let mut tx = self.pool.begin().await?;
-                let row: Option<FileRow> = sqlx::query_as(concat!(
-                    "SELECT ", file_columns!(), " FROM files WHERE id = $1 AND client_id = $2"
-                ))
-                .bind(id(file_id))
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+                // Read again inside the transaction, only while promoted, and held until the event
+                // is written: a file erased since the caller looked is not handed out, and an
+                // erasure waits for this event and then redacts it.
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let row: Option<FileRow> = sqlx::query_as(PROMOTED_FILE)
+                    .bind(id(file_id))
+                    .bind(client_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                 let Some(row) = row else {
                     tx.rollback().await?;
                     return Ok(false);

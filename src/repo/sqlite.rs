@@ -69,6 +69,9 @@ const CLAIM_DUE: &str = claim_due!("");
 
 const DELIVERIES_OF: &str = deliveries_of!("IN (SELECT value FROM json_each($1))");
 
+/// The write transaction already keeps an erasure out.
+const PROMOTED_FILE: &str = promoted_file!("");
+
 const OBJECTS_ERASED: &str = objects_erased!("IN (SELECT value FROM json_each($1))");
 
 const WEBHOOKS_OF: &str = webhooks_of!("IN (SELECT value FROM json_each($1))");

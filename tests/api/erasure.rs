@@ -19,6 +19,7 @@ both_backends!(
     retention_erases_only_files_past_their_age,
     files_are_listed_newest_first_a_page_at_a_time,
     an_erasure_killed_after_its_commit_is_finished_by_the_next_sweep,
+    a_download_racing_an_erasure_hands_nothing_out,
 );
 
 async fn stage(app: &TestApp, name: &str, bytes: Vec<u8>) -> String {
@@ -694,4 +695,42 @@ async fn raw_s3(app: &TestApp) -> aws_sdk_s3::Client {
         ))
         .build();
     aws_sdk_s3::Client::from_conf(config)
+}
+
+async fn a_download_racing_an_erasure_hands_nothing_out(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = promoted(&app, "Jane Doe CV.pdf", "u-1").await;
+    // A server that reads the file for a download, then waits before putting it on record.
+    let (mut child, base) = crate::crash::serve_process(
+        &app,
+        &[
+            ("STOWAGE_FAULT_PAUSE", "download.before_record=1500ms"),
+            ("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *"),
+        ],
+    )
+    .await;
+    let download = app
+        .http
+        .get(format!("{base}/files/{id}/content?redirect=false"))
+        .header("X-API-Key", &app.acme_key)
+        .header("X-ATS-Client-ID", "acme")
+        .send();
+    let erasure = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        erase(&app, &id).await.status()
+    };
+    let (download, erased) = tokio::join!(download, erasure);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(erased, 204);
+    assert_error(download.unwrap(), 404, "file_not_found").await;
+    assert_eq!(
+        events_of(&app, "file.downloaded").await,
+        Vec::<Value>::new()
+    );
+    let all = app.get_json("/events?limit=100").await.to_string();
+    assert!(
+        !all.contains("Jane Doe CV"),
+        "an event names the erased file: {all}"
+    );
 }
