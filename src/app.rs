@@ -75,6 +75,7 @@ pub struct Policies {
     pub http: HttpLimits,
     pub sweep: SweepPolicy,
     pub events: EventPolicy,
+    pub text: crate::extraction::TextPolicy,
 }
 
 impl Policies {
@@ -110,6 +111,7 @@ impl Policies {
                 retry_base: config.event_retry_base,
                 max_attempts: config.event_max_attempts,
             },
+            text: crate::extraction::TextPolicy::from_config(config),
         }
     }
 }
@@ -200,6 +202,11 @@ impl App {
     /// Signs and posts events to endpoints.
     pub fn sender(&self) -> &crate::delivery::Sender {
         &self.0.sender
+    }
+
+    /// How text is extracted.
+    pub fn text(&self) -> &crate::extraction::TextPolicy {
+        &self.0.policies.text
     }
 
     /// The sweeper's policy.

@@ -74,12 +74,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Extract a document's text: the document on stdin, its text on stdout (exit 0), or why
+    /// it has none as JSON (exit 3). The service runs this for every document, as a child
+    /// process that limits its own memory (`STOWAGE_TEXT_MEMORY_MB`) and CPU time.
+    Extract {
+        /// The document's type: pdf, doc, docx or txt.
+        #[arg(long, value_parser = parse_kind)]
+        kind: crate::sniff::DocumentKind,
+        /// CPU seconds the extraction may use before the system stops it.
+        #[arg(long, default_value = "60")]
+        cpu_seconds: u64,
+    },
     /// Files and bytes per state, what expires within 1 h / 24 h, the last sweep.
     Stats {
         /// Print JSON (the same document as GET /ops/storage).
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_kind(raw: &str) -> Result<crate::sniff::DocumentKind, String> {
+    crate::sniff::DocumentKind::from_extension(raw.trim_start_matches('.'))
+        .ok_or_else(|| format!("'{raw}' is not pdf, doc, docx or txt"))
 }
 
 /// `stowage storage …`
@@ -561,6 +577,23 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Clients { command } => clients(&config, command).await,
         Command::Endpoints { command } => endpoints(&config, command).await,
+        // Run by `main` before any runtime starts (see `run_without_runtime`).
+        Command::Extract { .. } => Err(CliError::Invalid(
+            "`stowage extract` runs before any runtime starts: see `run_without_runtime`".into(),
+        )),
+    }
+}
+
+/// The commands that run without an async runtime: `extract`, which limits its own address
+/// space first, and is better off without a runtime's threads and their reservations.
+pub fn run_without_runtime(cli: &Cli) -> Option<std::process::ExitCode> {
+    match cli.command {
+        Command::Extract { kind, cpu_seconds } => Some(crate::extraction::child_main(
+            kind,
+            cli.config.text_memory_mb,
+            cpu_seconds,
+        )),
+        _ => None,
     }
 }
 

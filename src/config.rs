@@ -235,6 +235,39 @@ pub struct Config {
     /// The KMS key for `STOWAGE_S3_SSE=aws:kms` (unset: the account's default S3 key).
     #[arg(long, env = "STOWAGE_S3_SSE_KMS_KEY_ID", global = true)]
     pub s3_sse_kms_key_id: Option<String>,
+
+    /// Longest one document's text extraction may take before it is stopped and recorded as
+    /// failed (`timeout`).
+    #[arg(long, env = "STOWAGE_TEXT_TIMEOUT", default_value = "30s", value_parser = parse_text_timeout, global = true)]
+    pub text_timeout: Duration,
+
+    /// Most memory (address space) one extraction may use, in MiB; past it the extraction
+    /// fails (`too_large`) and the service goes on.
+    #[arg(long, env = "STOWAGE_TEXT_MEMORY_MB", default_value = "1024", value_parser = clap::value_parser!(u64).range(64..=65536), global = true)]
+    pub text_memory_mb: u64,
+
+    /// Refuse uploads with fewer characters of text than this (`422`), extracting the text
+    /// before the `201`. `0` (the default): no check at upload.
+    #[arg(
+        long,
+        env = "STOWAGE_MIN_TEXT_CHARS",
+        default_value = "0",
+        global = true
+    )]
+    pub min_text_chars: u64,
+
+    /// The program run for each extraction, as `PROGRAM extract --kind K` (unset: this
+    /// `stowage` binary itself).
+    #[arg(long, env = "STOWAGE_TEXT_EXTRACTOR", global = true)]
+    pub text_extractor: Option<PathBuf>,
+}
+
+fn parse_text_timeout(raw: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(raw).map_err(|e| e.to_string())?;
+    if timeout < Duration::from_millis(100) {
+        return Err("a text timeout under 100ms would stop every extraction".into());
+    }
+    Ok(timeout)
 }
 
 /// Server-side encryption algorithms S3 offers for objects.
@@ -313,8 +346,6 @@ impl Config {
         }
     }
 
-    /// A configuration with every default, as `stowage serve` would run with no flags and no
-    /// `STOWAGE_*` variables: the process environment is not read.
     /// Encryption at rest as configured, checked: a KMS key only with `aws:kms`, and only on S3.
     pub fn sse(&self) -> Result<Option<Sse>, String> {
         match (self.s3_sse, &self.s3_sse_kms_key_id) {
@@ -337,6 +368,8 @@ impl Config {
         }
     }
 
+    /// A configuration with every default, as `stowage serve` would run with no flags and no
+    /// `STOWAGE_*` variables: the process environment is not read.
     pub fn defaults() -> Config {
         use clap::{CommandFactory, FromArgMatches, Parser};
 
@@ -373,8 +406,9 @@ fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
         .filter(|s| !s.is_empty())
         .map(|ext| {
             let ext = ext.trim_start_matches('.');
-            DocumentKind::from_extension(ext)
-                .ok_or_else(|| format!("'{ext}' is not a type Stowage can check (pdf, doc, docx)"))
+            DocumentKind::from_extension(ext).ok_or_else(|| {
+                format!("'{ext}' is not a type Stowage can check (pdf, doc, docx, txt)")
+            })
         })
         .collect();
     let kinds = kinds?;

@@ -1,19 +1,15 @@
-//! Delivering events: the [`Sender`] that signs and posts one event to one endpoint, and the
-//! worker that sends what the outbox owes — one loop per process, beside the sweeper, stopping
-//! with the server.
-//!
-//! The worker leases due deliveries from the database (so with several replicas each is
-//! attempted by one of them at a time), sends up to [`CONCURRENCY`] at once, and records each
-//! attempt. A worker that dies mid-attempt leaves its lease to run out; another takes the
-//! delivery then. Receivers may therefore see an event twice, never zero times.
+//! Delivering events: the [`Sender`] that signs and posts one event to one endpoint, and
+//! [`deliver`], one attempt at a leased delivery, recorded. The worker (`src/worker.rs`) leases
+//! due deliveries from the database (so with several replicas each is attempted by one of them
+//! at a time) and sends up to [`CONCURRENCY`] at once. A worker that dies mid-attempt leaves
+//! its lease to run out; another takes the delivery then. Receivers may therefore see an event
+//! twice, never zero times.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::app::{App, EventPolicy};
@@ -22,13 +18,11 @@ use crate::repo::{AttemptRecord, DueDelivery, RepoError};
 
 /// Deliveries in flight at once, per process.
 pub const CONCURRENCY: usize = 16;
-/// How often an idle worker looks for due deliveries.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How much of an error response's body is kept for the delivery log.
 const ERROR_BODY_BYTES: usize = 256;
 /// How long a claimed delivery is held by its worker: twice the endpoint timeout and a margin,
 /// so an attempt (bounded by the timeout) is recorded before another worker may take it.
-fn lease(timeout: Duration) -> Duration {
+pub(crate) fn lease(timeout: Duration) -> Duration {
     timeout.saturating_mul(2) + Duration::from_secs(5)
 }
 
@@ -241,7 +235,7 @@ async fn excerpt(mut response: reqwest::Response) -> String {
 }
 
 /// Attempts one leased delivery and records the outcome.
-async fn deliver(app: &App, due: DueDelivery) -> Result<(), RepoError> {
+pub(crate) async fn deliver(app: &App, due: DueDelivery) -> Result<(), RepoError> {
     let attempt = app
         .sender()
         .send(&due.url, &due.secret, due.event_id, &due.body)
@@ -284,72 +278,4 @@ async fn deliver(app: &App, due: DueDelivery) -> Result<(), RepoError> {
             "another worker recorded this attempt first");
     }
     Ok(())
-}
-
-/// The running delivery worker.
-pub struct Worker {
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// Starts the delivery worker of this process.
-pub fn start(app: App) -> Worker {
-    let (stop, stopping) = watch::channel(false);
-    let task = tokio::spawn(run(app, stopping));
-    Worker { stop, task }
-}
-
-impl Worker {
-    /// Stops claiming deliveries and waits (up to `deadline`) for those in flight; any still
-    /// in flight then are abandoned, and their leases let another worker retry them.
-    pub async fn stop(self, deadline: Duration) {
-        let _ = self.stop.send(true);
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(deadline, self.task).await.is_err() {
-            tracing::warn!("event deliveries were still in flight at the shutdown deadline");
-            abort.abort();
-        }
-    }
-}
-
-async fn run(app: App, mut stopping: watch::Receiver<bool>) {
-    let mut in_flight = JoinSet::new();
-    let lease = lease(app.events().timeout);
-    loop {
-        if *stopping.borrow() {
-            break;
-        }
-        while in_flight.try_join_next().is_some() {}
-        let free = CONCURRENCY.saturating_sub(in_flight.len());
-        let mut claimed = 0;
-        if free > 0 {
-            let now = Utc::now();
-            let until = now + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX);
-            match app.repo().claim_deliveries(now, until, free as i64).await {
-                Ok(due) => {
-                    claimed = due.len();
-                    for delivery in due {
-                        let app = app.clone();
-                        in_flight.spawn(async move {
-                            if let Err(e) = deliver(&app, delivery).await {
-                                tracing::warn!(error = %e, "recording an event delivery");
-                            }
-                        });
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "looking for due event deliveries"),
-            }
-        }
-        // More may be due at once when every free slot was used; otherwise wait a little (or
-        // for a slot to free up).
-        if claimed > 0 && claimed == free {
-            continue;
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = stopping.changed() => {}
-            Some(_) = in_flight.join_next(), if free == 0 => {}
-        }
-    }
-    while in_flight.join_next().await.is_some() {}
 }

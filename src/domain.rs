@@ -94,6 +94,54 @@ pub struct FileRecord {
     pub bound_at: Option<DateTime<Utc>>,
     pub promoted_at: Option<DateTime<Utc>>,
     pub erased_at: Option<DateTime<Utc>>,
+    /// The text extraction of a promoted file (`None` before promotion).
+    pub text: Option<TextState>,
+}
+
+/// Where a promoted file's text extraction stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TextStatus {
+    /// Queued or under way.
+    Pending,
+    /// Done: `GET /files/{id}/text` has it.
+    Extracted,
+    /// The document has no text Stowage can read; `error` says why.
+    Failed,
+}
+
+impl TextStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextStatus::Pending => "pending",
+            TextStatus::Extracted => "extracted",
+            TextStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for TextStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            TextStatus::Pending,
+            TextStatus::Extracted,
+            TextStatus::Failed,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == s)
+        .ok_or_else(|| format!("unknown text status '{s}'"))
+    }
+}
+
+/// A promoted file's text: its status, how many characters were extracted, and why not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextState {
+    pub status: TextStatus,
+    pub chars: Option<i64>,
+    pub failure: Option<crate::text::TextFailure>,
 }
 
 /// Whether a webhook could carry this `user_id`: not blank, and no NUL (which PostgreSQL cannot

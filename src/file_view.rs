@@ -5,7 +5,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::domain::{FileRecord, FileState, Slot, WebhookKind, WebhookRecord};
+use crate::domain::{
+    FileRecord, FileState, Slot, TextState, TextStatus, WebhookKind, WebhookRecord,
+};
 use crate::repo::{Repo, RepoError};
 
 /// Times as clients see them: `2026-03-12T10:30:00Z`.
@@ -69,6 +71,35 @@ pub struct FileRecordView {
     storage_key: Option<String>,
     #[schema(required = true)]
     webhook: Option<BoundWebhook>,
+    /// The text extraction, once the file is promoted (`GET /files/{id}/text`).
+    #[schema(required = true)]
+    text: Option<TextView>,
+}
+
+/// Where a promoted file's text extraction stands.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TextView {
+    status: TextStatus,
+    /// Characters of text extracted.
+    #[schema(required = true)]
+    chars: Option<i64>,
+    /// Why there is no text: `encrypted`, `no_text_layer`, `unreadable`, `timeout`, `too_large`.
+    #[schema(value_type = Option<String>, required = true)]
+    reason: Option<crate::text::FailureReason>,
+    /// The same, as a sentence.
+    #[schema(required = true)]
+    error: Option<String>,
+}
+
+impl From<&TextState> for TextView {
+    fn from(text: &TextState) -> Self {
+        TextView {
+            status: text.status,
+            chars: text.chars,
+            reason: text.failure.as_ref().map(|f| f.reason),
+            error: text.failure.as_ref().map(|f| f.message.clone()),
+        }
+    }
 }
 
 impl FileView {
@@ -112,6 +143,7 @@ impl FileView {
             promoted_at: file.promoted_at.map(api_time),
             storage_key: file.promoted_key,
             webhook,
+            text: file.text.as_ref().map(TextView::from),
         }))
     }
 }

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod domain;
 pub mod erasure;
 pub mod events;
+pub mod extraction;
 pub mod fault;
 pub mod file_view;
 pub mod http;
@@ -27,7 +28,9 @@ pub mod staging;
 pub mod store;
 pub mod sweeper;
 pub mod telemetry;
+pub mod text;
 pub mod webhooks;
+pub mod worker;
 
 use std::future::Future;
 
@@ -39,7 +42,7 @@ pub async fn connect(config: &config::Config) -> Result<App, StartError> {
     App::connect(config).await
 }
 
-/// Serves the API on `listener` and delivers events (the [`delivery`] worker) until `shutdown`
+/// Serves the API on `listener` and runs background work (the [`worker`]: event deliveries, text extraction) until `shutdown`
 /// completes, then stops accepting and lets in-flight requests and deliveries finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -50,7 +53,7 @@ pub async fn serve(
     use hyper_util::service::TowerToHyperService;
 
     let header_timeout = state.http().header_read_timeout;
-    let worker = delivery::start(state.clone());
+    let worker = worker::start(state.clone());
     let app = app(state);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())

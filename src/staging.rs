@@ -53,6 +53,11 @@ pub enum UploadError {
     },
     #[error("File content is not a valid {kind} document: {reason}")]
     ContentInvalid { kind: DocumentKind, reason: String },
+    /// `STOWAGE_MIN_TEXT_CHARS`: the wording of the resume document APIs beside Stowage.
+    #[error("CV seems too short. Please upload a complete CV (at least {min} characters)")]
+    TextTooShort { min: u64, chars: i64 },
+    #[error("Could not read file: {0}")]
+    TextUnreadable(crate::text::TextFailure),
     #[error("Malformed multipart body: {0}")]
     Malformed(String),
     #[error("The request body was not received in time")]
@@ -177,7 +182,10 @@ async fn receive_body(
 ) -> Result<Option<SpillFile>, UploadError> {
     let mut tail = (kind == DocumentKind::Pdf).then(Tail::default);
     let mut archive = (kind == DocumentKind::Pdf).then(sniff::ArchiveScanner::default);
-    let mut spool = if kind.needs_deep_check() {
+    let mut utf8 = (kind == DocumentKind::Txt).then(sniff::Utf8Stream::default);
+    // The text check at upload reads the whole file, from the spool.
+    let text_check = cleanup.state.text().min_chars.is_some();
+    let mut spool = if kind.needs_deep_check() || text_check {
         let file = cleanup.state.spill().file()?;
         let async_file = tokio::fs::File::from_std(file.try_clone()?);
         Some((file, async_file))
@@ -195,6 +203,10 @@ async fn receive_body(
         }
         if let Some(archive) = archive.as_mut() {
             archive.feed(&chunk);
+        }
+        if let Some(utf8) = utf8.as_mut() {
+            utf8.feed(&chunk)
+                .map_err(|e| UploadError::content(kind, e))?;
         }
         if let Some((file, spool)) = spool.as_mut() {
             file.reserve(chunk.len())?;
@@ -238,6 +250,9 @@ async fn receive_body(
             .finish()
             .map_err(|e| UploadError::content(kind, e))?;
     }
+    if let Some(utf8) = utf8 {
+        utf8.finish().map_err(|e| UploadError::content(kind, e))?;
+    }
     if let Some(tail) = tail {
         sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
     }
@@ -253,6 +268,30 @@ async fn receive_body(
             Ok(Some(file))
         }
     }
+}
+
+/// `STOWAGE_MIN_TEXT_CHARS`: extracts the received file's text (isolated, as after promotion)
+/// and refuses a file with less than `min` characters, or none to read.
+async fn check_text(
+    state: &App,
+    kind: DocumentKind,
+    spool: &mut SpillFile,
+    min: u64,
+) -> Result<(), UploadError> {
+    let file = spool
+        .rewound()?
+        .try_clone()
+        .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
+    let file = tokio::fs::File::from_std(file);
+    let extracted = crate::extraction::extract_isolated(state.text(), kind, file)
+        .await
+        .map_err(|e| UploadError::Internal(format!("text check: {e}")))?;
+    let text = extracted.map_err(UploadError::TextUnreadable)?;
+    let chars = crate::text::char_count(&text);
+    if u64::try_from(chars).unwrap_or(0) < min {
+        return Err(UploadError::TextTooShort { min, chars });
+    }
+    Ok(())
 }
 
 /// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand; returns the chunks
@@ -481,15 +520,26 @@ impl Pending {
         } = self;
         let finished = async {
             let state = cleanup.state.clone();
-            if let Some(mut spool) = spool {
+            let mut spool = spool;
+            if kind.needs_deep_check()
+                && let Some(mut file) = spool.take()
+            {
                 let limits = state.uploads().docx_limits.clone();
-                tokio::task::spawn_blocking(move || {
-                    let file = spool.rewound()?;
-                    sniff::check_whole(kind, BufReader::new(file), &limits)
-                        .map_err(|e| UploadError::content(kind, e))
-                })
-                .await
-                .map_err(|e| UploadError::Internal(format!("deep check: {e}")))??;
+                spool = Some(
+                    tokio::task::spawn_blocking(move || {
+                        sniff::check_whole(kind, BufReader::new(file.rewound()?), &limits)
+                            .map_err(|e| UploadError::content(kind, e))?;
+                        Ok::<_, UploadError>(file)
+                    })
+                    .await
+                    .map_err(|e| UploadError::Internal(format!("deep check: {e}")))??,
+                );
+            }
+            if let Some(min) = state.text().min_chars {
+                let file = spool.as_mut().ok_or_else(|| {
+                    UploadError::Internal("the spool for the text check is gone".into())
+                })?;
+                check_text(&state, kind, file, min).await?;
             }
             let writer = cleanup
                 .writer
@@ -540,6 +590,7 @@ impl Pending {
             bound_at: None,
             promoted_at: None,
             erased_at: None,
+            text: None,
         })
     }
 

@@ -122,6 +122,15 @@ impl Telemetry {
                 "stowage_event_delivery_lag_seconds",
                 "Time from an event to its delivery."
             );
+            describe_counter!(
+                "stowage_text_extractions_total",
+                "Text extractions finished, by status (extracted, failed) and reason (encrypted, \
+                 no_text_layer, unreadable, timeout, too_large; none when extracted)."
+            );
+            describe_histogram!(
+                "stowage_text_extraction_duration_seconds",
+                "Time one text extraction took, reading the document included."
+            );
             describe_gauge!(
                 "stowage_event_deliveries_pending",
                 "Event deliveries not yet delivered nor failed, across all replicas."
@@ -238,6 +247,21 @@ impl Telemetry {
                 let lag = (chrono::Utc::now() - event_at).as_seconds_f64().max(0.0);
                 histogram!("stowage_event_delivery_lag_seconds").record(lag);
             }
+        });
+    }
+
+    /// One text extraction finished (`reason` when it failed).
+    pub fn text_extraction(
+        &self,
+        status: &'static str,
+        reason: Option<crate::text::FailureReason>,
+        elapsed: Duration,
+    ) {
+        let reason = reason.map_or("none", crate::text::FailureReason::as_str);
+        self.record(|| {
+            counter!("stowage_text_extractions_total", "status" => status, "reason" => reason)
+                .increment(1);
+            histogram!("stowage_text_extraction_duration_seconds").record(elapsed.as_secs_f64());
         });
     }
 

@@ -71,6 +71,10 @@ error_codes! {
     FileTooLarge => "file_too_large", UNPROCESSABLE_ENTITY;
     FileContentMismatch => "file_content_mismatch", UNPROCESSABLE_ENTITY;
     FileContentInvalid => "file_content_invalid", UNPROCESSABLE_ENTITY;
+    /// `STOWAGE_MIN_TEXT_CHARS`: the upload holds less text than a complete CV.
+    TextTooShort => "text_too_short", UNPROCESSABLE_ENTITY;
+    /// `STOWAGE_MIN_TEXT_CHARS`: the upload's text cannot be read.
+    TextUnreadable => "text_unreadable", UNPROCESSABLE_ENTITY;
     InvalidPayload => "invalid_payload", UNPROCESSABLE_ENTITY;
     ClientIdMismatch => "client_id_mismatch", UNPROCESSABLE_ENTITY;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
@@ -80,6 +84,10 @@ error_codes! {
     FileAlreadyConsumed => "file_already_consumed", UNPROCESSABLE_ENTITY;
     IdempotencyKeyReused => "idempotency_key_reused", CONFLICT;
     FileNotPromoted => "file_not_promoted", CONFLICT;
+    /// The text is still being extracted (or the file is not promoted yet).
+    TextNotReady => "text_not_ready", CONFLICT;
+    /// Extraction failed: the document has no text Stowage can read.
+    TextUnavailable => "text_unavailable", UNPROCESSABLE_ENTITY;
     EndpointNotFound => "endpoint_not_found", NOT_FOUND;
     EventNotFound => "event_not_found", NOT_FOUND;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;

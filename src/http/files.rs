@@ -21,7 +21,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result, current_request_id, json_body};
 use super::paging::{Page, bad_parameter};
 use super::uploads::{api_time, parse_file_id};
-use crate::domain::FileState;
+use crate::domain::{FileState, TextStatus};
 use crate::file_view::FileView;
 use crate::repo::{Erase, FileFilter};
 use crate::store::Download;
@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/files", get(list_files))
         .route("/files/{id}", get(get_file).delete(erase_file))
         .route("/files/{id}/content", get(get_content))
+        .route("/files/{id}/text", get(get_text))
         .route("/erasures", post(erase_user))
 }
 
@@ -268,6 +269,106 @@ fn wants_redirect(query: Option<&str>) -> Result<bool> {
         }
     }
     Ok(redirect)
+}
+
+/// How long a client is asked to wait before asking again for text still being extracted.
+const TEXT_RETRY_AFTER_SECONDS: u32 = 2;
+
+/// The text of a promoted file, extracted after its promotion.
+#[utoipa::path(
+    get, path = "/files/{carv_file_id}/text", tag = "files", operation_id = "getFileText",
+    params(
+        ("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads` answered"),
+        ("X-ATS-Client-ID" = String, Header),
+    ),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The document's text: UTF-8, lines ending in `\\n`, ligatures spelled out, words hyphenated across lines joined", content_type = "text/plain; charset=utf-8", body = String),
+        (status = 404, description = "No such file for this client, or erased", body = super::error::ErrorEnvelope),
+        (status = 409, description = "`text_not_ready`: being extracted (`Retry-After` says when to ask again), or the file is not promoted yet", body = super::error::ErrorEnvelope,
+            headers(("Retry-After" = u32, description = "Seconds to wait (while extraction is under way)"))),
+        (status = 422, description = "`text_unavailable`: the document has no text Stowage can read; `details.reason` is `encrypted`, `no_text_layer`, `unreadable`, `timeout` or `too_large`", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn get_text(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
+    let id = parse_file_id(&id)?;
+    let file = state
+        .repo()
+        .get_file(&caller.client_id, id)
+        .await?
+        .ok_or_else(ApiError::file_not_found)?;
+    match file.state {
+        FileState::Promoted => {}
+        FileState::Erased => {
+            return Err(ApiError::new(
+                ErrorCode::FileNotFound,
+                "File was erased; its text is gone",
+            ));
+        }
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::TextNotReady,
+                format!("File is {other}; its text is extracted once it is promoted"),
+            )
+            .with_detail("state", other.as_str()));
+        }
+    }
+    match file.text.as_ref().map(|t| (t.status, t.failure.as_ref())) {
+        Some((TextStatus::Extracted, _)) => {}
+        Some((TextStatus::Failed, Some(failure))) => {
+            return Err(ApiError::new(
+                ErrorCode::TextUnavailable,
+                format!("The file has no readable text: {}", failure.message),
+            )
+            .with_detail("reason", failure.reason.as_str()));
+        }
+        _ => {
+            let mut response = ApiError::new(
+                ErrorCode::TextNotReady,
+                "The file's text is being extracted; ask again shortly",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(TEXT_RETRY_AFTER_SECONDS),
+            );
+            return Ok(response);
+        }
+    }
+    // Reading a candidate's text is reading their file: it goes on the audit trail first.
+    if !state
+        .repo()
+        .record_download(
+            &caller.client_id,
+            id,
+            &caller.key_name,
+            &current_request_id(),
+        )
+        .await?
+    {
+        return Err(ApiError::file_not_found());
+    }
+    let text = state
+        .repo()
+        .file_text(&caller.client_id, id)
+        .await?
+        .ok_or_else(ApiError::file_not_found)?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        text,
+    )
+        .into_response())
 }
 
 /// The bytes of a promoted file: a redirect to a presigned URL (S3; with `?redirect=false` the

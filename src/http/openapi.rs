@@ -105,6 +105,7 @@ impl Modify for Security {
         super::webhooks::applications,
         super::files::get_file,
         super::files::get_content,
+        super::files::get_text,
         super::files::list_files,
         super::files::erase_file,
         super::files::erase_user,

@@ -101,6 +101,13 @@ impl UploadRecord {
 impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
         let message = e.to_string();
+        let detail = match &e {
+            UploadError::TextTooShort { chars, .. } => Some(("chars", chars.to_string())),
+            UploadError::TextUnreadable(failure) => {
+                Some(("reason", failure.reason.as_str().into()))
+            }
+            _ => None,
+        };
         let code = match e {
             UploadError::Missing => ErrorCode::FileMissing,
             UploadError::MultipleFiles => ErrorCode::MultipleFiles,
@@ -110,6 +117,8 @@ impl From<UploadError> for ApiError {
             UploadError::TooLarge { .. } => ErrorCode::FileTooLarge,
             UploadError::ContentMismatch { .. } => ErrorCode::FileContentMismatch,
             UploadError::ContentInvalid { .. } => ErrorCode::FileContentInvalid,
+            UploadError::TextTooShort { .. } => ErrorCode::TextTooShort,
+            UploadError::TextUnreadable(_) => ErrorCode::TextUnreadable,
             UploadError::Malformed(_) => ErrorCode::MalformedMultipart,
             UploadError::TimedOut => ErrorCode::RequestTimeout,
             UploadError::Repo(e) => return e.into(),
@@ -117,7 +126,10 @@ impl From<UploadError> for ApiError {
             UploadError::Spill(e) => return crate::store::StoreError::from(e).into(),
             UploadError::Internal(cause) => return ApiError::internal(cause),
         };
-        ApiError::new(code, message)
+        match detail {
+            Some((key, value)) => ApiError::new(code, message).with_detail(key, value),
+            None => ApiError::new(code, message),
+        }
     }
 }
 

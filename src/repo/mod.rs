@@ -123,6 +123,35 @@ impl EndpointRecord {
     }
 }
 
+/// The kinds of background job.
+pub mod job_kind {
+    /// Extract a promoted file's text.
+    pub const EXTRACT_TEXT: &str = "extract_text";
+}
+
+/// A job the worker has claimed (leased).
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub id: Uuid,
+    pub kind: String,
+    pub file_id: Uuid,
+    /// Claims so far, this one included.
+    pub attempts: i32,
+    /// Why the last attempt could not run, if it could not.
+    pub last_error: Option<String>,
+}
+
+/// How a text job ended.
+#[derive(Clone, Debug)]
+pub enum TextOutcome {
+    /// The file's text.
+    Extracted(String),
+    /// Why the file has no text.
+    Failed(crate::text::TextFailure),
+    /// Nothing to record: the file is no longer promoted.
+    Dropped,
+}
+
 /// A delivery the worker has claimed (leased): what to send, and where.
 #[derive(Clone, Debug)]
 pub struct DueDelivery {
@@ -507,6 +536,28 @@ pub trait Repo: Send + Sync {
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
     async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool>;
     /// Bound files waiting for promotion, oldest first.
+    /// Leases up to `limit` due jobs until `until`, counting the attempt.
+    async fn claim_jobs(
+        &self,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<Job>>;
+    /// Releases a job that could not run, to be claimed again at `at`.
+    async fn retry_job(&self, id: Uuid, at: DateTime<Utc>, error: &str) -> Result<()>;
+    /// Records a text job's outcome on its file (if still promoted and pending), with its
+    /// event, and deletes the job — one transaction. Whether the file took the outcome.
+    async fn finish_text_job(
+        &self,
+        job_id: Uuid,
+        file_id: Uuid,
+        outcome: &TextOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// A promoted file, by id alone (for the worker).
+    async fn promoted_file(&self, id: Uuid) -> Result<Option<FileRecord>>;
+    /// A client's promoted file's extracted text.
+    async fn file_text(&self, client_id: &str, id: Uuid) -> Result<Option<String>>;
     async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
 
     /// In one write transaction, marks up to `limit` staged files whose `expires_at` is at or

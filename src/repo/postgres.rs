@@ -10,11 +10,13 @@ use uuid::Uuid;
 
 use super::{
     ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
-    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, KeyGrant,
-    KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow, StateCount,
-    StorageStats, SweepRun, UserErasure, parse_named,
+    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, Job,
+    KeyGrant, KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow,
+    StateCount, StorageStats, SweepRun, TextOutcome, UserErasure, parse_named,
 };
-use crate::domain::{ErasureReason, FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{
+    ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
+};
 use crate::events::{DeliveryStatus, EventType};
 
 type Id = Uuid;
@@ -57,6 +59,9 @@ const EXPIRE_DUE: &str = concat!(
 
 /// With several workers, each due delivery goes to one of them: the others skip the locked rows.
 const CLAIM_DUE: &str = claim_due!(" FOR UPDATE OF d SKIP LOCKED");
+
+/// With several workers, each due job goes to one of them: the others skip the locked rows.
+const CLAIM_JOBS: &str = claim_jobs!(" FOR UPDATE SKIP LOCKED");
 
 const DELIVERIES_OF: &str = deliveries_of!("= ANY($1)");
 

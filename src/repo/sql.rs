@@ -14,7 +14,8 @@ macro_rules! file_columns {
     () => {
         "id, client_id, state, file_name, content_type, file_size, sha256, staging_key, \
          multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
-         promoted_key, bound_at, promoted_at, erased_at"
+         promoted_key, bound_at, promoted_at, erased_at, text_status, text_chars, text_error, \
+         text_reason"
     };
 }
 
@@ -78,6 +79,21 @@ macro_rules! list_files {
             " FROM files WHERE client_id = $1 ",
             $filter,
             " AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"
+        )
+    };
+}
+
+/// The statement that leases due jobs; `$lock` is how a backend keeps two workers from
+/// picking the same rows.
+macro_rules! claim_jobs {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET leased_until = $2, attempts = attempts + 1 \
+             WHERE (leased_until IS NULL OR leased_until <= $1) AND id IN (SELECT id FROM jobs \
+                 WHERE run_at <= $1 AND (leased_until IS NULL OR leased_until <= $1) \
+                 ORDER BY run_at LIMIT $3",
+            $lock,
+            ") RETURNING id, kind, file_id, attempts, last_error"
         )
     };
 }
@@ -150,6 +166,10 @@ macro_rules! impl_repo {
             bound_at: Option<Time>,
             promoted_at: Option<Time>,
             erased_at: Option<Time>,
+            text_status: Option<String>,
+            text_chars: Option<i64>,
+            text_error: Option<String>,
+            text_reason: Option<String>,
         }
 
         impl TryFrom<FileRow> for FileRecord {
@@ -175,6 +195,20 @@ macro_rules! impl_repo {
                     bound_at: row.bound_at.map(utc).transpose()?,
                     promoted_at: row.promoted_at.map(utc).transpose()?,
                     erased_at: row.erased_at.map(utc).transpose()?,
+                    text: match row.text_status {
+                        None => None,
+                        Some(status) => Some(crate::domain::TextState {
+                            status: parse_named(&status)?,
+                            chars: row.text_chars,
+                            failure: match row.text_reason {
+                                None => None,
+                                Some(reason) => Some(crate::text::TextFailure::new(
+                                    parse_named(&reason)?,
+                                    row.text_error.unwrap_or_default(),
+                                )),
+                            },
+                        }),
+                    },
                 })
             }
         }
@@ -357,7 +391,8 @@ macro_rules! impl_repo {
         ) -> Result<Option<FileRecord>> {
             let row: Option<FileRow> = sqlx::query_as(concat!(
                 "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
-                        state_changed_at = $3 \
+                        state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
+                        text_error = NULL, text_reason = NULL \
                  WHERE id = $1 AND state = 'bound' RETURNING ",
                 file_columns!()
             ))
@@ -366,7 +401,19 @@ macro_rules! impl_repo {
             .bind(time(at))
             .fetch_optional(&mut *conn)
             .await?;
-            row.map(FileRecord::try_from).transpose()
+            let Some(row) = row else { return Ok(None) };
+            // The text job is queued with the promotion: a promoted file always gets its text.
+            sqlx::query(
+                "INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
+                 VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(id(Uuid::new_v4()))
+            .bind(super::job_kind::EXTRACT_TEXT)
+            .bind(id(file_id))
+            .bind(time(at))
+            .execute(&mut *conn)
+            .await?;
+            FileRecord::try_from(row).map(Some)
         }
 
         /// Writes the event reporting a file's change (its record carries its webhook, if bound).
@@ -413,7 +460,8 @@ macro_rules! impl_repo {
                 let row: Option<FileRow> = sqlx::query_as(concat!(
                     "UPDATE files SET state = 'erased', file_name = '', content_type = NULL, \
                             file_size = NULL, sha256 = NULL, erased_at = $3, \
-                            state_changed_at = $3, objects_deleted_at = NULL \
+                            state_changed_at = $3, objects_deleted_at = NULL, text_status = NULL, \
+                            text_chars = NULL, text_error = NULL, text_reason = NULL \
                      WHERE id = $1 AND client_id = $2 AND state = $4 RETURNING ",
                     file_columns!()
                 ))
@@ -425,6 +473,12 @@ macro_rules! impl_repo {
                 .await?;
                 let Some(row) = row else { continue };
                 let file = FileRecord::try_from(row)?;
+                for statement in [
+                    "DELETE FROM file_texts WHERE file_id = $1",
+                    "DELETE FROM jobs WHERE file_id = $1",
+                ] {
+                    sqlx::query(statement).bind(id(file_id)).execute(&mut *conn).await?;
+                }
                 write_event(&mut *conn, &crate::events::NewEvent::erased(&file, reason, at)).await?;
                 let earlier: Vec<(Id, String)> = sqlx::query_as(
                     "SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'",
@@ -1415,6 +1469,120 @@ macro_rules! impl_repo {
                 write_file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn claim_jobs(
+                &self,
+                now: DateTime<Utc>,
+                until: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<Job>> {
+                let rows: Vec<(Id, String, Id, i32, Option<String>)> = sqlx::query_as(CLAIM_JOBS)
+                    .bind(time(now))
+                    .bind(time(until))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.into_iter()
+                    .map(|(job_id, kind, file_id, attempts, last_error)| {
+                        Ok(Job { id: uuid(job_id)?, kind, file_id: uuid(file_id)?, attempts, last_error })
+                    })
+                    .collect()
+            }
+
+            async fn retry_job(&self, job_id: Uuid, at: DateTime<Utc>, error: &str) -> Result<()> {
+                sqlx::query("UPDATE jobs SET run_at = $2, leased_until = NULL, last_error = $3 WHERE id = $1")
+                    .bind(id(job_id))
+                    .bind(time(at))
+                    .bind(error)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn finish_text_job(
+                &self,
+                job_id: Uuid,
+                file_id: Uuid,
+                outcome: &TextOutcome,
+                at: DateTime<Utc>,
+            ) -> Result<bool> {
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let (status, chars, failure, event) = match outcome {
+                    TextOutcome::Extracted(text) => (
+                        TextStatus::Extracted,
+                        Some(crate::text::char_count(text)),
+                        None,
+                        EventType::FileTextExtracted,
+                    ),
+                    TextOutcome::Failed(failure) => {
+                        (TextStatus::Failed, None, Some(failure), EventType::FileTextFailed)
+                    }
+                    TextOutcome::Dropped => {
+                        sqlx::query("DELETE FROM jobs WHERE id = $1")
+                            .bind(id(job_id))
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        return Ok(false);
+                    }
+                };
+                let row: Option<FileRow> = sqlx::query_as(concat!(
+                    "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
+                            text_reason = $5 \
+                     WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING ",
+                    file_columns!()
+                ))
+                .bind(id(file_id))
+                .bind(status.as_str())
+                .bind(chars)
+                .bind(failure.map(|f| f.message.as_str()))
+                .bind(failure.map(|f| f.reason.as_str()))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let taken = row.is_some();
+                if let Some(row) = row {
+                    let file = FileRecord::try_from(row)?;
+                    if let TextOutcome::Extracted(text) = outcome {
+                        sqlx::query(
+                            "INSERT INTO file_texts (file_id, body) VALUES ($1, $2) \
+                             ON CONFLICT (file_id) DO UPDATE SET body = excluded.body",
+                        )
+                        .bind(id(file_id))
+                        .bind(text)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    write_file_event(&mut tx, event, &file, at).await?;
+                }
+                sqlx::query("DELETE FROM jobs WHERE id = $1")
+                    .bind(id(job_id))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(taken)
+            }
+
+            async fn promoted_file(&self, file_id: Uuid) -> Result<Option<FileRecord>> {
+                let row: Option<FileRow> = sqlx::query_as(concat!(
+                    "SELECT ", file_columns!(), " FROM files WHERE id = $1 AND state = 'promoted'"
+                ))
+                .bind(id(file_id))
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(FileRecord::try_from).transpose()
+            }
+
+            async fn file_text(&self, client_id: &str, file_id: Uuid) -> Result<Option<String>> {
+                let row: Option<(String,)> = sqlx::query_as(
+                    "SELECT t.body FROM file_texts t JOIN files f ON f.id = t.file_id \
+                     WHERE f.id = $1 AND f.client_id = $2 AND f.state = 'promoted'",
+                )
+                .bind(id(file_id))
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(body,)| body))
             }
 
             async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>> {

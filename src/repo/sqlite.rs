@@ -15,11 +15,13 @@ use uuid::Uuid;
 
 use super::{
     ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
-    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, KeyGrant,
-    KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow, StateCount,
-    StorageStats, SweepRun, UserErasure, parse_named,
+    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, Job,
+    KeyGrant, KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow,
+    StateCount, StorageStats, SweepRun, TextOutcome, UserErasure, parse_named,
 };
-use crate::domain::{ErasureReason, FileRecord, FileState, Slot, StagedFacts, WebhookRecord};
+use crate::domain::{
+    ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
+};
 use crate::events::{DeliveryStatus, EventType};
 
 type Id = String;
@@ -66,6 +68,9 @@ const EXPIRE_DUE: &str = concat!(
 
 /// One writer at a time keeps two workers from leasing the same delivery.
 const CLAIM_DUE: &str = claim_due!("");
+
+/// One writer at a time keeps two workers from leasing the same job.
+const CLAIM_JOBS: &str = claim_jobs!("");
 
 const DELIVERIES_OF: &str = deliveries_of!("IN (SELECT value FROM json_each($1))");
 

@@ -26,11 +26,18 @@ pub enum DocumentKind {
     Doc,
     Docx,
     Pdf,
+    /// Plain text, UTF-8 only; accepted only when `STOWAGE_ALLOWED_EXTENSIONS` names it.
+    Txt,
 }
 
 impl DocumentKind {
     /// Every kind Stowage knows how to verify.
-    pub const ALL: [DocumentKind; 3] = [DocumentKind::Doc, DocumentKind::Docx, DocumentKind::Pdf];
+    pub const ALL: [DocumentKind; 4] = [
+        DocumentKind::Doc,
+        DocumentKind::Docx,
+        DocumentKind::Pdf,
+        DocumentKind::Txt,
+    ];
 
     /// The extension without its dot, lower case.
     pub fn extension(self) -> &'static str {
@@ -38,6 +45,7 @@ impl DocumentKind {
             DocumentKind::Doc => "doc",
             DocumentKind::Docx => "docx",
             DocumentKind::Pdf => "pdf",
+            DocumentKind::Txt => "txt",
         }
     }
 
@@ -49,7 +57,15 @@ impl DocumentKind {
                 "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
             }
             DocumentKind::Pdf => "application/pdf",
+            DocumentKind::Txt => "text/plain",
         }
+    }
+
+    /// The kind a stored content type names.
+    pub fn from_content_type(content_type: &str) -> Option<DocumentKind> {
+        DocumentKind::ALL
+            .into_iter()
+            .find(|k| k.content_type() == content_type)
     }
 
     /// Parses an extension given without its dot, in any case.
@@ -61,7 +77,7 @@ impl DocumentKind {
 
     /// Whether the leading-bytes check is all there is, or the whole file must be inspected.
     pub fn needs_deep_check(self) -> bool {
-        !matches!(self, DocumentKind::Pdf)
+        !matches!(self, DocumentKind::Pdf | DocumentKind::Txt)
     }
 }
 
@@ -128,6 +144,9 @@ pub fn check_head(kind: DocumentKind, head: &[u8]) -> Result<(), ContentError> {
                 || detected == DocumentKind::Docx.content_type()
         }
         DocumentKind::Doc => head.starts_with(OLE_MAGIC),
+        // Whether every byte is UTF-8 is decided as the bytes arrive (`Utf8Stream`); here only
+        // a recognisable binary type is refused.
+        DocumentKind::Txt => detected == OCTET_STREAM || detected.starts_with("text/"),
     };
     if ok {
         return Ok(());
@@ -171,6 +190,71 @@ pub fn check_pdf_tail(tail: &[u8]) -> Result<(), ContentError> {
         ));
     }
     Ok(())
+}
+
+/// Checks, chunk by chunk, that a stream is UTF-8 text: valid sequences (one may straddle two
+/// chunks) and no NUL byte, which no text file holds.
+#[derive(Default)]
+pub struct Utf8Stream {
+    /// The start of a sequence the last chunk ended in.
+    carry: Vec<u8>,
+    /// Bytes judged so far.
+    offset: u64,
+}
+
+impl Utf8Stream {
+    fn not_text(at: u64, why: &str) -> ContentError {
+        ContentError::invalid(format!("it is not UTF-8 text ({why} at byte {at})"))
+    }
+
+    /// Judges the next chunk.
+    pub fn feed(&mut self, mut chunk: &[u8]) -> Result<(), ContentError> {
+        if let Some(&lead) = self.carry.first() {
+            let width = match lead {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                _ => 4,
+            };
+            let need = width - self.carry.len();
+            if chunk.len() < need {
+                self.carry.extend_from_slice(chunk);
+                return Ok(());
+            }
+            let mut joined = std::mem::take(&mut self.carry);
+            joined.extend_from_slice(&chunk[..need]);
+            if std::str::from_utf8(&joined).is_err() {
+                return Err(Self::not_text(self.offset, "an invalid sequence"));
+            }
+            self.offset += joined.len() as u64;
+            chunk = &chunk[need..];
+        }
+        if let Some(at) = memchr::memchr(0, chunk) {
+            return Err(Self::not_text(self.offset + at as u64, "a NUL byte"));
+        }
+        match std::str::from_utf8(chunk) {
+            Ok(_) => self.offset += chunk.len() as u64,
+            Err(e) if e.error_len().is_none() => {
+                self.carry = chunk[e.valid_up_to()..].to_vec();
+                self.offset += e.valid_up_to() as u64;
+            }
+            Err(e) => {
+                return Err(Self::not_text(
+                    self.offset + e.valid_up_to() as u64,
+                    "an invalid sequence",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Judges the end: the stream must not stop inside a character.
+    pub fn finish(self) -> Result<(), ContentError> {
+        if self.carry.is_empty() {
+            Ok(())
+        } else {
+            Err(Self::not_text(self.offset, "a character cut off"))
+        }
+    }
 }
 
 /// Finds a ZIP archive inside a stream, wherever it sits, chunk by chunk: an end-of-central-
@@ -287,12 +371,52 @@ pub fn check_whole<R: Read + Seek>(
         DocumentKind::Pdf => Ok(()),
         DocumentKind::Docx => check_docx(reader, limits),
         DocumentKind::Doc => check_doc(reader),
+        DocumentKind::Txt => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn utf8(bytes: &[u8], chunk: usize) -> Result<(), ContentError> {
+        let mut stream = Utf8Stream::default();
+        for piece in bytes.chunks(chunk) {
+            stream.feed(piece)?;
+        }
+        stream.finish()
+    }
+
+    #[test]
+    fn utf8_text_passes_however_it_is_cut() {
+        let text = "Zoë Ångström — 履歴書 🎓 résumé\n".repeat(20);
+        for chunk in 1..9 {
+            assert_eq!(utf8(text.as_bytes(), chunk), Ok(()), "chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn latin1_nul_and_a_cut_character_are_not_text() {
+        for chunk in [1, 2, 3, 64] {
+            assert!(utf8(b"Jos\xe9 Garc\xeda", chunk).is_err());
+            assert!(utf8(b"plain\0binary", chunk).is_err());
+            assert!(utf8("cut é".as_bytes().split_last().unwrap().1, chunk).is_err());
+        }
+        let err = utf8(b"abc\xff", 64).unwrap_err();
+        assert!(
+            matches!(err, ContentError::Invalid { ref reason } if reason.contains("byte 3")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_pdf_named_txt_is_reported_as_pdf() {
+        assert_eq!(
+            check_head(DocumentKind::Txt, &fixtures::pdf(100)),
+            Err(ContentError::mismatch("application/pdf"))
+        );
+        assert_eq!(check_head(DocumentKind::Txt, b"Ada Lovelace\n"), Ok(()));
+    }
 
     #[test]
     fn extension_is_the_last_dotted_part_lower_cased() {

@@ -261,6 +261,14 @@ impl Store for FsStore {
         }
     }
 
+    async fn open(&self, area: Area, key: &str) -> Result<super::ObjectReader> {
+        let path = self.path(area, key)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| io_err("open", e))?;
+        Ok(Box::new(file))
+    }
+
     async fn download(
         &self,
         key: &str,

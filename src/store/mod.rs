@@ -73,6 +73,9 @@ pub struct DeleteFailure {
     pub reason: String,
 }
 
+/// An object's bytes, read as they arrive.
+pub type ObjectReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+
 /// How a promoted file's bytes reach a client.
 pub enum Download {
     /// A short-lived presigned URL the client fetches directly from object storage.
@@ -124,6 +127,8 @@ pub trait Store: Send + Sync {
     /// Moves an object from the staging area to the files area under the same key (server-side
     /// copy, then delete). Idempotent: promoting an already promoted key succeeds.
     async fn promote(&self, key: &str) -> Result<()>;
+    /// Reads an object from its start (for text extraction).
+    async fn open(&self, area: Area, key: &str) -> Result<ObjectReader>;
     /// A way to hand a promoted file to a client, with the `Content-Disposition` and
     /// `Content-Type` it should be served with.
     async fn download(

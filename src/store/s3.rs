@@ -801,6 +801,18 @@ impl Store for S3Store {
         }
     }
 
+    async fn open(&self, area: Area, key: &str) -> Result<super::ObjectReader> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(self.bucket(area))
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_err("get object", e))?;
+        Ok(Box::new(object.body.into_async_read()))
+    }
+
     async fn download(
         &self,
         key: &str,

@@ -142,6 +142,10 @@ async fn the_openapi_document_describes_every_route() {
         "rate_limited",
         "request_timeout",
         "service_unavailable",
+        "text_not_ready",
+        "text_too_short",
+        "text_unavailable",
+        "text_unreadable",
         "too_many_uploads",
         "unauthorized",
     ];

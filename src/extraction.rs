@@ -1,0 +1,368 @@
+//! Text extraction as the service runs it: never in its own process.
+//!
+//! Each document is handed to a child process — `stowage extract --kind K`, the same binary —
+//! on its stdin; the child lowers its own limits (address space, CPU time, no core dumps)
+//! before it reads a byte, and writes the text to stdout. The parent gives it
+//! `STOWAGE_TEXT_TIMEOUT` and kills it after that. A parser that panics, loops, recurses or
+//! allocates without bound takes only the child with it, and the failure is recorded with its
+//! reason.
+//!
+//! Promoted files get their text from a job (the `jobs` table, run by the worker of every
+//! `serve`); with `STOWAGE_MIN_TEXT_CHARS` an upload's text is extracted before its `201`.
+
+use std::path::PathBuf;
+use std::process::{ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::app::App;
+use crate::config::Config;
+use crate::repo::{Job, RepoError, TextOutcome};
+use crate::sniff::DocumentKind;
+use crate::store::{Area, StoreError};
+use crate::text::{self, FailureReason, TextFailure};
+
+/// The exit code of a child that judged its document unreadable (its stdout holds the
+/// [`TextFailure`] as JSON).
+const EXIT_DOCUMENT_FAILED: u8 = 3;
+/// How much of a child's stderr is kept to explain a crash.
+const STDERR_BYTES: u64 = 4096;
+/// Attempts at a job whose extraction could not run (storage unreachable, the child could not
+/// start, the process died mid-job) before the file's text is recorded as failed.
+pub const MAX_JOB_ATTEMPTS: i32 = 5;
+
+/// How extractions run.
+#[derive(Clone, Debug)]
+pub struct TextPolicy {
+    pub timeout: Duration,
+    pub memory_bytes: u64,
+    /// Uploads with less text are refused (`None`: no check at upload).
+    pub min_chars: Option<u64>,
+    /// The program run as `PROGRAM extract`.
+    pub extractor: PathBuf,
+}
+
+impl TextPolicy {
+    /// The policy a configuration asks for.
+    pub fn from_config(config: &Config) -> Self {
+        TextPolicy {
+            timeout: config.text_timeout,
+            memory_bytes: config.text_memory_mb.saturating_mul(1024 * 1024),
+            min_chars: (config.min_text_chars > 0).then_some(config.min_text_chars),
+            extractor: config.text_extractor.clone().unwrap_or_else(|| {
+                std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stowage"))
+            }),
+        }
+    }
+
+    /// How long a worker holds a job: the extraction's time limit, reading the document, and a
+    /// margin, so a live worker records its job before another may take it.
+    pub fn lease(&self) -> Duration {
+        self.timeout.saturating_mul(2) + Duration::from_secs(60)
+    }
+}
+
+/// Why an extraction could not be run at all (as opposed to a document that has no text):
+/// the job is tried again later.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the extractor could not be started ({0}): {1}")]
+    Spawn(String, std::io::Error),
+    #[error("reading the document: {0}")]
+    Input(String),
+    #[error("talking to the extractor: {0}")]
+    Pipe(std::io::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+}
+
+/// Extracts the text of the document `input` yields, in a child process under `policy`.
+pub async fn extract_isolated<R>(
+    policy: &TextPolicy,
+    kind: DocumentKind,
+    mut input: R,
+) -> Result<Result<String, TextFailure>, RunError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let cpu_seconds = policy.timeout.as_secs().saturating_add(2);
+    let mut child = tokio::process::Command::new(&policy.extractor)
+        .arg("extract")
+        .arg("--kind")
+        .arg(kind.extension())
+        .arg("--text-memory-mb")
+        .arg((policy.memory_bytes / (1024 * 1024)).to_string())
+        .arg("--cpu-seconds")
+        .arg(cpu_seconds.to_string())
+        // The parser needs nothing from the service's environment (credentials among it).
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| RunError::Spawn(policy.extractor.display().to_string(), e))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let feed = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match input.read(&mut buffer).await {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) => return Err(e.to_string()),
+            };
+            // A child that stopped reading (it refused the document, or died) is judged by
+            // its exit, not by the broken pipe.
+            if stdin.write_all(&buffer[..n]).await.is_err() {
+                return Ok(());
+            }
+        }
+    });
+    let limit = (text::MAX_TEXT_BYTES + 64 * 1024) as u64;
+    let run = async {
+        let mut out = Vec::new();
+        let mut err = Vec::new();
+        let mut stdout = stdout.take(limit);
+        let mut stderr = stderr.take(STDERR_BYTES);
+        let (read_out, read_err) =
+            tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err),);
+        read_out.map_err(RunError::Pipe)?;
+        read_err.map_err(RunError::Pipe)?;
+        let status = child.wait().await.map_err(RunError::Pipe)?;
+        Ok::<_, RunError>((status, out, err))
+    };
+    let started = Instant::now();
+    let finished = tokio::time::timeout(policy.timeout, run).await;
+    let fed = async {
+        match feed.await {
+            Ok(Err(e)) => Err(RunError::Input(e)),
+            _ => Ok(()),
+        }
+    };
+    let (status, out, err) = match finished {
+        Ok(done) => {
+            let done = done?;
+            fed.await?;
+            done
+        }
+        Err(_) => {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+            tracing::debug!(elapsed = ?started.elapsed(), "text extraction timed out");
+            return Ok(Err(TextFailure::new(
+                FailureReason::Timeout,
+                format!(
+                    "extraction took longer than {}",
+                    humantime::format_duration(policy.timeout)
+                ),
+            )));
+        }
+    };
+    Ok(judge(policy, status, out, &err))
+}
+
+/// What a finished child's exit, stdout and stderr mean.
+fn judge(
+    policy: &TextPolicy,
+    status: std::process::ExitStatus,
+    out: Vec<u8>,
+    err: &[u8],
+) -> Result<String, TextFailure> {
+    use std::os::unix::process::ExitStatusExt;
+
+    let stderr = String::from_utf8_lossy(err);
+    let out_of_memory = || {
+        TextFailure::new(
+            FailureReason::TooLarge,
+            format!(
+                "extraction needed more than {} MiB of memory",
+                policy.memory_bytes / (1024 * 1024)
+            ),
+        )
+    };
+    if stderr.contains("memory allocation") || stderr.contains("capacity overflow") {
+        return Err(out_of_memory());
+    }
+    match (status.code(), status.signal()) {
+        (Some(0), _) => match String::from_utf8(out) {
+            Ok(text) if text.len() <= text::MAX_TEXT_BYTES => Ok(text),
+            Ok(_) => Err(TextFailure::new(
+                FailureReason::TooLarge,
+                "the document holds more text than is kept",
+            )),
+            Err(_) => Err(TextFailure::new(
+                FailureReason::Unreadable,
+                "the extractor's output was not UTF-8",
+            )),
+        },
+        (Some(code), _) if code == i32::from(EXIT_DOCUMENT_FAILED) => serde_json::from_slice(&out)
+            .map_or_else(
+                |_| {
+                    Err(TextFailure::new(
+                        FailureReason::Unreadable,
+                        "the extractor gave no reason",
+                    ))
+                },
+                Err,
+            ),
+        (Some(101), _) => {
+            tracing::warn!(stderr = %stderr.trim(), "a text parser panicked");
+            Err(TextFailure::new(
+                FailureReason::Unreadable,
+                "the document could not be parsed (the parser failed on it)",
+            ))
+        }
+        // SIGXCPU, or SIGKILL past the hard CPU limit: the time limit, counted in CPU time.
+        (_, Some(24 | 9)) => Err(TextFailure::new(
+            FailureReason::Timeout,
+            format!(
+                "extraction took longer than {}",
+                humantime::format_duration(policy.timeout)
+            ),
+        )),
+        (_, Some(6)) if stderr.contains("alloc") => Err(out_of_memory()),
+        (code, signal) => {
+            tracing::warn!(?code, ?signal, stderr = %stderr.trim(), "a text parser crashed");
+            Err(TextFailure::new(
+                FailureReason::Unreadable,
+                "the document could not be parsed (the parser crashed on it)",
+            ))
+        }
+    }
+}
+
+/// The child: `stowage extract --kind K`. Lowers its own limits, reads the document from
+/// stdin, writes its text to stdout (exit 0) or the failure as JSON (exit 3).
+pub fn child_main(kind: DocumentKind, memory_mb: u64, cpu_seconds: u64) -> ExitCode {
+    use std::io::{Read, Write};
+
+    use rlimit::Resource;
+
+    let memory = memory_mb.saturating_mul(1024 * 1024);
+    let cpu = cpu_seconds;
+    let limits = [
+        (Resource::AS, memory, memory),
+        (Resource::CPU, cpu, cpu.saturating_add(1)),
+        (Resource::CORE, 0, 0),
+    ];
+    for (resource, soft, hard) in limits {
+        if let Err(e) = rlimit::setrlimit(resource, soft, hard) {
+            eprintln!("stowage extract: cannot set {resource:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
+        eprintln!("stowage extract: reading stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let (written, code) = match text::extract(kind, bytes) {
+        Ok(text) => (stdout.write_all(text.as_bytes()), ExitCode::SUCCESS),
+        Err(failure) => (
+            serde_json::to_writer(&mut stdout, &failure).map_err(std::io::Error::other),
+            ExitCode::from(EXIT_DOCUMENT_FAILED),
+        ),
+    };
+    match written.and_then(|()| stdout.flush()) {
+        Ok(()) => code,
+        Err(e) => {
+            eprintln!("stowage extract: writing stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs one claimed text job: reads the promoted file, extracts its text and records the
+/// outcome (with its event). A failure to run at all leaves the job to be retried.
+pub async fn run_job(app: &App, job: Job) {
+    let started = Instant::now();
+    match attempt(app, &job).await {
+        Ok(Some(outcome)) => {
+            let status = if outcome.is_ok() {
+                "extracted"
+            } else {
+                "failed"
+            };
+            let reason = outcome.as_ref().err().map(|f| f.reason);
+            app.telemetry()
+                .text_extraction(status, reason, started.elapsed());
+            if let Err(failure) = &outcome {
+                tracing::info!(file_id = %job.file_id, reason = failure.reason.as_str(),
+                    message = %failure.message, "text extraction failed");
+            }
+            let outcome = match outcome {
+                Ok(text) => TextOutcome::Extracted(text),
+                Err(failure) => TextOutcome::Failed(failure),
+            };
+            if let Err(e) = app
+                .repo()
+                .finish_text_job(job.id, job.file_id, &outcome, Utc::now())
+                .await
+            {
+                tracing::warn!(file_id = %job.file_id, error = %e, "recording extracted text; the job is retried");
+            }
+        }
+        // Nothing to do: the file is no longer promoted (erased meanwhile) or is gone.
+        Ok(None) => {
+            if let Err(e) = app
+                .repo()
+                .finish_text_job(job.id, job.file_id, &TextOutcome::Dropped, Utc::now())
+                .await
+            {
+                tracing::warn!(file_id = %job.file_id, error = %e, "dropping a text job");
+            }
+        }
+        Err(e) => {
+            let wait = retry_wait(job.attempts);
+            tracing::warn!(file_id = %job.file_id, attempt = job.attempts, error = %e,
+                retry_in = ?wait, "text extraction could not run");
+            let at = Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default();
+            if let Err(e) = app.repo().retry_job(job.id, at, &e.to_string()).await {
+                tracing::warn!(file_id = %job.file_id, error = %e, "postponing a text job");
+            }
+        }
+    }
+}
+
+/// The wait before a job that could not run is tried again: 10 s, doubling.
+fn retry_wait(attempts: i32) -> Duration {
+    Duration::from_secs(10).saturating_mul(1 << attempts.clamp(0, 10))
+}
+
+/// The outcome of one job's extraction, or `None` if there is nothing to extract.
+async fn attempt(app: &App, job: &Job) -> Result<Option<Result<String, TextFailure>>, RunError> {
+    if job.attempts > MAX_JOB_ATTEMPTS {
+        return Ok(Some(Err(TextFailure::new(
+            FailureReason::Unreadable,
+            format!(
+                "extraction did not complete in {MAX_JOB_ATTEMPTS} attempts: {}",
+                job.last_error
+                    .as_deref()
+                    .unwrap_or("the process running it stopped")
+            ),
+        ))));
+    }
+    let Some(file) = app.repo().promoted_file(job.file_id).await? else {
+        return Ok(None);
+    };
+    let Some(kind) = file
+        .content_type
+        .as_deref()
+        .and_then(DocumentKind::from_content_type)
+    else {
+        return Ok(Some(Err(TextFailure::new(
+            FailureReason::Unreadable,
+            "the file's type has no text extractor",
+        ))));
+    };
+    let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
+    let input = app.store().open(Area::Files, key).await?;
+    Ok(Some(extract_isolated(app.text(), kind, input).await?))
+}

@@ -1,0 +1,164 @@
+//! The background worker every `serve` runs beside the server, stopping with it: one loop that
+//! leases due work from the database and runs it — event deliveries (`src/delivery.rs`) and
+//! jobs (text extraction, `src/extraction.rs`), each with its own number of slots, so a slow
+//! endpoint never holds up extraction nor the other way round.
+//!
+//! Work is leased, never owned: with several replicas each item is run by one of them at a
+//! time, and an item whose worker died is taken by another once its lease runs out.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::app::App;
+use crate::repo::job_kind;
+
+/// How often an idle worker looks for due work.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Extractions in flight at once, per process: each is a child process using a core.
+fn extraction_slots() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+}
+
+/// The running worker.
+pub struct Worker {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the worker of this process.
+pub fn start(app: App) -> Worker {
+    let (stop, stopping) = watch::channel(false);
+    let task = tokio::spawn(run(app, stopping));
+    Worker { stop, task }
+}
+
+impl Worker {
+    /// Stops leasing work and waits (up to `deadline`) for what is in flight; anything still
+    /// in flight then is abandoned, and its lease lets another worker take it.
+    pub async fn stop(self, deadline: Duration) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(deadline, self.task).await.is_err() {
+            tracing::warn!("background work was still in flight at the shutdown deadline");
+            abort.abort();
+        }
+    }
+}
+
+/// One kind of work: its slots and what is in flight.
+struct Lane {
+    slots: usize,
+    in_flight: JoinSet<()>,
+}
+
+impl Lane {
+    fn new(slots: usize) -> Self {
+        Lane {
+            slots,
+            in_flight: JoinSet::new(),
+        }
+    }
+
+    /// Free slots, once finished work is reaped.
+    fn free(&mut self) -> usize {
+        while self.in_flight.try_join_next().is_some() {}
+        self.slots.saturating_sub(self.in_flight.len())
+    }
+}
+
+fn until(lease: Duration) -> chrono::DateTime<Utc> {
+    Utc::now() + chrono::TimeDelta::from_std(lease).unwrap_or(chrono::TimeDelta::MAX)
+}
+
+/// Leases up to `free` due deliveries and starts them; how many were leased.
+async fn start_deliveries(app: &App, lane: &mut Lane, free: usize) -> usize {
+    let lease = crate::delivery::lease(app.events().timeout);
+    match app
+        .repo()
+        .claim_deliveries(Utc::now(), until(lease), free as i64)
+        .await
+    {
+        Ok(due) => {
+            let claimed = due.len();
+            for delivery in due {
+                let app = app.clone();
+                lane.in_flight.spawn(async move {
+                    if let Err(e) = crate::delivery::deliver(&app, delivery).await {
+                        tracing::warn!(error = %e, "recording an event delivery");
+                    }
+                });
+            }
+            claimed
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for due event deliveries");
+            0
+        }
+    }
+}
+
+/// Leases up to `free` due jobs and starts them; how many were leased.
+async fn start_jobs(app: &App, lane: &mut Lane, free: usize) -> usize {
+    match app
+        .repo()
+        .claim_jobs(Utc::now(), until(app.text().lease()), free as i64)
+        .await
+    {
+        Ok(due) => {
+            let claimed = due.len();
+            for job in due {
+                let app = app.clone();
+                lane.in_flight.spawn(async move {
+                    match job.kind.as_str() {
+                        job_kind::EXTRACT_TEXT => crate::extraction::run_job(&app, job).await,
+                        other => tracing::warn!(kind = other, job = %job.id, "a job of an unknown kind is left alone"),
+                    }
+                });
+            }
+            claimed
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "looking for due jobs");
+            0
+        }
+    }
+}
+
+async fn run(app: App, mut stopping: watch::Receiver<bool>) {
+    let mut deliveries = Lane::new(crate::delivery::CONCURRENCY);
+    let mut jobs = Lane::new(extraction_slots());
+    loop {
+        if *stopping.borrow() {
+            break;
+        }
+        let mut saturated = false;
+        let free = deliveries.free();
+        if free > 0 {
+            saturated |= start_deliveries(&app, &mut deliveries, free).await == free;
+        }
+        let free = jobs.free();
+        if free > 0 {
+            saturated |= start_jobs(&app, &mut jobs, free).await == free;
+        }
+        // More may be due at once when every free slot was used; otherwise wait a little (or
+        // for a slot to free up).
+        if saturated {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let deliveries_full = deliveries.in_flight.len() >= deliveries.slots;
+        let jobs_full = jobs.in_flight.len() >= jobs.slots;
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            _ = stopping.changed() => {}
+            Some(_) = deliveries.in_flight.join_next(), if deliveries_full => {}
+            Some(_) = jobs.in_flight.join_next(), if jobs_full => {}
+        }
+    }
+    while deliveries.in_flight.join_next().await.is_some() {}
+    while jobs.in_flight.join_next().await.is_some() {}
+}
