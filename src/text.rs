@@ -322,3 +322,65 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod documents {
+    use super::*;
+    use crate::sniff::fixtures;
+
+    #[test]
+    fn a_pdf_gives_every_page_in_order() {
+        let pdf = fixtures::text_pdf(&[
+            &["Ada Lovelace", "Analyst of engines"],
+            &["Experience: the Difference Engine"],
+        ]);
+        let text = extract(DocumentKind::Pdf, pdf).unwrap();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text:?}"))
+        };
+        assert!(at("Ada Lovelace") < at("Analyst of engines"));
+        assert!(at("Analyst of engines") < at("Difference Engine"));
+    }
+
+    #[test]
+    fn a_scanned_pdf_has_no_text_layer() {
+        let failure = extract(DocumentKind::Pdf, fixtures::scanned_pdf()).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::NoTextLayer, "{failure}");
+    }
+
+    #[test]
+    fn an_encrypted_pdf_says_so() {
+        let failure = extract(DocumentKind::Pdf, fixtures::encrypted_pdf()).unwrap_err();
+        assert_eq!(failure.reason, FailureReason::Encrypted, "{failure}");
+    }
+
+    #[test]
+    fn a_docx_gives_paragraphs_and_tables_in_document_order() {
+        let docx = fixtures::docx_with_table(
+            &["Grace Hopper", "Rear admiral"],
+            &[&["Skill", "Years"], &["COBOL", "40"]],
+            "References on request",
+        );
+        let text = extract(DocumentKind::Docx, docx).unwrap();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("{needle} in {text:?}"))
+        };
+        assert!(at("Grace Hopper") < at("Rear admiral"));
+        assert!(at("Rear admiral") < at("Skill"));
+        assert!(at("Skill") < at("Years") && at("Years") < at("COBOL") && at("COBOL") < at("40"));
+        assert!(at("40") < at("References on request"));
+    }
+
+    #[test]
+    fn a_doc_gives_its_text() {
+        let doc = fixtures::doc_with_text("Alan Turing\nComputing machinery and intelligence");
+        let text = extract(DocumentKind::Doc, doc).unwrap();
+        assert!(text.contains("Alan Turing"), "{text:?}");
+        assert!(
+            text.contains("Computing machinery and intelligence"),
+            "{text:?}"
+        );
+    }
+}

@@ -318,3 +318,227 @@ pub fn doc_with_huge_fat_claim() -> Vec<u8> {
     bytes[44..48].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
     bytes
 }
+
+/// A PDF whose pages show `pages` (each a list of lines) in Helvetica, with a correct
+/// cross-reference table.
+pub fn text_pdf(pages: &[&[&str]]) -> Vec<u8> {
+    let mut objects: Vec<Vec<u8>> = Vec::new();
+    let page_ids: Vec<usize> = (0..pages.len()).map(|i| 4 + 2 * i).collect();
+    objects.push(b"<< /Type /Catalog /Pages 2 0 R >>".to_vec());
+    let kids: Vec<String> = page_ids.iter().map(|id| format!("{id} 0 R")).collect();
+    objects.push(
+        format!(
+            "<< /Type /Pages /Kids [{}] /Count {} >>",
+            kids.join(" "),
+            pages.len()
+        )
+        .into_bytes(),
+    );
+    objects.push(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec());
+    for (i, lines) in pages.iter().enumerate() {
+        let mut content = String::from("BT /F1 12 Tf 72 720 Td 14 TL\n");
+        for line in *lines {
+            let escaped = line
+                .replace('\\', "\\\\")
+                .replace('(', "\\(")
+                .replace(')', "\\)");
+            content.push_str(&format!("({escaped}) Tj T*\n"));
+        }
+        content.push_str("ET");
+        objects.push(
+            format!(
+                "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+                 /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+                page_ids[i] + 1
+            )
+            .into_bytes(),
+        );
+        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
+        stream.extend_from_slice(content.as_bytes());
+        stream.extend_from_slice(b"\nendstream");
+        objects.push(stream);
+    }
+    pdf_of(&objects, "")
+}
+
+/// A PDF from its objects (numbered from 1), with `trailer_extra` in its trailer.
+fn pdf_of(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        out.extend_from_slice(object);
+        out.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
+    for offset in offsets {
+        out.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A scanned page: one PDF page that only draws an image (no text layer).
+pub fn scanned_pdf() -> Vec<u8> {
+    let pixels = vec![0x80u8; 64 * 64];
+    let mut image = format!(
+        "<< /Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray \
+         /BitsPerComponent 8 /Length {} >>\nstream\n",
+        pixels.len()
+    )
+    .into_bytes();
+    image.extend_from_slice(&pixels);
+    image.extend_from_slice(b"\nendstream");
+    let content = "q 468 0 0 648 72 72 cm /Im1 Do Q";
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+           /Resources << /XObject << /Im1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_vec(),
+        image,
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        )
+        .into_bytes(),
+    ];
+    pdf_of(&objects, "")
+}
+
+/// A PDF protected by a user password (the standard security handler, RC4): it cannot be
+/// opened, nor its text read, without the password.
+pub fn encrypted_pdf() -> Vec<u8> {
+    let content = "0123456789abcdef0123456789abcdef";
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        )
+        .into_bytes(),
+        format!(
+            "<< /Filter /Standard /V 1 /R 2 /P -44 /O <{}> /U <{}> >>",
+            "6a".repeat(32),
+            "c3".repeat(32)
+        )
+        .into_bytes(),
+    ];
+    pdf_of(
+        &objects,
+        "/Encrypt 5 0 R /ID [<0123456789abcdef0123456789abcdef><0123456789abcdef0123456789abcdef>]",
+    )
+}
+
+/// A PDF whose one content stream inflates to `inflated` bytes of text operators: built to
+/// exhaust a parser's memory.
+pub fn pdf_bomb(inflated: usize) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let line = b"(aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa) Tj T*\n";
+    let chunk = line.repeat(1 << 14);
+    let mut written = 0;
+    encoder
+        .write_all(b"BT /F1 12 Tf 72 720 Td 14 TL\n")
+        .expect("deflate");
+    while written < inflated {
+        encoder.write_all(&chunk).expect("deflate");
+        written += chunk.len();
+    }
+    encoder.write_all(b"ET").expect("deflate");
+    let compressed = encoder.finish().expect("deflate");
+    let mut stream = format!(
+        "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        compressed.len()
+    )
+    .into_bytes();
+    stream.extend_from_slice(&compressed);
+    stream.extend_from_slice(b"\nendstream");
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+           /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>"
+            .to_vec(),
+        stream,
+    ];
+    pdf_of(&objects, "")
+}
+
+/// A `.docx` with `paragraphs`, then a table of `rows`, then a closing paragraph.
+pub fn docx_with_table(paragraphs: &[&str], rows: &[&[&str]], closing: &str) -> Vec<u8> {
+    fn paragraph(text: &str) -> String {
+        format!(r#"<w:p><w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:p>"#)
+    }
+    let mut body = String::new();
+    for text in paragraphs {
+        body.push_str(&paragraph(text));
+    }
+    body.push_str("<w:tbl>");
+    for row in rows {
+        body.push_str("<w:tr>");
+        for cell in *row {
+            body.push_str(&format!("<w:tc>{}</w:tc>", paragraph(cell)));
+        }
+        body.push_str("</w:tr>");
+    }
+    body.push_str("</w:tbl>");
+    body.push_str(&paragraph(closing));
+    let document = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+    );
+    zip_of(&[
+        ("[Content_Types].xml", content_types(WORD_MAIN).as_bytes()),
+        ("_rels/.rels", WORD_RELS.as_bytes()),
+        ("word/document.xml", document.as_bytes()),
+    ])
+}
+
+/// A Word 97 `.doc` holding `text` (one paragraph per line): a FIB, a one-piece table of
+/// 8-bit text, and the table stream.
+pub fn doc_with_text(text: &str) -> Vec<u8> {
+    const TEXT_AT: usize = 0x800;
+    let mut chars: Vec<u8> = text
+        .replace('\n', "\r")
+        .chars()
+        .map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?'))
+        .collect();
+    chars.push(b'\r');
+    let mut word = vec![0u8; TEXT_AT];
+    word[0..2].copy_from_slice(&0xA5ECu16.to_le_bytes());
+    word[2..4].copy_from_slice(&0x00C1u16.to_le_bytes());
+    // fWhichTblStm: the table stream is 1Table.
+    word[0x0A..0x0C].copy_from_slice(&0x0200u16.to_le_bytes());
+    word[0x4C..0x50].copy_from_slice(&(chars.len() as u32).to_le_bytes());
+    let clx_len: u32 = 1 + 4 + 16;
+    word[0x01A2..0x01A6].copy_from_slice(&0u32.to_le_bytes());
+    word[0x01A6..0x01AA].copy_from_slice(&clx_len.to_le_bytes());
+    word.extend_from_slice(&chars);
+    let mut table = vec![0x02];
+    table.extend_from_slice(&16u32.to_le_bytes());
+    table.extend_from_slice(&0u32.to_le_bytes());
+    table.extend_from_slice(&(chars.len() as u32).to_le_bytes());
+    table.extend_from_slice(&0u16.to_le_bytes());
+    // fCompressed: 8-bit characters at fc / 2.
+    table.extend_from_slice(&(((TEXT_AT as u32) * 2) | 0x4000_0000).to_le_bytes());
+    table.extend_from_slice(&0u16.to_le_bytes());
+    let mut file = cfb::CompoundFile::create(Cursor::new(Vec::new())).expect("create cfb");
+    for (name, data) in [("/WordDocument", &word), ("/1Table", &table)] {
+        let mut stream = file.create_stream(name).expect("create stream");
+        stream.write_all(data).expect("write stream");
+    }
+    file.flush().expect("flush cfb");
+    file.into_inner().into_inner()
+}

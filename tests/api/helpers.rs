@@ -83,6 +83,8 @@ async fn fresh_config(backend: Backend, dir: &std::path::Path) -> (Config, Optio
     let mut config = Config::defaults();
     let mut database = None;
     config.listen = "127.0.0.1:0".into();
+    // The router runs inside the test binary: extraction runs the real `stowage` binary.
+    config.text_extractor = Some(env!("CARGO_BIN_EXE_stowage").into());
     match backend {
         Backend::SqliteFs => {
             config.database_url = format!("sqlite://{}/stowage.db", dir.display());

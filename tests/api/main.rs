@@ -21,5 +21,6 @@ pub mod outage;
 pub mod receiver;
 mod replicas;
 mod sweeper;
+mod text;
 mod uploads;
 mod webhooks;

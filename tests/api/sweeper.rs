@@ -479,6 +479,13 @@ impl Store for CountingStore {
     async fn promote(&self, key: &str) -> stowage::store::Result<()> {
         self.inner.promote(key).await
     }
+    async fn open(
+        &self,
+        area: Area,
+        key: &str,
+    ) -> stowage::store::Result<stowage::store::ObjectReader> {
+        self.inner.open(area, key).await
+    }
     async fn download(
         &self,
         key: &str,

@@ -1,0 +1,379 @@
+//! Text for analysis: every promoted file gets its text, extracted in the background by an
+//! isolated child process; failures say why; erasure takes the text too.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::Value;
+use stowage::sniff::DocumentKind;
+
+use crate::both_backends;
+use crate::fixtures;
+use crate::helpers::{Backend, TestApp, assert_error, json_with, resume_webhook};
+
+both_backends!(
+    every_format_comes_back_with_its_words,
+    documents_without_text_fail_with_their_reason,
+    text_is_not_ready_until_extraction_ends,
+    a_document_built_to_exhaust_the_parser_fails_while_uploads_go_on,
+    erasing_a_file_erases_its_text,
+    a_short_cv_is_refused_at_upload_when_asked,
+);
+
+fn with_txt(config: &mut stowage::config::Config) {
+    config.allowed_extensions = BTreeSet::from(DocumentKind::ALL);
+}
+
+/// Stages a file and binds it with a webhook for `user_id`; its id.
+async fn promote(app: &TestApp, name: &str, bytes: Vec<u8>, user_id: &str) -> String {
+    let staged = json_with(app.upload(name, bytes).await, 201).await;
+    let id = staged["carv_file_id"].as_str().unwrap().to_owned();
+    let bound = app
+        .post_webhook("candidates", &resume_webhook(user_id, &id))
+        .await;
+    json_with(bound, 200).await;
+    id
+}
+
+/// The file record once its text is no longer pending (at most a minute).
+async fn settled(app: &TestApp, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let file = app.get_json(&format!("/files/{id}")).await;
+        if file["text"]["status"] != "pending" {
+            return file;
+        }
+        assert!(Instant::now() < deadline, "text still pending: {file}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(app: &TestApp, id: &str) -> String {
+    let response = app
+        .acme(Method::GET, &format!("/files/{id}/text"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    response.text().await.unwrap()
+}
+
+/// The caller's events of one type.
+async fn events_of(app: &TestApp, event_type: &str) -> Vec<Value> {
+    let page = app
+        .get_json(&format!("/events?type={event_type}&limit=100"))
+        .await;
+    page["results"].as_array().unwrap().clone()
+}
+
+fn in_order(text: &str, words: &[&str]) {
+    let mut from = 0;
+    for word in words {
+        match text[from..].find(word) {
+            Some(at) => from += at + word.len(),
+            None => panic!("{word:?} missing or out of order in {text:?}"),
+        }
+    }
+}
+
+async fn every_format_comes_back_with_its_words(backend: Backend) {
+    let app = TestApp::spawn_with(backend, with_txt).await;
+    let pdf = promote(
+        &app,
+        "Ada Lovelace.pdf",
+        fixtures::text_pdf(&[
+            &["Ada Lovelace", "Notes on the Analytical Engine"],
+            &["Experience", "Translator of the memoir by Menabrea"],
+        ]),
+        "u-pdf",
+    )
+    .await;
+    let docx = promote(
+        &app,
+        "Grace Hopper.docx",
+        fixtures::docx_with_table(
+            &["Grace Hopper", "Rear admiral, United States Navy"],
+            &[&["Language", "Years"], &["COBOL", "1959"]],
+            "References on request",
+        ),
+        "u-docx",
+    )
+    .await;
+    let doc = promote(
+        &app,
+        "Alan Turing.doc",
+        fixtures::doc_with_text("Alan Turing\nComputing machinery and intelligence"),
+        "u-doc",
+    )
+    .await;
+    let txt = promote(
+        &app,
+        "Katherine Johnson.txt",
+        "\u{feff}Katherine Johnson\r\nOrbital mechanics, NASA — Hidden Figures\r\n"
+            .as_bytes()
+            .to_vec(),
+        "u-txt",
+    )
+    .await;
+
+    for id in [&pdf, &docx, &doc, &txt] {
+        let file = settled(&app, id).await;
+        assert_eq!(file["text"]["status"], "extracted", "{file}");
+        assert!(file["text"]["chars"].as_i64().unwrap() > 20, "{file}");
+        assert_eq!(file["text"]["error"], Value::Null);
+    }
+    let text = text_of(&app, &pdf).await;
+    in_order(
+        &text,
+        &[
+            "Ada Lovelace",
+            "Notes on the Analytical Engine",
+            "Experience",
+            "memoir by Menabrea",
+        ],
+    );
+    let file = app.get_json(&format!("/files/{pdf}")).await;
+    assert_eq!(
+        file["text"]["chars"].as_i64().unwrap(),
+        text.chars().count() as i64
+    );
+    in_order(
+        &text_of(&app, &docx).await,
+        &[
+            "Grace Hopper",
+            "Rear admiral",
+            "Language",
+            "Years",
+            "COBOL",
+            "1959",
+            "References on request",
+        ],
+    );
+    in_order(
+        &text_of(&app, &doc).await,
+        &["Alan Turing", "Computing machinery and intelligence"],
+    );
+    assert_eq!(
+        text_of(&app, &txt).await,
+        "Katherine Johnson\nOrbital mechanics, NASA — Hidden Figures"
+    );
+    let staged = app.get_json(&format!("/files/{txt}")).await;
+    assert_eq!(staged["content_type"], "text/plain");
+
+    // One event a file, carrying the status.
+    let events = events_of(&app, "file.text_extracted").await;
+    assert_eq!(events.len(), 4, "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e["data"]["file"]["text"]["status"] == "extracted")
+    );
+
+    // Another client sees nothing.
+    let other = app
+        .globex(Method::GET, &format!("/files/{pdf}/text"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(other, 404, "file_not_found").await;
+    // Latin-1 is not UTF-8: refused at upload, not stored as mojibake.
+    let latin1 = app.upload("cv.txt", b"Jos\xe9 Garc\xeda".to_vec()).await;
+    assert_error(latin1, 422, "file_content_invalid").await;
+}
+
+async fn documents_without_text_fail_with_their_reason(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let scanned = promote(&app, "scan.pdf", fixtures::scanned_pdf(), "u-1").await;
+    let encrypted = promote(&app, "locked.pdf", fixtures::encrypted_pdf(), "u-2").await;
+    for (id, reason) in [(&scanned, "no_text_layer"), (&encrypted, "encrypted")] {
+        let file = settled(&app, id).await;
+        assert_eq!(file["text"]["status"], "failed", "{file}");
+        assert_eq!(file["text"]["reason"], reason, "{file}");
+        assert_eq!(file["text"]["chars"], Value::Null);
+        assert!(
+            file["text"]["error"]
+                .as_str()
+                .is_some_and(|e| !e.is_empty())
+        );
+        let refused = app
+            .acme(Method::GET, &format!("/files/{id}/text"))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_error(refused, 422, "text_unavailable").await;
+        assert_eq!(body["error"]["details"]["reason"], reason);
+    }
+    let failed = events_of(&app, "file.text_failed").await;
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    // The file itself is fine: promoted, downloadable.
+    let file = app.get_json(&format!("/files/{encrypted}")).await;
+    assert_eq!(file["state"], "promoted");
+}
+
+async fn text_is_not_ready_until_extraction_ends(backend: Backend) {
+    // An extractor that takes its time: the same binary, two seconds late.
+    let dir = tempfile::tempdir().unwrap();
+    let slow = dir.path().join("slow-extractor");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_stowage")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let app = TestApp::spawn_with(backend, |c| c.text_extractor = Some(slow.clone())).await;
+
+    let staged = json_with(
+        app.upload("cv.pdf", fixtures::text_pdf(&[&["Margaret Hamilton"]]))
+            .await,
+        201,
+    )
+    .await;
+    let id = staged["carv_file_id"].as_str().unwrap().to_owned();
+    assert_eq!(staged.get("text"), None);
+    let early = app
+        .acme(Method::GET, &format!("/files/{id}/text"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(early, 409, "text_not_ready").await;
+    assert_eq!(body["error"]["details"]["state"], "staged");
+
+    json_with(
+        app.post_webhook("candidates", &resume_webhook("u-1", &id))
+            .await,
+        200,
+    )
+    .await;
+    let file = app.get_json(&format!("/files/{id}")).await;
+    assert_eq!(file["text"]["status"], "pending", "{file}");
+    let pending = app
+        .acme(Method::GET, &format!("/files/{id}/text"))
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = pending.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_error(pending, 409, "text_not_ready").await;
+
+    let file = settled(&app, &id).await;
+    assert_eq!(file["text"]["status"], "extracted");
+    assert!(text_of(&app, &id).await.contains("Margaret Hamilton"));
+}
+
+async fn a_document_built_to_exhaust_the_parser_fails_while_uploads_go_on(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.text_memory_mb = 96;
+        c.text_timeout = Duration::from_secs(3);
+    })
+    .await;
+    let started = Instant::now();
+    let bomb = promote(&app, "bomb.pdf", fixtures::pdf_bomb(512 << 20), "u-bomb").await;
+    // While the child struggles, the service serves.
+    for i in 0..3 {
+        let staged = app
+            .upload(
+                &format!("cv-{i}.pdf"),
+                fixtures::text_pdf(&[&["Hedy Lamarr"]]),
+            )
+            .await;
+        json_with(staged, 201).await;
+    }
+    let file = settled(&app, &bomb).await;
+    assert_eq!(file["text"]["status"], "failed", "{file}");
+    let reason = file["text"]["reason"].as_str().unwrap();
+    assert!(
+        ["too_large", "timeout", "unreadable"].contains(&reason),
+        "{file}"
+    );
+    // Well within the time limit plus the time to upload and claim it.
+    assert!(started.elapsed() < Duration::from_secs(45), "{file}");
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+async fn erasing_a_file_erases_its_text(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = promote(
+        &app,
+        "cv.docx",
+        fixtures::docx_with_table(&["Katherine Johnson"], &[&["Skill", "Orbits"]], "End"),
+        "u-1",
+    )
+    .await;
+    assert_eq!(settled(&app, &id).await["text"]["status"], "extracted");
+    let erased = app
+        .acme(Method::DELETE, &format!("/files/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(erased.status(), 204);
+    let gone = app
+        .acme(Method::GET, &format!("/files/{id}/text"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(gone, 404, "file_not_found").await;
+    let file = app.get_json(&format!("/files/{id}")).await;
+    assert_eq!(file.get("text"), None, "{file}");
+    // Nothing of the text is left in the database, nor in the events.
+    let all = app.get_json("/events?limit=100").await.to_string();
+    assert!(!all.contains("Katherine"), "{all}");
+    let rows = match &app
+        .state
+        .repo()
+        .file_text("acme", id.parse().unwrap())
+        .await
+    {
+        Ok(text) => text.clone(),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(rows, None);
+}
+
+async fn a_short_cv_is_refused_at_upload_when_asked(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.min_text_chars = 50;
+        with_txt(c);
+    })
+    .await;
+    let short = app
+        .upload("cv.pdf", fixtures::text_pdf(&[&["Ada Lovelace"]]))
+        .await;
+    let body = assert_error(short, 422, "text_too_short").await;
+    assert_eq!(
+        body["error"]["message"],
+        "CV seems too short. Please upload a complete CV (at least 50 characters)"
+    );
+    let locked = app.upload("cv.pdf", fixtures::encrypted_pdf()).await;
+    let body = assert_error(locked, 422, "text_unreadable").await;
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("Could not read file: "), "{message}");
+    assert!(message.contains("encrypted"), "{message}");
+    let scanned = app.upload("scan.pdf", fixtures::scanned_pdf()).await;
+    assert_error(scanned, 422, "text_unreadable").await;
+
+    let long = app
+        .upload(
+            "cv.txt",
+            "Ada Lovelace, mathematician. Wrote the first published algorithm for a machine."
+                .as_bytes()
+                .to_vec(),
+        )
+        .await;
+    json_with(long, 201).await;
+    // Refused uploads leave nothing behind: only the accepted one is stored.
+    assert_eq!(app.rows().await, 1);
+    assert_eq!(app.objects(stowage::store::Area::Staging).await.len(), 1);
+}
