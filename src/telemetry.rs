@@ -172,6 +172,13 @@ impl Telemetry {
                 counter!("stowage_event_deliveries_total", "outcome" => outcome).absolute(0);
             }
             let _ = histogram!("stowage_event_delivery_duration_seconds");
+            counter!("stowage_text_extractions_total", "status" => "extracted", "reason" => "none")
+                .absolute(0);
+            for reason in crate::text::FailureReason::ALL {
+                counter!("stowage_text_extractions_total", "status" => "failed", "reason" => reason.as_str())
+                    .absolute(0);
+            }
+            let _ = histogram!("stowage_text_extraction_duration_seconds");
             let _ = histogram!("stowage_event_delivery_lag_seconds");
         });
         telemetry

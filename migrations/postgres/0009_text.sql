@@ -28,3 +28,9 @@ CREATE TABLE jobs (
     UNIQUE (kind, file_id)
 );
 CREATE INDEX jobs_due_idx ON jobs (run_at);
+
+-- Files promoted before this migration get their text too.
+UPDATE files SET text_status = 'pending' WHERE state = 'promoted';
+INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at)
+    SELECT gen_random_uuid(), 'extract_text', id, 0, now(), now() FROM files
+    WHERE state = 'promoted';

@@ -23,3 +23,14 @@ CREATE TABLE jobs (
     UNIQUE (kind, file_id)
 );
 CREATE INDEX jobs_due_idx ON jobs (run_at);
+
+-- Files promoted before this migration get their text too (times are microseconds).
+UPDATE files SET text_status = 'pending' WHERE state = 'promoted';
+INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at)
+    SELECT lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||
+                 substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) ||
+                 substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))),
+           'extract_text', id, 0,
+           CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER),
+           CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)
+    FROM files WHERE state = 'promoted';

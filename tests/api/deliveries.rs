@@ -153,7 +153,10 @@ async fn promotion_expiry_and_discard_arrive_signed_with_the_file_record(backend
     let delivery = receiver.wait_for_type("file.promoted").await;
     assert_well_formed(&delivery);
     let file = &delivery.json()["data"]["file"];
-    let record = app.get_json(&format!("/files/{promoted}")).await;
+    let mut record = app.get_json(&format!("/files/{promoted}")).await;
+    // As of the promotion: its text was still to be extracted (it may be by now).
+    assert_eq!(file["text"]["status"], "pending", "{file}");
+    record["text"] = file["text"].clone();
     assert_eq!(
         file, &record,
         "data.file is the GET /files record as of the promotion"
@@ -191,8 +194,18 @@ async fn promotion_expiry_and_discard_arrive_signed_with_the_file_record(backend
     for delivery in receiver.received() {
         assert_well_formed(&delivery);
     }
+    // The promoted file's text outcome (this PDF has no pages, so no text layer).
+    let delivery = receiver.wait_for_type("file.text_failed").await;
+    assert_eq!(
+        delivery.json()["data"]["file"]["text"]["reason"],
+        "no_text_layer"
+    );
     let taken = receiver.taken();
-    assert_eq!(taken.len(), 6, "3 staged, discarded, promoted, expired");
+    assert_eq!(
+        taken.len(),
+        7,
+        "3 staged, discarded, promoted, expired, text failed"
+    );
     let promotions = only_promotions
         .wait_until(Duration::from_secs(10), "one promotion", |got| {
             !got.is_empty()
@@ -211,7 +224,7 @@ async fn promotion_expiry_and_discard_arrive_signed_with_the_file_record(backend
     // The log: newest first, each delivered at the first attempt, pages that join up.
     let page = app.get_json("/events").await;
     let results = page["results"].as_array().unwrap();
-    assert_eq!(results.len(), 6);
+    assert_eq!(results.len(), 7);
     assert_eq!(results[0]["type"], "file.expired");
     assert_eq!(page["next"], Value::Null);
     for event in results {
@@ -238,7 +251,7 @@ async fn promotion_expiry_and_discard_arrive_signed_with_the_file_record(backend
     let listed: Vec<Value> = results.iter().map(|e| e["id"].clone()).collect();
     assert_eq!(
         paged, listed,
-        "two pages of four and two, in the same order"
+        "two pages of four and three, in the same order"
     );
     let promotions = app.get_json("/events?type=file.promoted").await;
     assert_eq!(promotions["results"].as_array().unwrap().len(), 1);
