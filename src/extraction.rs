@@ -155,16 +155,21 @@ where
             let _ = child.start_kill();
             let _ = child.wait().await;
             tracing::debug!(elapsed = ?started.elapsed(), "text extraction timed out");
-            return Ok(Err(TextFailure::new(
-                FailureReason::Timeout,
-                format!(
-                    "extraction took longer than {}",
-                    humantime::format_duration(policy.timeout)
-                ),
-            )));
+            return Ok(Err(timed_out(policy)));
         }
     };
     Ok(judge(policy, status, out, &err))
+}
+
+/// The failure of an extraction stopped at its time limit.
+fn timed_out(policy: &TextPolicy) -> TextFailure {
+    TextFailure::new(
+        FailureReason::Timeout,
+        format!(
+            "extraction took longer than {}",
+            humantime::format_duration(policy.timeout)
+        ),
+    )
 }
 
 /// What a finished child's exit, stdout and stderr mean.
@@ -219,13 +224,7 @@ fn judge(
             ))
         }
         // SIGXCPU, or SIGKILL past the hard CPU limit: the time limit, counted in CPU time.
-        (_, Some(24 | 9)) => Err(TextFailure::new(
-            FailureReason::Timeout,
-            format!(
-                "extraction took longer than {}",
-                humantime::format_duration(policy.timeout)
-            ),
-        )),
+        (_, Some(24 | 9)) => Err(timed_out(policy)),
         (_, Some(6)) if stderr.contains("alloc") => Err(out_of_memory()),
         (code, signal) => {
             tracing::warn!(?code, ?signal, stderr = %stderr.trim(), "a text parser crashed");

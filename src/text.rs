@@ -151,39 +151,35 @@ fn pdf(bytes: Vec<u8>) -> Result<String, TextFailure> {
 }
 
 fn pdf_failure(error: &pdf_oxide::Error) -> TextFailure {
-    let message = error.to_string();
-    if message.to_ascii_lowercase().contains("encrypt")
-        || message.to_ascii_lowercase().contains("password")
-    {
-        return TextFailure::encrypted("PDF");
+    failure_of("PDF", error.to_string())
+}
+
+/// A parser's error as a failure: one that mentions encryption or a password is `encrypted`.
+fn failure_of(what: &str, message: String) -> TextFailure {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("encrypt") || lower.contains("password") {
+        TextFailure::encrypted(what)
+    } else {
+        TextFailure::unreadable(what, message)
     }
-    TextFailure::unreadable("PDF", message)
 }
 
 fn office(kind: DocumentKind, bytes: Vec<u8>) -> Result<String, TextFailure> {
-    let (format, what) = match kind {
-        DocumentKind::Doc => (office_oxide::DocumentFormat::Doc, "Word document"),
-        _ => (office_oxide::DocumentFormat::Docx, "Word document"),
+    let what = "Word document";
+    let format = match kind {
+        DocumentKind::Doc => office_oxide::DocumentFormat::Doc,
+        _ => office_oxide::DocumentFormat::Docx,
     };
-    let doc =
-        office_oxide::Document::from_reader(std::io::Cursor::new(bytes), format).map_err(|e| {
-            let message = e.to_string();
-            let lower = message.to_ascii_lowercase();
-            if lower.contains("encrypt") || lower.contains("password") {
-                TextFailure::encrypted(what)
-            } else {
-                TextFailure::unreadable(what, message)
-            }
-        })?;
+    let doc = office_oxide::Document::from_reader(std::io::Cursor::new(bytes), format)
+        .map_err(|e| failure_of(what, e.to_string()))?;
     Ok(doc.plain_text())
 }
 
 fn plain(bytes: Vec<u8>) -> Result<String, TextFailure> {
     let text = String::from_utf8(bytes)
         .map_err(|e| TextFailure::unreadable("text file", format!("it is not UTF-8 ({e})")))?;
-    Ok(text
-        .strip_prefix('\u{feff}')
-        .map_or(text.clone(), str::to_owned))
+    // A byte order mark goes with the other invisible characters, in `normalize`.
+    Ok(text)
 }
 
 /// The typographic ligatures a PDF may carry as single characters, spelled out.

@@ -271,6 +271,25 @@ fn wants_redirect(query: Option<&str>) -> Result<bool> {
     Ok(redirect)
 }
 
+/// Puts a read of a promoted file (its content or its text) on the audit trail; a file no
+/// longer promoted — erased meanwhile — is not found.
+async fn record_read(state: &ApiState, caller: &Caller, id: Uuid) -> Result<()> {
+    if state
+        .repo()
+        .record_download(
+            &caller.client_id,
+            id,
+            &caller.key_name,
+            &current_request_id(),
+        )
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::file_not_found())
+    }
+}
+
 /// How long a client is asked to wait before asking again for text still being extracted.
 const TEXT_RETRY_AFTER_SECONDS: u32 = 2;
 
@@ -341,18 +360,7 @@ async fn get_text(
         }
     }
     // Reading a candidate's text is reading their file: it goes on the audit trail first.
-    if !state
-        .repo()
-        .record_download(
-            &caller.client_id,
-            id,
-            &caller.key_name,
-            &current_request_id(),
-        )
-        .await?
-    {
-        return Err(ApiError::file_not_found());
-    }
+    record_read(&state, &caller, id).await?;
     let text = state
         .repo()
         .file_text(&caller.client_id, id)
@@ -424,18 +432,7 @@ async fn get_content(
     };
     crate::fault::pause("download.before_record").await;
     // The audit trail first: content is handed out only once the download is on record.
-    if !state
-        .repo()
-        .record_download(
-            &caller.client_id,
-            id,
-            &caller.key_name,
-            &current_request_id(),
-        )
-        .await?
-    {
-        return Err(ApiError::file_not_found());
-    }
+    record_read(&state, &caller, id).await?;
     let disposition = content_disposition(&file.file_name);
     let content_type = file
         .content_type

@@ -1508,52 +1508,48 @@ macro_rules! impl_repo {
                 at: DateTime<Utc>,
             ) -> Result<bool> {
                 let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-                let (status, chars, failure, event) = match outcome {
-                    TextOutcome::Extracted(text) => (
+                let recorded = match outcome {
+                    TextOutcome::Extracted(text) => Some((
                         TextStatus::Extracted,
                         Some(crate::text::char_count(text)),
                         None,
                         EventType::FileTextExtracted,
-                    ),
+                    )),
                     TextOutcome::Failed(failure) => {
-                        (TextStatus::Failed, None, Some(failure), EventType::FileTextFailed)
+                        Some((TextStatus::Failed, None, Some(failure), EventType::FileTextFailed))
                     }
-                    TextOutcome::Dropped => {
-                        sqlx::query("DELETE FROM jobs WHERE id = $1")
-                            .bind(id(job_id))
+                    TextOutcome::Dropped => None,
+                };
+                let mut taken = false;
+                if let Some((status, chars, failure, event)) = recorded {
+                    let row: Option<FileRow> = sqlx::query_as(concat!(
+                        "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
+                                text_reason = $5 \
+                         WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING ",
+                        file_columns!()
+                    ))
+                    .bind(id(file_id))
+                    .bind(status.as_str())
+                    .bind(chars)
+                    .bind(failure.map(|f| f.message.as_str()))
+                    .bind(failure.map(|f| f.reason.as_str()))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = row {
+                        taken = true;
+                        let file = FileRecord::try_from(row)?;
+                        if let TextOutcome::Extracted(text) = outcome {
+                            sqlx::query(
+                                "INSERT INTO file_texts (file_id, body) VALUES ($1, $2) \
+                                 ON CONFLICT (file_id) DO UPDATE SET body = excluded.body",
+                            )
+                            .bind(id(file_id))
+                            .bind(text)
                             .execute(&mut *tx)
                             .await?;
-                        tx.commit().await?;
-                        return Ok(false);
+                        }
+                        write_file_event(&mut tx, event, &file, at).await?;
                     }
-                };
-                let row: Option<FileRow> = sqlx::query_as(concat!(
-                    "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
-                            text_reason = $5 \
-                     WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING ",
-                    file_columns!()
-                ))
-                .bind(id(file_id))
-                .bind(status.as_str())
-                .bind(chars)
-                .bind(failure.map(|f| f.message.as_str()))
-                .bind(failure.map(|f| f.reason.as_str()))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let taken = row.is_some();
-                if let Some(row) = row {
-                    let file = FileRecord::try_from(row)?;
-                    if let TextOutcome::Extracted(text) = outcome {
-                        sqlx::query(
-                            "INSERT INTO file_texts (file_id, body) VALUES ($1, $2) \
-                             ON CONFLICT (file_id) DO UPDATE SET body = excluded.body",
-                        )
-                        .bind(id(file_id))
-                        .bind(text)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    write_file_event(&mut tx, event, &file, at).await?;
                 }
                 sqlx::query("DELETE FROM jobs WHERE id = $1")
                     .bind(id(job_id))

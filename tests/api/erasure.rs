@@ -62,14 +62,6 @@ async fn stored(app: &TestApp) -> HashSet<String> {
     keys
 }
 
-/// The caller's events of one type, newest first.
-async fn events_of(app: &TestApp, event_type: &str) -> Vec<Value> {
-    let page = app
-        .get_json(&format!("/events?type={event_type}&limit=100"))
-        .await;
-    page["results"].as_array().unwrap().clone()
-}
-
 fn event_file_id(event: &Value) -> &str {
     event["data"]["file"]["carv_file_id"].as_str().unwrap()
 }
@@ -91,7 +83,7 @@ async fn an_erased_file_leaves_nothing_personal_and_nothing_stored(backend: Back
         .to_str()
         .unwrap()
         .to_owned();
-    let downloads = events_of(&app, "file.downloaded").await;
+    let downloads = app.events_of("file.downloaded").await;
     assert_eq!(downloads.len(), 1, "{downloads:?}");
     assert_eq!(downloads[0]["data"]["key_name"], "acme-key");
     assert_eq!(downloads[0]["data"]["request_id"], request_id);
@@ -161,7 +153,7 @@ async fn an_erased_file_leaves_nothing_personal_and_nothing_stored(backend: Back
     .await;
 
     // The erasure is an event; what earlier events said about the file is redacted.
-    let erased = events_of(&app, "file.erased").await;
+    let erased = app.events_of("file.erased").await;
     assert_eq!(erased.len(), 1, "one event, however often it is erased");
     assert_eq!(erased[0]["data"]["reason"], "request");
     assert_eq!(erased[0]["data"]["file"]["state"], "erased");
@@ -411,7 +403,7 @@ async fn retention_erases_only_files_past_their_age(backend: Backend) {
         stored(&app).await,
         HashSet::from([format!("acme/{young}"), format!("acme/{waiting}")])
     );
-    let erased = events_of(&app, "file.erased").await;
+    let erased = app.events_of("file.erased").await;
     assert_eq!(erased.len(), 1);
     assert_eq!(erased[0]["data"]["reason"], "retention");
     assert_eq!(event_file_id(&erased[0]), old);
@@ -724,10 +716,7 @@ async fn a_download_racing_an_erasure_hands_nothing_out(backend: Backend) {
     let _ = child.wait();
     assert_eq!(erased, 204);
     assert_error(download.unwrap(), 404, "file_not_found").await;
-    assert_eq!(
-        events_of(&app, "file.downloaded").await,
-        Vec::<Value>::new()
-    );
+    assert_eq!(app.events_of("file.downloaded").await, Vec::<Value>::new());
     let all = app.get_json("/events?limit=100").await.to_string();
     assert!(
         !all.contains("Jane Doe CV"),

@@ -195,6 +195,14 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The caller's (acme's) events of one type, newest first.
+    pub async fn events_of(&self, event_type: &str) -> Vec<Value> {
+        let page = self
+            .get_json(&format!("/events?type={event_type}&limit=100"))
+            .await;
+        page["results"].as_array().unwrap().clone()
+    }
+
     /// A request as client `acme`.
     pub fn acme(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http

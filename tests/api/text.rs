@@ -63,14 +63,6 @@ async fn text_of(app: &TestApp, id: &str) -> String {
     response.text().await.unwrap()
 }
 
-/// The caller's events of one type.
-async fn events_of(app: &TestApp, event_type: &str) -> Vec<Value> {
-    let page = app
-        .get_json(&format!("/events?type={event_type}&limit=100"))
-        .await;
-    page["results"].as_array().unwrap().clone()
-}
-
 fn in_order(text: &str, words: &[&str]) {
     let mut from = 0;
     for word in words {
@@ -166,7 +158,7 @@ async fn every_format_comes_back_with_its_words(backend: Backend) {
     assert_eq!(staged["content_type"], "text/plain");
 
     // One event a file, carrying the status.
-    let events = events_of(&app, "file.text_extracted").await;
+    let events = app.events_of("file.text_extracted").await;
     assert_eq!(events.len(), 4, "{events:?}");
     assert!(
         events
@@ -208,7 +200,7 @@ async fn documents_without_text_fail_with_their_reason(backend: Backend) {
         let body = assert_error(refused, 422, "text_unavailable").await;
         assert_eq!(body["error"]["details"]["reason"], reason);
     }
-    let failed = events_of(&app, "file.text_failed").await;
+    let failed = app.events_of("file.text_failed").await;
     assert_eq!(failed.len(), 2, "{failed:?}");
     // The file itself is fine: promoted, downloadable.
     let file = app.get_json(&format!("/files/{encrypted}")).await;
