@@ -24,12 +24,18 @@ pub struct UploadPolicy {
     /// How often an upload in progress records that it is alive: well inside the sweeper's
     /// grace period, so a slow but live upload is never taken for a dead one.
     pub heartbeat: Duration,
+    /// How long a direct upload's URL accepts the bytes.
+    pub direct_window: Duration,
+    /// `STOWAGE_PUBLIC_URL`.
+    pub public_url: Option<String>,
 }
 
 /// Limits on HTTP clients: slow bodies and headers, request rates, operator access.
 #[derive(Clone, Debug)]
 pub struct HttpLimits {
     pub ops_token: Option<String>,
+    /// `STOWAGE_CORS_ORIGINS`.
+    pub cors_origins: Vec<String>,
     pub body_idle_timeout: Duration,
     pub body_timeout: Duration,
     pub header_read_timeout: Duration,
@@ -89,9 +95,12 @@ impl Policies {
                 docx_limits: DocxLimits::default(),
                 heartbeat: (config.receiving_grace / 4)
                     .clamp(Duration::from_millis(100), Duration::from_secs(60)),
+                direct_window: config.direct_upload_window,
+                public_url: config.public_url.clone(),
             },
             http: HttpLimits {
                 ops_token: config.ops_token.clone(),
+                cors_origins: config.cors_origins.clone(),
                 body_idle_timeout: config.body_idle_timeout,
                 body_timeout: config.body_timeout,
                 header_read_timeout: config.header_read_timeout,

@@ -98,6 +98,25 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_UPLOAD_TTL", default_value = "72h", value_parser = humantime::parse_duration, global = true)]
     pub upload_ttl: Duration,
 
+    /// How long a direct upload's URL (`POST /uploads/direct`) accepts the file's bytes.
+    #[arg(long, env = "STOWAGE_DIRECT_UPLOAD_WINDOW", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
+    pub direct_upload_window: Duration,
+
+    /// Browser origins allowed to call the API (CORS), comma separated, e.g.
+    /// `https://ats.example.com`; empty: none.
+    #[arg(
+        long,
+        env = "STOWAGE_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// The address clients reach Stowage on (`https://uploads.example.com`), for the direct
+    /// upload URLs Stowage signs itself on the local store; unset: the request's `Host`.
+    #[arg(long, env = "STOWAGE_PUBLIC_URL", value_parser = endpoint_url, global = true)]
+    pub public_url: Option<String>,
+
     /// Largest accepted file, in bytes.
     #[arg(
         long,

@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod direct;
 pub mod domain;
 pub mod erasure;
 pub mod events;

@@ -31,8 +31,9 @@ pub trait ByteSource: Send {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, UploadError>;
 }
 
-/// Why an upload was refused or failed.
-#[derive(Debug, thiserror::Error)]
+/// Why an upload was refused or failed. A refusal serialises, so that a direct upload's
+/// completion can answer it again; passing failures do not.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum UploadError {
     #[error("No file part: send multipart/form-data with one part named 'file'")]
     Missing,
@@ -62,18 +63,48 @@ pub enum UploadError {
     Malformed(String),
     #[error("The request body was not received in time")]
     TimedOut,
+    /// A direct upload's declaration is not usable (other than its name or size).
+    #[error("{0}")]
+    Declaration(String),
+    /// A direct upload whose object is not the size declared.
+    #[error(
+        "File size does not match the declared size: {declared} bytes declared, {received} received"
+    )]
+    SizeMismatch { declared: u64, received: u64 },
+    /// A direct upload whose object is not the bytes declared.
+    #[error("File content does not match the declared SHA-256")]
+    ChecksumMismatch,
+    /// A direct upload completed before its bytes arrived (not a refusal: send them, complete
+    /// again).
+    #[error(
+        "The file has not been received yet: PUT it to the upload URL, then complete the upload"
+    )]
+    #[serde(skip)]
+    NotReceived,
+    /// No direct upload of this id for this client.
+    #[error("File not found")]
+    #[serde(skip)]
+    NotDirect,
+    /// A direct upload completed after it was staged, then expired or discarded.
+    #[error("File is {0}")]
+    #[serde(skip)]
+    Gone(crate::domain::FileState),
     #[error(transparent)]
+    #[serde(skip)]
     Repo(#[from] RepoError),
     #[error(transparent)]
+    #[serde(skip)]
     Store(#[from] StoreError),
     #[error(transparent)]
+    #[serde(skip)]
     Spill(#[from] crate::spill::SpillError),
     #[error("internal error: {0}")]
+    #[serde(skip)]
     Internal(String),
 }
 
 impl UploadError {
-    fn content(kind: DocumentKind, error: ContentError) -> Self {
+    pub(crate) fn content(kind: DocumentKind, error: ContentError) -> Self {
         match error {
             ContentError::Mismatch { detected } => UploadError::ContentMismatch { kind, detected },
             ContentError::Invalid { reason } => UploadError::ContentInvalid { kind, reason },
@@ -112,7 +143,7 @@ fn allowed_list(state: &App) -> String {
 }
 
 /// The document kind a (sanitised) file name claims, if it is allowed.
-fn kind_of(state: &App, file_name: &str) -> Result<DocumentKind, UploadError> {
+pub(crate) fn kind_of(state: &App, file_name: &str) -> Result<DocumentKind, UploadError> {
     let Some(ext) = sniff::extension_of(file_name) else {
         return Err(UploadError::NoExtension {
             name: file_name.to_owned(),
@@ -282,8 +313,20 @@ async fn check_text(
         .rewound()?
         .try_clone()
         .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
-    let file = tokio::fs::File::from_std(file);
-    let extracted = crate::extraction::extract_isolated(state.text(), kind, file)
+    check_text_of(state, kind, tokio::fs::File::from_std(file), min).await
+}
+
+/// The text check on a document read from `input`.
+pub(crate) async fn check_text_of<R>(
+    state: &App,
+    kind: DocumentKind,
+    input: R,
+    min: u64,
+) -> Result<(), UploadError>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    let extracted = crate::extraction::extract_isolated(state.text(), kind, input)
         .await
         .map_err(|e| UploadError::Internal(format!("text check: {e}")))?;
     let text = extracted.map_err(UploadError::TextUnreadable)?;

@@ -75,6 +75,14 @@ error_codes! {
     TextTooShort => "text_too_short", UNPROCESSABLE_ENTITY;
     /// `STOWAGE_MIN_TEXT_CHARS`: the upload's text cannot be read.
     TextUnreadable => "text_unreadable", UNPROCESSABLE_ENTITY;
+    /// A direct upload's object is not the size declared.
+    FileSizeMismatch => "file_size_mismatch", UNPROCESSABLE_ENTITY;
+    /// A direct upload's object is not the bytes declared.
+    FileChecksumMismatch => "file_checksum_mismatch", UNPROCESSABLE_ENTITY;
+    /// A direct upload completed before its bytes arrived.
+    UploadNotReceived => "upload_not_received", CONFLICT;
+    /// A direct upload's URL used after the upload was completed or refused.
+    UploadClosed => "upload_closed", CONFLICT;
     InvalidPayload => "invalid_payload", UNPROCESSABLE_ENTITY;
     ClientIdMismatch => "client_id_mismatch", UNPROCESSABLE_ENTITY;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;

@@ -2,6 +2,7 @@
 
 mod access;
 pub mod auth;
+mod direct;
 pub mod error;
 mod events;
 mod files;
@@ -68,9 +69,11 @@ pub fn app(app: App) -> Router {
         app.http().rate_limit,
         app.http().max_concurrent_uploads,
     ));
+    let cors = cors_layer(&app.http().cors_origins);
     let state = ApiState { app, limits };
 
     let client_routes = Router::new()
+        .merge(direct::routes())
         .merge(uploads::routes())
         .merge(webhooks::routes())
         .merge(files::routes())
@@ -78,6 +81,7 @@ pub fn app(app: App) -> Router {
         .route_layer(middleware::from_fn(limits::rate_headers));
     Router::new()
         .merge(client_routes)
+        .merge(direct::signed_routes())
         .merge(ops::routes())
         .route_layer(middleware::from_fn(access::note_route))
         .fallback(not_found)
@@ -106,6 +110,40 @@ pub fn app(app: App) -> Router {
                 .layer(RequestBodyTimeoutLayer::new(body_idle_timeout))
                 .layer(RequestBodyDeadlineLayer::new(body_timeout)),
         )
+        .layer(cors)
+}
+
+/// `STOWAGE_CORS_ORIGINS`: browsers on these origins may call the API (and preflight it).
+fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim().trim_end_matches('/')).ok())
+        .collect();
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("x-ats-client-id"),
+            HeaderName::from_static("idempotency-key"),
+            HeaderName::from_static("x-amz-checksum-sha256"),
+        ])
+        .expose_headers([
+            header::LOCATION,
+            header::RETRY_AFTER,
+            HeaderName::from_static(REQUEST_ID_HEADER),
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+        ])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Whether a client-supplied request id is a plain token worth keeping: 1–128 of

@@ -101,6 +101,8 @@ impl Modify for Security {
         super::uploads::create_upload,
         super::uploads::get_upload,
         super::uploads::delete_upload,
+        super::direct::open_direct,
+        super::direct::complete_direct,
         super::webhooks::candidates,
         super::webhooks::applications,
         super::files::get_file,

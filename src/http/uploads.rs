@@ -31,7 +31,7 @@ pub(super) fn routes() -> Router<ApiState> {
 pub(crate) use crate::file_view::api_time;
 
 /// `POST /uploads`' answer: `201`, where to find the record, the record.
-type Staged = (
+pub(super) type Staged = (
     StatusCode,
     [(header::HeaderName, String); 1],
     Json<StagedUpload>,
@@ -103,6 +103,7 @@ impl From<UploadError> for ApiError {
         let message = e.to_string();
         let detail = match &e {
             UploadError::TextTooShort { chars, .. } => Some(("chars", chars.to_string())),
+            UploadError::SizeMismatch { received, .. } => Some(("received", received.to_string())),
             UploadError::TextUnreadable(failure) => {
                 Some(("reason", failure.reason.as_str().into()))
             }
@@ -121,6 +122,15 @@ impl From<UploadError> for ApiError {
             UploadError::TextUnreadable(_) => ErrorCode::TextUnreadable,
             UploadError::Malformed(_) => ErrorCode::MalformedMultipart,
             UploadError::TimedOut => ErrorCode::RequestTimeout,
+            UploadError::Declaration(_) => ErrorCode::InvalidPayload,
+            UploadError::SizeMismatch { .. } => ErrorCode::FileSizeMismatch,
+            UploadError::ChecksumMismatch => ErrorCode::FileChecksumMismatch,
+            UploadError::NotReceived => ErrorCode::UploadNotReceived,
+            UploadError::NotDirect => return ApiError::file_not_found(),
+            UploadError::Gone(state) => {
+                return ApiError::new(ErrorCode::FileExpired, message)
+                    .with_detail("state", state.as_str());
+            }
             UploadError::Repo(e) => return e.into(),
             UploadError::Store(e) => return e.into(),
             UploadError::Spill(e) => return crate::store::StoreError::from(e).into(),
@@ -216,10 +226,15 @@ async fn stage(
     .await
     .map_err(ApiError::internal)??;
     tracing::info!(file_id = %record.id, size = record.file_size, "file staged");
+    staged_answer(&record)
+}
+
+/// The `201` of a staged file (`POST /uploads`, a direct upload's completion).
+pub(super) fn staged_answer(record: &FileRecord) -> Result<Staged> {
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, format!("/uploads/{}", record.id))],
-        Json(StagedUpload::from_record(&record)?),
+        Json(StagedUpload::from_record(record)?),
     ))
 }
 

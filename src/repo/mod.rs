@@ -466,6 +466,23 @@ pub trait Repo: Send + Sync {
     async fn mark_staged(&self, id: Uuid, facts: &StagedFacts) -> Result<()>;
     /// Deletes the row of a file whose upload failed (only while it is `receiving`).
     async fn delete_receiving(&self, id: Uuid) -> Result<()>;
+    /// Writes the `receiving` row of a direct upload and its declaration, in one transaction.
+    /// The row's activity time is `window_end`: the sweeper aborts it a grace period later.
+    async fn insert_direct(
+        &self,
+        file: &NewFile,
+        direct: &crate::direct::DirectUpload,
+        window_end: DateTime<Utc>,
+    ) -> Result<()>;
+    /// A client's direct upload: the file's row and its declaration.
+    async fn direct_upload(
+        &self,
+        client_id: &str,
+        id: Uuid,
+    ) -> Result<Option<(FileRecord, crate::direct::DirectUpload)>>;
+    /// Records why completing a direct upload refused it, unless something was recorded first
+    /// or the file is no longer `receiving`; whether this one was recorded.
+    async fn refuse_direct(&self, id: Uuid, refusal: &str) -> Result<bool>;
     /// A client's file in any state.
     async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>>;
     /// Turns a staged file into a `discarded` tombstone (a conditional update).

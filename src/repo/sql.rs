@@ -1015,6 +1015,77 @@ macro_rules! impl_repo {
                 Ok(())
             }
 
+            async fn insert_direct(
+                &self,
+                file: &NewFile,
+                direct: &crate::direct::DirectUpload,
+                window_end: DateTime<Utc>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(
+                    "INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
+                                        state_changed_at, active_at) \
+                     VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6)",
+                )
+                .bind(id(file.id))
+                .bind(&file.client_id)
+                .bind(&file.file_name)
+                .bind(&file.staging_key)
+                .bind(time(file.created_at))
+                .bind(time(window_end))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO direct_uploads (file_id, file_size, sha256) VALUES ($1, $2, $3)",
+                )
+                .bind(id(file.id))
+                .bind(direct.file_size)
+                .bind(&direct.sha256)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn direct_upload(
+                &self,
+                client_id: &str,
+                file_id: Uuid,
+            ) -> Result<Option<(FileRecord, crate::direct::DirectUpload)>> {
+                let Some(file) = self.get_file(client_id, file_id).await? else {
+                    return Ok(None);
+                };
+                let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+                    "SELECT file_size, sha256, refusal FROM direct_uploads WHERE file_id = $1",
+                )
+                .bind(id(file_id))
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(file_size, sha256, refusal)| {
+                    (
+                        file,
+                        crate::direct::DirectUpload {
+                            file_id,
+                            file_size,
+                            sha256,
+                            refusal,
+                        },
+                    )
+                }))
+            }
+
+            async fn refuse_direct(&self, file_id: Uuid, refusal: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE direct_uploads SET refusal = $2 WHERE file_id = $1 AND refusal IS NULL \
+                       AND EXISTS (SELECT 1 FROM files WHERE id = $1 AND state = 'receiving')",
+                )
+                .bind(id(file_id))
+                .bind(refusal)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn get_file(&self, client_id: &str, file_id: Uuid) -> Result<Option<FileRecord>> {
                 let row: Option<FileRow> = sqlx::query_as(concat!(
                     "SELECT ", file_columns!(), " FROM files WHERE id = $1 AND client_id = $2"

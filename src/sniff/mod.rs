@@ -7,6 +7,7 @@ mod doc;
 mod docx;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod ranges;
 
 use std::fmt;
 use std::io::{Read, Seek};
@@ -21,7 +22,10 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 pub const HEAD_LEN: usize = 8192;
 
 /// A document type Stowage accepts, named by its file extension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum DocumentKind {
     Doc,
     Docx,

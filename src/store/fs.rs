@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Area, DeleteFailure, Download, IncompleteUpload, ObjectInfo, ObjectWriter, Result, Store,
-    StoreError,
+    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectStat,
+    ObjectWriter, Result, SignedPut, Store, StoreError,
 };
 
 /// Objects in a local directory.
@@ -23,7 +23,13 @@ pub struct FsStore {
     root: PathBuf,
     staging: PathBuf,
     files: PathBuf,
+    /// The key that signs direct-upload URLs on Stowage, kept in `ROOT/.direct-upload-key` so
+    /// that a URL outlives a restart.
+    signing_key: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
 }
+
+/// The file in the store's root that holds the signing key of direct-upload URLs.
+const SIGNING_KEY_FILE: &str = ".direct-upload-key";
 
 const PART_SUFFIX: &str = ".part";
 
@@ -53,7 +59,65 @@ impl FsStore {
             staging: root.join(staging_bucket),
             files: root.join(files_bucket),
             root,
+            signing_key: Default::default(),
         })
+    }
+
+    /// The signing key, read from the root (made there on first use).
+    fn signing_key(&self) -> Result<&[u8; 32]> {
+        if let Some(key) = self.signing_key.get() {
+            return Ok(key);
+        }
+        let path = self.root.join(SIGNING_KEY_FILE);
+        let read = |path: &Path| -> std::io::Result<Option<[u8; 32]>> {
+            match std::fs::read(path) {
+                Ok(bytes) => Ok(<[u8; 32]>::try_from(bytes.as_slice()).ok()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        let key = match read(&path).map_err(|e| io_err("signing key", e))? {
+            Some(key) => key,
+            None => {
+                let mut fresh = [0u8; 32];
+                getrandom::fill(&mut fresh)
+                    .map_err(|e| StoreError::Other(format!("random: {e}")))?;
+                std::fs::create_dir_all(&self.root).map_err(|e| io_err("signing key", e))?;
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                match options.open(&path) {
+                    Ok(mut file) => {
+                        std::io::Write::write_all(&mut file, &fresh)
+                            .map_err(|e| io_err("signing key", e))?;
+                        fresh
+                    }
+                    // Made by another process meanwhile: use theirs.
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => read(&path)
+                        .map_err(|e| io_err("signing key", e))?
+                        .ok_or_else(|| {
+                            StoreError::Other("the signing key file is damaged".into())
+                        })?,
+                    Err(e) => return Err(io_err("signing key", e)),
+                }
+            }
+        };
+        Ok(self.signing_key.get_or_init(|| key))
+    }
+
+    fn sign(&self, put: &SignedPut<'_>) -> Result<hmac::Hmac<sha2::Sha256>> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.signing_key()?)
+            .map_err(|e| StoreError::Other(format!("signing: {e}")))?;
+        mac.update(
+            format!(
+                "PUT\n{}\n{}\n{}\n{}",
+                put.key, put.size, put.sha256, put.expires
+            )
+            .as_bytes(),
+        );
+        Ok(mac)
     }
 
     fn area_dir(&self, area: Area) -> &Path {
@@ -259,6 +323,60 @@ impl Store for FsStore {
             }
             Err(e) => Err(io_err("promote", e)),
         }
+    }
+
+    async fn read_range(&self, area: Area, key: &str, offset: u64, len: u64) -> Result<Bytes> {
+        use std::io::{Read, Seek};
+        let path = self.path(area, key)?;
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(&path)?;
+            file.seek(std::io::SeekFrom::Start(offset))?;
+            let mut out = Vec::new();
+            file.take(len).read_to_end(&mut out)?;
+            Ok::<_, std::io::Error>(Bytes::from(out))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("read: {e}")))?
+        .map_err(|e| io_err("read", e))
+    }
+
+    async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>> {
+        Ok(self.size(area, key).await?.map(|size| ObjectStat {
+            size,
+            verified_sha256: None,
+        }))
+    }
+
+    async fn presign_put(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: &str,
+        ttl: Duration,
+        base_url: &str,
+    ) -> Result<DirectPut> {
+        let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let put = SignedPut {
+            key,
+            size,
+            sha256,
+            expires,
+        };
+        let signature = hex::encode(hmac::Mac::finalize(self.sign(&put)?).into_bytes());
+        Ok(DirectPut {
+            url: format!(
+                "{base_url}/direct/{key}?size={size}&sha256={sha256}&expires={expires}&signature={signature}"
+            ),
+            headers: vec![("content-length".into(), size.to_string())],
+        })
+    }
+
+    fn verify_signed_put(&self, put: &SignedPut<'_>, signature: &str) -> bool {
+        let Ok(raw) = hex::decode(signature) else {
+            return false;
+        };
+        self.sign(put)
+            .is_ok_and(|mac| hmac::Mac::verify_slice(mac, &raw).is_ok())
     }
 
     async fn open(&self, area: Area, key: &str) -> Result<super::ObjectReader> {

@@ -84,6 +84,32 @@ pub enum Download {
     Stream { file: tokio::fs::File, length: u64 },
 }
 
+/// Where a client sends a file's bytes itself: a URL and the headers to send with the body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectPut {
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// What a signed PUT on Stowage itself allows (the local store's "presigned" URL).
+#[derive(Clone, Copy, Debug)]
+pub struct SignedPut<'a> {
+    pub key: &'a str,
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: &'a str,
+    /// Unix seconds.
+    pub expires: i64,
+}
+
+/// An object's size, and its SHA-256 when the store verified it against the bytes it received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectStat {
+    pub size: u64,
+    /// Lower-case hex; `None` unless the store itself checked the bytes against it.
+    pub verified_sha256: Option<String>,
+}
+
 /// Streams one object into the staging area. Nothing is visible under the key until `finish`
 /// succeeds; `abort` (or a failed `finish`) leaves nothing behind.
 #[async_trait]
@@ -129,6 +155,25 @@ pub trait Store: Send + Sync {
     async fn promote(&self, key: &str) -> Result<()>;
     /// Reads an object from its start (for text extraction).
     async fn open(&self, area: Area, key: &str) -> Result<ObjectReader>;
+    /// `len` bytes of an object from `offset` (fewer at its end).
+    async fn read_range(&self, area: Area, key: &str, offset: u64, len: u64) -> Result<Bytes>;
+    /// An object's size and, where the store verified one, its SHA-256; `None`: no such object.
+    async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>>;
+    /// A URL a client PUTs exactly `size` bytes with this SHA-256 (hex) to, under `key` in the
+    /// staging area, for `ttl`. A store that cannot presign signs a URL on Stowage itself,
+    /// under `base_url`.
+    async fn presign_put(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: &str,
+        ttl: Duration,
+        base_url: &str,
+    ) -> Result<DirectPut>;
+    /// Whether a signed PUT on Stowage is genuine (stores that presign never sign one).
+    fn verify_signed_put(&self, _put: &SignedPut<'_>, _signature: &str) -> bool {
+        false
+    }
     /// A way to hand a promoted file to a client, with the `Content-Disposition` and
     /// `Content-Type` it should be served with.
     async fn download(

@@ -9,6 +9,7 @@ mod hostile;
 pub mod cli;
 mod crash;
 mod deliveries;
+mod direct;
 mod docs;
 mod edges;
 mod erasure;

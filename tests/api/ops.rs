@@ -129,6 +129,8 @@ async fn the_openapi_document_describes_every_route() {
         "file_not_found",
         "file_not_promoted",
         "file_too_large",
+        "file_size_mismatch",
+        "file_checksum_mismatch",
         "forbidden",
         "idempotency_key_reused",
         "internal_error",
@@ -148,6 +150,8 @@ async fn the_openapi_document_describes_every_route() {
         "text_unreadable",
         "too_many_uploads",
         "unauthorized",
+        "upload_closed",
+        "upload_not_received",
     ];
     documented.sort_unstable();
     assert_eq!(codes, documented);

@@ -495,6 +495,34 @@ impl Store for CountingStore {
     ) -> stowage::store::Result<Download> {
         self.inner.download(key, cd, ct, ttl).await
     }
+    async fn read_range(
+        &self,
+        area: Area,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> stowage::store::Result<bytes::Bytes> {
+        self.inner.read_range(area, key, offset, len).await
+    }
+    async fn stat(
+        &self,
+        area: Area,
+        key: &str,
+    ) -> stowage::store::Result<Option<stowage::store::ObjectStat>> {
+        self.inner.stat(area, key).await
+    }
+    async fn presign_put(
+        &self,
+        key: &str,
+        size: u64,
+        sha256: &str,
+        ttl: Duration,
+        base_url: &str,
+    ) -> stowage::store::Result<stowage::store::DirectPut> {
+        self.inner
+            .presign_put(key, size, sha256, ttl, base_url)
+            .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

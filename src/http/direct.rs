@@ -1,0 +1,254 @@
+//! Direct uploads: `POST /uploads/direct`, `POST /uploads/{id}/complete`, and the local store's
+//! signed URL, `PUT /direct/{client_id}/{file_id}`.
+
+use std::collections::BTreeMap;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{post, put};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::ApiState;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorCode, Result, json_body};
+use super::uploads::{StagedUpload, api_time, parse_file_id};
+use crate::direct::{self, Declared};
+use crate::domain::storage_key;
+use crate::store::SignedPut;
+
+pub(super) fn routes() -> Router<ApiState> {
+    Router::new()
+        .route("/uploads/direct", post(open_direct))
+        .route("/uploads/{id}/complete", post(complete_direct))
+}
+
+/// The local store's signed URL: no API key, the signature is the permission.
+pub(super) fn signed_routes() -> Router<ApiState> {
+    Router::new().route("/direct/{client_id}/{file_id}", put(receive_signed))
+}
+
+/// What a client declares to upload a file directly.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DirectRequest {
+    file_name: String,
+    /// Exactly the bytes that will be sent.
+    file_size: u64,
+    /// The file's SHA-256, 64 hexadecimal digits.
+    sha256: String,
+}
+
+/// Where and how to send the bytes.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct UploadTarget {
+    /// Always `PUT`.
+    method: &'static str,
+    url: String,
+    /// Send exactly these headers with the body.
+    headers: BTreeMap<String, String>,
+    /// The URL stops working then.
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: String,
+}
+
+/// A direct upload opened: send the bytes to `upload.url`, then complete it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DirectUpload {
+    carv_file_id: Uuid,
+    file_name: String,
+    file_size: u64,
+    /// Complete it before then; afterwards it is aborted.
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: String,
+    upload: UploadTarget,
+}
+
+/// The address clients reach Stowage on: `STOWAGE_PUBLIC_URL`, else the request's `Host`.
+fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
+    if let Some(url) = &state.uploads().public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+/// Open a direct upload.
+#[utoipa::path(
+    post, path = "/uploads/direct", tag = "uploads", operation_id = "openDirectUpload",
+    request_body = DirectRequest,
+    params(("X-ATS-Client-ID" = String, Header, description = "The client id (workspace)")),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 201, description = "Send the bytes to `upload.url`, then complete", body = DirectUpload),
+        (status = 422, description = "Refused: extension, size or SHA-256", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn open_direct(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<DirectUpload>)> {
+    let request: DirectRequest = json_body(body, "direct upload")?;
+    let declared = Declared {
+        file_name: request.file_name,
+        file_size: request.file_size,
+        sha256: request.sha256,
+    };
+    let base = base_url(&state, &headers);
+    let opened = direct::open(&state, &caller.client_id, &declared, &base).await?;
+    tracing::info!(file_id = %opened.id, size = opened.file_size, "direct upload opened");
+    Ok((
+        StatusCode::CREATED,
+        Json(DirectUpload {
+            carv_file_id: opened.id,
+            file_name: opened.file_name,
+            file_size: opened.file_size,
+            expires_at: api_time(opened.expires_at),
+            upload: UploadTarget {
+                method: "PUT",
+                url: opened.put.url,
+                headers: opened.put.headers.into_iter().collect(),
+                expires_at: api_time(opened.put_expires_at),
+            },
+        }),
+    ))
+}
+
+/// Complete a direct upload: check what arrived and stage it.
+#[utoipa::path(
+    post, path = "/uploads/{carv_file_id}/complete", tag = "uploads", operation_id = "completeDirectUpload",
+    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads/direct` answered"), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 201, description = "Staged (again: completing twice answers the same)", body = StagedUpload),
+        (status = 404, description = "No such direct upload for this client", body = super::error::ErrorEnvelope),
+        (status = 409, description = "The bytes have not arrived yet", body = super::error::ErrorEnvelope),
+        (status = 422, description = "Refused as `POST /uploads` refuses, or the size or SHA-256 differ from the declaration; the bytes are deleted", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn complete_direct(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<super::uploads::Staged> {
+    let id = parse_file_id(&id)?;
+    let started = std::time::Instant::now();
+    let result = direct::complete(&state, &caller.client_id, id)
+        .await
+        .map_err(ApiError::from);
+    let (label, bytes) = match &result {
+        Ok(record) => ("staged", record.file_size.unwrap_or(0) as u64),
+        Err(e) => (e.code.as_str(), 0),
+    };
+    state.telemetry().upload(label, bytes, started.elapsed());
+    let record = result?;
+    super::uploads::staged_answer(&record)
+}
+
+/// The signed URL's query.
+#[derive(Deserialize)]
+struct Signature {
+    size: u64,
+    sha256: String,
+    expires: i64,
+    signature: String,
+}
+
+/// Receive the bytes of a direct upload on the local store (its "presigned PUT"): exactly the
+/// declared size and SHA-256, or nothing is kept.
+async fn receive_signed(
+    State(state): State<ApiState>,
+    Path((client_id, file_id)): Path<(String, String)>,
+    Query(query): Query<Signature>,
+    body: Body,
+) -> Result<StatusCode> {
+    let file_id = Uuid::parse_str(&file_id).map_err(|_| forbidden())?;
+    let key = storage_key(&client_id, file_id);
+    let signed = SignedPut {
+        key: &key,
+        size: query.size,
+        sha256: &query.sha256,
+        expires: query.expires,
+    };
+    if chrono::Utc::now().timestamp() > query.expires
+        || !state.store().verify_signed_put(&signed, &query.signature)
+    {
+        return Err(forbidden());
+    }
+    // Only while the upload waits for its bytes: never over a file already checked.
+    let waiting = state.repo().direct_upload(&client_id, file_id).await?;
+    if !waiting.is_some_and(|(file, direct)| {
+        file.state == crate::domain::FileState::Receiving && direct.refusal.is_none()
+    }) {
+        return Err(ApiError::new(
+            ErrorCode::UploadClosed,
+            "This upload is no longer waiting for its bytes",
+        ));
+    }
+    let mut writer = state.store().begin_staging(&key).await?;
+    let mut stream = body.into_data_stream();
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                failure = Some(ApiError::new(ErrorCode::BadRequest, format!("body: {e}")));
+                break;
+            }
+        };
+        size += chunk.len() as u64;
+        if size > query.size {
+            failure = Some(ApiError::new(
+                ErrorCode::BadRequest,
+                format!("More than the {} bytes signed for", query.size),
+            ));
+            break;
+        }
+        hasher.update(&chunk);
+        if let Err(e) = writer.write(chunk).await {
+            failure = Some(e.into());
+            break;
+        }
+    }
+    if failure.is_none() && size != query.size {
+        failure = Some(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{size} bytes received, {} signed for", query.size),
+        ));
+    }
+    if failure.is_none() && !hex::encode(hasher.finalize()).eq_ignore_ascii_case(&query.sha256) {
+        failure = Some(ApiError::new(
+            ErrorCode::BadRequest,
+            "The body does not match the SHA-256 signed for",
+        ));
+    }
+    if let Some(e) = failure {
+        if let Err(abort) = writer.abort().await {
+            tracing::warn!(key = %key, error = %abort, "could not abort a refused direct PUT");
+        }
+        return Err(e);
+    }
+    writer.finish().await?;
+    Ok(StatusCode::OK)
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(
+        ErrorCode::Forbidden,
+        "This upload URL is not valid (or no longer)",
+    )
+}
