@@ -69,6 +69,19 @@ row("200 KB uploads/s, 16 clients, vs the peer", get("upload200k_c16_stowage", "
 row("peak RSS during 200 KB uploads, 16 clients, vs the peer", get("upload200k_c16_stowage", "peak_rss_mb"),
     get("upload200k_c16_peer", "peak_rss_mb"), "peer", 0.25, higher_is_better=False, unit=" MB")
 
+row("direct path: 200 KB uploads/s, 16 clients", get("direct200k_c16_stowage-direct", "per_s"),
+    get("direct200k_c16_presigned", "per_s"), "presigned PUT", 0.75)
+row("direct path: 50 MB uploads, 16 clients, MB/s", get("direct50m_c16_stowage-direct", "mb_per_s"),
+    get("direct50m_c16_presigned", "mb_per_s"), "presigned PUT", 0.9)
+
+
+def cpu_of(name, proc):
+    return (get(name, "cpu_ms_per_op") or {}).get(proc)
+
+
+row("direct path: Stowage CPU ms per 50 MB upload vs per 200 KB", cpu_of("direct50m_c16_stowage-direct", "stowage"),
+    cpu_of("direct200k_c16_stowage-direct", "stowage"), "per 200 KB", 1.2, higher_is_better=False, unit=" ms")
+
 rss50 = get("rss50m_c16_stowage", "peak_rss_mb")
 rss1 = get("rss1m_c16_stowage", "peak_rss_mb")
 

@@ -133,6 +133,12 @@ run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --co
 for t in direct stowage; do
   run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)" --cpu "$CPU"
 done
+# Direct uploads: Stowage's direct path (declare, presigned PUT, complete) against presigned PUTs
+# the load generator makes itself (the limit of that path), 200 KB and 50 MB, 16 clients.
+for t in presigned stowage-direct; do
+  run "direct200k_c16_$t" upload --target $t --size $KB200 --concurrency 16 --count "$(n 4000 500)" --cpu "$CPU"
+  run "direct50m_c16_$t" upload --target $t --size $MB50 --concurrency 16 --count "$(n 48 16)" --cpu "$CPU"
+done
 # Peak memory, each in a fresh process so that one workload's heap does not show in the other.
 for spec in "rss1m_c16_stowage 1048576 160" "rss50m_c16_stowage $MB50 16"; do
   set -- $spec

@@ -19,6 +19,7 @@ pub mod extraction;
 pub mod fault;
 pub mod file_view;
 pub mod http;
+pub mod key_cache;
 pub mod keys;
 pub mod promotion;
 pub mod repo;

@@ -128,7 +128,45 @@ async fn start_jobs(app: &App, lane: &mut Lane, free: usize) -> usize {
     }
 }
 
+/// Keeps the key cache in step with the database: on while a listener is connected, emptied at
+/// every change, off (and retried every few seconds) when the listener is lost.
+async fn follow_key_changes(app: App, mut stopping: watch::Receiver<bool>) {
+    const RETRY: Duration = Duration::from_secs(5);
+    loop {
+        let mut changes = match app.repo().key_changes().await {
+            Ok(Some(changes)) => changes,
+            // The database cannot signal changes: keys are read at every request.
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for key changes; keys are read at every request meanwhile");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => continue,
+                    _ = stopping.changed() => return,
+                }
+            }
+        };
+        app.keys().set_enabled(true);
+        loop {
+            tokio::select! {
+                next = changes.next() => match next {
+                    Ok(()) => app.keys().clear(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the key-change listener; keys are read at every request until it is back");
+                        app.keys().set_enabled(false);
+                        break;
+                    }
+                },
+                _ = stopping.changed() => {
+                    app.keys().set_enabled(false);
+                    return;
+                }
+            }
+        }
+    }
+}
+
 async fn run(app: App, mut stopping: watch::Receiver<bool>) {
+    let keys = tokio::spawn(follow_key_changes(app.clone(), stopping.clone()));
     let mut deliveries = Lane::new(crate::delivery::CONCURRENCY);
     let mut jobs = Lane::new(extraction_slots());
     loop {
@@ -161,4 +199,5 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
     }
     while deliveries.in_flight.join_next().await.is_some() {}
     while jobs.in_flight.join_next().await.is_some() {}
+    let _ = keys.await;
 }

@@ -227,6 +227,13 @@ pub struct PageCursor {
     pub id: Uuid,
 }
 
+/// Signals that API keys or grants changed, from any process (see `src/key_cache.rs`).
+#[async_trait]
+pub trait KeyChanges: Send {
+    /// Waits for the next change; an error means the signals are lost from here on.
+    async fn next(&mut self) -> Result<()>;
+}
+
 /// What the database says about a key presented with a client id.
 #[derive(Clone, Debug)]
 pub struct KeyGrant {
@@ -412,6 +419,9 @@ pub trait Repo: Send + Sync {
     async fn grant_client(&self, key_id: Uuid, client_id: &str, workspace: &str) -> Result<()>;
     /// The key with this id and whether it may act for `client_id`.
     async fn key_grant(&self, key_id: Uuid, client_id: &str) -> Result<Option<KeyGrant>>;
+    /// Listens for changes to keys and grants made by any process; `None` where the database
+    /// cannot signal them (SQLite: keys are then read at every request, in-process).
+    async fn key_changes(&self) -> Result<Option<Box<dyn KeyChanges>>>;
     /// Records that a key authenticated a request at `at`.
     async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Every key, by name.

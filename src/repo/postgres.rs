@@ -44,6 +44,30 @@ fn id_list(ids: &[Uuid]) -> Vec<Uuid> {
 }
 
 const BEGIN_WRITE: &str = "BEGIN";
+/// Tells every replica's key cache that keys or grants changed (delivered at commit).
+const NOTIFY_KEYS: &str = "SELECT pg_notify('stowage_keys', '')";
+
+/// The key-change signals, over a connection of its own (`LISTEN stowage_keys`).
+async fn key_changes(pool: &PgPool) -> Result<Option<Box<dyn super::KeyChanges>>> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen("stowage_keys").await?;
+    Ok(Some(Box::new(KeyListener(listener))))
+}
+
+struct KeyListener(sqlx::postgres::PgListener);
+
+#[async_trait]
+impl super::KeyChanges for KeyListener {
+    async fn next(&mut self) -> Result<()> {
+        match self.0.try_recv().await? {
+            Some(_) => Ok(()),
+            // The connection dropped: signals sent meanwhile are lost.
+            None => Err(RepoError::Setup(
+                "the key-change listener lost its connection".into(),
+            )),
+        }
+    }
+}
 
 const FILE_STATES: &str = "SELECT id, state FROM files WHERE id = ANY($1)";
 

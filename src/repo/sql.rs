@@ -567,17 +567,25 @@ macro_rules! impl_repo {
             }
 
             async fn revoke_key(&self, name: &str) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1",
                 )
                 .bind(name)
                 .bind(time(Utc::now()))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query(NOTIFY_KEYS).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(done.rows_affected() > 0)
             }
 
+            async fn key_changes(&self) -> Result<Option<Box<dyn super::KeyChanges>>> {
+                key_changes(&self.pool).await
+            }
+
             async fn grant_client(&self, key_id: Uuid, client_id: &str, workspace: &str) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO client_grants (key_id, client_id, workspace, created_at) \
                      VALUES ($1, $2, $3, $4) \
@@ -587,8 +595,10 @@ macro_rules! impl_repo {
                 .bind(client_id)
                 .bind(workspace)
                 .bind(time(Utc::now()))
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query(NOTIFY_KEYS).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -936,14 +946,17 @@ macro_rules! impl_repo {
             }
 
             async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64> {
+                let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "DELETE FROM client_grants WHERE client_id = $1 \
                      AND ($2 IS NULL OR key_id IN (SELECT id FROM api_keys WHERE name = $2))",
                 )
                 .bind(client_id)
                 .bind(key_name)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                sqlx::query(NOTIFY_KEYS).execute(&mut *tx).await?;
+                tx.commit().await?;
                 Ok(done.rows_affected())
             }
 

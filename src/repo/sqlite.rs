@@ -53,6 +53,12 @@ fn id_list(ids: &[Uuid]) -> String {
 /// IMMEDIATE takes the write lock before anything is read, so concurrent writers (binds, the
 /// sweeper's claim) queue on the busy timeout instead of racing on a stale read snapshot.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// SQLite signals nothing: keys are not cached (see `src/key_cache.rs`).
+const NOTIFY_KEYS: &str = "SELECT 1";
+
+async fn key_changes(_pool: &SqlitePool) -> Result<Option<Box<dyn super::KeyChanges>>> {
+    Ok(None)
+}
 
 const FILE_STATES: &str =
     "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";

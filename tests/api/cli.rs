@@ -140,14 +140,41 @@ fn stats_and_sweep_report_in_text_and_json() {
     );
 }
 
+/// A `stowage serve` child, killed when dropped: a test that fails half-way leaves no server
+/// running.
+pub struct Serving(std::process::Child);
+
+impl std::ops::Deref for Serving {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Serving {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Starts `stowage serve`; returns the child, the bootstrap key and the base URL.
-pub async fn start_serve(cmd: &mut Command) -> (std::process::Child, String, String) {
-    let mut child = cmd
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+pub async fn start_serve(cmd: &mut Command) -> (Serving, String, String) {
+    let mut child = Serving(
+        cmd.arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = child.stdout.take().unwrap();
     let (key, base) = tokio::task::spawn_blocking(move || {
         let mut base = None;

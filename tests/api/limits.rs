@@ -9,6 +9,7 @@ use crate::fixtures;
 use crate::helpers::{Backend, TestApp, assert_error, json_with};
 
 both_backends!(
+    a_key_revoked_elsewhere_stops_working_at_once,
     client_requests_carry_rate_limit_headers_and_get_429_past_the_limit,
     uploads_in_progress_are_capped_per_key,
 );
@@ -120,4 +121,64 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Keys are cached on PostgreSQL (no database round trip per request); a revocation made by
+/// another process — the CLI, another replica — empties every replica's cache as it commits.
+async fn a_key_revoked_elsewhere_stops_working_at_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    if let Backend::PostgresS3 = backend {
+        let started = std::time::Instant::now();
+        while !app.state.keys().is_on() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "keys are never cached"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    } else {
+        assert!(
+            !app.state.keys().is_on(),
+            "SQLite has no change signal to cache by"
+        );
+    }
+    let elsewhere = stowage::repo::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let key = stowage::accounts::add_client(elsewhere.as_ref(), "initech", "initech-key", None)
+        .await
+        .unwrap()
+        .api_key
+        .unwrap();
+    let list = || {
+        app.http
+            .get(app.url("/files"))
+            .header("X-API-Key", &key)
+            .header("X-ATS-Client-ID", "initech")
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(list().await.unwrap().status(), 200);
+    }
+    // Another client id the key was never granted stays forbidden, cached or not.
+    let other = app
+        .http
+        .get(app.url("/files"))
+        .header("X-API-Key", &key)
+        .header("X-ATS-Client-ID", "acme")
+        .send()
+        .await
+        .unwrap();
+    assert_error(other, 403, "forbidden").await;
+    assert!(elsewhere.revoke_key("initech-key").await.unwrap());
+    assert_error(list().await.unwrap(), 401, "unauthorized").await;
+    // Acme's key, cached too, still works.
+    assert_eq!(
+        app.acme(Method::GET, "/files")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

@@ -59,6 +59,11 @@ enum Target {
     Direct,
     Stowage,
     Peer,
+    /// A presigned PUT binding length and SHA-256, made by the load generator: the limit of
+    /// the direct path.
+    Presigned,
+    /// Stowage's direct path: `POST /uploads/direct`, the PUT it hands out, `complete`.
+    StowageDirect,
 }
 
 #[derive(Subcommand)]
@@ -366,6 +371,74 @@ async fn stowage_upload(http: &reqwest::Client, cli: &Cli, form: Bytes) -> Resul
     Ok(body)
 }
 
+/// PUTs `body` to a presigned URL with its headers (what a browser does).
+async fn put_presigned(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(String, String)],
+    body: Bytes,
+) -> Result<(), String> {
+    let mut request = http.put(url).body(body);
+    for (name, value) in headers {
+        if !name.eq_ignore_ascii_case("content-length") {
+            request = request.header(name, value);
+        }
+    }
+    let response = request.send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        return Err(format!("PUT answered {status}: {text}"));
+    }
+    Ok(())
+}
+
+/// `POST /uploads/direct`, the PUT, `POST /uploads/{id}/complete`.
+async fn stowage_direct_upload(
+    http: &reqwest::Client,
+    cli: &Cli,
+    body: Bytes,
+    sha256: &str,
+) -> Result<(), String> {
+    let opened = http
+        .post(format!("{}/uploads/direct", cli.stowage_url))
+        .header("X-API-Key", &cli.api_key)
+        .header("X-ATS-Client-ID", &cli.client_id)
+        .json(&serde_json::json!({"file_name": "resume.pdf", "file_size": body.len(), "sha256": sha256}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = opened.status();
+    let opened: Value = opened.json().await.map_err(|e| e.to_string())?;
+    if status.as_u16() != 201 {
+        return Err(format!("{status}: {opened}"));
+    }
+    let headers: Vec<(String, String)> = opened["upload"]["headers"]
+        .as_object()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let url = opened["upload"]["url"].as_str().unwrap_or_default();
+    put_presigned(http, url, &headers, body).await?;
+    let id = opened["carv_file_id"].as_str().unwrap_or_default();
+    let completed = http
+        .post(format!("{}/uploads/{id}/complete", cli.stowage_url))
+        .header("X-API-Key", &cli.api_key)
+        .header("X-ATS-Client-ID", &cli.client_id)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = completed.status();
+    if status.as_u16() != 201 {
+        let text = completed.text().await.unwrap_or_default();
+        return Err(format!("complete answered {status}: {text}"));
+    }
+    Ok(())
+}
+
 async fn upload(
     cli: Arc<Cli>,
     target: Target,
@@ -374,18 +447,28 @@ async fn upload(
     count: usize,
 ) -> Value {
     let body = pdf(size);
+    // The client hashes its file once (both direct-path targets need it).
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(&body);
+    let sha256_hex: Arc<str> = digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into();
+    let sha256_b64: Arc<str> = aws_smithy_types::base64::encode(digest).into();
     let form = multipart_body(&body);
     let http = http_client();
     let s3 = s3_client(&cli.s3_endpoint).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
     drive(concurrency, count, move |i| {
-        let (cli, http, s3, body, run, form) = (
+        let (cli, http, s3, body, run, form, sha256_hex, sha256_b64) = (
             cli.clone(),
             http.clone(),
             s3.clone(),
             body.clone(),
             run.clone(),
             form.clone(),
+            sha256_hex.clone(),
+            sha256_b64.clone(),
         );
         async move {
             let len = body.len() as u64;
@@ -402,6 +485,29 @@ async fn upload(
                 }
                 Target::Stowage => {
                     stowage_upload(&http, &cli, form).await?;
+                }
+                Target::Presigned => {
+                    let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(
+                        std::time::Duration::from_secs(900),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    let presigned = s3
+                        .put_object()
+                        .bucket(&cli.direct_staging)
+                        .key(format!("bench/{run}/{i}"))
+                        .content_length(len as i64)
+                        .checksum_sha256(sha256_b64.as_ref())
+                        .presigned(config)
+                        .await
+                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                    let headers: Vec<(String, String)> = presigned
+                        .headers()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                    put_presigned(&http, presigned.uri(), &headers, body).await?;
+                }
+                Target::StowageDirect => {
+                    stowage_direct_upload(&http, &cli, body, &sha256_hex).await?;
                 }
                 Target::Peer => {
                     let response = http
