@@ -132,7 +132,6 @@ struct Shared {
     telemetry: Telemetry,
     sender: crate::delivery::Sender,
     policies: Policies,
-    keys: crate::key_cache::KeyCache,
 }
 
 /// The parts of a running service, cheap to clone and shared by every task.
@@ -155,7 +154,6 @@ impl App {
             telemetry: Telemetry::new(),
             sender: crate::delivery::Sender::new(policies.events.clone()),
             policies,
-            keys: Default::default(),
         }))
     }
 
@@ -223,11 +221,6 @@ impl App {
     /// The sweeper's policy.
     pub fn sweep(&self) -> &SweepPolicy {
         &self.0.policies.sweep
-    }
-
-    /// API keys already looked up (`src/key_cache.rs`).
-    pub fn keys(&self) -> &crate::key_cache::KeyCache {
-        &self.0.keys
     }
 }
 

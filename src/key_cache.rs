@@ -1,13 +1,14 @@
 //! API keys without a database round trip per request: what `key_grant` answered, kept per
-//! (key, client id) while the database can say when keys change.
+//! (key, client id) by the repository while the database can say when keys change.
 //!
-//! Every change to keys and grants (revocation, a grant, a client removed) is followed in its
-//! own transaction by a notification (PostgreSQL `NOTIFY stowage_keys`) that every replica's
-//! worker listens for; on it the cache is emptied. While no listener is connected — SQLite,
-//! which needs no cache (it is in-process), or a lost connection — the cache is off and every
-//! request asks the database. A lookup that began before an emptying is not kept (a
-//! generation counter), so a revocation can never be undone by a request in flight. Entries
-//! also age out after a minute, a backstop.
+//! Every change to keys and grants (revocation, a grant, a client removed) sends, in its own
+//! transaction, a notification (PostgreSQL `NOTIFY stowage_keys`) that every replica's worker
+//! listens for; on it the cache is emptied. The process that made the change empties its own
+//! cache as the change commits. While no listener is connected — SQLite, which needs no cache
+//! (it is in-process), or a lost connection — the cache is off and every request asks the
+//! database. A lookup that began before an emptying is not kept (a generation counter), so a
+//! revocation can never be undone by a request in flight. Entries also age out after a
+//! minute, a backstop.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,6 +31,14 @@ pub struct KeyCache {
     enabled: AtomicBool,
     generation: AtomicU64,
     entries: Mutex<HashMap<(Uuid, String), (KeyGrant, Instant)>>,
+}
+
+impl std::fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("on", &self.is_on())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A lookup in progress: where it started, to keep its answer only if nothing changed since.
@@ -71,11 +80,13 @@ impl KeyCache {
         );
     }
 
-    /// Records a use written to the database, so the cached grant does not ask for it again.
-    pub fn used(&self, key_id: Uuid, client_id: &str, at: DateTime<Utc>) {
+    /// Records a use written to the database, so the cached grants do not ask for it again.
+    pub fn used(&self, key_id: Uuid, at: DateTime<Utc>) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((grant, _)) = entries.get_mut(&(key_id, client_id.to_owned())) {
-            grant.last_used_at = Some(at);
+        for ((id, _), (grant, _)) in entries.iter_mut() {
+            if *id == key_id {
+                grant.last_used_at = Some(at);
+            }
         }
     }
 

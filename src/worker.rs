@@ -128,8 +128,8 @@ async fn start_jobs(app: &App, lane: &mut Lane, free: usize) -> usize {
     }
 }
 
-/// Keeps the key cache in step with the database: on while a listener is connected, emptied at
-/// every change, off (and retried every few seconds) when the listener is lost.
+/// Keeps the repository's key cache in step with the database: on while a listener is
+/// connected, emptied at every change, off (and retried every few seconds) when it is lost.
 async fn follow_key_changes(app: App, mut stopping: watch::Receiver<bool>) {
     const RETRY: Duration = Duration::from_secs(5);
     loop {
@@ -145,21 +145,13 @@ async fn follow_key_changes(app: App, mut stopping: watch::Receiver<bool>) {
                 }
             }
         };
-        app.keys().set_enabled(true);
         loop {
             tokio::select! {
-                next = changes.next() => match next {
-                    Ok(()) => app.keys().clear(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "lost the key-change listener; keys are read at every request until it is back");
-                        app.keys().set_enabled(false);
-                        break;
-                    }
+                next = changes.next() => if let Err(e) = next {
+                    tracing::warn!(error = %e, "lost the key-change listener; keys are read at every request until it is back");
+                    break;
                 },
-                _ = stopping.changed() => {
-                    app.keys().set_enabled(false);
-                    return;
-                }
+                _ = stopping.changed() => return,
             }
         }
     }

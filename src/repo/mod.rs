@@ -227,10 +227,12 @@ pub struct PageCursor {
     pub id: Uuid,
 }
 
-/// Signals that API keys or grants changed, from any process (see `src/key_cache.rs`).
+/// Signals that API keys or grants changed, from any process (see `src/key_cache.rs`); the
+/// repository's key cache follows them while this is alive and polled.
 #[async_trait]
 pub trait KeyChanges: Send {
-    /// Waits for the next change; an error means the signals are lost from here on.
+    /// Waits for the next change (and empties the cache); an error means the signals are lost
+    /// from here on (and the cache is off).
     async fn next(&mut self) -> Result<()>;
 }
 
@@ -419,9 +421,12 @@ pub trait Repo: Send + Sync {
     async fn grant_client(&self, key_id: Uuid, client_id: &str, workspace: &str) -> Result<()>;
     /// The key with this id and whether it may act for `client_id`.
     async fn key_grant(&self, key_id: Uuid, client_id: &str) -> Result<Option<KeyGrant>>;
-    /// Listens for changes to keys and grants made by any process; `None` where the database
-    /// cannot signal them (SQLite: keys are then read at every request, in-process).
+    /// Listens for changes to keys and grants made by any process, emptying the key cache at
+    /// each (and keeping it on only while listening); `None` where the database cannot signal
+    /// them (SQLite: keys are then read at every request, in-process).
     async fn key_changes(&self) -> Result<Option<Box<dyn KeyChanges>>>;
+    /// Whether key lookups are being served from the cache (`src/key_cache.rs`).
+    fn keys_cached(&self) -> bool;
     /// Records that a key authenticated a request at `at`.
     async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Every key, by name.

@@ -1,6 +1,7 @@
 //! PostgreSQL: for production and for several replicas. Ids are `UUID`, times `TIMESTAMPTZ`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use crate::domain::{
     ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
 };
 use crate::events::{DeliveryStatus, EventType};
+use crate::key_cache::KeyCache;
 
 type Id = Uuid;
 type Conn = sqlx::PgConnection;
@@ -44,28 +46,113 @@ fn id_list(ids: &[Uuid]) -> Vec<Uuid> {
 }
 
 const BEGIN_WRITE: &str = "BEGIN";
-/// Tells every replica's key cache that keys or grants changed (delivered at commit).
-const NOTIFY_KEYS: &str = "SELECT pg_notify('stowage_keys', '')";
+/// Tells every replica's key cache that keys or grants changed (delivered at commit); the
+/// payload is the changing process's token (see [`KeyEcho`]).
+const NOTIFY_KEYS: &str = "SELECT pg_notify('stowage_keys', $1)";
 
-/// The key-change signals, over a connection of its own (`LISTEN stowage_keys`).
-async fn key_changes(pool: &PgPool) -> Result<Option<Box<dyn super::KeyChanges>>> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
-    listener.listen("stowage_keys").await?;
-    Ok(Some(Box::new(KeyListener(listener))))
+/// Lets a key change return only once its notification has gone out to every listener: the
+/// changing process listens too, and waits (up to 2 s) to hear its own token come back, so a
+/// revocation made by the CLI or another replica is in force everywhere when it returns.
+struct KeyEcho {
+    listener: Option<sqlx::postgres::PgListener>,
+    token: String,
 }
 
-struct KeyListener(sqlx::postgres::PgListener);
+impl KeyEcho {
+    async fn listen(pool: &PgPool) -> KeyEcho {
+        let token = Uuid::new_v4().to_string();
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+            listener.listen("stowage_keys").await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        match listener {
+            Ok(listener) => KeyEcho {
+                listener: Some(listener),
+                token,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for this key change's echo");
+                KeyEcho {
+                    listener: None,
+                    token,
+                }
+            }
+        }
+    }
+
+    fn token(&self) -> &str {
+        &self.token
+    }
+
+    async fn heard(self) {
+        let Some(mut listener) = self.listener else {
+            return;
+        };
+        let heard = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Ok(notification) = listener.recv().await {
+                if notification.payload() == self.token {
+                    return;
+                }
+            }
+        })
+        .await;
+        if heard.is_err() {
+            tracing::warn!("a key change's notification did not come back within 2 s");
+        }
+        // Every listener received it when this one did; give their tasks a moment to act.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The key-change signals, over a connection of its own (`LISTEN stowage_keys`).
+async fn key_changes(
+    pool: &PgPool,
+    keys: &Arc<KeyCache>,
+) -> Result<Option<Box<dyn super::KeyChanges>>> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen("stowage_keys").await?;
+    keys.set_enabled(true);
+    Ok(Some(Box::new(KeyListener {
+        listener,
+        keys: keys.clone(),
+    })))
+}
+
+/// Empties the key cache at each notification; turns it off when lost or dropped.
+struct KeyListener {
+    listener: sqlx::postgres::PgListener,
+    keys: Arc<KeyCache>,
+}
 
 #[async_trait]
 impl super::KeyChanges for KeyListener {
     async fn next(&mut self) -> Result<()> {
-        match self.0.try_recv().await? {
-            Some(_) => Ok(()),
+        let received = self.listener.try_recv().await;
+        match received {
+            Ok(Some(_)) => {
+                self.keys.clear();
+                Ok(())
+            }
             // The connection dropped: signals sent meanwhile are lost.
-            None => Err(RepoError::Setup(
-                "the key-change listener lost its connection".into(),
-            )),
+            Ok(None) => {
+                self.keys.set_enabled(false);
+                Err(RepoError::Setup(
+                    "the key-change listener lost its connection".into(),
+                ))
+            }
+            Err(e) => {
+                self.keys.set_enabled(false);
+                Err(e.into())
+            }
         }
+    }
+}
+
+impl Drop for KeyListener {
+    fn drop(&mut self) {
+        self.keys.set_enabled(false);
     }
 }
 
@@ -107,6 +194,8 @@ pub struct PostgresRepo {
     /// is repaired by the sweeper (see `docs/decisions.md`): their commits do not wait for the
     /// WAL flush. Writes a client is promised (staged, bound) use `pool`.
     relaxed: PgPool,
+    /// API keys already looked up (`src/key_cache.rs`).
+    keys: Arc<KeyCache>,
 }
 
 impl PostgresRepo {
@@ -130,7 +219,11 @@ impl PostgresRepo {
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        Ok(PostgresRepo { pool, relaxed })
+        Ok(PostgresRepo {
+            pool,
+            relaxed,
+            keys: Default::default(),
+        })
     }
 
     /// The pool, for tests and tools that need raw access.

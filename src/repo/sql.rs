@@ -567,6 +567,7 @@ macro_rules! impl_repo {
             }
 
             async fn revoke_key(&self, name: &str) -> Result<bool> {
+                let echo = KeyEcho::listen(&self.pool).await;
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE name = $1",
@@ -575,16 +576,19 @@ macro_rules! impl_repo {
                 .bind(time(Utc::now()))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(NOTIFY_KEYS).execute(&mut *tx).await?;
+                sqlx::query(NOTIFY_KEYS).bind(echo.token()).execute(&mut *tx).await?;
                 tx.commit().await?;
+                self.keys.clear();
+                echo.heard().await;
                 Ok(done.rows_affected() > 0)
             }
 
             async fn key_changes(&self) -> Result<Option<Box<dyn super::KeyChanges>>> {
-                key_changes(&self.pool).await
+                key_changes(&self.pool, &self.keys).await
             }
 
             async fn grant_client(&self, key_id: Uuid, client_id: &str, workspace: &str) -> Result<()> {
+                let echo = KeyEcho::listen(&self.pool).await;
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "INSERT INTO client_grants (key_id, client_id, workspace, created_at) \
@@ -597,12 +601,18 @@ macro_rules! impl_repo {
                 .bind(time(Utc::now()))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(NOTIFY_KEYS).execute(&mut *tx).await?;
+                sqlx::query(NOTIFY_KEYS).bind(echo.token()).execute(&mut *tx).await?;
                 tx.commit().await?;
+                self.keys.clear();
+                echo.heard().await;
                 Ok(())
             }
 
             async fn key_grant(&self, key_id: Uuid, client_id: &str) -> Result<Option<KeyGrant>> {
+                if let Some(grant) = self.keys.get(key_id, client_id) {
+                    return Ok(Some(grant));
+                }
+                let lookup = self.keys.begin();
                 let row: Option<(String, Vec<u8>, bool, Option<Time>, bool)> = sqlx::query_as(
                     "SELECT k.name, k.secret_hash, k.revoked_at IS NOT NULL, k.last_used_at, EXISTS \
                          (SELECT 1 FROM client_grants g WHERE g.key_id = k.id AND g.client_id = $2) \
@@ -612,16 +622,25 @@ macro_rules! impl_repo {
                 .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(|(key_name, secret_hash, revoked, last_used_at, client_allowed)| {
-                    Ok(KeyGrant {
-                        key_name,
-                        secret_hash,
-                        revoked,
-                        last_used_at: last_used_at.map(utc).transpose()?,
-                        client_allowed,
+                let grant = row
+                    .map(|(key_name, secret_hash, revoked, last_used_at, client_allowed)| {
+                        Ok::<_, RepoError>(KeyGrant {
+                            key_name,
+                            secret_hash,
+                            revoked,
+                            last_used_at: last_used_at.map(utc).transpose()?,
+                            client_allowed,
+                        })
                     })
-                })
-                .transpose()
+                    .transpose()?;
+                if let Some(grant) = &grant {
+                    self.keys.put(lookup, key_id, client_id, grant);
+                }
+                Ok(grant)
+            }
+
+            fn keys_cached(&self) -> bool {
+                self.keys.is_on()
             }
 
             async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()> {
@@ -633,6 +652,7 @@ macro_rules! impl_repo {
                 .bind(time(at))
                 .execute(&self.relaxed)
                 .await?;
+                self.keys.used(key_id, at);
                 Ok(())
             }
 
@@ -946,6 +966,7 @@ macro_rules! impl_repo {
             }
 
             async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64> {
+                let echo = KeyEcho::listen(&self.pool).await;
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
                     "DELETE FROM client_grants WHERE client_id = $1 \
@@ -955,8 +976,10 @@ macro_rules! impl_repo {
                 .bind(key_name)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(NOTIFY_KEYS).execute(&mut *tx).await?;
+                sqlx::query(NOTIFY_KEYS).bind(echo.token()).execute(&mut *tx).await?;
                 tx.commit().await?;
+                self.keys.clear();
+                echo.heard().await;
                 Ok(done.rows_affected())
             }
 

@@ -54,9 +54,27 @@ fn id_list(ids: &[Uuid]) -> String {
 /// sweeper's claim) queue on the busy timeout instead of racing on a stale read snapshot.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 /// SQLite signals nothing: keys are not cached (see `src/key_cache.rs`).
-const NOTIFY_KEYS: &str = "SELECT 1";
+const NOTIFY_KEYS: &str = "SELECT $1";
 
-async fn key_changes(_pool: &SqlitePool) -> Result<Option<Box<dyn super::KeyChanges>>> {
+/// Nothing to wait for: SQLite caches no keys.
+struct KeyEcho;
+
+impl KeyEcho {
+    async fn listen(_pool: &SqlitePool) -> KeyEcho {
+        KeyEcho
+    }
+
+    fn token(&self) -> &str {
+        ""
+    }
+
+    async fn heard(self) {}
+}
+
+async fn key_changes(
+    _pool: &SqlitePool,
+    _keys: &std::sync::Arc<crate::key_cache::KeyCache>,
+) -> Result<Option<Box<dyn super::KeyChanges>>> {
     Ok(None)
 }
 
@@ -96,6 +114,8 @@ pub struct SqliteRepo {
     pool: SqlitePool,
     /// The same pool: SQLite has no cheaper commit to offer the writes the sweeper repairs.
     relaxed: SqlitePool,
+    /// Never on (nothing signals key changes), so every lookup reads the database.
+    keys: std::sync::Arc<crate::key_cache::KeyCache>,
 }
 
 impl SqliteRepo {
@@ -125,6 +145,7 @@ impl SqliteRepo {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         Ok(SqliteRepo {
             relaxed: pool.clone(),
+            keys: Default::default(),
             pool,
         })
     }

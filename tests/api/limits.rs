@@ -129,7 +129,7 @@ async fn a_key_revoked_elsewhere_stops_working_at_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     if let Backend::PostgresS3 = backend {
         let started = std::time::Instant::now();
-        while !app.state.keys().is_on() {
+        while !app.state.repo().keys_cached() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "keys are never cached"
@@ -138,7 +138,7 @@ async fn a_key_revoked_elsewhere_stops_working_at_once(backend: Backend) {
         }
     } else {
         assert!(
-            !app.state.keys().is_on(),
+            !app.state.repo().keys_cached(),
             "SQLite has no change signal to cache by"
         );
     }
