@@ -164,15 +164,15 @@ where
         }
     }
 
-    /// Pulls the next chunk of the body into the buffer; `false` at its end.
-    async fn fill(&mut self) -> Result<bool, MultipartError> {
+    /// The next chunk of the body, counted against the limit; `None` at its end.
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, MultipartError> {
         if self.ended {
-            return Ok(false);
+            return Ok(None);
         }
         match self.stream.next().await {
             None => {
                 self.ended = true;
-                Ok(false)
+                Ok(None)
             }
             Some(Err(BodyError::TooLarge)) => Err(MultipartError::TooLarge),
             Some(Err(e)) => Err(MultipartError::Body(e)),
@@ -181,6 +181,16 @@ where
                 if self.received > self.limits.max_body_bytes {
                     return Err(MultipartError::TooLarge);
                 }
+                Ok(Some(chunk))
+            }
+        }
+    }
+
+    /// Pulls the next chunk of the body into the buffer; `false` at its end.
+    async fn fill(&mut self) -> Result<bool, MultipartError> {
+        match self.next_chunk().await? {
+            None => Ok(false),
+            Some(chunk) => {
                 if self.buf.is_empty() {
                     // Keep the chunk's own allocation when nobody else holds it.
                     self.buf = chunk
@@ -204,11 +214,7 @@ where
 
     /// How many trailing bytes of the buffer could be the start of a delimiter.
     fn partial_delimiter(&self) -> usize {
-        let keep = self.delimiter.len() - 1;
-        let start = self.buf.len().saturating_sub(keep);
-        (start..self.buf.len())
-            .find(|&i| self.delimiter.starts_with(&self.buf[i..]))
-            .map_or(0, |i| self.buf.len() - i)
+        partial_delimiter(&self.delimiter, &self.buf)
     }
 
     /// Moves to the next part and returns what its headers say; `None` after the last part.
@@ -314,12 +320,27 @@ where
         ))
     }
 
-    /// The next piece of the current part's body; `None` at its end.
+    /// The next piece of the current part's body; `None` at its end. A chunk of the request
+    /// body that holds no (start of a) delimiter is handed on as it came, not copied.
     pub async fn body_chunk(&mut self) -> Result<Option<Bytes>, MultipartError> {
         if !matches!(self.state, State::Body | State::Preamble) {
             return Ok(None);
         }
         loop {
+            if self.buf.is_empty() {
+                let Some(chunk) = self.next_chunk().await? else {
+                    return Err(self.unexpected_end());
+                };
+                if chunk.is_empty() {
+                    continue;
+                }
+                if self.finder.find(&chunk).is_none()
+                    && partial_delimiter(&self.delimiter, &chunk) == 0
+                {
+                    return Ok(Some(chunk));
+                }
+                self.buf.extend_from_slice(&chunk);
+            }
             if let Some(i) = self.finder.find(&self.buf) {
                 let data = self.buf.split_to(i).freeze();
                 let _ = self.buf.split_to(self.delimiter.len());
@@ -352,6 +373,14 @@ where
             }
         }
     }
+}
+
+/// How many trailing bytes of `bytes` could be the start of `delimiter`.
+fn partial_delimiter(delimiter: &[u8], bytes: &[u8]) -> usize {
+    let start = bytes.len().saturating_sub(delimiter.len() - 1);
+    (start..bytes.len())
+        .find(|&i| delimiter.starts_with(&bytes[i..]))
+        .map_or(0, |i| bytes.len() - i)
 }
 
 /// Parses a part's header block (lines ending in CRLF).
@@ -495,6 +524,27 @@ mod tests {
             assert_eq!(parts[1].0.file_name.as_deref(), Some("cv.pdf"));
             assert_eq!(parts[1].1, b"%PDF-1.4 \r\n--not the boundary");
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_chunk_without_a_delimiter_is_handed_on_uncopied() {
+        let head = Bytes::from_static(
+            b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cv.pdf\"\r\n\r\n%PDF",
+        );
+        let middle = Bytes::from(vec![b'x'; 64 * 1024]);
+        let tail = Bytes::from_static(b"%%EOF\r\n--b--\r\n");
+        let stream = futures_util::stream::iter(vec![Ok(head), Ok(middle.clone()), Ok(tail)]);
+        let mut r = MultipartReader::new(stream, "b", MultipartLimits::default());
+        r.next_part().await.unwrap().unwrap();
+        let mut data = Vec::new();
+        let mut shared = false;
+        while let Some(chunk) = r.body_chunk().await.unwrap() {
+            shared |= chunk.as_ptr() == middle.as_ptr() && chunk.len() == middle.len();
+            data.extend_from_slice(&chunk);
+        }
+        assert!(shared, "the middle chunk was copied");
+        assert_eq!(data.len(), 4 + 64 * 1024 + 5);
+        assert!(r.next_part().await.unwrap().is_none());
     }
 
     #[tokio::test]
