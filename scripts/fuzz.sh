@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs each cargo-fuzz target (fuzz/) for a bounded time (FUZZ_SECONDS, default 60 s each) and
 # writes the last lines of each run to docs/fuzz-result.txt (`scripts/fuzz.sh text_pdf` runs one).
-# Inputs that crashed an extractor once are kept in tests/fuzz-regressions/ and run by the tests. Not part of CI. Needs cargo-fuzz
+# Seeds: documents put in fuzz/seeds/<target>/ (not committed; e.g. PDFs and Word files from the
+# corpora bench/text-corpus.sh downloads) are read as an extra corpus; without them the text
+# targets reach little beyond the container formats' headers. Not part of CI. Needs cargo-fuzz
 # (installed into bench/.tools on first use); uses RUSTC_BOOTSTRAP=1 because this machine has
 # only a stable toolchain. A crash leaves its input in fuzz/artifacts/ and fails the script.
 set -euo pipefail
@@ -19,7 +21,9 @@ TARGETS=${*:-sniff webhook_payload text_pdf text_docx text_doc text_normalize}
 for target in $TARGETS; do
   echo "== fuzzing $target for ${SECONDS_EACH}s" | tee -a "$OUT"
   log=$(mktemp)
-  if (cd fuzz && cargo fuzz run "$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=20) >"$log" 2>&1; then
+  seeds=()
+  [ -d "fuzz/seeds/$target" ] && seeds=("seeds/$target")
+  if (cd fuzz && cargo fuzz run "$target" "${seeds[@]}" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=20) >"$log" 2>&1; then
     grep -E "^(Done|#[0-9]+.*(DONE|cov:))" "$log" | tail -2 | tee -a "$OUT"
   else
     status=1
