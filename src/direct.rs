@@ -220,34 +220,59 @@ async fn check_arrived(
     let kind = kind_of(state, &record.file_name)?;
     let key = &record.staging_key;
     let store = state.store();
-    let Some(stat) = store.stat(Area::Staging, key).await? else {
-        return Err(UploadError::NotReceived);
-    };
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
-    if stat.size != declared {
-        return Err(UploadError::SizeMismatch {
-            declared,
-            received: stat.size,
-        });
-    }
-    let sha256 = match stat.verified_sha256 {
-        Some(sha) => sha,
-        None => hash_object(store, key).await?,
+    let size_mismatch = |received| UploadError::SizeMismatch { declared, received };
+    let (size, sha256) = if declared <= SMALL {
+        // A small file in one request: its bytes (one more than declared, to see a longer
+        // one) and its size; hashed and checked here.
+        let Some((bytes, size)) = store.read_start(Area::Staging, key, declared + 1).await? else {
+            return Err(UploadError::NotReceived);
+        };
+        if size != declared {
+            return Err(size_mismatch(size));
+        }
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if !sha256.eq_ignore_ascii_case(&direct.sha256) {
+            return Err(UploadError::ChecksumMismatch);
+        }
+        check_content(state, kind, InMemory(bytes.clone()), size).await?;
+        if let Some(min) = state.text().min_chars {
+            let reader = std::io::Cursor::new(bytes);
+            crate::staging::check_text_of(state, kind, reader, min).await?;
+        }
+        (size, sha256)
+    } else {
+        let Some(stat) = store.stat(Area::Staging, key).await? else {
+            return Err(UploadError::NotReceived);
+        };
+        if stat.size != declared {
+            return Err(size_mismatch(stat.size));
+        }
+        let sha256 = match stat.verified_sha256 {
+            Some(sha) => sha,
+            None => hash_object(store, key).await?,
+        };
+        if !sha256.eq_ignore_ascii_case(&direct.sha256) {
+            return Err(UploadError::ChecksumMismatch);
+        }
+        let stored = StoredObject {
+            state: state.clone(),
+            key: key.to_owned(),
+            runtime: tokio::runtime::Handle::current(),
+        };
+        check_content(state, kind, stored, stat.size).await?;
+        if let Some(min) = state.text().min_chars {
+            let reader = store.open(Area::Staging, key).await?;
+            crate::staging::check_text_of(state, kind, reader, min).await?;
+        }
+        (stat.size, sha256)
     };
-    if !sha256.eq_ignore_ascii_case(&direct.sha256) {
-        return Err(UploadError::ChecksumMismatch);
-    }
-    check_content(state, kind, key, stat.size).await?;
-    if let Some(min) = state.text().min_chars {
-        let reader = store.open(Area::Staging, key).await?;
-        crate::staging::check_text_of(state, kind, reader, min).await?;
-    }
     let now = Utc::now()
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
     Ok(StagedFacts {
         content_type: kind.content_type().to_owned(),
-        file_size: stat.size as i64,
+        file_size: size as i64,
         sha256: sha256.to_ascii_lowercase(),
         uploaded_at: now,
         expires_at: now + delta(state.uploads().ttl)?,
@@ -270,6 +295,20 @@ async fn hash_object(store: &dyn Store, key: &str) -> Result<String, UploadError
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Files up to this size are completed from one GET of the whole object; larger ones from a
+/// `HEAD` and ranged GETs of what the checks read.
+const SMALL: u64 = 1024 * 1024;
+
+/// A small object, read whole, as a [`RangeSource`].
+struct InMemory(bytes::Bytes);
+
+impl RangeSource for InMemory {
+    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let mut all = &self.0[..];
+        all.read_at(offset, len)
+    }
 }
 
 /// The object in staging as a [`RangeSource`]: each block is one ranged GET.
@@ -295,17 +334,12 @@ impl RangeSource for StoredObject {
 /// The content checks of `POST /uploads`, on ranges of the stored object: the head, a PDF's
 /// tail (and, for the ZIP a PDF may hide, head and tail), the ZIP or OLE directories and what
 /// they point at; a `.txt` is read whole.
-async fn check_content(
+async fn check_content<S: RangeSource + Send + 'static>(
     state: &App,
     kind: DocumentKind,
-    key: &str,
+    source: S,
     size: u64,
 ) -> Result<(), UploadError> {
-    let source = StoredObject {
-        state: state.clone(),
-        key: key.to_owned(),
-        runtime: tokio::runtime::Handle::current(),
-    };
     // Only the parts that decide the type are inflated: the others are held to the sizes the
     // ZIP directory declares (reading them all would read the whole file).
     let limits = sniff::DocxLimits {

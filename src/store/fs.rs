@@ -340,6 +340,25 @@ impl Store for FsStore {
         .map_err(|e| io_err("read", e))
     }
 
+    async fn read_start(&self, area: Area, key: &str, max: u64) -> Result<Option<(Bytes, u64)>> {
+        use std::io::Read;
+        let path = self.path(area, key)?;
+        tokio::task::spawn_blocking(move || {
+            let file = match std::fs::File::open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            let total = file.metadata()?.len();
+            let mut out = Vec::new();
+            file.take(max).read_to_end(&mut out)?;
+            Ok(Some((Bytes::from(out), total)))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("read: {e}")))?
+        .map_err(|e| io_err("read", e))
+    }
+
     async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>> {
         Ok(self.size(area, key).await?.map(|size| ObjectStat {
             size,

@@ -893,6 +893,39 @@ impl Store for S3Store {
         Ok(body.into_bytes())
     }
 
+    async fn read_start(&self, area: Area, key: &str, max: u64) -> Result<Option<(Bytes, u64)>> {
+        let got = self
+            .client
+            .get_object()
+            .bucket(self.bucket(area))
+            .key(key)
+            .range(format!("bytes=0-{}", max.saturating_sub(1)))
+            .send()
+            .await;
+        let object = match got {
+            Ok(object) => object,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => return Ok(None),
+            // An empty object has no byte 0 to start a range at.
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 416 => {
+                return Ok(Some((Bytes::new(), 0)));
+            }
+            Err(e) => return Err(sdk_err("get object start", e)),
+        };
+        // `bytes 0-N/TOTAL` when the range applied; no range header: the whole object.
+        let total = object
+            .content_range()
+            .and_then(|r| r.rsplit_once('/'))
+            .and_then(|(_, total)| total.parse::<u64>().ok());
+        let length = object.content_length().unwrap_or(0).max(0) as u64;
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("get object start: {e}")))?
+            .into_bytes();
+        Ok(Some((body, total.unwrap_or(length))))
+    }
+
     async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>> {
         let head = self
             .client

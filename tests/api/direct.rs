@@ -81,6 +81,8 @@ async fn pdf_docx_and_doc_go_straight_to_storage_and_bind_like_any_other(backend
             fixtures::doc_with_text("Grace Hopper compiler"),
             "application/msword",
         ),
+        // Past 1 MiB completion reads ranges (head, tail) rather than the whole object.
+        ("portfolio.pdf", fixtures::pdf(3 << 20), "application/pdf"),
     ];
     let mut ids = Vec::new();
     for (name, bytes, content_type) in files {
@@ -126,7 +128,7 @@ async fn pdf_docx_and_doc_go_straight_to_storage_and_bind_like_any_other(backend
         assert_error(other, 404, "file_not_found").await;
         ids.push(id);
     }
-    assert_eq!(app.rows_in(FileState::Staged).await, 3);
+    assert_eq!(app.rows_in(FileState::Staged).await, 4);
     // A directly uploaded file binds and promotes like any other.
     let bound = app
         .post_webhook("candidates", &resume_webhook("u-direct", &ids[0]))
@@ -170,6 +172,9 @@ async fn a_disguised_file_is_refused_as_post_uploads_refuses_it_and_deleted(back
     // POST /uploads answers the same bytes.
     let mut truncated_pdf = fixtures::pdf(20_000);
     truncated_pdf.truncate(15_000);
+    // The same refusals past 1 MiB, where completion reads ranges of the object.
+    let mut large_truncated_pdf = fixtures::pdf(3 << 20);
+    large_truncated_pdf.truncate(2 << 20);
     let cases = [
         ("cv.doc", fixtures::xls()),
         ("cv.doc", fixtures::docx()),
@@ -182,6 +187,8 @@ async fn a_disguised_file_is_refused_as_post_uploads_refuses_it_and_deleted(back
         ("cv.docx", fixtures::docx_bomb(8 << 20)),
         ("cv.pdf", fixtures::png()),
         ("cv.pdf", truncated_pdf),
+        ("cv.pdf", large_truncated_pdf),
+        ("cv.docx", fixtures::pdf(2 << 20)),
     ];
     for (name, bytes) in cases {
         let proxied = app.upload(name, bytes.clone()).await;
