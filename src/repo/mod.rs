@@ -481,8 +481,9 @@ pub trait Repo: Send + Sync {
     async fn mark_staged(&self, id: Uuid, facts: &StagedFacts) -> Result<()>;
     /// Deletes the row of a file whose upload failed (only while it is `receiving`).
     async fn delete_receiving(&self, id: Uuid) -> Result<()>;
-    /// Writes the `receiving` row of a direct upload and its declaration, in one transaction.
-    /// The row's activity time is `window_end`: the sweeper aborts it a grace period later.
+    /// Writes the `receiving` row of a direct upload and its declaration (two writes, no
+    /// transaction: a row left without its declaration is aborted like any dead upload). The
+    /// row's activity time is `window_end`: the sweeper aborts it a grace period later.
     async fn insert_direct(
         &self,
         file: &NewFile,

@@ -1057,7 +1057,8 @@ macro_rules! impl_repo {
                 direct: &crate::direct::DirectUpload,
                 window_end: DateTime<Utc>,
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                // No transaction, on the relaxed pool, like any `receiving` row: a file row
+                // without its declaration (or lost in a crash) is aborted by the sweeper.
                 sqlx::query(
                     "INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
                                         state_changed_at, active_at) \
@@ -1069,7 +1070,7 @@ macro_rules! impl_repo {
                 .bind(&file.staging_key)
                 .bind(time(file.created_at))
                 .bind(time(window_end))
-                .execute(&mut *tx)
+                .execute(&self.relaxed)
                 .await?;
                 sqlx::query(
                     "INSERT INTO direct_uploads (file_id, file_size, sha256) VALUES ($1, $2, $3)",
@@ -1077,9 +1078,8 @@ macro_rules! impl_repo {
                 .bind(id(file.id))
                 .bind(direct.file_size)
                 .bind(&direct.sha256)
-                .execute(&mut *tx)
+                .execute(&self.relaxed)
                 .await?;
-                tx.commit().await?;
                 Ok(())
             }
 
