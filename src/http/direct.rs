@@ -37,10 +37,14 @@ pub(super) fn signed_routes() -> Router<ApiState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct DirectRequest {
+    /// The file's name; its extension says what it must be (`.pdf`, `.doc`, `.docx`).
+    #[schema(min_length = 1)]
     file_name: String,
     /// Exactly the bytes that will be sent.
+    #[schema(minimum = 1)]
     file_size: u64,
     /// The file's SHA-256, 64 hexadecimal digits.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     sha256: String,
 }
 
