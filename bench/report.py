@@ -104,6 +104,31 @@ out.append("")
 out.append("Memory while uploading (peak resident set of the Stowage process, sampled every 10 ms):\n")
 out.append(f"- 16 concurrent 50 MB uploads: **{fmt(rss50)} MB** (target ≤ 150 MB: {'met' if rss50 is not None and rss50 <= 150 else '**missed**'})")
 out.append(f"- 16 concurrent 1 MB uploads: **{fmt(rss1)} MB** — memory does not grow with file size when these two are close\n")
+scaling = []
+have_scaling = False
+for label, ours, ref in (("200 KB uploads (proxy)", "upload200k_c{}_stowage", "upload200k_c{}_direct"),
+                         ("webhooks", "webhook_c{}_stowage", "webhook_c{}_direct"),
+                         ("200 KB direct-path uploads", "direct200k_c{}_stowage-direct", "direct200k_c{}_presigned")):
+    cells = []
+    for c in (1, 16, 64):
+        o, r = runs.get(ours.format(c)), runs.get(ref.format(c))
+        if not o or not r:
+            cells.append("—")
+            continue
+        cpu = o.get("cpu_ms_per_op") or {}
+        own = (cpu.get("stowage") or 0) + (cpu.get("postgres") or 0)
+        have_scaling = True
+        cells.append(f"{fmt(o.get('per_s'), 0)}/s, {fmt(ratio(o.get('per_s'), r.get('per_s')), 2)}×, "
+                     f"{fmt(own, 2)} ms")
+    scaling.append(f"| {label} | " + " | ".join(cells) + " |")
+if have_scaling:
+    out.append("## From 1 to 16 to 64 clients\n")
+    out.append("Each cell: Stowage's operations/s, its ratio to the reference of the same run (direct PUT,")
+    out.append("copy + delete, presigned PUT), and Stowage + PostgreSQL CPU per operation.\n")
+    out.append("| workload | 1 client | 16 clients | 64 clients |")
+    out.append("| --- | --- | --- | --- |")
+    out.extend(scaling)
+    out.append("")
 ev = runs.get("events_c16_stowage")
 if ev:
     out.append("## Events (an endpoint registered, a receiver on 127.0.0.1)\n")

@@ -139,6 +139,16 @@ for t in presigned stowage-direct; do
   run "direct200k_c16_$t" upload --target $t --size $KB200 --concurrency 16 --count "$(n 4000 500)" --cpu "$CPU"
   run "direct50m_c16_$t" upload --target $t --size $MB50 --concurrency 16 --count "$(n 48 16)" --cpu "$CPU"
 done
+# How the figures move with the number of clients: 1, 16 (above) and 64.
+for c in 1 64; do
+  for t in direct stowage; do
+    run "upload200k_c${c}_${t}" upload --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 500 || echo 4000) 100)" --cpu "$CPU"
+    run "webhook_c${c}_${t}" webhook --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU"
+  done
+  for t in presigned stowage-direct; do
+    run "direct200k_c${c}_$t" upload --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU"
+  done
+done
 # Peak memory, each in a fresh process so that one workload's heap does not show in the other.
 for spec in "rss1m_c16_stowage 1048576 160" "rss50m_c16_stowage $MB50 16"; do
   set -- $spec
