@@ -221,52 +221,59 @@ async fn check_arrived(
     let key = &record.staging_key;
     let store = state.store();
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
-    let size_mismatch = |received| UploadError::SizeMismatch { declared, received };
-    let (size, sha256) = if declared <= SMALL {
-        // A small file in one request: its bytes (one more than declared, to see a longer
-        // one) and its size; hashed and checked here.
-        let Some((bytes, size)) = store.read_start(Area::Staging, key, declared + 1).await? else {
+    // A small file comes in one request (one byte more than declared, to see a longer one);
+    // a larger one is measured by a HEAD, and its checksum taken where the store verified it.
+    let (size, bytes, verified_sha256) = if declared <= SMALL {
+        let read = store
+            .read_range(Area::Staging, key, 0, declared + 1)
+            .await?;
+        let Some((bytes, size)) = read else {
             return Err(UploadError::NotReceived);
         };
-        if size != declared {
-            return Err(size_mismatch(size));
-        }
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        if !sha256.eq_ignore_ascii_case(&direct.sha256) {
-            return Err(UploadError::ChecksumMismatch);
-        }
-        check_content(state, kind, InMemory(bytes.clone()), size).await?;
-        if let Some(min) = state.text().min_chars {
-            let reader = std::io::Cursor::new(bytes);
-            crate::staging::check_text_of(state, kind, reader, min).await?;
-        }
-        (size, sha256)
+        (size, Some(bytes), None)
     } else {
         let Some(stat) = store.stat(Area::Staging, key).await? else {
             return Err(UploadError::NotReceived);
         };
-        if stat.size != declared {
-            return Err(size_mismatch(stat.size));
-        }
-        let sha256 = match stat.verified_sha256 {
-            Some(sha) => sha,
-            None => hash_object(store, key).await?,
-        };
-        if !sha256.eq_ignore_ascii_case(&direct.sha256) {
-            return Err(UploadError::ChecksumMismatch);
-        }
-        let stored = StoredObject {
-            state: state.clone(),
-            key: key.to_owned(),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        check_content(state, kind, stored, stat.size).await?;
-        if let Some(min) = state.text().min_chars {
-            let reader = store.open(Area::Staging, key).await?;
-            crate::staging::check_text_of(state, kind, reader, min).await?;
-        }
-        (stat.size, sha256)
+        (stat.size, None, stat.verified_sha256)
     };
+    if size != declared {
+        return Err(UploadError::SizeMismatch {
+            declared,
+            received: size,
+        });
+    }
+    let sha256 = match (&bytes, verified_sha256) {
+        (Some(bytes), _) => hex::encode(Sha256::digest(bytes)),
+        (None, Some(verified)) => verified,
+        (None, None) => hash_object(store, key).await?,
+    };
+    if !sha256.eq_ignore_ascii_case(&direct.sha256) {
+        return Err(UploadError::ChecksumMismatch);
+    }
+    match &bytes {
+        Some(bytes) => check_content(state, kind, InMemory(bytes.clone()), size).await?,
+        None => {
+            let stored = StoredObject {
+                state: state.clone(),
+                key: key.to_owned(),
+                runtime: tokio::runtime::Handle::current(),
+            };
+            check_content(state, kind, stored, size).await?;
+        }
+    }
+    if let Some(min) = state.text().min_chars {
+        match bytes {
+            Some(bytes) => {
+                let reader = std::io::Cursor::new(bytes);
+                crate::staging::check_text_of(state, kind, reader, min).await?;
+            }
+            None => {
+                let reader = store.open(Area::Staging, key).await?;
+                crate::staging::check_text_of(state, kind, reader, min).await?;
+            }
+        }
+    }
     let now = Utc::now()
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
@@ -324,10 +331,14 @@ impl RangeSource for StoredObject {
             .state
             .store()
             .read_range(Area::Staging, &self.key, offset, len as u64);
-        self.runtime
-            .block_on(read)
-            .map(|bytes| bytes.to_vec())
-            .map_err(std::io::Error::other)
+        match self.runtime.block_on(read) {
+            Ok(Some((bytes, _))) => Ok(bytes.to_vec()),
+            Ok(None) => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the object is gone",
+            )),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
     }
 }
 

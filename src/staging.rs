@@ -185,14 +185,34 @@ impl Tail {
 }
 
 /// Byte counting, hashing and the size limit, chunk by chunk.
-struct Meter {
+pub(crate) struct Meter {
     size: u64,
     max: u64,
     hasher: Sha256,
 }
 
 impl Meter {
-    fn take(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
+    /// A meter refusing more than `max` bytes.
+    pub(crate) fn new(max: u64) -> Meter {
+        Meter {
+            size: 0,
+            max,
+            hasher: Sha256::new(),
+        }
+    }
+
+    /// Bytes taken so far.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The SHA-256 of everything taken, as lower-case hex.
+    pub(crate) fn sha256_hex(self) -> String {
+        hex::encode(self.hasher.finalize())
+    }
+
+    /// Counts and hashes a chunk; past the limit, the size-limit refusal.
+    pub(crate) fn take(&mut self, chunk: &[u8]) -> Result<(), UploadError> {
         self.size += chunk.len() as u64;
         if self.size > self.max {
             return Err(UploadError::too_large(self.max));
@@ -489,11 +509,7 @@ pub async fn receive(
 ) -> Result<Pending, UploadError> {
     let file_name = sanitize_file_name(raw_file_name);
     let kind = kind_of(state, &file_name)?;
-    let mut meter = Meter {
-        size: 0,
-        max: state.uploads().max_bytes,
-        hasher: Sha256::new(),
-    };
+    let mut meter = Meter::new(state.uploads().max_bytes);
     let head = read_head(source, &mut meter).await?;
     if meter.size == 0 {
         return Err(UploadError::Empty);
@@ -596,8 +612,8 @@ impl Pending {
                 .map_err(|e| UploadError::Internal(e.to_string()))?;
             let facts = StagedFacts {
                 content_type: kind.content_type().to_owned(),
-                file_size: meter.size as i64,
-                sha256: hex::encode(meter.hasher.finalize()),
+                file_size: meter.size() as i64,
+                sha256: meter.sha256_hex(),
                 uploaded_at: now,
                 expires_at: now + ttl,
             };

@@ -11,7 +11,6 @@ use axum::routing::{post, put};
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ApiState;
@@ -20,7 +19,8 @@ use super::error::{ApiError, ErrorCode, Result, json_body};
 use super::uploads::{StagedUpload, api_time, parse_file_id};
 use crate::direct::{self, Declared};
 use crate::domain::storage_key;
-use crate::store::SignedPut;
+use crate::staging::Meter;
+use crate::store::{ObjectWriter, SignedPut};
 
 pub(super) fn routes() -> Router<ApiState> {
     Router::new()
@@ -202,52 +202,49 @@ async fn receive_signed(
         ));
     }
     let mut writer = state.store().begin_staging(&key).await?;
-    let mut stream = body.into_data_stream();
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut failure = None;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => {
-                failure = Some(ApiError::new(ErrorCode::BadRequest, format!("body: {e}")));
-                break;
+    match receive_exactly(&mut writer, body, &query).await {
+        Ok(()) => {
+            writer.finish().await?;
+            Ok(StatusCode::OK)
+        }
+        Err(e) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(key = %key, error = %abort, "could not abort a refused direct PUT");
             }
-        };
-        size += chunk.len() as u64;
-        if size > query.size {
-            failure = Some(ApiError::new(
-                ErrorCode::BadRequest,
-                format!("More than the {} bytes signed for", query.size),
-            ));
-            break;
-        }
-        hasher.update(&chunk);
-        if let Err(e) = writer.write(chunk).await {
-            failure = Some(e.into());
-            break;
+            Err(e)
         }
     }
-    if failure.is_none() && size != query.size {
-        failure = Some(ApiError::new(
-            ErrorCode::BadRequest,
-            format!("{size} bytes received, {} signed for", query.size),
+}
+
+/// Streams the body into `writer`: exactly the size and SHA-256 signed for, or an error.
+async fn receive_exactly(
+    writer: &mut Box<dyn ObjectWriter>,
+    body: Body,
+    signed: &Signature,
+) -> Result<()> {
+    let refused = |message: String| ApiError::new(ErrorCode::BadRequest, message);
+    let mut meter = Meter::new(signed.size);
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| refused(format!("body: {e}")))?;
+        meter
+            .take(&chunk)
+            .map_err(|_| refused(format!("More than the {} bytes signed for", signed.size)))?;
+        writer.write(chunk).await?;
+    }
+    if meter.size() != signed.size {
+        return Err(refused(format!(
+            "{} bytes received, {} signed for",
+            meter.size(),
+            signed.size
+        )));
+    }
+    if !meter.sha256_hex().eq_ignore_ascii_case(&signed.sha256) {
+        return Err(refused(
+            "The body does not match the SHA-256 signed for".into(),
         ));
     }
-    if failure.is_none() && !hex::encode(hasher.finalize()).eq_ignore_ascii_case(&query.sha256) {
-        failure = Some(ApiError::new(
-            ErrorCode::BadRequest,
-            "The body does not match the SHA-256 signed for",
-        ));
-    }
-    if let Some(e) = failure {
-        if let Err(abort) = writer.abort().await {
-            tracing::warn!(key = %key, error = %abort, "could not abort a refused direct PUT");
-        }
-        return Err(e);
-    }
-    writer.finish().await?;
-    Ok(StatusCode::OK)
+    Ok(())
 }
 
 fn forbidden() -> ApiError {

@@ -340,6 +340,24 @@ macro_rules! impl_repo {
         /// Writes an event to the outbox with one pending delivery for each endpoint of its
         /// client that is in use and subscribed to its type — in the caller's transaction, so
         /// the event exists if and only if the change it reports does.
+        /// Ends a transaction that changed keys or grants: the notification every replica's
+        /// cache listens for, the commit, this process's cache emptied, and the wait for the
+        /// notification to come back (see `src/key_cache.rs`).
+        async fn key_change_done(
+            mut tx: sqlx::Transaction<'_, <Conn as sqlx::Connection>::Database>,
+            echo: KeyEcho,
+            keys: &crate::key_cache::KeyCache,
+        ) -> Result<()> {
+            sqlx::query(NOTIFY_KEYS)
+                .bind(echo.token())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            keys.clear();
+            echo.heard().await;
+            Ok(())
+        }
+
         async fn write_event(conn: &mut Conn, event: &crate::events::NewEvent) -> Result<()> {
             sqlx::query(
                 "INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
@@ -576,10 +594,7 @@ macro_rules! impl_repo {
                 .bind(time(Utc::now()))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(NOTIFY_KEYS).bind(echo.token()).execute(&mut *tx).await?;
-                tx.commit().await?;
-                self.keys.clear();
-                echo.heard().await;
+                key_change_done(tx, echo, &self.keys).await?;
                 Ok(done.rows_affected() > 0)
             }
 
@@ -601,10 +616,7 @@ macro_rules! impl_repo {
                 .bind(time(Utc::now()))
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(NOTIFY_KEYS).bind(echo.token()).execute(&mut *tx).await?;
-                tx.commit().await?;
-                self.keys.clear();
-                echo.heard().await;
+                key_change_done(tx, echo, &self.keys).await?;
                 Ok(())
             }
 
@@ -976,10 +988,7 @@ macro_rules! impl_repo {
                 .bind(key_name)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query(NOTIFY_KEYS).bind(echo.token()).execute(&mut *tx).await?;
-                tx.commit().await?;
-                self.keys.clear();
-                echo.heard().await;
+                key_change_done(tx, echo, &self.keys).await?;
                 Ok(done.rows_affected())
             }
 

@@ -325,33 +325,25 @@ impl Store for FsStore {
         }
     }
 
-    async fn read_range(&self, area: Area, key: &str, offset: u64, len: u64) -> Result<Bytes> {
+    async fn read_range(
+        &self,
+        area: Area,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Bytes, u64)>> {
         use std::io::{Read, Seek};
         let path = self.path(area, key)?;
         tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(&path)?;
-            file.seek(std::io::SeekFrom::Start(offset))?;
-            let mut out = Vec::new();
-            file.take(len).read_to_end(&mut out)?;
-            Ok::<_, std::io::Error>(Bytes::from(out))
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("read: {e}")))?
-        .map_err(|e| io_err("read", e))
-    }
-
-    async fn read_start(&self, area: Area, key: &str, max: u64) -> Result<Option<(Bytes, u64)>> {
-        use std::io::Read;
-        let path = self.path(area, key)?;
-        tokio::task::spawn_blocking(move || {
-            let file = match std::fs::File::open(&path) {
+            let mut file = match std::fs::File::open(&path) {
                 Ok(file) => file,
                 Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(e),
             };
             let total = file.metadata()?.len();
+            file.seek(std::io::SeekFrom::Start(offset))?;
             let mut out = Vec::new();
-            file.take(max).read_to_end(&mut out)?;
+            file.take(len).read_to_end(&mut out)?;
             Ok(Some((Bytes::from(out), total)))
         })
         .await

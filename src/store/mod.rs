@@ -155,11 +155,15 @@ pub trait Store: Send + Sync {
     async fn promote(&self, key: &str) -> Result<()>;
     /// Reads an object from its start (for text extraction).
     async fn open(&self, area: Area, key: &str) -> Result<ObjectReader>;
-    /// `len` bytes of an object from `offset` (fewer at its end).
-    async fn read_range(&self, area: Area, key: &str, offset: u64, len: u64) -> Result<Bytes>;
-    /// At most the first `max` bytes of an object and its whole size, in one request; `None`:
-    /// no such object.
-    async fn read_start(&self, area: Area, key: &str, max: u64) -> Result<Option<(Bytes, u64)>>;
+    /// `len` bytes of an object from `offset` (fewer at its end) and the object's whole size,
+    /// in one request; `None`: no such object.
+    async fn read_range(
+        &self,
+        area: Area,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Bytes, u64)>>;
     /// An object's size and, where the store verified one, its SHA-256; `None`: no such object.
     async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>>;
     /// A URL a client PUTs exactly `size` bytes with this SHA-256 (hex) to, under `key` in the

@@ -872,57 +872,51 @@ impl Store for S3Store {
         }
     }
 
-    async fn read_range(&self, area: Area, key: &str, offset: u64, len: u64) -> Result<Bytes> {
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
-        let object = self
-            .client
-            .get_object()
-            .bucket(self.bucket(area))
-            .key(key)
-            .range(format!("bytes={offset}-{}", offset + len - 1))
-            .send()
-            .await
-            .map_err(|e| sdk_err("get object range", e))?;
-        let body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("get object range: {e}")))?;
-        Ok(body.into_bytes())
-    }
-
-    async fn read_start(&self, area: Area, key: &str, max: u64) -> Result<Option<(Bytes, u64)>> {
+    async fn read_range(
+        &self,
+        area: Area,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<(Bytes, u64)>> {
         let got = self
             .client
             .get_object()
             .bucket(self.bucket(area))
             .key(key)
-            .range(format!("bytes=0-{}", max.saturating_sub(1)))
+            .range(format!("bytes={offset}-{}", offset + len.max(1) - 1))
             .send()
             .await;
         let object = match got {
             Ok(object) => object,
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => return Ok(None),
-            // An empty object has no byte 0 to start a range at.
+            // A range starting past the end (an empty object has no byte 0): nothing to read.
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 416 => {
-                return Ok(Some((Bytes::new(), 0)));
+                let size = self.size(area, key).await?;
+                return Ok(size.map(|size| (Bytes::new(), size)));
             }
-            Err(e) => return Err(sdk_err("get object start", e)),
+            Err(e) => return Err(sdk_err("get object range", e)),
         };
-        // `bytes 0-N/TOTAL` when the range applied; no range header: the whole object.
+        // `bytes FIRST-LAST/TOTAL` when the range applied; no range header: the whole object.
         let total = object
             .content_range()
             .and_then(|r| r.rsplit_once('/'))
             .and_then(|(_, total)| total.parse::<u64>().ok());
         let length = object.content_length().unwrap_or(0).max(0) as u64;
-        let body = object
+        let mut body = object
             .body
             .collect()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("get object start: {e}")))?
+            .map_err(|e| StoreError::Unavailable(format!("get object range: {e}")))?
             .into_bytes();
+        if total.is_none() {
+            // A server that ignored the range sent the whole object.
+            let start = usize::try_from(offset)
+                .unwrap_or(usize::MAX)
+                .min(body.len());
+            body = body.slice(start..);
+        }
+        body.truncate(usize::try_from(len).unwrap_or(usize::MAX));
         Ok(Some((body, total.unwrap_or(length))))
     }
 

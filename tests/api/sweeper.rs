@@ -501,16 +501,8 @@ impl Store for CountingStore {
         key: &str,
         offset: u64,
         len: u64,
-    ) -> stowage::store::Result<bytes::Bytes> {
-        self.inner.read_range(area, key, offset, len).await
-    }
-    async fn read_start(
-        &self,
-        area: Area,
-        key: &str,
-        max: u64,
     ) -> stowage::store::Result<Option<(bytes::Bytes, u64)>> {
-        self.inner.read_start(area, key, max).await
+        self.inner.read_range(area, key, offset, len).await
     }
     async fn stat(
         &self,
