@@ -105,8 +105,13 @@ log "peer on 127.0.0.1:$PPORT (pid $PEER_PID)"
 # --- workloads ---------------------------------------------------------------------------------
 Q=${BENCH_QUICK:-0}
 n() { if [ "$Q" = 1 ]; then echo "$2"; else echo "$1"; fi; }
+# BENCH_ONLY=REGEX runs only the workloads whose names match (for trying one change; the report
+# is then printed, not written).
+ONLY=${BENCH_ONLY:-}
+wanted() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
 run() { # NAME ARGS...
   local name=$1; shift
+  wanted "$name" || return 0
   log "$name"
   "$BENCH" "$@" >"$RESULTS/$name.json"
 }
@@ -165,6 +170,7 @@ run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000
 # Sweep: 20,000 files staged through a second Stowage process whose TTL is one second (same
 # database and buckets), then one pass of `stowage sweep` on the main configuration.
 SWEEP_N=$(n 20000 2000)
+if wanted sweep_stowage; then
 STOWAGE_UPLOAD_TTL=1s start_stowage
 BENCH_STOWAGE_URL=$STOWAGE_URL run sweep_fill_stowage upload --target stowage --size 1024 --concurrency 16 --count "$SWEEP_N"
 stop_pid "$STOWAGE_PID"
@@ -173,6 +179,13 @@ sleep 1.5
 log "sweep_stowage"
 run sweep_fill_direct fill-direct --prefix sweep --count "$SWEEP_N"
 run sweep_direct delete-direct --prefix sweep
+fi
+if [ -n "$ONLY" ]; then
+  for f in "$RESULTS"/*.json; do
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "cpu_ms_per_op", r.get("cpu_ms_per_op"))' "$f" "$(basename "$f" .json)"
+  done
+  exit 0
+fi
 
 # --- report ------------------------------------------------------------------------------------
 {

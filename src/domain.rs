@@ -98,6 +98,25 @@ pub struct FileRecord {
     pub text: Option<TextState>,
 }
 
+impl FileRecord {
+    /// The record of this bound file once promoted to `promoted_key` at `at`: what the
+    /// repository's promotion writes (its text extraction queued), so that an event can be
+    /// written in the same statement as the change it reports.
+    pub fn promoted(&self, promoted_key: &str, at: DateTime<Utc>) -> FileRecord {
+        FileRecord {
+            state: FileState::Promoted,
+            promoted_key: Some(promoted_key.to_owned()),
+            promoted_at: Some(at),
+            text: Some(TextState {
+                status: TextStatus::Pending,
+                chars: None,
+                failure: None,
+            }),
+            ..self.clone()
+        }
+    }
+}
+
 /// Where a promoted file's text extraction stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
 use crate::config::Config;
+use crate::domain::FileRecord;
 use crate::repo::{Job, RepoError, TextOutcome};
 use crate::sniff::DocumentKind;
 use crate::store::{Area, StoreError};
@@ -283,7 +284,7 @@ pub fn child_main(kind: DocumentKind, memory_mb: u64, cpu_seconds: u64) -> ExitC
 pub async fn run_job(app: &App, job: Job) {
     let started = Instant::now();
     match attempt(app, &job).await {
-        Ok(Some(outcome)) => {
+        Ok(Some((file, outcome))) => {
             let status = if outcome.is_ok() {
                 "extracted"
             } else {
@@ -302,7 +303,7 @@ pub async fn run_job(app: &App, job: Job) {
             };
             if let Err(e) = app
                 .repo()
-                .finish_text_job(job.id, job.file_id, &outcome, Utc::now())
+                .finish_text_job(job.id, &file, &outcome, Utc::now())
                 .await
             {
                 tracing::warn!(file_id = %job.file_id, error = %e, "recording extracted text; the job is retried");
@@ -310,11 +311,7 @@ pub async fn run_job(app: &App, job: Job) {
         }
         // Nothing to do: the file is no longer promoted (erased meanwhile) or is gone.
         Ok(None) => {
-            if let Err(e) = app
-                .repo()
-                .finish_text_job(job.id, job.file_id, &TextOutcome::Dropped, Utc::now())
-                .await
-            {
+            if let Err(e) = app.repo().drop_job(job.id).await {
                 tracing::warn!(file_id = %job.file_id, error = %e, "dropping a text job");
             }
         }
@@ -335,10 +332,16 @@ fn retry_wait(attempts: i32) -> Duration {
     Duration::from_secs(10).saturating_mul(1 << attempts.clamp(0, 10))
 }
 
-/// The outcome of one job's extraction, or `None` if there is nothing to extract.
-async fn attempt(app: &App, job: &Job) -> Result<Option<Result<String, TextFailure>>, RunError> {
+/// The promoted file and the outcome of its extraction, or `None` if there is nothing to
+/// extract.
+type Attempt = Option<(FileRecord, Result<String, TextFailure>)>;
+
+async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {
+    let Some(file) = app.repo().promoted_file(job.file_id).await? else {
+        return Ok(None);
+    };
     if job.attempts > MAX_JOB_ATTEMPTS {
-        return Ok(Some(Err(TextFailure::new(
+        let failure = TextFailure::new(
             FailureReason::Unreadable,
             format!(
                 "extraction did not complete in {MAX_JOB_ATTEMPTS} attempts: {}",
@@ -346,22 +349,22 @@ async fn attempt(app: &App, job: &Job) -> Result<Option<Result<String, TextFailu
                     .as_deref()
                     .unwrap_or("the process running it stopped")
             ),
-        ))));
+        );
+        return Ok(Some((file, Err(failure))));
     }
-    let Some(file) = app.repo().promoted_file(job.file_id).await? else {
-        return Ok(None);
-    };
     let Some(kind) = file
         .content_type
         .as_deref()
         .and_then(DocumentKind::from_content_type)
     else {
-        return Ok(Some(Err(TextFailure::new(
+        let failure = TextFailure::new(
             FailureReason::Unreadable,
             "the file's type has no text extractor",
-        ))));
+        );
+        return Ok(Some((file, Err(failure))));
     };
     let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
     let input = app.store().open(Area::Files, key).await?;
-    Ok(Some(extract_isolated(app.text(), kind, input).await?))
+    let outcome = extract_isolated(app.text(), kind, input).await?;
+    Ok(Some((file, outcome)))
 }

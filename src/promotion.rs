@@ -43,12 +43,7 @@ pub async fn move_object(state: &App, file: &FileRecord) -> Result<FileRecord, P
         return Err(PromoteError::TooLarge(file.id, size));
     }
     state.store().promote(&file.staging_key).await?;
-    Ok(FileRecord {
-        state: FileState::Promoted,
-        promoted_key: Some(file.staging_key.clone()),
-        promoted_at: Some(Utc::now()),
-        ..file.clone()
-    })
+    Ok(file.promoted(&file.staging_key, Utc::now()))
 }
 
 /// Promotes one bound file (object, then row); a file already promoted is returned as it is.
@@ -59,7 +54,7 @@ pub async fn promote_file(state: &App, file: &FileRecord) -> Result<FileRecord, 
     let promoted = move_object(state, file).await?;
     if !state
         .repo()
-        .mark_promoted(file.id, &file.staging_key)
+        .mark_promoted(file, &file.staging_key)
         .await?
     {
         crate::erasure::after_lost_promotion(state, file.id, &file.staging_key).await;

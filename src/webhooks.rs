@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::domain::{FileRecord, Slot, SlotFailure, WebhookKind, WebhookRecord};
+use crate::domain::{FileRecord, FileState, Slot, SlotFailure, WebhookKind, WebhookRecord};
 use crate::promotion;
 use crate::repo::{BindAttempt, NewWebhook, Repo, RepoError};
 
@@ -312,19 +312,21 @@ pub async fn process(
 
 /// Stores the answer given for a freshly processed webhook and marks its moved files promoted.
 pub async fn record_result(state: &App, processed: &Processed, result: &str) {
-    let promoted: Vec<(Uuid, String)> = processed
+    let moved: Vec<FileRecord> = processed
         .files
         .iter()
-        .filter_map(|f| Some((f.id, f.promoted_key.clone()?)))
+        .filter(|f| f.state == FileState::Promoted && f.promoted_key.is_some())
+        .cloned()
         .collect();
     match state
         .repo()
-        .finish_webhook(processed.webhook.id, result, &promoted)
+        .finish_webhook(&processed.webhook, result, &moved)
         .await
     {
         Ok(not_bound) => {
-            for (id, key) in promoted.iter().filter(|(id, _)| not_bound.contains(id)) {
-                crate::erasure::after_lost_promotion(state, *id, key).await;
+            for file in moved.iter().filter(|f| not_bound.contains(&f.id)) {
+                let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
+                crate::erasure::after_lost_promotion(state, file.id, key).await;
             }
         }
         Err(e) => {

@@ -148,8 +148,6 @@ pub enum TextOutcome {
     Extracted(String),
     /// Why the file has no text.
     Failed(crate::text::TextFailure),
-    /// Nothing to record: the file is no longer promoted.
-    Dropped,
 }
 
 /// A delivery the worker has claimed (leased): what to send, and where.
@@ -560,14 +558,16 @@ pub trait Repo: Send + Sync {
     /// flushed synchronously on PostgreSQL: losing it in a crash only leaves files `bound`, which
     /// the recovery pass promotes again (the copy finds them in place). Returns the files that
     /// were no longer bound (erased meanwhile, or promoted by another path).
+    /// `moved` holds the files whose objects were moved, as [`FileRecord::promoted`] says
+    /// (others are left bound).
     async fn finish_webhook(
         &self,
-        id: Uuid,
+        webhook: &WebhookRecord,
         result: &str,
-        promoted: &[(Uuid, String)],
+        moved: &[FileRecord],
     ) -> Result<Vec<Uuid>>;
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
-    async fn mark_promoted(&self, id: Uuid, promoted_key: &str) -> Result<bool>;
+    async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool>;
     /// Bound files waiting for promotion, oldest first.
     /// Leases up to `limit` due jobs until `until`, counting the attempt.
     async fn claim_jobs(
@@ -580,13 +580,16 @@ pub trait Repo: Send + Sync {
     async fn retry_job(&self, id: Uuid, at: DateTime<Utc>, error: &str) -> Result<()>;
     /// Records a text job's outcome on its file (if still promoted and pending), with its
     /// event, and deletes the job — one transaction. Whether the file took the outcome.
+    /// `file` is the file as read before extracting (promoted, its text pending).
     async fn finish_text_job(
         &self,
         job_id: Uuid,
-        file_id: Uuid,
+        file: &FileRecord,
         outcome: &TextOutcome,
         at: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Deletes a job with nothing left to do (its file is no longer promoted).
+    async fn drop_job(&self, job_id: Uuid) -> Result<()>;
     /// A promoted file, by id alone (for the worker).
     async fn promoted_file(&self, id: Uuid) -> Result<Option<FileRecord>>;
     /// A client's promoted file's extracted text.

@@ -158,6 +158,61 @@ impl Drop for KeyListener {
 
 const FILE_STATES: &str = "SELECT id, state FROM files WHERE id = ANY($1)";
 
+/// An event and its deliveries in one statement (`$7`: the subscription pattern).
+const EVENT_WITH_DELIVERIES: Option<&str> = Some(
+    "WITH e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
+     INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+     SELECT e.id, ep.id, 'pending', 0, $5 FROM e, event_endpoints ep \
+     WHERE ep.client_id = $2 AND ep.deleted_at IS NULL \
+       AND (ep.event_types IS NULL OR ep.event_types LIKE $7) \
+     ON CONFLICT DO NOTHING",
+);
+
+/// A text job's outcome in one statement: the file's text status (`$1`–`$5`) where it is still
+/// promoted and pending, its text (`$6`, if any), the event (`$7`–`$12`) and its deliveries; the
+/// job deleted (`$13`). Whether the file took the outcome.
+const FINISH_TEXT_JOB: Option<&str> = Some(
+    "WITH u AS (UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, text_reason = $5 \
+                WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING id), \
+     t AS (INSERT INTO file_texts (file_id, body) SELECT id, $6 FROM u WHERE $6::text IS NOT NULL \
+           ON CONFLICT (file_id) DO UPDATE SET body = excluded.body), \
+     e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+           SELECT $7, $8, $9, $10, $11, u.id FROM u RETURNING id), \
+     d AS (INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+           SELECT e.id, ep.id, 'pending', 0, $11 FROM e, event_endpoints ep \
+           WHERE ep.client_id = $8 AND ep.deleted_at IS NULL \
+             AND (ep.event_types IS NULL OR ep.event_types LIKE $12) \
+           ON CONFLICT DO NOTHING), \
+     j AS (DELETE FROM jobs WHERE id = $13) \
+     SELECT EXISTS (SELECT 1 FROM u)",
+);
+
+/// A webhook's result in one statement: its moved files (`$1`, JSON: id, key, event id and
+/// body, text job id) promoted where still bound, with their text jobs, `file.promoted` events
+/// and deliveries; the webhook processed. Returns the files that were no longer bound.
+const FINISH_WEBHOOK: Option<&str> = Some(
+    "WITH input AS (SELECT * FROM json_to_recordset($1::json) \
+                        AS t(file_id uuid, promoted_key text, event_id uuid, body text, job_id uuid)), \
+     p AS (UPDATE files f SET state = 'promoted', promoted_key = i.promoted_key, \
+                  promoted_at = $2, state_changed_at = $2, text_status = 'pending', \
+                  text_chars = NULL, text_error = NULL, text_reason = NULL \
+           FROM input i WHERE f.id = i.file_id AND f.state = 'bound' RETURNING f.id), \
+     j AS (INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
+           SELECT i.job_id, $3, p.id, 0, $2, $2 FROM p JOIN input i ON i.file_id = p.id \
+           ON CONFLICT DO NOTHING), \
+     e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+           SELECT i.event_id, $4, $5, i.body, $2, p.id FROM p JOIN input i ON i.file_id = p.id \
+           RETURNING id), \
+     d AS (INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+           SELECT e.id, ep.id, 'pending', 0, $2 FROM e, event_endpoints ep \
+           WHERE ep.client_id = $4 AND ep.deleted_at IS NULL \
+             AND (ep.event_types IS NULL OR ep.event_types LIKE $6) \
+           ON CONFLICT DO NOTHING), \
+     w AS (UPDATE webhooks SET status = 'processed', result = $7, updated_at = $2 WHERE id = $8) \
+     SELECT file_id FROM input WHERE file_id NOT IN (SELECT id FROM p)",
+);
+
 /// With several sweepers, each row goes to one of them: the others skip the locked rows.
 const EXPIRE_DUE: &str = concat!(
     "UPDATE files SET state = 'expired', state_changed_at = $1 \

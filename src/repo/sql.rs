@@ -5,7 +5,9 @@
 //! - the column types `Id` and `Time` (`Uuid`/`DateTime<Utc>` on PostgreSQL, hyphenated TEXT
 //!   and INTEGER microseconds on SQLite) with `id`, `uuid`, `time` and `utc` to convert;
 //! - `IdList` and `id_list` (a list of ids as one bound value) and the statements that are
-//!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`;
+//!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`, and the single statements
+//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `FINISH_WEBHOOK`, `FINISH_TEXT_JOB`: `None` on
+//!   SQLite);
 //! - a struct with a `pool` and a `relaxed` pool (writes the sweeper repairs if lost).
 //!
 //! Every rule (what a bind refusal means, replays, expiry) lives in the domain, not here.
@@ -359,18 +361,24 @@ macro_rules! impl_repo {
         }
 
         async fn write_event(conn: &mut Conn, event: &crate::events::NewEvent) -> Result<()> {
-            sqlx::query(
+            let query = sqlx::query(EVENT_WITH_DELIVERIES.unwrap_or(
                 "INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
                  VALUES ($1, $2, $3, $4, $5, $6)",
-            )
+            ))
             .bind(id(event.id))
             .bind(&event.client_id)
             .bind(event.event_type.as_str())
             .bind(&event.body)
             .bind(time(event.created_at))
-            .bind(event.file_id.map(id))
-            .execute(&mut *conn)
-            .await?;
+            .bind(event.file_id.map(id));
+            if EVENT_WITH_DELIVERIES.is_some() {
+                query
+                    .bind(event.event_type.subscription_pattern())
+                    .execute(&mut *conn)
+                    .await?;
+                return Ok(());
+            }
+            query.execute(&mut *conn).await?;
             fan_out(conn, event.id, &event.client_id, event.event_type, event.created_at).await
         }
 
@@ -399,27 +407,28 @@ macro_rules! impl_repo {
             Ok(())
         }
 
-        /// Marks a bound file promoted (in the caller's transaction); the file as it now is, or
-        /// `None` if it was not bound.
+        /// Marks a bound file promoted and queues its text job (in the caller's transaction);
+        /// whether it was bound. The row becomes what [`FileRecord::promoted`] says.
         async fn promote_in(
             conn: &mut Conn,
             file_id: Uuid,
             promoted_key: &str,
             at: DateTime<Utc>,
-        ) -> Result<Option<FileRecord>> {
-            let row: Option<FileRow> = sqlx::query_as(concat!(
+        ) -> Result<bool> {
+            let updated = sqlx::query(
                 "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                         state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
                         text_error = NULL, text_reason = NULL \
-                 WHERE id = $1 AND state = 'bound' RETURNING ",
-                file_columns!()
-            ))
+                 WHERE id = $1 AND state = 'bound'",
+            )
             .bind(id(file_id))
             .bind(promoted_key)
             .bind(time(at))
-            .fetch_optional(&mut *conn)
+            .execute(&mut *conn)
             .await?;
-            let Some(row) = row else { return Ok(None) };
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
             // The text job is queued with the promotion: a promoted file always gets its text.
             sqlx::query(
                 "INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
@@ -431,7 +440,7 @@ macro_rules! impl_repo {
             .bind(time(at))
             .execute(&mut *conn)
             .await?;
-            FileRecord::try_from(row).map(Some)
+            Ok(true)
         }
 
         /// Writes the event reporting a file's change (its record carries its webhook, if bound).
@@ -1544,29 +1553,62 @@ macro_rules! impl_repo {
 
             async fn finish_webhook(
                 &self,
-                webhook_id: Uuid,
+                webhook: &WebhookRecord,
                 result: &str,
-                promoted: &[(Uuid, String)],
+                moved: &[FileRecord],
             ) -> Result<Vec<Uuid>> {
                 let now = Utc::now();
+                // Each file as its promotion writes it, and the event reporting it.
+                let promoted: Vec<(FileRecord, crate::events::NewEvent)> = moved
+                    .iter()
+                    .filter_map(|file| {
+                        let file = file.promoted(file.promoted_key.as_deref()?, now);
+                        let event = crate::events::NewEvent::file(
+                            EventType::FilePromoted, &file, Some(webhook), now);
+                        Some((file, event))
+                    })
+                    .collect();
+                if let Some(statement) = FINISH_WEBHOOK {
+                    // The whole result in one statement (one round trip, one relaxed commit).
+                    let input: Vec<serde_json::Value> = promoted
+                        .iter()
+                        .map(|(file, event)| serde_json::json!({
+                            "file_id": file.id,
+                            "promoted_key": file.promoted_key,
+                            "event_id": event.id,
+                            "body": event.body,
+                            "job_id": Uuid::new_v4(),
+                        }))
+                        .collect();
+                    let not_bound: Vec<(Id,)> = sqlx::query_as(statement)
+                        .bind(serde_json::Value::Array(input).to_string())
+                        .bind(time(now))
+                        .bind(super::job_kind::EXTRACT_TEXT)
+                        .bind(&webhook.client_id)
+                        .bind(EventType::FilePromoted.as_str())
+                        .bind(EventType::FilePromoted.subscription_pattern())
+                        .bind(result)
+                        .bind(id(webhook.id))
+                        .fetch_all(&self.relaxed)
+                        .await?;
+                    return not_bound.into_iter().map(|(file_id,)| uuid(file_id)).collect();
+                }
                 // One (relaxed) commit for the files, their events and the webhook together.
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
-                let webhook = webhook_in(&mut tx, webhook_id).await?;
                 let mut not_bound = Vec::new();
-                for (file_id, key) in promoted {
-                    let Some(file) = promote_in(&mut tx, *file_id, key, now).await? else {
-                        not_bound.push(*file_id);
+                for (file, event) in &promoted {
+                    let key = file.promoted_key.as_deref().unwrap_or_default();
+                    if !promote_in(&mut tx, file.id, key, now).await? {
+                        not_bound.push(file.id);
                         continue;
-                    };
-                    let event =
-                        crate::events::NewEvent::file(EventType::FilePromoted, &file, webhook.as_ref(), now);
-                    write_event(&mut tx, &event).await?;
+                    }
+                    write_event(&mut tx, event).await?;
                 }
                 sqlx::query(
                     "UPDATE webhooks SET status = 'processed', result = $2, updated_at = $3 \
                      WHERE id = $1",
                 )
-                .bind(id(webhook_id))
+                .bind(id(webhook.id))
                 .bind(result)
                 .bind(time(now))
                 .execute(&mut *tx)
@@ -1575,13 +1617,14 @@ macro_rules! impl_repo {
                 Ok(not_bound)
             }
 
-            async fn mark_promoted(&self, file_id: Uuid, promoted_key: &str) -> Result<bool> {
+            async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool> {
                 let now = Utc::now();
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
-                let Some(file) = promote_in(&mut tx, file_id, promoted_key, now).await? else {
+                if !promote_in(&mut tx, file.id, promoted_key, now).await? {
                     tx.rollback().await?;
                     return Ok(false);
-                };
+                }
+                let file = file.promoted(promoted_key, now);
                 write_file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
                 tx.commit().await?;
                 Ok(true)
@@ -1619,53 +1662,72 @@ macro_rules! impl_repo {
             async fn finish_text_job(
                 &self,
                 job_id: Uuid,
-                file_id: Uuid,
+                file: &FileRecord,
                 outcome: &TextOutcome,
                 at: DateTime<Utc>,
             ) -> Result<bool> {
-                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-                let recorded = match outcome {
-                    TextOutcome::Extracted(text) => Some((
-                        TextStatus::Extracted,
-                        Some(crate::text::char_count(text)),
-                        None,
-                        EventType::FileTextExtracted,
-                    )),
-                    TextOutcome::Failed(failure) => {
-                        Some((TextStatus::Failed, None, Some(failure), EventType::FileTextFailed))
-                    }
-                    TextOutcome::Dropped => None,
+                let (text, failure, event_type) = match outcome {
+                    TextOutcome::Extracted(text) => (Some(text.as_str()), None, EventType::FileTextExtracted),
+                    TextOutcome::Failed(failure) => (None, Some(failure), EventType::FileTextFailed),
                 };
-                let mut taken = false;
-                if let Some((status, chars, failure, event)) = recorded {
-                    let row: Option<FileRow> = sqlx::query_as(concat!(
-                        "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
-                                text_reason = $5 \
-                         WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING ",
-                        file_columns!()
-                    ))
-                    .bind(id(file_id))
-                    .bind(status.as_str())
-                    .bind(chars)
-                    .bind(failure.map(|f| f.message.as_str()))
-                    .bind(failure.map(|f| f.reason.as_str()))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = row {
-                        taken = true;
-                        let file = FileRecord::try_from(row)?;
-                        if let TextOutcome::Extracted(text) = outcome {
-                            sqlx::query(
-                                "INSERT INTO file_texts (file_id, body) VALUES ($1, $2) \
-                                 ON CONFLICT (file_id) DO UPDATE SET body = excluded.body",
-                            )
-                            .bind(id(file_id))
-                            .bind(text)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        write_file_event(&mut tx, event, &file, at).await?;
+                let state = crate::domain::TextState {
+                    status: if text.is_some() { TextStatus::Extracted } else { TextStatus::Failed },
+                    chars: text.map(crate::text::char_count),
+                    failure: failure.cloned(),
+                };
+                // The file as the outcome leaves it, for the event written with it.
+                let recorded = FileRecord { text: Some(state.clone()), ..file.clone() };
+                let webhook = match file.webhook_id {
+                    Some(webhook_id) => self.get_webhook(&file.client_id, webhook_id).await?,
+                    None => None,
+                };
+                let event = crate::events::NewEvent::file(event_type, &recorded, webhook.as_ref(), at);
+                if let Some(statement) = FINISH_TEXT_JOB {
+                    let (taken,): (bool,) = sqlx::query_as(statement)
+                        .bind(id(file.id))
+                        .bind(state.status.as_str())
+                        .bind(state.chars)
+                        .bind(failure.map(|f| f.message.as_str()))
+                        .bind(failure.map(|f| f.reason.as_str()))
+                        .bind(text)
+                        .bind(id(event.id))
+                        .bind(&event.client_id)
+                        .bind(event_type.as_str())
+                        .bind(&event.body)
+                        .bind(time(at))
+                        .bind(event_type.subscription_pattern())
+                        .bind(id(job_id))
+                        .fetch_one(&self.pool)
+                        .await?;
+                    return Ok(taken);
+                }
+                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let taken = sqlx::query(
+                    "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
+                            text_reason = $5 \
+                     WHERE id = $1 AND state = 'promoted' AND text_status = 'pending'",
+                )
+                .bind(id(file.id))
+                .bind(state.status.as_str())
+                .bind(state.chars)
+                .bind(failure.map(|f| f.message.as_str()))
+                .bind(failure.map(|f| f.reason.as_str()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0;
+                if taken {
+                    if let Some(text) = text {
+                        sqlx::query(
+                            "INSERT INTO file_texts (file_id, body) VALUES ($1, $2) \
+                             ON CONFLICT (file_id) DO UPDATE SET body = excluded.body",
+                        )
+                        .bind(id(file.id))
+                        .bind(text)
+                        .execute(&mut *tx)
+                        .await?;
                     }
+                    write_event(&mut tx, &event).await?;
                 }
                 sqlx::query("DELETE FROM jobs WHERE id = $1")
                     .bind(id(job_id))
@@ -1673,6 +1735,14 @@ macro_rules! impl_repo {
                     .await?;
                 tx.commit().await?;
                 Ok(taken)
+            }
+
+            async fn drop_job(&self, job_id: Uuid) -> Result<()> {
+                sqlx::query("DELETE FROM jobs WHERE id = $1")
+                    .bind(id(job_id))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
             }
 
             async fn promoted_file(&self, file_id: Uuid) -> Result<Option<FileRecord>> {

@@ -81,6 +81,12 @@ async fn key_changes(
 const FILE_STATES: &str =
     "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";
 
+/// SQLite has no data-modifying `WITH`: an event's deliveries and a webhook's result are
+/// written statement by statement, in one transaction (in-process calls, not round trips).
+const EVENT_WITH_DELIVERIES: Option<&str> = None;
+const FINISH_WEBHOOK: Option<&str> = None;
+const FINISH_TEXT_JOB: Option<&str> = None;
+
 /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
 const EXPIRE_DUE: &str = concat!(
     "UPDATE files SET state = 'expired', state_changed_at = $1 \
