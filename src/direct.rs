@@ -155,7 +155,7 @@ pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileReco
         return Err(recorded(refusal));
     }
     match check_arrived(state, &record, &direct).await {
-        Ok(facts) => match state.repo().mark_staged(id, &facts).await {
+        Ok(facts) => match state.repo().mark_staged(&record, &facts).await {
             Ok(()) => {}
             // Completed (or aborted) by someone else meanwhile: answer as they did.
             Err(RepoError::Conflict(_)) => return again(state, client_id, id).await,

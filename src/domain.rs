@@ -377,6 +377,23 @@ pub struct StagedFacts {
     pub expires_at: DateTime<Utc>,
 }
 
+impl StagedFacts {
+    /// The record of a receiving file once staged with these facts: what the repository's
+    /// `mark_staged` writes.
+    pub fn staged(&self, receiving: &FileRecord) -> FileRecord {
+        FileRecord {
+            state: FileState::Staged,
+            content_type: Some(self.content_type.clone()),
+            file_size: Some(self.file_size),
+            sha256: Some(self.sha256.clone()),
+            multipart_upload_id: None,
+            uploaded_at: Some(self.uploaded_at),
+            expires_at: Some(self.expires_at),
+            ..receiving.clone()
+        }
+    }
+}
+
 /// The storage key of a file: generated, never built from a client-supplied name.
 pub fn storage_key(client_id: &str, file_id: Uuid) -> String {
     format!("{client_id}/{file_id}")

@@ -52,11 +52,7 @@ pub async fn promote_file(state: &App, file: &FileRecord) -> Result<FileRecord, 
         return Ok(file.clone());
     }
     let promoted = move_object(state, file).await?;
-    if !state
-        .repo()
-        .mark_promoted(file, &file.staging_key)
-        .await?
-    {
+    if !state.repo().mark_promoted(file, &file.staging_key).await? {
         crate::erasure::after_lost_promotion(state, file.id, &file.staging_key).await;
         return Ok(state
             .repo()

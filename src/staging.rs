@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::domain::{FileRecord, FileState, StagedFacts, sanitize_file_name, storage_key};
+use crate::domain::{FileRecord, StagedFacts, sanitize_file_name, storage_key};
 use crate::repo::{NewFile, RepoError};
 use crate::sniff::{self, ContentError, DocumentKind};
 use crate::spill::SpillFile;
@@ -491,8 +491,8 @@ async fn clean_up(
 /// Dropping it (or [`Pending::abandon`]) removes everything it wrote.
 pub struct Pending {
     cleanup: Cleanup,
-    client_id: String,
-    file_name: String,
+    /// The file's row as written (`receiving`).
+    receiving: FileRecord,
     kind: DocumentKind,
     meter: Meter,
     spool: Option<SpillFile>,
@@ -524,16 +524,14 @@ pub async fn receive(
     let now = created_at
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
-    state
-        .repo()
-        .insert_receiving(&NewFile {
-            id,
-            client_id: client_id.to_owned(),
-            file_name: file_name.clone(),
-            staging_key: key.clone(),
-            created_at,
-        })
-        .await?;
+    let new_file = NewFile {
+        id,
+        client_id: client_id.to_owned(),
+        file_name,
+        staging_key: key.clone(),
+        created_at,
+    };
+    state.repo().insert_receiving(&new_file).await?;
     let mut cleanup = Cleanup {
         state: state.clone(),
         id,
@@ -551,8 +549,7 @@ pub async fn receive(
     match received {
         Ok(spool) => Ok(Pending {
             cleanup,
-            client_id: client_id.to_owned(),
-            file_name,
+            receiving: new_file.receiving(),
             kind,
             meter,
             spool,
@@ -570,8 +567,7 @@ impl Pending {
     pub async fn complete(self) -> Result<FileRecord, UploadError> {
         let Pending {
             mut cleanup,
-            client_id,
-            file_name,
+            receiving,
             kind,
             meter,
             spool,
@@ -617,7 +613,7 @@ impl Pending {
                 uploaded_at: now,
                 expires_at: now + ttl,
             };
-            state.repo().mark_staged(cleanup.id, &facts).await?;
+            state.repo().mark_staged(&receiving, &facts).await?;
             crate::fault::point("upload.after_staged");
             Ok(facts)
         }
@@ -630,27 +626,7 @@ impl Pending {
             }
         };
         cleanup.disarm();
-        Ok(FileRecord {
-            id: cleanup.id,
-            client_id,
-            state: FileState::Staged,
-            file_name,
-            content_type: Some(facts.content_type),
-            file_size: Some(facts.file_size),
-            sha256: Some(facts.sha256),
-            staging_key: std::mem::take(&mut cleanup.key),
-            multipart_upload_id: None,
-            created_at: now,
-            uploaded_at: Some(facts.uploaded_at),
-            expires_at: Some(facts.expires_at),
-            webhook_id: None,
-            slot: None,
-            promoted_key: None,
-            bound_at: None,
-            promoted_at: None,
-            erased_at: None,
-            text: None,
-        })
+        Ok(facts.staged(&receiving))
     }
 
     /// Throws the pending file away.

@@ -256,6 +256,33 @@ pub struct NewFile {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewFile {
+    /// The record of this file while its bytes arrive.
+    pub fn receiving(&self) -> FileRecord {
+        FileRecord {
+            id: self.id,
+            client_id: self.client_id.clone(),
+            state: FileState::Receiving,
+            file_name: self.file_name.clone(),
+            content_type: None,
+            file_size: None,
+            sha256: None,
+            staging_key: self.staging_key.clone(),
+            multipart_upload_id: None,
+            created_at: self.created_at,
+            uploaded_at: None,
+            expires_at: None,
+            webhook_id: None,
+            slot: None,
+            promoted_key: None,
+            bound_at: None,
+            promoted_at: None,
+            erased_at: None,
+            text: None,
+        }
+    }
+}
+
 /// Outcome of asking to discard a staged file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Discard {
@@ -475,8 +502,9 @@ pub trait Repo: Send + Sync {
     async fn touch_receiving(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Remembers the multipart upload a receiving file is using, so it can be aborted after a crash.
     async fn set_multipart_upload(&self, id: Uuid, upload_id: &str) -> Result<()>;
-    /// Marks a received and checked file `staged`.
-    async fn mark_staged(&self, id: Uuid, facts: &StagedFacts) -> Result<()>;
+    /// Marks a received and checked file `staged` (as [`StagedFacts::staged`] says), with its
+    /// `file.staged` event; `Conflict` if it is no longer receiving.
+    async fn mark_staged(&self, receiving: &FileRecord, facts: &StagedFacts) -> Result<()>;
     /// Deletes the row of a file whose upload failed (only while it is `receiving`).
     async fn delete_receiving(&self, id: Uuid) -> Result<()>;
     /// Writes the `receiving` row of a direct upload and its declaration (two writes, no

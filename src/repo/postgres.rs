@@ -158,40 +158,62 @@ impl Drop for KeyListener {
 
 const FILE_STATES: &str = "SELECT id, state FROM files WHERE id = ANY($1)";
 
+/// The deliveries of the events inserted by a statement's `e`: one for each endpoint of the
+/// client (`$client`) in use and subscribed (`$pattern`), due at `$at`.
+macro_rules! deliveries_of_e {
+    ($at:literal, $client:literal, $pattern:literal) => {
+        concat!(
+            "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+             SELECT e.id, ep.id, 'pending', 0, ", $at, " FROM e, event_endpoints ep \
+             WHERE ep.client_id = ", $client, " AND ep.deleted_at IS NULL \
+               AND (ep.event_types IS NULL OR ep.event_types LIKE ", $pattern, ") \
+             ON CONFLICT DO NOTHING"
+        )
+    };
+}
+
 /// An event and its deliveries in one statement (`$7`: the subscription pattern).
-const EVENT_WITH_DELIVERIES: Option<&str> = Some(
+const EVENT_WITH_DELIVERIES: Option<&str> = Some(concat!(
     "WITH e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
-                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
-     INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
-     SELECT e.id, ep.id, 'pending', 0, $5 FROM e, event_endpoints ep \
-     WHERE ep.client_id = $2 AND ep.deleted_at IS NULL \
-       AND (ep.event_types IS NULL OR ep.event_types LIKE $7) \
-     ON CONFLICT DO NOTHING",
-);
+                VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ",
+    deliveries_of_e!("$5", "$2", "$7")
+));
+
+/// A received file staged (`$1`–`$6`) with its event (`$7`–`$10`, at `$5`) and deliveries
+/// (`$11`: the subscription pattern), in one statement; whether it was still receiving.
+const MARK_STAGED: Option<&str> = Some(concat!(
+    "WITH u AS (UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
+                       sha256 = $4, uploaded_at = $5, expires_at = $6, state_changed_at = $5, \
+                       multipart_upload_id = NULL \
+                WHERE id = $1 AND state = 'receiving' RETURNING id), \
+     e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+           SELECT $7, $8, $9, $10, $5, u.id FROM u RETURNING id), \
+     d AS (",
+    deliveries_of_e!("$5", "$8", "$11"),
+    ") SELECT EXISTS (SELECT 1 FROM u)"
+));
 
 /// A text job's outcome in one statement: the file's text status (`$1`–`$5`) where it is still
 /// promoted and pending, its text (`$6`, if any), the event (`$7`–`$12`) and its deliveries; the
 /// job deleted (`$13`). Whether the file took the outcome.
-const FINISH_TEXT_JOB: Option<&str> = Some(
-    "WITH u AS (UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, text_reason = $5 \
+const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
+    "WITH u AS (UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
+                       text_reason = $5 \
                 WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING id), \
      t AS (INSERT INTO file_texts (file_id, body) SELECT id, $6 FROM u WHERE $6::text IS NOT NULL \
            ON CONFLICT (file_id) DO UPDATE SET body = excluded.body), \
      e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
            SELECT $7, $8, $9, $10, $11, u.id FROM u RETURNING id), \
-     d AS (INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
-           SELECT e.id, ep.id, 'pending', 0, $11 FROM e, event_endpoints ep \
-           WHERE ep.client_id = $8 AND ep.deleted_at IS NULL \
-             AND (ep.event_types IS NULL OR ep.event_types LIKE $12) \
-           ON CONFLICT DO NOTHING), \
-     j AS (DELETE FROM jobs WHERE id = $13) \
-     SELECT EXISTS (SELECT 1 FROM u)",
-);
+     j AS (DELETE FROM jobs WHERE id = $13), \
+     d AS (",
+    deliveries_of_e!("$11", "$8", "$12"),
+    ") SELECT EXISTS (SELECT 1 FROM u)"
+));
 
 /// A webhook's result in one statement: its moved files (`$1`, JSON: id, key, event id and
 /// body, text job id) promoted where still bound, with their text jobs, `file.promoted` events
 /// and deliveries; the webhook processed. Returns the files that were no longer bound.
-const FINISH_WEBHOOK: Option<&str> = Some(
+const FINISH_WEBHOOK: Option<&str> = Some(concat!(
     "WITH input AS (SELECT * FROM json_to_recordset($1::json) \
                         AS t(file_id uuid, promoted_key text, event_id uuid, body text, job_id uuid)), \
      p AS (UPDATE files f SET state = 'promoted', promoted_key = i.promoted_key, \
@@ -204,14 +226,11 @@ const FINISH_WEBHOOK: Option<&str> = Some(
      e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
            SELECT i.event_id, $4, $5, i.body, $2, p.id FROM p JOIN input i ON i.file_id = p.id \
            RETURNING id), \
-     d AS (INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
-           SELECT e.id, ep.id, 'pending', 0, $2 FROM e, event_endpoints ep \
-           WHERE ep.client_id = $4 AND ep.deleted_at IS NULL \
-             AND (ep.event_types IS NULL OR ep.event_types LIKE $6) \
-           ON CONFLICT DO NOTHING), \
-     w AS (UPDATE webhooks SET status = 'processed', result = $7, updated_at = $2 WHERE id = $8) \
-     SELECT file_id FROM input WHERE file_id NOT IN (SELECT id FROM p)",
-);
+     w AS (UPDATE webhooks SET status = 'processed', result = $7, updated_at = $2 WHERE id = $8), \
+     d AS (",
+    deliveries_of_e!("$2", "$4", "$6"),
+    ") SELECT file_id FROM input WHERE file_id NOT IN (SELECT id FROM p)"
+));
 
 /// With several sweepers, each row goes to one of them: the others skip the locked rows.
 const EXPIRE_DUE: &str = concat!(

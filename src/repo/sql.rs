@@ -6,8 +6,8 @@
 //!   and INTEGER microseconds on SQLite) with `id`, `uuid`, `time` and `utc` to convert;
 //! - `IdList` and `id_list` (a list of ids as one bound value) and the statements that are
 //!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`, and the single statements
-//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `FINISH_WEBHOOK`, `FINISH_TEXT_JOB`: `None` on
-//!   SQLite);
+//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `FINISH_WEBHOOK`,
+//!   `FINISH_TEXT_JOB`: `None` on SQLite, which writes them statement by statement);
 //! - a struct with a `pool` and a `relaxed` pool (writes the sweeper repairs if lost).
 //!
 //! Every rule (what a bind refusal means, replays, expiry) lives in the domain, not here.
@@ -1035,29 +1035,51 @@ macro_rules! impl_repo {
                 Ok(())
             }
 
-            async fn mark_staged(&self, file_id: Uuid, facts: &StagedFacts) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
-                let row: Option<FileRow> = sqlx::query_as(concat!(
-                    "UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
-                            sha256 = $4, uploaded_at = $5, expires_at = $6, state_changed_at = $5, \
-                            multipart_upload_id = NULL \
-                     WHERE id = $1 AND state = 'receiving' RETURNING ",
-                    file_columns!()
-                ))
-                .bind(id(file_id))
-                .bind(&facts.content_type)
-                .bind(facts.file_size)
-                .bind(&facts.sha256)
-                .bind(time(facts.uploaded_at))
-                .bind(time(facts.expires_at))
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    return Err(RepoError::Conflict(format!("file {file_id} is no longer receiving")));
+            async fn mark_staged(&self, receiving: &FileRecord, facts: &StagedFacts) -> Result<()> {
+                let file_id = receiving.id;
+                let staged = facts.staged(receiving);
+                let event = crate::events::NewEvent::file(
+                    EventType::FileStaged, &staged, None, facts.uploaded_at);
+                // Both forms answer one row holding `true` when the file was still receiving.
+                let update = |sql| {
+                    sqlx::query_as::<_, (bool,)>(sql)
+                        .bind(id(file_id))
+                        .bind(&facts.content_type)
+                        .bind(facts.file_size)
+                        .bind(&facts.sha256)
+                        .bind(time(facts.uploaded_at))
+                        .bind(time(facts.expires_at))
                 };
-                let file = FileRecord::try_from(row)?;
-                write_file_event(&mut tx, EventType::FileStaged, &file, facts.uploaded_at).await?;
-                tx.commit().await?;
+                let changed = if let Some(statement) = MARK_STAGED {
+                    let row = update(statement)
+                        .bind(id(event.id))
+                        .bind(&event.client_id)
+                        .bind(event.event_type.as_str())
+                        .bind(&event.body)
+                        .bind(event.event_type.subscription_pattern())
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    matches!(row, Some((true,)))
+                } else {
+                    let mut tx = self.pool.begin().await?;
+                    let row = update(
+                        "UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
+                                sha256 = $4, uploaded_at = $5, expires_at = $6, \
+                                state_changed_at = $5, multipart_upload_id = NULL \
+                         WHERE id = $1 AND state = 'receiving' RETURNING TRUE",
+                    )
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let changed = matches!(row, Some((true,)));
+                    if changed {
+                        write_event(&mut tx, &event).await?;
+                        tx.commit().await?;
+                    }
+                    changed
+                };
+                if !changed {
+                    return Err(RepoError::Conflict(format!("file {file_id} is no longer receiving")));
+                }
                 Ok(())
             }
 

@@ -84,6 +84,7 @@ const FILE_STATES: &str =
 /// SQLite has no data-modifying `WITH`: an event's deliveries and a webhook's result are
 /// written statement by statement, in one transaction (in-process calls, not round trips).
 const EVENT_WITH_DELIVERIES: Option<&str> = None;
+const MARK_STAGED: Option<&str> = None;
 const FINISH_WEBHOOK: Option<&str> = None;
 const FINISH_TEXT_JOB: Option<&str> = None;
 
