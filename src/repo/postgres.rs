@@ -210,6 +210,24 @@ const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
     ") SELECT EXISTS (SELECT 1 FROM u)"
 ));
 
+/// A webhook recorded (`$1`–`$8`) with every file of its slots (`$9`, JSON: file id and slot
+/// name) that is staged, the client's and unexpired at `$10` bound to it, in one statement; the
+/// files bound. The caller's transaction is rolled back unless every slot was bound.
+const BIND_FILES: Option<&str> = Some(concat!(
+    "WITH input AS (SELECT * FROM json_to_recordset($9::json) AS t(file_id uuid, slot_name text)), \
+     w AS (INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
+                                 idempotency_key, status, created_at, updated_at) \
+           VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8) RETURNING id AS webhook), \
+     u AS (UPDATE files f SET state = 'bound', webhook_id = w.webhook, slot = i.slot_name, \
+                  bound_at = $10, state_changed_at = $10 \
+           FROM input i, w \
+           WHERE f.id = i.file_id AND f.client_id = $2 AND f.state = 'staged' AND f.expires_at > $10 \
+           RETURNING f.*) \
+     SELECT ",
+    file_columns!(),
+    " FROM u"
+));
+
 /// A webhook's result in one statement: its moved files (`$1`, JSON: id, key, event id and
 /// body, text job id) promoted where still bound, with their text jobs, `file.promoted` events
 /// and deliveries; the webhook processed. Returns the files that were no longer bound.

@@ -6,8 +6,8 @@
 //!   and INTEGER microseconds on SQLite) with `id`, `uuid`, `time` and `utc` to convert;
 //! - `IdList` and `id_list` (a list of ids as one bound value) and the statements that are
 //!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`, and the single statements
-//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `FINISH_WEBHOOK`,
-//!   `FINISH_TEXT_JOB`: `None` on SQLite, which writes them statement by statement);
+//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `BIND_FILES`,
+//!   `FINISH_WEBHOOK`, `FINISH_TEXT_JOB`: `None` on SQLite, which writes them statement by statement);
 //! - a struct with a `pool` and a `relaxed` pool (writes the sweeper repairs if lost).
 //!
 //! Every rule (what a bind refusal means, replays, expiry) lives in the domain, not here.
@@ -1449,46 +1449,83 @@ macro_rules! impl_repo {
                 // The clock is read once the write lock is held: the same clock as the
                 // sweeper's claim (`expire_due`), so the two can never both take a file.
                 let now = Utc::now();
-                let inserted = sqlx::query(
-                    "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
-                                           idempotency_key, status, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8)",
-                )
-                .bind(id(webhook.id))
-                .bind(&webhook.client_id)
-                .bind(webhook.kind.as_str())
-                .bind(&webhook.user_id)
-                .bind(&webhook.payload)
-                .bind(&webhook.payload_hash)
-                .bind(&webhook.idempotency_key)
-                .bind(time(webhook.created_at))
-                .execute(&mut *tx)
-                .await;
+                let record = |sql| {
+                    sqlx::query(sql)
+                        .bind(id(webhook.id))
+                        .bind(&webhook.client_id)
+                        .bind(webhook.kind.as_str())
+                        .bind(&webhook.user_id)
+                        .bind(&webhook.payload)
+                        .bind(&webhook.payload_hash)
+                        .bind(&webhook.idempotency_key)
+                        .bind(time(webhook.created_at))
+                };
+                let mut bound = Vec::with_capacity(slots.len());
+                let inserted = match BIND_FILES {
+                    // The webhook and every file it can bind in one statement.
+                    Some(statement) => {
+                        let input: Vec<serde_json::Value> = slots
+                            .iter()
+                            .map(|(slot, file_id)| serde_json::json!({
+                                "file_id": file_id, "slot_name": slot.as_str(),
+                            }))
+                            .collect();
+                        record(statement)
+                            .bind(serde_json::Value::Array(input).to_string())
+                            .bind(time(now))
+                            .fetch_all(&mut *tx)
+                            .await
+                            .map(|rows| {
+                                for row in rows {
+                                    bound.push(<FileRow as sqlx::FromRow<_>>::from_row(&row));
+                                }
+                            })
+                    }
+                    None => record(
+                        "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
+                                               idempotency_key, status, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8)",
+                    )
+                    .execute(&mut *tx)
+                    .await
+                    .map(|_| ()),
+                };
                 match inserted.map_err(RepoError::from) {
-                    Ok(_) => {}
+                    Ok(()) => {}
                     Err(RepoError::Conflict(_)) => return Ok(BindAttempt::KeyTaken),
                     Err(e) => return Err(e),
                 }
-                let mut bound = Vec::with_capacity(slots.len());
+                let mut bound: Vec<FileRecord> = bound
+                    .into_iter()
+                    .map(|row| FileRecord::try_from(row?))
+                    .collect::<Result<_>>()?;
                 let mut refused = Vec::new();
                 for &(slot, file_id) in slots {
-                    let row: Option<FileRow> = sqlx::query_as(concat!(
-                        "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, \
-                                bound_at = $5, state_changed_at = $5 \
-                         WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
-                         RETURNING ",
-                        file_columns!()
-                    ))
-                    .bind(id(file_id))
-                    .bind(&webhook.client_id)
-                    .bind(id(webhook.id))
-                    .bind(slot.as_str())
-                    .bind(time(now))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = row {
-                        bound.push(FileRecord::try_from(row)?);
-                        continue;
+                    if BIND_FILES.is_some() {
+                        // (A file named in two slots, which the payload's parsing refuses,
+                        // would be bound in one of them and refused in the other.)
+                        if bound.iter().any(|f| f.id == file_id && f.slot == Some(slot)) {
+                            continue;
+                        }
+                    } else {
+                        let row: Option<FileRow> = sqlx::query_as(concat!(
+                            "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, \
+                                    bound_at = $5, state_changed_at = $5 \
+                             WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
+                             RETURNING ",
+                            file_columns!()
+                        ))
+                        .bind(id(file_id))
+                        .bind(&webhook.client_id)
+                        .bind(id(webhook.id))
+                        .bind(slot.as_str())
+                        .bind(time(now))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                        if let Some(row) = row {
+                            bound.push(FileRecord::try_from(row)?);
+                            continue;
+                        }
                     }
                     let current: Option<(String, Option<Time>, Option<Id>)> = sqlx::query_as(
                         "SELECT state, expires_at, webhook_id FROM files \
@@ -1719,11 +1756,11 @@ macro_rules! impl_repo {
                         .bind(time(at))
                         .bind(event_type.subscription_pattern())
                         .bind(id(job_id))
-                        .fetch_one(&self.pool)
+                        .fetch_one(&self.relaxed)
                         .await?;
                     return Ok(taken);
                 }
-                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
+                let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
                 let taken = sqlx::query(
                     "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
                             text_reason = $5 \

@@ -85,6 +85,7 @@ const FILE_STATES: &str =
 /// written statement by statement, in one transaction (in-process calls, not round trips).
 const EVENT_WITH_DELIVERIES: Option<&str> = None;
 const MARK_STAGED: Option<&str> = None;
+const BIND_FILES: Option<&str> = None;
 const FINISH_WEBHOOK: Option<&str> = None;
 const FINISH_TEXT_JOB: Option<&str> = None;
 

@@ -20,6 +20,7 @@ both_backends!(
     a_download_link_is_for_the_public_host_and_can_come_without_a_redirect,
     fifty_concurrent_webhooks_bind_a_file_exactly_once,
     an_application_binds_nothing_when_its_cover_letter_is_consumed,
+    one_file_in_both_slots_binds_nothing,
     files_come_in_slot_order,
     every_failing_slot_is_named_and_expiry_needs_no_sweep,
     retries_get_the_original_result,
@@ -332,6 +333,38 @@ async fn an_application_binds_nothing_when_its_cover_letter_is_consumed(backend:
     .await;
     assert_eq!(body["files"]["resume"]["state"], "promoted");
     assert_eq!(body["files"]["cover_letter"]["state"], "promoted");
+}
+
+/// A file can fill one slot: named as resume and cover letter at once, the webhook is refused
+/// as a bad payload and nothing is bound.
+async fn one_file_in_both_slots_binds_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = stage(&app, "cv.pdf", fixtures::pdf(10_000)).await;
+    let error = assert_error(
+        app.post_webhook("applications", &application("u", &id, &id))
+            .await,
+        422,
+        "invalid_payload",
+    )
+    .await;
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("two slots"),
+        "{error}"
+    );
+    let record = app.get_json(&format!("/uploads/{id}")).await;
+    assert_eq!(
+        record["state"], "staged",
+        "a refused webhook bound the file"
+    );
+    let body = json_with(
+        app.post_webhook("candidates", &candidate("u", &id)).await,
+        200,
+    )
+    .await;
+    assert_eq!(body["files"]["resume"]["state"], "promoted");
 }
 
 /// The slots of an answer come resume first, then cover letter — the order the contract
