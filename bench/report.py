@@ -190,7 +190,12 @@ if errors:
 out.append("\n## How to reproduce\n")
 out.append("```sh\nbench/run.sh          # ~10 min after the first run's builds; BENCH_QUICK=1 for a smoke run\n```\n")
 out.append("It starts s3s-fs, PostgreSQL, Stowage (release) and the peer on free loopback ports, runs the")
-out.append("load generator (`bench/loadgen`) against each, stops them, and rewrites this file.\n")
+out.append("load generator (`bench/loadgen`) against each, stops them, and rewrites this file.")
+out.append("For trying one change: `BENCH_ONLY=REGEX` runs the workloads whose names match and prints")
+out.append("their figures instead of rewriting this file; `BENCH_STOWAGE_BIN=PATH` measures another build")
+out.append("(an earlier commit) in the same harness; `BENCH_PGSS=1` writes PostgreSQL's time per")
+out.append("statement (`pg_stat_statements`) to `bench/.work/statements.txt`; `BENCH_PERF=1` profiles")
+out.append("Stowage during the 200 KB upload run (`bench/.work/perf.data`).\n")
 notes = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "notes.md")
 if os.path.exists(notes):
     out.append(open(notes).read())

@@ -52,7 +52,8 @@ fi
 log "building release binaries"
 cargo build --release --locked -p stowage -p stowage-bench 2>&1 | tail -1 >&2
 BENCH=$ROOT/target/release/stowage-bench
-STOWAGE=$ROOT/target/release/stowage
+# BENCH_STOWAGE_BIN: another build of Stowage to measure (e.g. an earlier commit), same harness.
+STOWAGE=${BENCH_STOWAGE_BIN:-$ROOT/target/release/stowage}
 
 # --- services ----------------------------------------------------------------------------------
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
@@ -66,15 +67,32 @@ export BENCH_S3_ENDPOINT=http://127.0.0.1:$S3PORT
 "$BENCH" make-buckets direct-staging direct-files peer stowage-staging stowage-files >/dev/null
 log "s3s-fs on 127.0.0.1:$S3PORT"
 
+# BENCH_PGSS=1: PostgreSQL counts its time per statement (pg_stat_statements, planning too);
+# the statements that cost most are written to bench/.work/statements.txt at the end.
+PGSS_OPTS=""
+[ "${BENCH_PGSS:-0}" = 1 ] && PGSS_OPTS="-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on"
 PGPORT=$(free_port)
 PGBASE=$(mktemp -d /tmp/stowage-bench-pg.XXXXXX); [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGBASE"
 PGDATA=$PGBASE/data
 as_pg "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync --no-instructions >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGBASE/server.log" -w -t 30 \
-  -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGBASE -c max_connections=200 -c shared_buffers=256MB" start >/dev/null
+  -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGBASE -c max_connections=200 -c shared_buffers=256MB $PGSS_OPTS" start >/dev/null
 log "PostgreSQL on 127.0.0.1:$PGPORT (fsync on: the durable configuration)"
 
 export STOWAGE_DATABASE_URL=postgres://postgres@127.0.0.1:$PGPORT/postgres
+if [ -n "$PGSS_OPTS" ]; then
+  psql -q "$STOWAGE_DATABASE_URL" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+  pgss_report() {
+    mkdir -p bench/.work
+    psql "$STOWAGE_DATABASE_URL" -c "SELECT calls, round(total_exec_time::numeric, 1) AS exec_ms, \
+        round(total_plan_time::numeric, 1) AS plan_ms, \
+        round(((total_exec_time + total_plan_time) / NULLIF(calls, 0))::numeric, 3) AS ms_per_call, \
+        left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement \
+      FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25" \
+      >bench/.work/statements.txt
+    log "wrote bench/.work/statements.txt"
+  }
+fi
 export STOWAGE_STORAGE=s3 STOWAGE_S3_ENDPOINT=$BENCH_S3_ENDPOINT STOWAGE_S3_FORCE_PATH_STYLE=true
 # One API key drives every workload: no per-key request limit for the benchmark.
 export STOWAGE_SWEEP_SCHEDULE="0 0 0 1 1 *" STOWAGE_UPLOAD_TTL=24h RUST_LOG=warn STOWAGE_RATE_LIMIT=0 STOWAGE_MAX_CONCURRENT_UPLOADS=0
@@ -180,6 +198,7 @@ log "sweep_stowage"
 run sweep_fill_direct fill-direct --prefix sweep --count "$SWEEP_N"
 run sweep_direct delete-direct --prefix sweep
 fi
+[ -n "$PGSS_OPTS" ] && pgss_report
 if [ -n "$ONLY" ]; then
   for f in "$RESULTS"/*.json; do
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "cpu_ms_per_op", r.get("cpu_ms_per_op"))' "$f" "$(basename "$f" .json)"

@@ -210,44 +210,30 @@ const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
     ") SELECT EXISTS (SELECT 1 FROM u)"
 ));
 
-/// A webhook recorded (`$1`–`$8`) with every file of its slots (`$9`, JSON: file id and slot
-/// name) that is staged, the client's and unexpired at `$10` bound to it, in one statement; the
-/// files bound. The caller's transaction is rolled back unless every slot was bound.
-const BIND_FILES: Option<&str> = Some(concat!(
-    "WITH input AS (SELECT * FROM json_to_recordset($9::json) AS t(file_id uuid, slot_name text)), \
-     w AS (INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
-                                 idempotency_key, status, created_at, updated_at) \
-           VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8) RETURNING id AS webhook), \
-     u AS (UPDATE files f SET state = 'bound', webhook_id = w.webhook, slot = i.slot_name, \
-                  bound_at = $10, state_changed_at = $10 \
-           FROM input i, w \
-           WHERE f.id = i.file_id AND f.client_id = $2 AND f.state = 'staged' AND f.expires_at > $10 \
-           RETURNING f.*) \
-     SELECT ",
-    file_columns!(),
-    " FROM u"
-));
+/// A direct upload's `receiving` row (`$1`–`$6`) and its declaration (`$7`, `$8`) in one
+/// statement.
+const INSERT_DIRECT: Option<&str> = Some(
+    "WITH f AS (INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
+                                  state_changed_at, active_at) \
+                VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6) RETURNING id) \
+     INSERT INTO direct_uploads (file_id, file_size, sha256) SELECT id, $7, $8 FROM f",
+);
 
-/// A webhook's result in one statement: its moved files (`$1`, JSON: id, key, event id and
-/// body, text job id) promoted where still bound, with their text jobs, `file.promoted` events
-/// and deliveries; the webhook processed. Returns the files that were no longer bound.
-const FINISH_WEBHOOK: Option<&str> = Some(concat!(
-    "WITH input AS (SELECT * FROM json_to_recordset($1::json) \
-                        AS t(file_id uuid, promoted_key text, event_id uuid, body text, job_id uuid)), \
-     p AS (UPDATE files f SET state = 'promoted', promoted_key = i.promoted_key, \
-                  promoted_at = $2, state_changed_at = $2, text_status = 'pending', \
-                  text_chars = NULL, text_error = NULL, text_reason = NULL \
-           FROM input i WHERE f.id = i.file_id AND f.state = 'bound' RETURNING f.id), \
+/// A bound file promoted (`$1`: id, `$2`: long-term key, at `$3`) with its text job (`$4`, kind
+/// `$5`) and its event (`$6`–`$9`) and deliveries (`$10`: the subscription pattern), in one
+/// statement; whether it was still bound.
+const PROMOTE_FILE: Option<&str> = Some(concat!(
+    "WITH u AS (UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
+                       state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
+                       text_error = NULL, text_reason = NULL \
+                WHERE id = $1 AND state = 'bound' RETURNING id), \
      j AS (INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
-           SELECT i.job_id, $3, p.id, 0, $2, $2 FROM p JOIN input i ON i.file_id = p.id \
-           ON CONFLICT DO NOTHING), \
+           SELECT $4, $5, u.id, 0, $3, $3 FROM u ON CONFLICT DO NOTHING), \
      e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
-           SELECT i.event_id, $4, $5, i.body, $2, p.id FROM p JOIN input i ON i.file_id = p.id \
-           RETURNING id), \
-     w AS (UPDATE webhooks SET status = 'processed', result = $7, updated_at = $2 WHERE id = $8), \
+           SELECT $6, $7, $8, $9, $3, u.id FROM u RETURNING id), \
      d AS (",
-    deliveries_of_e!("$2", "$4", "$6"),
-    ") SELECT file_id FROM input WHERE file_id NOT IN (SELECT id FROM p)"
+    deliveries_of_e!("$3", "$7", "$10"),
+    ") SELECT EXISTS (SELECT 1 FROM u)"
 ));
 
 /// With several sweepers, each row goes to one of them: the others skip the locked rows.

@@ -6,8 +6,8 @@
 //!   and INTEGER microseconds on SQLite) with `id`, `uuid`, `time` and `utc` to convert;
 //! - `IdList` and `id_list` (a list of ids as one bound value) and the statements that are
 //!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`, and the single statements
-//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `BIND_FILES`,
-//!   `FINISH_WEBHOOK`, `FINISH_TEXT_JOB`: `None` on SQLite, which writes them statement by statement);
+//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `PROMOTE_FILE`,
+//!   `FINISH_TEXT_JOB`, `INSERT_DIRECT`: `None` on SQLite, which writes them one by one);
 //! - a struct with a `pool` and a `relaxed` pool (writes the sweeper repairs if lost).
 //!
 //! Every rule (what a bind refusal means, replays, expiry) lives in the domain, not here.
@@ -407,26 +407,45 @@ macro_rules! impl_repo {
             Ok(())
         }
 
-        /// Marks a bound file promoted and queues its text job (in the caller's transaction);
-        /// whether it was bound. The row becomes what [`FileRecord::promoted`] says.
+        /// Marks a bound file promoted and queues its text job, with `event` (in the caller's
+        /// transaction); whether it was bound. `file` is the record as [`FileRecord::promoted`]
+        /// says the row becomes, and `event` reports it.
         async fn promote_in(
             conn: &mut Conn,
-            file_id: Uuid,
-            promoted_key: &str,
-            at: DateTime<Utc>,
+            file: &FileRecord,
+            event: &crate::events::NewEvent,
         ) -> Result<bool> {
-            let updated = sqlx::query(
+            let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
+            let at = event.created_at;
+            // Both forms answer one row holding `true` when the file was still bound.
+            let promote = |sql| {
+                sqlx::query_as::<_, (bool,)>(sql)
+                    .bind(id(file.id))
+                    .bind(key)
+                    .bind(time(at))
+            };
+            if let Some(statement) = PROMOTE_FILE {
+                let row = promote(statement)
+                    .bind(id(Uuid::new_v4()))
+                    .bind(super::job_kind::EXTRACT_TEXT)
+                    .bind(id(event.id))
+                    .bind(&event.client_id)
+                    .bind(event.event_type.as_str())
+                    .bind(&event.body)
+                    .bind(event.event_type.subscription_pattern())
+                    .fetch_optional(&mut *conn)
+                    .await?;
+                return Ok(matches!(row, Some((true,))));
+            }
+            let row = promote(
                 "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                         state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
                         text_error = NULL, text_reason = NULL \
-                 WHERE id = $1 AND state = 'bound'",
+                 WHERE id = $1 AND state = 'bound' RETURNING TRUE",
             )
-            .bind(id(file_id))
-            .bind(promoted_key)
-            .bind(time(at))
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await?;
-            if updated.rows_affected() == 0 {
+            if !matches!(row, Some((true,))) {
                 return Ok(false);
             }
             // The text job is queued with the promotion: a promoted file always gets its text.
@@ -436,10 +455,11 @@ macro_rules! impl_repo {
             )
             .bind(id(Uuid::new_v4()))
             .bind(super::job_kind::EXTRACT_TEXT)
-            .bind(id(file_id))
+            .bind(id(file.id))
             .bind(time(at))
             .execute(&mut *conn)
             .await?;
+            write_event(conn, event).await?;
             Ok(true)
         }
 
@@ -1099,17 +1119,28 @@ macro_rules! impl_repo {
             ) -> Result<()> {
                 // No transaction, on the relaxed pool, like any `receiving` row: a file row
                 // without its declaration (or lost in a crash) is aborted by the sweeper.
-                sqlx::query(
+                let file_row = |sql| {
+                    sqlx::query(sql)
+                        .bind(id(file.id))
+                        .bind(&file.client_id)
+                        .bind(&file.file_name)
+                        .bind(&file.staging_key)
+                        .bind(time(file.created_at))
+                        .bind(time(window_end))
+                };
+                if let Some(statement) = INSERT_DIRECT {
+                    file_row(statement)
+                        .bind(direct.file_size)
+                        .bind(&direct.sha256)
+                        .execute(&self.relaxed)
+                        .await?;
+                    return Ok(());
+                }
+                file_row(
                     "INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
                                         state_changed_at, active_at) \
                      VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6)",
                 )
-                .bind(id(file.id))
-                .bind(&file.client_id)
-                .bind(&file.file_name)
-                .bind(&file.staging_key)
-                .bind(time(file.created_at))
-                .bind(time(window_end))
                 .execute(&self.relaxed)
                 .await?;
                 sqlx::query(
@@ -1128,26 +1159,37 @@ macro_rules! impl_repo {
                 client_id: &str,
                 file_id: Uuid,
             ) -> Result<Option<(FileRecord, crate::direct::DirectUpload)>> {
-                let Some(file) = self.get_file(client_id, file_id).await? else {
-                    return Ok(None);
-                };
-                let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
-                    "SELECT file_size, sha256, refusal FROM direct_uploads WHERE file_id = $1",
-                )
+                // The file and its declaration in one read.
+                #[derive(sqlx::FromRow)]
+                struct DirectRow {
+                    #[sqlx(flatten)]
+                    file: FileRow,
+                    declared_size: Option<i64>,
+                    declared_sha256: Option<String>,
+                    refusal: Option<String>,
+                }
+                let row: Option<DirectRow> = sqlx::query_as(concat!(
+                    "SELECT ", file_columns!(), ", \
+                            (SELECT file_size FROM direct_uploads WHERE file_id = $1) AS declared_size, \
+                            (SELECT sha256 FROM direct_uploads WHERE file_id = $1) AS declared_sha256, \
+                            (SELECT refusal FROM direct_uploads WHERE file_id = $1) AS refusal \
+                     FROM files WHERE id = $1 AND client_id = $2"
+                ))
                 .bind(id(file_id))
+                .bind(client_id)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(|(file_size, sha256, refusal)| {
-                    (
-                        file,
-                        crate::direct::DirectUpload {
-                            file_id,
-                            file_size,
-                            sha256,
-                            refusal,
-                        },
-                    )
-                }))
+                let Some(row) = row else { return Ok(None) };
+                let (Some(file_size), Some(sha256)) = (row.declared_size, row.declared_sha256) else {
+                    return Ok(None);
+                };
+                let direct = crate::direct::DirectUpload {
+                    file_id,
+                    file_size,
+                    sha256,
+                    refusal: row.refusal,
+                };
+                Ok(Some((FileRecord::try_from(row.file)?, direct)))
             }
 
             async fn refuse_direct(&self, file_id: Uuid, refusal: &str) -> Result<bool> {
@@ -1449,83 +1491,46 @@ macro_rules! impl_repo {
                 // The clock is read once the write lock is held: the same clock as the
                 // sweeper's claim (`expire_due`), so the two can never both take a file.
                 let now = Utc::now();
-                let record = |sql| {
-                    sqlx::query(sql)
-                        .bind(id(webhook.id))
-                        .bind(&webhook.client_id)
-                        .bind(webhook.kind.as_str())
-                        .bind(&webhook.user_id)
-                        .bind(&webhook.payload)
-                        .bind(&webhook.payload_hash)
-                        .bind(&webhook.idempotency_key)
-                        .bind(time(webhook.created_at))
-                };
-                let mut bound = Vec::with_capacity(slots.len());
-                let inserted = match BIND_FILES {
-                    // The webhook and every file it can bind in one statement.
-                    Some(statement) => {
-                        let input: Vec<serde_json::Value> = slots
-                            .iter()
-                            .map(|(slot, file_id)| serde_json::json!({
-                                "file_id": file_id, "slot_name": slot.as_str(),
-                            }))
-                            .collect();
-                        record(statement)
-                            .bind(serde_json::Value::Array(input).to_string())
-                            .bind(time(now))
-                            .fetch_all(&mut *tx)
-                            .await
-                            .map(|rows| {
-                                for row in rows {
-                                    bound.push(<FileRow as sqlx::FromRow<_>>::from_row(&row));
-                                }
-                            })
-                    }
-                    None => record(
-                        "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
-                                               idempotency_key, status, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8)",
-                    )
-                    .execute(&mut *tx)
-                    .await
-                    .map(|_| ()),
-                };
+                let inserted = sqlx::query(
+                    "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
+                                           idempotency_key, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8)",
+                )
+                .bind(id(webhook.id))
+                .bind(&webhook.client_id)
+                .bind(webhook.kind.as_str())
+                .bind(&webhook.user_id)
+                .bind(&webhook.payload)
+                .bind(&webhook.payload_hash)
+                .bind(&webhook.idempotency_key)
+                .bind(time(webhook.created_at))
+                .execute(&mut *tx)
+                .await;
                 match inserted.map_err(RepoError::from) {
-                    Ok(()) => {}
+                    Ok(_) => {}
                     Err(RepoError::Conflict(_)) => return Ok(BindAttempt::KeyTaken),
                     Err(e) => return Err(e),
                 }
-                let mut bound: Vec<FileRecord> = bound
-                    .into_iter()
-                    .map(|row| FileRecord::try_from(row?))
-                    .collect::<Result<_>>()?;
+                let mut bound = Vec::with_capacity(slots.len());
                 let mut refused = Vec::new();
                 for &(slot, file_id) in slots {
-                    if BIND_FILES.is_some() {
-                        // (A file named in two slots, which the payload's parsing refuses,
-                        // would be bound in one of them and refused in the other.)
-                        if bound.iter().any(|f| f.id == file_id && f.slot == Some(slot)) {
-                            continue;
-                        }
-                    } else {
-                        let row: Option<FileRow> = sqlx::query_as(concat!(
-                            "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, \
-                                    bound_at = $5, state_changed_at = $5 \
-                             WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
-                             RETURNING ",
-                            file_columns!()
-                        ))
-                        .bind(id(file_id))
-                        .bind(&webhook.client_id)
-                        .bind(id(webhook.id))
-                        .bind(slot.as_str())
-                        .bind(time(now))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                        if let Some(row) = row {
-                            bound.push(FileRecord::try_from(row)?);
-                            continue;
-                        }
+                    let row: Option<FileRow> = sqlx::query_as(concat!(
+                        "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, \
+                                bound_at = $5, state_changed_at = $5 \
+                         WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
+                         RETURNING ",
+                        file_columns!()
+                    ))
+                    .bind(id(file_id))
+                    .bind(&webhook.client_id)
+                    .bind(id(webhook.id))
+                    .bind(slot.as_str())
+                    .bind(time(now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = row {
+                        bound.push(FileRecord::try_from(row)?);
+                        continue;
                     }
                     let current: Option<(String, Option<Time>, Option<Id>)> = sqlx::query_as(
                         "SELECT state, expires_at, webhook_id FROM files \
@@ -1617,51 +1622,17 @@ macro_rules! impl_repo {
                 moved: &[FileRecord],
             ) -> Result<Vec<Uuid>> {
                 let now = Utc::now();
-                // Each file as its promotion writes it, and the event reporting it.
-                let promoted: Vec<(FileRecord, crate::events::NewEvent)> = moved
-                    .iter()
-                    .filter_map(|file| {
-                        let file = file.promoted(file.promoted_key.as_deref()?, now);
-                        let event = crate::events::NewEvent::file(
-                            EventType::FilePromoted, &file, Some(webhook), now);
-                        Some((file, event))
-                    })
-                    .collect();
-                if let Some(statement) = FINISH_WEBHOOK {
-                    // The whole result in one statement (one round trip, one relaxed commit).
-                    let input: Vec<serde_json::Value> = promoted
-                        .iter()
-                        .map(|(file, event)| serde_json::json!({
-                            "file_id": file.id,
-                            "promoted_key": file.promoted_key,
-                            "event_id": event.id,
-                            "body": event.body,
-                            "job_id": Uuid::new_v4(),
-                        }))
-                        .collect();
-                    let not_bound: Vec<(Id,)> = sqlx::query_as(statement)
-                        .bind(serde_json::Value::Array(input).to_string())
-                        .bind(time(now))
-                        .bind(super::job_kind::EXTRACT_TEXT)
-                        .bind(&webhook.client_id)
-                        .bind(EventType::FilePromoted.as_str())
-                        .bind(EventType::FilePromoted.subscription_pattern())
-                        .bind(result)
-                        .bind(id(webhook.id))
-                        .fetch_all(&self.relaxed)
-                        .await?;
-                    return not_bound.into_iter().map(|(file_id,)| uuid(file_id)).collect();
-                }
                 // One (relaxed) commit for the files, their events and the webhook together.
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
                 let mut not_bound = Vec::new();
-                for (file, event) in &promoted {
-                    let key = file.promoted_key.as_deref().unwrap_or_default();
-                    if !promote_in(&mut tx, file.id, key, now).await? {
+                for file in moved {
+                    let Some(key) = file.promoted_key.as_deref() else { continue };
+                    let file = file.promoted(key, now);
+                    let event = crate::events::NewEvent::file(
+                        EventType::FilePromoted, &file, Some(webhook), now);
+                    if !promote_in(&mut tx, &file, &event).await? {
                         not_bound.push(file.id);
-                        continue;
                     }
-                    write_event(&mut tx, event).await?;
                 }
                 sqlx::query(
                     "UPDATE webhooks SET status = 'processed', result = $2, updated_at = $3 \
@@ -1679,12 +1650,17 @@ macro_rules! impl_repo {
             async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool> {
                 let now = Utc::now();
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
-                if !promote_in(&mut tx, file.id, promoted_key, now).await? {
+                let webhook = match file.webhook_id {
+                    Some(webhook_id) => webhook_in(&mut tx, webhook_id).await?,
+                    None => None,
+                };
+                let file = file.promoted(promoted_key, now);
+                let event = crate::events::NewEvent::file(
+                    EventType::FilePromoted, &file, webhook.as_ref(), now);
+                if !promote_in(&mut tx, &file, &event).await? {
                     tx.rollback().await?;
                     return Ok(false);
                 }
-                let file = file.promoted(promoted_key, now);
-                write_file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
                 tx.commit().await?;
                 Ok(true)
             }

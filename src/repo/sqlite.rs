@@ -81,13 +81,13 @@ async fn key_changes(
 const FILE_STATES: &str =
     "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";
 
-/// SQLite has no data-modifying `WITH`: an event's deliveries and a webhook's result are
+/// SQLite has no data-modifying `WITH`: a change, its event and the event's deliveries are
 /// written statement by statement, in one transaction (in-process calls, not round trips).
 const EVENT_WITH_DELIVERIES: Option<&str> = None;
 const MARK_STAGED: Option<&str> = None;
-const BIND_FILES: Option<&str> = None;
-const FINISH_WEBHOOK: Option<&str> = None;
+const PROMOTE_FILE: Option<&str> = None;
 const FINISH_TEXT_JOB: Option<&str> = None;
+const INSERT_DIRECT: Option<&str> = None;
 
 /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
 const EXPIRE_DUE: &str = concat!(
