@@ -161,6 +161,8 @@ done
 for t in presigned stowage-direct; do
   run "direct200k_c16_$t" upload --target $t --size $KB200 --concurrency 16 --count "$(n 4000 500)" --cpu "$CPU"
   run "direct50m_c16_$t" upload --target $t --size $MB50 --concurrency 16 --count "$(n 48 16)" --cpu "$CPU"
+  # Past the size completed from one GET (1 MiB): HEAD and ranged reads, as for 50 MB.
+  run "direct2m_c16_$t" upload --target $t --size 2097152 --concurrency 16 --count "$(n 400 100)" --cpu "$CPU"
 done
 # How the figures move with the number of clients: 1, 16 (above) and 64.
 for c in 1 64; do
