@@ -210,20 +210,6 @@ const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
     ") SELECT EXISTS (SELECT 1 FROM u)"
 ));
 
-/// The first slot of a webhook bound (`$1`–`$5`, as in `bind_files`) and the webhook recorded
-/// (`$3`, `$2`, `$6`–`$11`) in one statement, by key; the file as bound, if it was bindable. The
-/// caller's transaction is rolled back unless every slot was bound.
-const BIND_RECORDING_WEBHOOK: Option<&str> = Some(concat!(
-    "WITH w AS (INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
-                                      idempotency_key, status, created_at, updated_at) \
-                VALUES ($3, $2, $6, $7, $8, $9, $10, 'processing', $11, $11)) \
-     UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, bound_at = $5, \
-            state_changed_at = $5 \
-     WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
-     RETURNING ",
-    file_columns!()
-));
-
 /// A direct upload's `receiving` row (`$1`–`$6`) and its declaration (`$7`, `$8`) in one
 /// statement.
 const INSERT_DIRECT: Option<&str> = Some(

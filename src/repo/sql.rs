@@ -7,8 +7,7 @@
 //! - `IdList` and `id_list` (a list of ids as one bound value) and the statements that are
 //!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`, and the single statements
 //!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `PROMOTE_FILE`,
-//!   `FINISH_TEXT_JOB`, `INSERT_DIRECT`, `BIND_RECORDING_WEBHOOK`: `None` on SQLite, which
-//!   writes them one by one);
+//!   `FINISH_TEXT_JOB`, `INSERT_DIRECT`: `None` on SQLite, which writes them one by one);
 //! - a struct with a `pool` and a `relaxed` pool (writes the sweeper repairs if lost).
 //!
 //! Every rule (what a bind refusal means, replays, expiry) lives in the domain, not here.
@@ -1492,72 +1491,43 @@ macro_rules! impl_repo {
                 // The clock is read once the write lock is held: the same clock as the
                 // sweeper's claim (`expire_due`), so the two can never both take a file.
                 let now = Utc::now();
-                // On PostgreSQL the webhook is recorded by the first slot's update (one round
-                // trip less); a webhook without files, or SQLite, records it on its own.
-                let with_first = BIND_RECORDING_WEBHOOK.filter(|_| !slots.is_empty());
-                if with_first.is_none() {
-                    let inserted = sqlx::query(
-                        "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
-                                               idempotency_key, status, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8)",
-                    )
-                    .bind(id(webhook.id))
-                    .bind(&webhook.client_id)
-                    .bind(webhook.kind.as_str())
-                    .bind(&webhook.user_id)
-                    .bind(&webhook.payload)
-                    .bind(&webhook.payload_hash)
-                    .bind(&webhook.idempotency_key)
-                    .bind(time(webhook.created_at))
-                    .execute(&mut *tx)
-                    .await;
-                    match inserted.map_err(RepoError::from) {
-                        Ok(_) => {}
-                        Err(RepoError::Conflict(_)) => return Ok(BindAttempt::KeyTaken),
-                        Err(e) => return Err(e),
-                    }
+                let inserted = sqlx::query(
+                    "INSERT INTO webhooks (id, client_id, kind, user_id, payload, payload_hash, \
+                                           idempotency_key, status, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', $8, $8)",
+                )
+                .bind(id(webhook.id))
+                .bind(&webhook.client_id)
+                .bind(webhook.kind.as_str())
+                .bind(&webhook.user_id)
+                .bind(&webhook.payload)
+                .bind(&webhook.payload_hash)
+                .bind(&webhook.idempotency_key)
+                .bind(time(webhook.created_at))
+                .execute(&mut *tx)
+                .await;
+                match inserted.map_err(RepoError::from) {
+                    Ok(_) => {}
+                    Err(RepoError::Conflict(_)) => return Ok(BindAttempt::KeyTaken),
+                    Err(e) => return Err(e),
                 }
                 let mut bound = Vec::with_capacity(slots.len());
                 let mut refused = Vec::new();
-                for (i, &(slot, file_id)) in slots.iter().enumerate() {
-                    let bind_one = |sql| {
-                        sqlx::query_as::<_, FileRow>(sql)
-                            .bind(id(file_id))
-                            .bind(&webhook.client_id)
-                            .bind(id(webhook.id))
-                            .bind(slot.as_str())
-                            .bind(time(now))
-                    };
-                    let row = match with_first.filter(|_| i == 0) {
-                        Some(statement) => {
-                            let row = bind_one(statement)
-                                .bind(webhook.kind.as_str())
-                                .bind(&webhook.user_id)
-                                .bind(&webhook.payload)
-                                .bind(&webhook.payload_hash)
-                                .bind(&webhook.idempotency_key)
-                                .bind(time(webhook.created_at))
-                                .fetch_optional(&mut *tx)
-                                .await;
-                            match row.map_err(RepoError::from) {
-                                Ok(row) => row,
-                                Err(RepoError::Conflict(_)) => return Ok(BindAttempt::KeyTaken),
-                                Err(e) => return Err(e),
-                            }
-                        }
-                        None => {
-                            bind_one(concat!(
-                                "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, \
-                                        bound_at = $5, state_changed_at = $5 \
-                                 WHERE id = $1 AND client_id = $2 AND state = 'staged' \
-                                   AND expires_at > $5 \
-                                 RETURNING ",
-                                file_columns!()
-                            ))
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        }
-                    };
+                for &(slot, file_id) in slots {
+                    let row: Option<FileRow> = sqlx::query_as(concat!(
+                        "UPDATE files SET state = 'bound', webhook_id = $3, slot = $4, \
+                                bound_at = $5, state_changed_at = $5 \
+                         WHERE id = $1 AND client_id = $2 AND state = 'staged' AND expires_at > $5 \
+                         RETURNING ",
+                        file_columns!()
+                    ))
+                    .bind(id(file_id))
+                    .bind(&webhook.client_id)
+                    .bind(id(webhook.id))
+                    .bind(slot.as_str())
+                    .bind(time(now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
                     if let Some(row) = row {
                         bound.push(FileRecord::try_from(row)?);
                         continue;

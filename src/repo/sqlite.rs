@@ -88,7 +88,6 @@ const MARK_STAGED: Option<&str> = None;
 const PROMOTE_FILE: Option<&str> = None;
 const FINISH_TEXT_JOB: Option<&str> = None;
 const INSERT_DIRECT: Option<&str> = None;
-const BIND_RECORDING_WEBHOOK: Option<&str> = None;
 
 /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
 const EXPIRE_DUE: &str = concat!(
