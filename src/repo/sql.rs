@@ -470,12 +470,22 @@ macro_rules! impl_repo {
             file: &FileRecord,
             at: DateTime<Utc>,
         ) -> Result<()> {
+            let event = file_event(&mut *conn, event_type, file, at).await?;
+            write_event(conn, &event).await
+        }
+
+        /// The event reporting a file's change (its record carries its webhook, if bound).
+        async fn file_event(
+            conn: &mut Conn,
+            event_type: crate::events::EventType,
+            file: &FileRecord,
+            at: DateTime<Utc>,
+        ) -> Result<crate::events::NewEvent> {
             let webhook = match file.webhook_id {
-                Some(webhook_id) => webhook_in(&mut *conn, webhook_id).await?,
+                Some(webhook_id) => webhook_in(conn, webhook_id).await?,
                 None => None,
             };
-            let event = crate::events::NewEvent::file(event_type, file, webhook.as_ref(), at);
-            write_event(conn, &event).await
+            Ok(crate::events::NewEvent::file(event_type, file, webhook.as_ref(), at))
         }
 
         /// Erases a client's file in the caller's transaction: the row becomes a tombstone with
@@ -1650,13 +1660,8 @@ macro_rules! impl_repo {
             async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool> {
                 let now = Utc::now();
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
-                let webhook = match file.webhook_id {
-                    Some(webhook_id) => webhook_in(&mut tx, webhook_id).await?,
-                    None => None,
-                };
                 let file = file.promoted(promoted_key, now);
-                let event = crate::events::NewEvent::file(
-                    EventType::FilePromoted, &file, webhook.as_ref(), now);
+                let event = file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
                 if !promote_in(&mut tx, &file, &event).await? {
                     tx.rollback().await?;
                     return Ok(false);
@@ -1712,18 +1717,19 @@ macro_rules! impl_repo {
                 };
                 // The file as the outcome leaves it, for the event written with it.
                 let recorded = FileRecord { text: Some(state.clone()), ..file.clone() };
-                let webhook = match file.webhook_id {
-                    Some(webhook_id) => self.get_webhook(&file.client_id, webhook_id).await?,
-                    None => None,
-                };
-                let event = crate::events::NewEvent::file(event_type, &recorded, webhook.as_ref(), at);
-                if let Some(statement) = FINISH_TEXT_JOB {
-                    let (taken,): (bool,) = sqlx::query_as(statement)
+                let event =
+                    file_event(&mut *self.relaxed.acquire().await?, event_type, &recorded, at).await?;
+                // Both forms answer one row holding `true` when the file took the outcome.
+                let record = |sql| {
+                    sqlx::query_as::<_, (bool,)>(sql)
                         .bind(id(file.id))
                         .bind(state.status.as_str())
                         .bind(state.chars)
                         .bind(failure.map(|f| f.message.as_str()))
                         .bind(failure.map(|f| f.reason.as_str()))
+                };
+                if let Some(statement) = FINISH_TEXT_JOB {
+                    let (taken,) = record(statement)
                         .bind(text)
                         .bind(id(event.id))
                         .bind(&event.client_id)
@@ -1737,20 +1743,15 @@ macro_rules! impl_repo {
                     return Ok(taken);
                 }
                 let mut tx = self.relaxed.begin_with(BEGIN_WRITE).await?;
-                let taken = sqlx::query(
+                let row = record(
                     "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
                             text_reason = $5 \
-                     WHERE id = $1 AND state = 'promoted' AND text_status = 'pending'",
+                     WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' \
+                     RETURNING TRUE",
                 )
-                .bind(id(file.id))
-                .bind(state.status.as_str())
-                .bind(state.chars)
-                .bind(failure.map(|f| f.message.as_str()))
-                .bind(failure.map(|f| f.reason.as_str()))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    > 0;
+                .fetch_optional(&mut *tx)
+                .await?;
+                let taken = matches!(row, Some((true,)));
                 if taken {
                     if let Some(text) = text {
                         sqlx::query(
