@@ -1,26 +1,23 @@
 //! Direct uploads: the client declares a file (name, size, SHA-256), PUTs its bytes straight to
-//! object storage with a URL that binds both, and asks Stowage to complete it. Completing checks
-//! what arrived — size, SHA-256 and the same content checks as `POST /uploads`, reading only the
-//! byte ranges they need — and stages the file, or refuses it and deletes the object. The answer
-//! is recorded, so completing again answers the same. An upload never completed is aborted by
-//! the sweeper like any upload that fell silent: its row's activity time is the end of its
-//! window.
+//! object storage with a URL that binds both, and asks Stowage to complete it. Completing runs
+//! the pipeline of `POST /uploads` (`staging`) over the stored object, read once — only the
+//! source of the bytes differs — and stages the file, or refuses it and deletes the object. The
+//! answer is recorded, so completing again answers the same. An upload never completed is
+//! aborted by the sweeper like any upload that fell silent: its row's activity time is the end
+//! of its window. Once the window has closed, the sweeper deletes the staging key again of an
+//! upload that is no longer live, so a still-signed URL cannot bring bytes back.
 
-use std::io::{Seek, SeekFrom};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use crate::app::App;
 use crate::domain::{FileRecord, FileState, StagedFacts, sanitize_file_name, storage_key};
 use crate::repo::{NewFile, RepoError};
-use crate::sniff::ranges::{RangeReader, RangeSource};
-use crate::sniff::{self, DocumentKind};
-use crate::staging::{UploadError, kind_of};
-use crate::store::{Area, DirectPut, Store};
+use crate::sniff::DocumentKind;
+use crate::staging::{self, ByteSource, Meter, StreamChecks, UploadError, kind_of};
+use crate::store::{Area, DirectPut, StoreError};
 
 /// What a client declares before sending the bytes.
 #[derive(Clone, Debug)]
@@ -52,6 +49,8 @@ pub struct DirectUpload {
     pub sha256: String,
     /// Why completion refused the file (a serialised [`UploadError`]), once it has.
     pub refusal: Option<String>,
+    /// When its upload URL stops working: completing later finds nothing to complete.
+    pub window_ends_at: DateTime<Utc>,
 }
 
 /// Checks a declaration the way `POST /uploads` checks a file: name, size, then the SHA-256.
@@ -110,8 +109,8 @@ pub async fn open(
                 file_size: declared.file_size as i64,
                 sha256,
                 refusal: None,
+                window_ends_at: put_expires_at,
             },
-            put_expires_at,
         )
         .await?;
     Ok(Opened {
@@ -137,13 +136,20 @@ fn is_refusal(e: &UploadError) -> bool {
             | UploadError::Spill(_)
             | UploadError::Internal(_)
             | UploadError::NotReceived
+            | UploadError::NotDirect
+            | UploadError::Aborted
             | UploadError::TimedOut
     )
 }
 
 /// `POST /uploads/{id}/complete`: checks what arrived and stages it, or refuses it (deleting
 /// the object). Completing a file already staged (or further along) answers with its record;
-/// one already refused, with the same refusal.
+/// one already refused, with the same refusal. After the upload's window, or once the file was
+/// discarded, erased or aborted, there is nothing to complete (`file_not_found`).
+///
+/// Completion and the sweeper's abort settle on one conditional change of the row: staging is
+/// conditional on the row still `receiving`, and the sweeper deletes the row (conditionally)
+/// before it deletes the object, so a file is never staged without its bytes.
 pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
     let Some((record, direct)) = state.repo().direct_upload(client_id, id).await? else {
         return Err(UploadError::NotDirect);
@@ -154,13 +160,19 @@ pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileReco
     if let Some(refusal) = &direct.refusal {
         return Err(recorded(refusal));
     }
+    if Utc::now() > direct.window_ends_at {
+        return Err(UploadError::NotDirect);
+    }
     match check_arrived(state, &record, &direct).await {
-        Ok(facts) => match state.repo().mark_staged(&record, &facts).await {
-            Ok(()) => {}
-            // Completed (or aborted) by someone else meanwhile: answer as they did.
-            Err(RepoError::Conflict(_)) => return again(state, client_id, id).await,
-            Err(e) => return Err(e.into()),
-        },
+        Ok(facts) => {
+            crate::fault::pause("complete.before_staged").await;
+            match state.repo().mark_staged(&record, &facts).await {
+                Ok(()) => Ok(facts.staged(&record)),
+                // Completed, refused or aborted by someone else meanwhile: answer as they did.
+                Err(RepoError::Conflict(_)) => again(state, client_id, id).await,
+                Err(e) => Err(e.into()),
+            }
+        }
         Err(e) if is_refusal(&e) => {
             let refusal = serde_json::to_string(&e)
                 .map_err(|e| UploadError::Internal(format!("refusal: {e}")))?;
@@ -179,11 +191,18 @@ pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileReco
                     tracing::warn!(file_id = %id, outcome = ?other.map(|f| f.len()), "a refused direct upload's object was not deleted")
                 }
             }
-            return Err(e);
+            Err(e)
         }
-        Err(e) => return Err(e),
+        // The object went missing or the row changed under the check (aborted, erased): the
+        // row says what the answer is.
+        Err(e @ (UploadError::NotReceived | UploadError::Store(StoreError::NotFound(_)))) => {
+            match again(state, client_id, id).await {
+                Err(UploadError::NotReceived) => Err(e),
+                other => other,
+            }
+        }
+        Err(e) => Err(e),
     }
-    again(state, client_id, id).await
 }
 
 async fn again(state: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
@@ -197,11 +216,13 @@ async fn again(state: &App, client_id: &str, id: Uuid) -> Result<FileRecord, Upl
     }
 }
 
-/// The answer for a direct upload that is no longer receiving.
+/// The answer for a direct upload that is no longer receiving: its record while it is live,
+/// `file_not_found` once it is a tombstone (expired, discarded, erased), as a webhook naming a
+/// discarded or erased file is told.
 fn settled(record: FileRecord) -> Result<FileRecord, UploadError> {
     match record.state {
-        FileState::Expired | FileState::Discarded => Err(UploadError::Gone(record.state)),
-        _ => Ok(record),
+        FileState::Staged | FileState::Bound | FileState::Promoted => Ok(record),
+        _ => Err(UploadError::NotDirect),
     }
 }
 
@@ -211,187 +232,77 @@ fn recorded(refusal: &str) -> UploadError {
     })
 }
 
-/// Size, SHA-256 and content of what arrived, as `POST /uploads` would have checked them.
+/// The stored object, read once from its start, as the staging pipeline's source of bytes.
+struct StoredBytes(tokio_util::io::ReaderStream<crate::store::ObjectReader>);
+
+#[async_trait::async_trait]
+impl ByteSource for StoredBytes {
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, UploadError> {
+        use futures_util::StreamExt;
+        self.0
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| UploadError::Store(StoreError::Unavailable(format!("reading the object: {e}"))))
+    }
+}
+
+/// What arrived, checked by the pipeline of `POST /uploads` (`staging`): streamed once through
+/// the size count and SHA-256, the magic bytes, the stream checks (an archive anywhere in a
+/// PDF, its tail, UTF-8 text), then the whole-document checks (every `.docx` entry inflated
+/// within the bomb limits, OLE chains) and the text check. Only the source of the bytes differs,
+/// and the declared size and SHA-256 are held against what was read.
 async fn check_arrived(
     state: &App,
     record: &FileRecord,
     direct: &DirectUpload,
 ) -> Result<StagedFacts, UploadError> {
     let kind = kind_of(state, &record.file_name)?;
-    let key = &record.staging_key;
-    let store = state.store();
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
-    // A small file comes in one request (one byte more than declared, to see a longer one);
-    // a larger one is measured by a HEAD, and its checksum taken where the store verified it.
-    let (size, bytes, verified_sha256) = if declared <= SMALL {
-        let read = store
-            .read_range(Area::Staging, key, 0, declared + 1)
-            .await?;
-        let Some((bytes, size)) = read else {
-            return Err(UploadError::NotReceived);
-        };
-        (size, Some(bytes), None)
-    } else {
-        let Some(stat) = store.stat(Area::Staging, key).await? else {
-            return Err(UploadError::NotReceived);
-        };
-        (stat.size, None, stat.verified_sha256)
+    let Some((reader, size)) = state.store().read(Area::Staging, &record.staging_key).await? else {
+        return Err(UploadError::NotReceived);
     };
+    let mismatch = |received| UploadError::SizeMismatch { declared, received };
     if size != declared {
-        return Err(UploadError::SizeMismatch {
-            declared,
-            received: size,
-        });
+        return Err(mismatch(size));
     }
-    let sha256 = match (&bytes, verified_sha256) {
-        (Some(bytes), _) => hex::encode(Sha256::digest(bytes)),
-        (None, Some(verified)) => verified,
-        (None, None) => hash_object(store, key).await?,
+    let mut source = StoredBytes(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK));
+    let mut meter = Meter::new(declared);
+    let taken = |e| match e {
+        UploadError::TooLarge { .. } => mismatch(size),
+        e => e,
     };
+    let head = staging::read_head(kind, &mut source, &mut meter)
+        .await
+        .map_err(taken)?;
+    let mut checks = StreamChecks::new(state, kind)?;
+    for chunk in &head {
+        checks.feed(chunk).await?;
+    }
+    while let Some(chunk) = source.next_chunk().await? {
+        meter.take(&chunk).map_err(taken)?;
+        checks.feed(&chunk).await?;
+    }
+    if meter.size() != declared {
+        return Err(mismatch(meter.size()));
+    }
+    let sha256 = meter.sha256_hex();
     if !sha256.eq_ignore_ascii_case(&direct.sha256) {
         return Err(UploadError::ChecksumMismatch);
     }
-    match &bytes {
-        Some(bytes) => check_content(state, kind, InMemory(bytes.clone()), size).await?,
-        None => {
-            let stored = StoredObject {
-                state: state.clone(),
-                key: key.to_owned(),
-                runtime: tokio::runtime::Handle::current(),
-            };
-            check_content(state, kind, stored, size).await?;
-        }
-    }
-    if let Some(min) = state.text().min_chars {
-        match bytes {
-            Some(bytes) => {
-                let reader = std::io::Cursor::new(bytes);
-                crate::staging::check_text_of(state, kind, reader, min).await?;
-            }
-            None => {
-                let reader = store.open(Area::Staging, key).await?;
-                crate::staging::check_text_of(state, kind, reader, min).await?;
-            }
-        }
-    }
+    let spool = checks.end().await?;
+    staging::check_document(state, kind, spool).await?;
     let now = Utc::now()
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
     Ok(StagedFacts {
         content_type: kind.content_type().to_owned(),
         file_size: size as i64,
-        sha256: sha256.to_ascii_lowercase(),
+        sha256,
         uploaded_at: now,
         expires_at: now + delta(state.uploads().ttl)?,
     })
 }
 
-/// Reads the whole object to hash it: for stores that do not verify a checksum themselves.
-async fn hash_object(store: &dyn Store, key: &str) -> Result<String, UploadError> {
-    let mut reader = store.open(Area::Staging, key).await?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = reader
-            .read(&mut buf)
-            .await
-            .map_err(|e| UploadError::Internal(format!("reading the object: {e}")))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Files up to this size are completed from one GET of the whole object; larger ones from a
-/// `HEAD` and ranged GETs of what the checks read.
-const SMALL: u64 = 1024 * 1024;
-
-/// A small object, read whole, as a [`RangeSource`].
-struct InMemory(bytes::Bytes);
-
-impl RangeSource for InMemory {
-    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let mut all = &self.0[..];
-        all.read_at(offset, len)
-    }
-}
-
-/// The object in staging as a [`RangeSource`]: each block is one ranged GET.
-struct StoredObject {
-    state: App,
-    key: String,
-    runtime: tokio::runtime::Handle,
-}
-
-impl RangeSource for StoredObject {
-    fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        let read = self
-            .state
-            .store()
-            .read_range(Area::Staging, &self.key, offset, len as u64);
-        match self.runtime.block_on(read) {
-            Ok(Some((bytes, _))) => Ok(bytes.to_vec()),
-            Ok(None) => Err(std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "the object is gone",
-            )),
-            Err(e) => Err(std::io::Error::other(e)),
-        }
-    }
-}
-
-/// The content checks of `POST /uploads`, on ranges of the stored object: the head, a PDF's
-/// tail (and, for the ZIP a PDF may hide, head and tail), the ZIP or OLE directories and what
-/// they point at; a `.txt` is read whole.
-async fn check_content<S: RangeSource + Send + 'static>(
-    state: &App,
-    kind: DocumentKind,
-    source: S,
-    size: u64,
-) -> Result<(), UploadError> {
-    // Only the parts that decide the type are inflated: the others are held to the sizes the
-    // ZIP directory declares (reading them all would read the whole file).
-    let limits = sniff::DocxLimits {
-        inflate_all: false,
-        ..state.uploads().docx_limits.clone()
-    };
-    tokio::task::spawn_blocking(move || {
-        let content = |e| UploadError::content(kind, e);
-        let io = |e: std::io::Error| UploadError::Internal(format!("reading the object: {e}"));
-        let mut reader = RangeReader::new(source, size);
-        let head = reader.range(0, sniff::HEAD_LEN).map_err(io)?;
-        sniff::check_head(kind, &head).map_err(content)?;
-        match kind {
-            DocumentKind::Pdf => {
-                let tail_at = size.saturating_sub(sniff::TAIL_LEN as u64);
-                let tail = reader.range(tail_at, sniff::TAIL_LEN).map_err(io)?;
-                let mut archive = sniff::ArchiveScanner::default();
-                archive.feed(&head);
-                let mut archive_tail = sniff::ArchiveScanner::default();
-                archive_tail.feed(&tail);
-                archive.finish().map_err(content)?;
-                archive_tail.finish().map_err(content)?;
-                sniff::check_pdf_tail(&tail).map_err(content)?;
-            }
-            DocumentKind::Txt => {
-                let mut utf8 = sniff::Utf8Stream::default();
-                let mut at = 0;
-                while at < size {
-                    let chunk = reader.range(at, sniff::ranges::BLOCK).map_err(io)?;
-                    utf8.feed(&chunk).map_err(content)?;
-                    at += chunk.len() as u64;
-                }
-                utf8.finish().map_err(content)?;
-            }
-            DocumentKind::Doc | DocumentKind::Docx => {
-                reader.seek(SeekFrom::Start(0)).map_err(io)?;
-                sniff::check_whole(kind, reader, &limits).map_err(content)?;
-            }
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| UploadError::Internal(format!("content check: {e}")))?
-}
+/// How much of the stored object is read at a time.
+const READ_CHUNK: usize = 256 * 1024;

@@ -85,10 +85,11 @@ pub enum UploadError {
     #[error("File not found")]
     #[serde(skip)]
     NotDirect,
-    /// A direct upload completed after it was staged, then expired or discarded.
-    #[error("File is {0}")]
+    /// The upload's row was aborted (its bytes fell silent for longer than the grace period) or
+    /// its file erased while the bytes arrived: nothing of it is kept.
+    #[error("The upload was aborted or its file erased while it was received; nothing was kept")]
     #[serde(skip)]
-    Gone(crate::domain::FileState),
+    Aborted,
     #[error(transparent)]
     #[serde(skip)]
     Repo(#[from] RepoError),
@@ -222,8 +223,125 @@ impl Meter {
     }
 }
 
-/// Reads the file to its end: the head for sniffing first, then everything else, into the
-/// writer (and the spool for deep checks). Returns the spool, rewound.
+/// The upload checks that look at the bytes as they stream past, and the spool the whole-document
+/// checks read afterwards. One pipeline for both ways in: `POST /uploads` feeds it the part as
+/// it arrives, a direct upload's completion the stored object as it is read back.
+pub(crate) struct StreamChecks {
+    kind: DocumentKind,
+    tail: Option<Tail>,
+    archive: Option<sniff::ArchiveScanner>,
+    utf8: Option<sniff::Utf8Stream>,
+    spool: Option<(SpillFile, tokio::fs::File)>,
+}
+
+impl StreamChecks {
+    /// The checks a file of `kind` needs; a spool when a whole-document check will read it.
+    pub(crate) fn new(state: &App, kind: DocumentKind) -> Result<StreamChecks, UploadError> {
+        let pdf = kind == DocumentKind::Pdf;
+        let text_check = state.text().min_chars.is_some();
+        let spool = if kind.needs_deep_check() || text_check {
+            let file = state.spill().file()?;
+            let async_file = tokio::fs::File::from_std(file.try_clone()?);
+            Some((file, async_file))
+        } else {
+            None
+        };
+        Ok(StreamChecks {
+            kind,
+            tail: pdf.then(Tail::default),
+            archive: pdf.then(sniff::ArchiveScanner::default),
+            utf8: (kind == DocumentKind::Txt).then(sniff::Utf8Stream::default),
+            spool,
+        })
+    }
+
+    /// Looks at the next chunk of the file.
+    pub(crate) async fn feed(&mut self, chunk: &Bytes) -> Result<(), UploadError> {
+        let kind = self.kind;
+        if let Some(tail) = self.tail.as_mut() {
+            tail.push(chunk);
+        }
+        if let Some(archive) = self.archive.as_mut() {
+            archive.feed(chunk);
+        }
+        if let Some(utf8) = self.utf8.as_mut() {
+            utf8.feed(chunk)
+                .map_err(|e| UploadError::content(kind, e))?;
+        }
+        if let Some((file, spool)) = self.spool.as_mut() {
+            file.reserve(chunk.len())?;
+            spool
+                .write_all(chunk)
+                .await
+                .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// The checks that needed the whole stream (an archive anywhere in a PDF, its tail, the end
+    /// of UTF-8 text); the spool, rewound, for [`check_document`].
+    pub(crate) async fn end(self) -> Result<Option<SpillFile>, UploadError> {
+        let kind = self.kind;
+        if let Some(archive) = self.archive {
+            archive
+                .finish()
+                .map_err(|e| UploadError::content(kind, e))?;
+        }
+        if let Some(utf8) = self.utf8 {
+            utf8.finish().map_err(|e| UploadError::content(kind, e))?;
+        }
+        if let Some(tail) = self.tail {
+            sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
+        }
+        match self.spool {
+            None => Ok(None),
+            Some((mut file, mut async_file)) => {
+                async_file
+                    .flush()
+                    .await
+                    .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
+                drop(async_file);
+                file.rewound()?;
+                Ok(Some(file))
+            }
+        }
+    }
+}
+
+/// The checks of the whole document, once every byte has been seen: the deep structure of a
+/// `.doc`/`.docx` (every entry inflated, within the bomb limits), then, with
+/// `STOWAGE_MIN_TEXT_CHARS`, the text check. Both ways in end here.
+pub(crate) async fn check_document(
+    state: &App,
+    kind: DocumentKind,
+    spool: Option<SpillFile>,
+) -> Result<(), UploadError> {
+    let mut spool = spool;
+    if kind.needs_deep_check()
+        && let Some(mut file) = spool.take()
+    {
+        let limits = state.uploads().docx_limits.clone();
+        spool = Some(
+            tokio::task::spawn_blocking(move || {
+                sniff::check_whole(kind, BufReader::new(file.rewound()?), &limits)
+                    .map_err(|e| UploadError::content(kind, e))?;
+                Ok::<_, UploadError>(file)
+            })
+            .await
+            .map_err(|e| UploadError::Internal(format!("deep check: {e}")))??,
+        );
+    }
+    if let Some(min) = state.text().min_chars {
+        let file = spool.as_mut().ok_or_else(|| {
+            UploadError::Internal("the spool for the text check is gone".into())
+        })?;
+        check_text(state, kind, file, min).await?;
+    }
+    Ok(())
+}
+
+/// Reads the file to its end into the writer, through the stream checks. Returns the spool,
+/// rewound.
 async fn receive_body(
     cleanup: &mut Cleanup,
     kind: DocumentKind,
@@ -231,41 +349,14 @@ async fn receive_body(
     source: &mut dyn ByteSource,
     meter: &mut Meter,
 ) -> Result<Option<SpillFile>, UploadError> {
-    let mut tail = (kind == DocumentKind::Pdf).then(Tail::default);
-    let mut archive = (kind == DocumentKind::Pdf).then(sniff::ArchiveScanner::default);
-    let mut utf8 = (kind == DocumentKind::Txt).then(sniff::Utf8Stream::default);
-    // The text check at upload reads the whole file, from the spool.
-    let text_check = cleanup.state.text().min_chars.is_some();
-    let mut spool = if kind.needs_deep_check() || text_check {
-        let file = cleanup.state.spill().file()?;
-        let async_file = tokio::fs::File::from_std(file.try_clone()?);
-        Some((file, async_file))
-    } else {
-        None
-    };
+    let mut checks = StreamChecks::new(&cleanup.state, kind)?;
     let mut multipart_recorded = false;
     let heartbeat = cleanup.state.uploads().heartbeat;
     let mut last_sign = std::time::Instant::now();
     let mut pending = head.into_iter();
     let mut next = pending.next();
     while let Some(chunk) = next {
-        if let Some(tail) = tail.as_mut() {
-            tail.push(&chunk);
-        }
-        if let Some(archive) = archive.as_mut() {
-            archive.feed(&chunk);
-        }
-        if let Some(utf8) = utf8.as_mut() {
-            utf8.feed(&chunk)
-                .map_err(|e| UploadError::content(kind, e))?;
-        }
-        if let Some((file, spool)) = spool.as_mut() {
-            file.reserve(chunk.len())?;
-            spool
-                .write_all(&chunk)
-                .await
-                .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
-        }
+        checks.feed(&chunk).await?;
         let writer = cleanup.writer()?;
         writer.write(chunk).await?;
         if !multipart_recorded && let Some(upload_id) = writer.multipart_upload_id() {
@@ -281,8 +372,13 @@ async fn receive_body(
         if last_sign.elapsed() >= heartbeat {
             last_sign = std::time::Instant::now();
             let touched = cleanup.state.repo().touch_receiving(cleanup.id, Utc::now());
-            if let Err(e) = touched.await {
-                tracing::warn!(file_id = %cleanup.id, error = %e, "could not record upload activity");
+            match touched.await {
+                Ok(true) => {}
+                // Aborted by the sweeper or erased meanwhile: nothing of it may be kept.
+                Ok(false) => return Err(UploadError::Aborted),
+                Err(e) => {
+                    tracing::warn!(file_id = %cleanup.id, error = %e, "could not record upload activity")
+                }
             }
         }
         next = match pending.next() {
@@ -296,29 +392,7 @@ async fn receive_body(
             }
         };
     }
-    if let Some(archive) = archive {
-        archive
-            .finish()
-            .map_err(|e| UploadError::content(kind, e))?;
-    }
-    if let Some(utf8) = utf8 {
-        utf8.finish().map_err(|e| UploadError::content(kind, e))?;
-    }
-    if let Some(tail) = tail {
-        sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
-    }
-    match spool {
-        None => Ok(None),
-        Some((mut file, mut async_file)) => {
-            async_file
-                .flush()
-                .await
-                .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
-            drop(async_file);
-            file.rewound()?;
-            Ok(Some(file))
-        }
-    }
+    checks.end().await
 }
 
 /// `STOWAGE_MIN_TEXT_CHARS`: extracts the received file's text (isolated, as after promotion)
@@ -333,19 +407,7 @@ async fn check_text(
         .rewound()?
         .try_clone()
         .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
-    check_text_of(state, kind, tokio::fs::File::from_std(file), min).await
-}
-
-/// The text check on a document read from `input`.
-pub(crate) async fn check_text_of<R>(
-    state: &App,
-    kind: DocumentKind,
-    input: R,
-    min: u64,
-) -> Result<(), UploadError>
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
+    let input = tokio::fs::File::from_std(file);
     let extracted = crate::extraction::extract_isolated(state.text(), kind, input)
         .await
         .map_err(|e| UploadError::Internal(format!("text check: {e}")))?;
@@ -357,9 +419,10 @@ where
     Ok(())
 }
 
-/// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand; returns the chunks
-/// as received.
-async fn read_head(
+/// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand and checks them:
+/// not empty, the magic bytes of `kind`. Returns the chunks as received.
+pub(crate) async fn read_head(
+    kind: DocumentKind,
     source: &mut dyn ByteSource,
     meter: &mut Meter,
 ) -> Result<Vec<Bytes>, UploadError> {
@@ -375,6 +438,10 @@ async fn read_head(
             None => break,
         }
     }
+    if meter.size == 0 {
+        return Err(UploadError::Empty);
+    }
+    sniff::check_head(kind, &head_bytes(&head)).map_err(|e| UploadError::content(kind, e))?;
     Ok(head)
 }
 
@@ -510,11 +577,7 @@ pub async fn receive(
     let file_name = sanitize_file_name(raw_file_name);
     let kind = kind_of(state, &file_name)?;
     let mut meter = Meter::new(state.uploads().max_bytes);
-    let head = read_head(source, &mut meter).await?;
-    if meter.size == 0 {
-        return Err(UploadError::Empty);
-    }
-    sniff::check_head(kind, &head_bytes(&head)).map_err(|e| UploadError::content(kind, e))?;
+    let head = read_head(kind, source, &mut meter).await?;
 
     let id = Uuid::new_v4();
     let key = storage_key(client_id, id);
@@ -575,27 +638,7 @@ impl Pending {
         } = self;
         let finished = async {
             let state = cleanup.state.clone();
-            let mut spool = spool;
-            if kind.needs_deep_check()
-                && let Some(mut file) = spool.take()
-            {
-                let limits = state.uploads().docx_limits.clone();
-                spool = Some(
-                    tokio::task::spawn_blocking(move || {
-                        sniff::check_whole(kind, BufReader::new(file.rewound()?), &limits)
-                            .map_err(|e| UploadError::content(kind, e))?;
-                        Ok::<_, UploadError>(file)
-                    })
-                    .await
-                    .map_err(|e| UploadError::Internal(format!("deep check: {e}")))??,
-                );
-            }
-            if let Some(min) = state.text().min_chars {
-                let file = spool.as_mut().ok_or_else(|| {
-                    UploadError::Internal("the spool for the text check is gone".into())
-                })?;
-                check_text(&state, kind, file, min).await?;
-            }
+            check_document(&state, kind, spool).await?;
             let writer = cleanup
                 .writer
                 .take()
@@ -613,7 +656,12 @@ impl Pending {
                 uploaded_at: now,
                 expires_at: now + ttl,
             };
-            state.repo().mark_staged(&receiving, &facts).await?;
+            match state.repo().mark_staged(&receiving, &facts).await {
+                Ok(()) => {}
+                // Aborted by the sweeper (it fell silent) or erased while its bytes arrived.
+                Err(RepoError::Conflict(_)) => return Err(UploadError::Aborted),
+                Err(e) => return Err(e.into()),
+            }
             crate::fault::point("upload.after_staged");
             Ok(facts)
         }

@@ -113,6 +113,7 @@ async fn run_steps(state: &App, tally: &mut Tally) {
     expire(state, tally).await;
     tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
     abort_dead_uploads(state, tally).await;
+    close_direct_windows(state, tally).await;
     if let Some(retention) = state.sweep().file_retention {
         let before = Utc::now() - to_delta(retention);
         let (erased, errors) = crate::erasure::apply_retention(state, before).await;
@@ -190,8 +191,11 @@ async fn expire_worker(state: &App) -> Tally {
     tally
 }
 
-/// `receiving` rows older than the grace period: their upload died. Abort its multipart upload,
-/// delete any object, delete the row.
+/// `receiving` rows silent for longer than the grace period: their upload died. The row is
+/// deleted first, conditionally (an upload that completed or showed activity meanwhile keeps
+/// it), and only then its multipart upload aborted and its object deleted: a completion racing
+/// the abort either staged the file first (and the abort leaves it) or finds no row and stages
+/// nothing. What a failed delete leaves has no row and goes with the orphans.
 async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
     let before = Utc::now() - to_delta(state.sweep().receiving_grace);
     let rows = match state.repo().stale_receiving(before, EXPIRY_BATCH).await {
@@ -199,6 +203,16 @@ async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
         Err(e) => return tally.error("abort", e),
     };
     for file in rows {
+        match state.repo().abort_receiving(file.id, before).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tally.error("abort", e);
+                continue;
+            }
+        }
+        tally.run.receiving_aborted += 1;
+        crate::fault::pause("abort.after_row").await;
         let cleaned = async {
             state
                 .store()
@@ -214,16 +228,49 @@ async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
             }
         }
         .await;
-        if let Err(e) = cleaned {
-            tally.error("abort", format!("{}: {e}", file.id));
-            continue;
+        match cleaned {
+            Ok(()) => tracing::info!(file_id = %file.id, "aborted a dead upload"),
+            Err(e) => tally.error("abort", format!("{}: {e}", file.id)),
         }
-        match state.repo().delete_receiving(file.id).await {
-            Ok(()) => {
-                tracing::info!(file_id = %file.id, "aborted a dead upload");
-                tally.run.receiving_aborted += 1;
-            }
-            Err(e) => tally.error("abort", e),
+    }
+}
+
+/// Direct uploads whose window closed a grace period ago: a URL signed for the window may still
+/// have brought bytes after the upload stopped being live (refused, discarded, erased, promoted
+/// or expired), so their staging key is deleted again. A staged or bound file's staging key is
+/// its object and stays; a receiving one is the abort's.
+async fn close_direct_windows(state: &App, tally: &mut Tally) {
+    let before = Utc::now() - to_delta(state.sweep().receiving_grace);
+    let due = match state
+        .repo()
+        .closing_direct_windows(before, EXPIRY_BATCH)
+        .await
+    {
+        Ok(due) => due,
+        Err(e) => return tally.error("direct", e),
+    };
+    for (id, key, file_state) in due {
+        match file_state {
+            FileState::Receiving => continue,
+            FileState::Staged | FileState::Bound => {}
+            _ => match state
+                .store()
+                .delete(Area::Staging, std::slice::from_ref(&key))
+                .await
+            {
+                Ok(failures) if failures.is_empty() => {}
+                Ok(failures) => {
+                    tally.error("direct", format!("delete {key}: {}", failures[0].reason));
+                    continue;
+                }
+                Err(e) => {
+                    tally.error("direct", format!("delete {key}: {e}"));
+                    continue;
+                }
+            },
+        }
+        if let Err(e) = state.repo().close_direct_window(id).await {
+            tally.error("direct", e);
         }
     }
 }

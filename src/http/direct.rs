@@ -192,20 +192,22 @@ async fn receive_signed(
         return Err(forbidden());
     }
     // Only while the upload waits for its bytes: never over a file already checked.
-    let waiting = state.repo().direct_upload(&client_id, file_id).await?;
-    if !waiting.is_some_and(|(file, direct)| {
-        file.state == crate::domain::FileState::Receiving && direct.refusal.is_none()
-    }) {
-        return Err(ApiError::new(
-            ErrorCode::UploadClosed,
-            "This upload is no longer waiting for its bytes",
-        ));
+    if !waiting(&state, &client_id, file_id).await? {
+        return Err(closed());
     }
     let mut writer = state.store().begin_staging(&key).await?;
     match receive_exactly(&mut writer, body, &query).await {
-        Ok(()) => {
+        // Asked again once the bytes are in: a PUT that began while the upload was waiting
+        // must not land over a file completed, refused, erased or aborted meanwhile.
+        Ok(()) if waiting(&state, &client_id, file_id).await? => {
             writer.finish().await?;
             Ok(StatusCode::OK)
+        }
+        Ok(()) => {
+            if let Err(abort) = writer.abort().await {
+                tracing::warn!(key = %key, error = %abort, "could not abort a late direct PUT");
+            }
+            Err(closed())
         }
         Err(e) => {
             if let Err(abort) = writer.abort().await {
@@ -245,6 +247,23 @@ async fn receive_exactly(
         ));
     }
     Ok(())
+}
+
+/// Whether a direct upload still waits for its bytes: receiving, not refused, within its window.
+async fn waiting(state: &ApiState, client_id: &str, file_id: Uuid) -> Result<bool> {
+    let upload = state.repo().direct_upload(client_id, file_id).await?;
+    Ok(upload.is_some_and(|(file, direct)| {
+        file.state == crate::domain::FileState::Receiving
+            && direct.refusal.is_none()
+            && chrono::Utc::now() <= direct.window_ends_at
+    }))
+}
+
+fn closed() -> ApiError {
+    ApiError::new(
+        ErrorCode::UploadClosed,
+        "This upload is no longer waiting for its bytes",
+    )
 }
 
 fn forbidden() -> ApiError {

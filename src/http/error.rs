@@ -83,6 +83,10 @@ error_codes! {
     UploadNotReceived => "upload_not_received", CONFLICT;
     /// A direct upload's URL used after the upload was completed or refused.
     UploadClosed => "upload_closed", CONFLICT;
+    /// A second PUT to a direct upload's URL while one is still under way.
+    UploadInProgress => "upload_in_progress", CONFLICT;
+    /// The upload was aborted or its file erased while the bytes arrived; nothing was kept.
+    UploadAborted => "upload_aborted", CONFLICT;
     InvalidPayload => "invalid_payload", UNPROCESSABLE_ENTITY;
     ClientIdMismatch => "client_id_mismatch", UNPROCESSABLE_ENTITY;
     PayloadTooLarge => "payload_too_large", PAYLOAD_TOO_LARGE;
@@ -261,6 +265,10 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => ApiError::unavailable("object storage", e),
+            StoreError::Busy(_) => ApiError::new(
+                ErrorCode::UploadInProgress,
+                "Another upload of these bytes is under way; wait for it to end",
+            ),
             StoreError::Spill(crate::spill::SpillError::Full { .. }) => {
                 ApiError::unavailable("temporary space", e)
             }

@@ -127,10 +127,7 @@ impl From<UploadError> for ApiError {
             UploadError::ChecksumMismatch => ErrorCode::FileChecksumMismatch,
             UploadError::NotReceived => ErrorCode::UploadNotReceived,
             UploadError::NotDirect => return ApiError::file_not_found(),
-            UploadError::Gone(state) => {
-                return ApiError::new(ErrorCode::FileExpired, message)
-                    .with_detail("state", state.as_str());
-            }
+            UploadError::Aborted => ErrorCode::UploadAborted,
             UploadError::Repo(e) => return e.into(),
             UploadError::Store(e) => return e.into(),
             UploadError::Spill(e) => return crate::store::StoreError::from(e).into(),

@@ -499,7 +499,12 @@ pub trait Repo: Send + Sync {
     async fn insert_receiving(&self, file: &NewFile) -> Result<()>;
     /// Records that bytes of a `receiving` file are still arriving (the sweeper aborts an
     /// upload silent for longer than the grace period, however long it has run).
-    async fn touch_receiving(&self, id: Uuid, at: DateTime<Utc>) -> Result<()>;
+    /// `false`: the row is no longer receiving (aborted, erased): the upload must stop.
+    async fn touch_receiving(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool>;
+    /// Deletes a `receiving` row with no activity since `before` (a dead upload), before its
+    /// objects are deleted: whether this call deleted it. Conditional, so an upload that
+    /// completed (or showed activity) meanwhile keeps its row, and its bytes.
+    async fn abort_receiving(&self, id: Uuid, before: DateTime<Utc>) -> Result<bool>;
     /// Remembers the multipart upload a receiving file is using, so it can be aborted after a crash.
     async fn set_multipart_upload(&self, id: Uuid, upload_id: &str) -> Result<()>;
     /// Marks a received and checked file `staged` (as [`StagedFacts::staged`] says), with its
@@ -509,13 +514,19 @@ pub trait Repo: Send + Sync {
     async fn delete_receiving(&self, id: Uuid) -> Result<()>;
     /// Writes the `receiving` row of a direct upload and its declaration (two writes, no
     /// transaction: a row left without its declaration is aborted like any dead upload). The
-    /// row's activity time is `window_end`: the sweeper aborts it a grace period later.
-    async fn insert_direct(
+    /// row's activity time is the end of its window: the sweeper aborts it a grace period
+    /// later.
+    async fn insert_direct(&self, file: &NewFile, direct: &crate::direct::DirectUpload)
+    -> Result<()>;
+    /// Direct uploads whose window ended before `before` and whose staging key has not been
+    /// dealt with since: the file's id, staging key and state, oldest window first.
+    async fn closing_direct_windows(
         &self,
-        file: &NewFile,
-        direct: &crate::direct::DirectUpload,
-        window_end: DateTime<Utc>,
-    ) -> Result<()>;
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(Uuid, String, FileState)>>;
+    /// Records that a closed window's staging key was dealt with.
+    async fn close_direct_window(&self, id: Uuid) -> Result<()>;
     /// A client's direct upload: the file's row and its declaration.
     async fn direct_upload(
         &self,

@@ -216,7 +216,8 @@ const INSERT_DIRECT: Option<&str> = Some(
     "WITH f AS (INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
                                   state_changed_at, active_at) \
                 VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6) RETURNING id) \
-     INSERT INTO direct_uploads (file_id, file_size, sha256) SELECT id, $7, $8 FROM f",
+     INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at) \
+         SELECT id, $7, $8, $6 FROM f",
 );
 
 /// A bound file promoted (`$1`: id, `$2`: long-term key, at `$3`) with its text job (`$4`, kind

@@ -533,6 +533,10 @@ macro_rules! impl_repo {
                 for statement in [
                     "DELETE FROM file_texts WHERE file_id = $1",
                     "DELETE FROM jobs WHERE file_id = $1",
+                    // A direct upload's window stays, for the sweeper to delete its staging
+                    // key again once the window has closed.
+                    "UPDATE direct_uploads SET file_size = NULL, sha256 = NULL, refusal = NULL \
+                     WHERE file_id = $1",
                 ] {
                     sqlx::query(statement).bind(id(file_id)).execute(&mut *conn).await?;
                 }
@@ -1047,11 +1051,52 @@ macro_rules! impl_repo {
                 Ok(())
             }
 
-            async fn touch_receiving(&self, file_id: Uuid, at: DateTime<Utc>) -> Result<()> {
-                sqlx::query("UPDATE files SET active_at = $2 WHERE id = $1 AND state = 'receiving'")
+            async fn touch_receiving(&self, file_id: Uuid, at: DateTime<Utc>) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE files SET active_at = $2 WHERE id = $1 AND state = 'receiving'",
+                )
+                .bind(id(file_id))
+                .bind(time(at))
+                .execute(&self.relaxed)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn abort_receiving(&self, file_id: Uuid, before: DateTime<Utc>) -> Result<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM files WHERE id = $1 AND state = 'receiving' AND active_at < $2",
+                )
+                .bind(id(file_id))
+                .bind(time(before))
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn closing_direct_windows(
+                &self,
+                before: DateTime<Utc>,
+                limit: i64,
+            ) -> Result<Vec<(Uuid, String, FileState)>> {
+                let rows: Vec<(Id, String, String)> = sqlx::query_as(
+                    "SELECT f.id, f.staging_key, f.state FROM direct_uploads d \
+                     JOIN files f ON f.id = d.file_id \
+                     WHERE NOT d.window_closed AND d.window_ends_at < $1 \
+                     ORDER BY d.window_ends_at LIMIT $2",
+                )
+                .bind(time(before))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(file_id, key, state)| Ok((uuid(file_id)?, key, parse_named(&state)?)))
+                    .collect()
+            }
+
+            async fn close_direct_window(&self, file_id: Uuid) -> Result<()> {
+                sqlx::query("UPDATE direct_uploads SET window_closed = TRUE WHERE file_id = $1")
                     .bind(id(file_id))
-                    .bind(time(at))
-                    .execute(&self.relaxed)
+                    .execute(&self.pool)
                     .await?;
                 Ok(())
             }
@@ -1125,8 +1170,8 @@ macro_rules! impl_repo {
                 &self,
                 file: &NewFile,
                 direct: &crate::direct::DirectUpload,
-                window_end: DateTime<Utc>,
             ) -> Result<()> {
+                let window_end = direct.window_ends_at;
                 // No transaction, on the relaxed pool, like any `receiving` row: a file row
                 // without its declaration (or lost in a crash) is aborted by the sweeper.
                 let file_row = |sql| {
@@ -1154,11 +1199,13 @@ macro_rules! impl_repo {
                 .execute(&self.relaxed)
                 .await?;
                 sqlx::query(
-                    "INSERT INTO direct_uploads (file_id, file_size, sha256) VALUES ($1, $2, $3)",
+                    "INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at) \
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(id(file.id))
                 .bind(direct.file_size)
                 .bind(&direct.sha256)
+                .bind(time(window_end))
                 .execute(&self.relaxed)
                 .await?;
                 Ok(())
@@ -1177,12 +1224,14 @@ macro_rules! impl_repo {
                     declared_size: Option<i64>,
                     declared_sha256: Option<String>,
                     refusal: Option<String>,
+                    window_ends_at: Option<Time>,
                 }
                 let row: Option<DirectRow> = sqlx::query_as(concat!(
                     "SELECT ", file_columns!(), ", \
                             (SELECT file_size FROM direct_uploads WHERE file_id = $1) AS declared_size, \
                             (SELECT sha256 FROM direct_uploads WHERE file_id = $1) AS declared_sha256, \
-                            (SELECT refusal FROM direct_uploads WHERE file_id = $1) AS refusal \
+                            (SELECT refusal FROM direct_uploads WHERE file_id = $1) AS refusal, \
+                            (SELECT window_ends_at FROM direct_uploads WHERE file_id = $1) AS window_ends_at \
                      FROM files WHERE id = $1 AND client_id = $2"
                 ))
                 .bind(id(file_id))
@@ -1190,7 +1239,10 @@ macro_rules! impl_repo {
                 .fetch_optional(&self.pool)
                 .await?;
                 let Some(row) = row else { return Ok(None) };
-                let (Some(file_size), Some(sha256)) = (row.declared_size, row.declared_sha256) else {
+                // An erased upload keeps no declaration: there is nothing to complete.
+                let (Some(file_size), Some(sha256), Some(window_ends_at)) =
+                    (row.declared_size, row.declared_sha256, row.window_ends_at)
+                else {
                     return Ok(None);
                 };
                 let direct = crate::direct::DirectUpload {
@@ -1198,6 +1250,7 @@ macro_rules! impl_repo {
                     file_size,
                     sha256,
                     refusal: row.refusal,
+                    window_ends_at: utc(window_ends_at)?,
                 };
                 Ok(Some((FileRecord::try_from(row.file)?, direct)))
             }

@@ -30,10 +30,6 @@ pub struct DocxLimits {
     pub ratio_floor: u64,
     /// Most bytes `[Content_Types].xml` may have.
     pub max_content_types: u64,
-    /// Inflate every entry (sizes and CRCs checked for real), or only `[Content_Types].xml`
-    /// and the relationship parts, holding the others to the sizes the central directory
-    /// declares (a direct upload, read by ranges from storage).
-    pub inflate_all: bool,
 }
 
 impl Default for DocxLimits {
@@ -44,7 +40,6 @@ impl Default for DocxLimits {
             max_ratio: 200,
             ratio_floor: 1024 * 1024,
             max_content_types: 1024 * 1024,
-            inflate_all: true,
         }
     }
 }
@@ -145,10 +140,8 @@ pub fn check_docx<R: Read + Seek>(mut reader: R, limits: &DocxLimits) -> Result<
         let mut buf = Vec::new();
         let read = if keep {
             bounded.read_to_end(&mut buf).map(|n| n as u64)
-        } else if limits.inflate_all {
-            io::copy(&mut bounded, &mut io::sink())
         } else {
-            Ok(declared)
+            io::copy(&mut bounded, &mut io::sink())
         }
         .map_err(|e| ContentError::invalid(format!("entry '{name}' is damaged ({e})")))?;
         if read > declared {

@@ -7,7 +7,6 @@ mod doc;
 mod docx;
 #[cfg(test)]
 pub(crate) mod fixtures;
-pub mod ranges;
 
 use std::fmt;
 use std::io::{Read, Seek};

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectStat,
+    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo,
     ObjectWriter, Result, SignedPut, Store, StoreError,
 };
 
@@ -26,6 +26,10 @@ pub struct FsStore {
     /// The key that signs direct-upload URLs on Stowage, kept in `ROOT/.direct-upload-key` so
     /// that a URL outlives a restart.
     signing_key: std::sync::Arc<std::sync::OnceLock<[u8; 32]>>,
+    /// Keys being written by this process: a second writer of one key is refused (`Busy`)
+    /// instead of colliding on its `.part` file; a `.part` no writer holds (left by a crash) is
+    /// simply written over.
+    writing: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
 }
 
 /// The file in the store's root that holds the signing key of direct-upload URLs.
@@ -60,6 +64,7 @@ impl FsStore {
             files: root.join(files_bucket),
             root,
             signing_key: Default::default(),
+            writing: Default::default(),
         })
     }
 
@@ -146,6 +151,15 @@ struct FsWriter {
     file: Option<tokio::fs::File>,
     part: PathBuf,
     target: PathBuf,
+    writing: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<PathBuf>>>,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if let Ok(mut writing) = self.writing.lock() {
+            writing.remove(&self.target);
+        }
+    }
 }
 
 #[async_trait]
@@ -222,17 +236,30 @@ impl Store for FsStore {
         let mut part = target.clone().into_os_string();
         part.push(PART_SUFFIX);
         let part = PathBuf::from(part);
-        let file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&part)
-            .await
-            .map_err(|e| io_err("create", e))?;
-        Ok(Box::new(FsWriter {
-            file: Some(file),
+        {
+            let mut writing = self.writing.lock().map_err(|_| {
+                StoreError::Other("the store's list of writes is poisoned".into())
+            })?;
+            if !writing.insert(target.clone()) {
+                return Err(StoreError::Busy(format!("{key} is being written")));
+            }
+        }
+        // From here the writer (dropped on any failure) takes the key off the list.
+        let mut writer = FsWriter {
+            file: None,
             part,
             target,
-        }))
+            writing: self.writing.clone(),
+        };
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&writer.part)
+            .await
+            .map_err(|e| io_err("create", e))?;
+        writer.file = Some(file);
+        Ok(Box::new(writer))
     }
 
     async fn abort_incomplete(&self, key: &str, _upload_id: Option<&str>) -> Result<()> {
@@ -325,37 +352,19 @@ impl Store for FsStore {
         }
     }
 
-    async fn read_range(
-        &self,
-        area: Area,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<(Bytes, u64)>> {
-        use std::io::{Read, Seek};
+    async fn read(&self, area: Area, key: &str) -> Result<Option<(super::ObjectReader, u64)>> {
         let path = self.path(area, key)?;
-        tokio::task::spawn_blocking(move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(file) => file,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            let total = file.metadata()?.len();
-            file.seek(std::io::SeekFrom::Start(offset))?;
-            let mut out = Vec::new();
-            file.take(len).read_to_end(&mut out)?;
-            Ok(Some((Bytes::from(out), total)))
-        })
-        .await
-        .map_err(|e| StoreError::Other(format!("read: {e}")))?
-        .map_err(|e| io_err("read", e))
-    }
-
-    async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>> {
-        Ok(self.size(area, key).await?.map(|size| ObjectStat {
-            size,
-            verified_sha256: None,
-        }))
+        let file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open", e)),
+        };
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| io_err("metadata", e))?
+            .len();
+        Ok(Some((Box::new(file), size)))
     }
 
     async fn presign_put(
@@ -388,14 +397,6 @@ impl Store for FsStore {
         };
         self.sign(put)
             .is_ok_and(|mac| hmac::Mac::verify_slice(mac, &raw).is_ok())
-    }
-
-    async fn open(&self, area: Area, key: &str) -> Result<super::ObjectReader> {
-        let path = self.path(area, key)?;
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| io_err("open", e))?;
-        Ok(Box::new(file))
     }
 
     async fn download(

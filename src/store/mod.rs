@@ -38,6 +38,9 @@ pub enum StoreError {
     /// The object or bucket does not exist.
     #[error("not found: {0}")]
     NotFound(String),
+    /// Another write of the same key is under way.
+    #[error("busy: {0}")]
+    Busy(String),
     /// Temporary disk space for the write ran out.
     #[error(transparent)]
     Spill(#[from] crate::spill::SpillError),
@@ -102,14 +105,6 @@ pub struct SignedPut<'a> {
     pub expires: i64,
 }
 
-/// An object's size, and its SHA-256 when the store verified it against the bytes it received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectStat {
-    pub size: u64,
-    /// Lower-case hex; `None` unless the store itself checked the bytes against it.
-    pub verified_sha256: Option<String>,
-}
-
 /// Streams one object into the staging area. Nothing is visible under the key until `finish`
 /// succeeds; `abort` (or a failed `finish`) leaves nothing behind.
 #[async_trait]
@@ -154,18 +149,14 @@ pub trait Store: Send + Sync {
     /// copy, then delete). Idempotent: promoting an already promoted key succeeds.
     async fn promote(&self, key: &str) -> Result<()>;
     /// Reads an object from its start (for text extraction).
-    async fn open(&self, area: Area, key: &str) -> Result<ObjectReader>;
-    /// `len` bytes of an object from `offset` (fewer at its end) and the object's whole size,
-    /// in one request; `None`: no such object.
-    async fn read_range(
-        &self,
-        area: Area,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<(Bytes, u64)>>;
-    /// An object's size and, where the store verified one, its SHA-256; `None`: no such object.
-    async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>>;
+    async fn open(&self, area: Area, key: &str) -> Result<ObjectReader> {
+        match self.read(area, key).await? {
+            Some((reader, _)) => Ok(reader),
+            None => Err(StoreError::NotFound(format!("no object {key}"))),
+        }
+    }
+    /// An object's bytes as they arrive and its size, in one request; `None`: no such object.
+    async fn read(&self, area: Area, key: &str) -> Result<Option<(ObjectReader, u64)>>;
     /// A URL a client PUTs exactly `size` bytes with this SHA-256 (hex) to, under `key` in the
     /// staging area, for `ttl`. A store that cannot presign signs a URL on Stowage itself,
     /// under `base_url`.

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectStat,
+    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo,
     ObjectWriter, PART_SIZE, Result, Store, StoreError,
 };
 use crate::config::{Config, Sse};
@@ -40,18 +40,7 @@ pub struct S3Store {
     spill: Spill,
     /// Server-side encryption asked of every write (`STOWAGE_S3_SSE`).
     sse: Option<Sse>,
-    /// Whether the server refuses a PUT whose body does not match its `x-amz-checksum-sha256`
-    /// (AWS, MinIO, LocalStack do; some test servers do not): found out once, by trying.
-    verifies_checksums: std::sync::Arc<tokio::sync::OnceCell<bool>>,
 }
-
-/// Error codes of a PUT refused because its body did not match the checksum it announced.
-const CHECKSUM_REFUSALS: [&str; 4] = [
-    "BadDigest",
-    "InvalidDigest",
-    "XAmzContentChecksumMismatch",
-    "InvalidRequest",
-];
 
 /// The encryption headers of a write: the algorithm, and the KMS key if one is named.
 fn sse_headers(
@@ -152,67 +141,7 @@ impl S3Store {
             region: config.s3_region.clone(),
             spill,
             sse,
-            verifies_checksums: Default::default(),
         }
-    }
-
-    /// Whether this server verifies a PUT's `x-amz-checksum-sha256` (see the field). Asked once:
-    /// a PUT of a small probe object announcing a wrong checksum must be refused.
-    async fn verifies_checksums(&self) -> bool {
-        if let Some(known) = self.verifies_checksums.get() {
-            return *known;
-        }
-        let key = ".stowage/checksum-probe";
-        let wrong = aws_smithy_types::base64::encode(<sha2::Sha256 as sha2::Digest>::digest(
-            b"not the probe's body",
-        ));
-        let (algorithm, kms_key) = sse_headers(self.sse.as_ref());
-        let put = self
-            .client
-            .put_object()
-            .bucket(&self.staging)
-            .key(key)
-            .body(ByteStream::from_static(b"stowage checksum probe"))
-            .checksum_sha256(wrong)
-            .set_server_side_encryption(algorithm)
-            .set_ssekms_key_id(kms_key)
-            .send()
-            .await;
-        let verdict = match put {
-            Ok(_) => {
-                let deleted = self
-                    .client
-                    .delete_object()
-                    .bucket(&self.staging)
-                    .key(key)
-                    .send();
-                if let Err(e) = deleted.await {
-                    tracing::warn!(key, error = %sdk_err("delete object", e), "the checksum probe was not deleted");
-                }
-                false
-            }
-            Err(SdkError::ServiceError(e))
-                if e.err()
-                    .code()
-                    .is_some_and(|c| CHECKSUM_REFUSALS.contains(&c)) =>
-            {
-                true
-            }
-            // Unknown for now: trust nothing, ask again next time.
-            Err(e) => {
-                tracing::warn!(error = %sdk_err("checksum probe", e), "cannot tell whether the S3 server verifies checksums");
-                return false;
-            }
-        };
-        if !verdict {
-            tracing::info!(
-                "the S3 server does not verify checksums: direct uploads are hashed by reading them"
-            );
-        }
-        *self
-            .verifies_checksums
-            .get_or_init(|| async { verdict })
-            .await
     }
 
     fn bucket(&self, area: Area) -> &str {
@@ -872,84 +801,22 @@ impl Store for S3Store {
         }
     }
 
-    async fn read_range(
-        &self,
-        area: Area,
-        key: &str,
-        offset: u64,
-        len: u64,
-    ) -> Result<Option<(Bytes, u64)>> {
+    async fn read(&self, area: Area, key: &str) -> Result<Option<(super::ObjectReader, u64)>> {
         let got = self
             .client
             .get_object()
             .bucket(self.bucket(area))
             .key(key)
-            .range(format!("bytes={offset}-{}", offset + len.max(1) - 1))
             .send()
             .await;
         let object = match got {
             Ok(object) => object,
             Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => return Ok(None),
-            // A range starting past the end (an empty object has no byte 0): nothing to read.
-            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 416 => {
-                let size = self.size(area, key).await?;
-                return Ok(size.map(|size| (Bytes::new(), size)));
-            }
-            Err(e) => return Err(sdk_err("get object range", e)),
+            Err(e) => return Err(sdk_err("get object", e)),
         };
-        // `bytes FIRST-LAST/TOTAL` when the range applied; no range header: the whole object.
-        let total = object
-            .content_range()
-            .and_then(|r| r.rsplit_once('/'))
-            .and_then(|(_, total)| total.parse::<u64>().ok());
-        let length = object.content_length().unwrap_or(0).max(0) as u64;
-        let mut body = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("get object range: {e}")))?
-            .into_bytes();
-        if total.is_none() {
-            // A server that ignored the range sent the whole object.
-            let start = usize::try_from(offset)
-                .unwrap_or(usize::MAX)
-                .min(body.len());
-            body = body.slice(start..);
-        }
-        body.truncate(usize::try_from(len).unwrap_or(usize::MAX));
-        Ok(Some((body, total.unwrap_or(length))))
+        let size = object.content_length().unwrap_or(0).max(0) as u64;
+        Ok(Some((Box::new(object.body.into_async_read()), size)))
     }
-
-    async fn stat(&self, area: Area, key: &str) -> Result<Option<ObjectStat>> {
-        let head = self
-            .client
-            .head_object()
-            .bucket(self.bucket(area))
-            .key(key)
-            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-            .send()
-            .await;
-        let head = match head {
-            Ok(head) => head,
-            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => return Ok(None),
-            Err(e) => return Err(sdk_err("head object", e)),
-        };
-        // A whole object's checksum (a multipart upload's is a checksum of checksums).
-        let sha = head
-            .checksum_sha256()
-            .and_then(|b64| aws_smithy_types::base64::decode(b64).ok())
-            .filter(|raw| raw.len() == 32)
-            .map(hex::encode);
-        let verified_sha256 = match sha {
-            Some(sha) if self.verifies_checksums().await => Some(sha),
-            _ => None,
-        };
-        Ok(Some(ObjectStat {
-            size: head.content_length().unwrap_or(0).max(0) as u64,
-            verified_sha256,
-        }))
-    }
-
     async fn presign_put(
         &self,
         key: &str,
@@ -981,18 +848,6 @@ impl Store for S3Store {
                 .map(|(name, value)| (name.to_owned(), value.to_owned()))
                 .collect(),
         })
-    }
-
-    async fn open(&self, area: Area, key: &str) -> Result<super::ObjectReader> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(self.bucket(area))
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| sdk_err("get object", e))?;
-        Ok(Box::new(object.body.into_async_read()))
     }
 
     async fn download(

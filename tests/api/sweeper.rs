@@ -479,13 +479,6 @@ impl Store for CountingStore {
     async fn promote(&self, key: &str) -> stowage::store::Result<()> {
         self.inner.promote(key).await
     }
-    async fn open(
-        &self,
-        area: Area,
-        key: &str,
-    ) -> stowage::store::Result<stowage::store::ObjectReader> {
-        self.inner.open(area, key).await
-    }
     async fn download(
         &self,
         key: &str,
@@ -495,21 +488,12 @@ impl Store for CountingStore {
     ) -> stowage::store::Result<Download> {
         self.inner.download(key, cd, ct, ttl).await
     }
-    async fn read_range(
+    async fn read(
         &self,
         area: Area,
         key: &str,
-        offset: u64,
-        len: u64,
-    ) -> stowage::store::Result<Option<(bytes::Bytes, u64)>> {
-        self.inner.read_range(area, key, offset, len).await
-    }
-    async fn stat(
-        &self,
-        area: Area,
-        key: &str,
-    ) -> stowage::store::Result<Option<stowage::store::ObjectStat>> {
-        self.inner.stat(area, key).await
+    ) -> stowage::store::Result<Option<(stowage::store::ObjectReader, u64)>> {
+        self.inner.read(area, key).await
     }
     async fn presign_put(
         &self,
