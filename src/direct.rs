@@ -239,11 +239,9 @@ struct StoredBytes(tokio_util::io::ReaderStream<crate::store::ObjectReader>);
 impl ByteSource for StoredBytes {
     async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, UploadError> {
         use futures_util::StreamExt;
-        self.0
-            .next()
-            .await
-            .transpose()
-            .map_err(|e| UploadError::Store(StoreError::Unavailable(format!("reading the object: {e}"))))
+        self.0.next().await.transpose().map_err(|e| {
+            UploadError::Store(StoreError::Unavailable(format!("reading the object: {e}")))
+        })
     }
 }
 
@@ -259,14 +257,20 @@ async fn check_arrived(
 ) -> Result<StagedFacts, UploadError> {
     let kind = kind_of(state, &record.file_name)?;
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
-    let Some((reader, size)) = state.store().read(Area::Staging, &record.staging_key).await? else {
+    let Some((reader, size)) = state
+        .store()
+        .read(Area::Staging, &record.staging_key)
+        .await?
+    else {
         return Err(UploadError::NotReceived);
     };
     let mismatch = |received| UploadError::SizeMismatch { declared, received };
     if size != declared {
         return Err(mismatch(size));
     }
-    let mut source = StoredBytes(tokio_util::io::ReaderStream::with_capacity(reader, READ_CHUNK));
+    let mut source = StoredBytes(tokio_util::io::ReaderStream::with_capacity(
+        reader, READ_CHUNK,
+    ));
     let mut meter = Meter::new(declared);
     let taken = |e| match e {
         UploadError::TooLarge { .. } => mismatch(size),

@@ -332,9 +332,9 @@ pub(crate) async fn check_document(
         );
     }
     if let Some(min) = state.text().min_chars {
-        let file = spool.as_mut().ok_or_else(|| {
-            UploadError::Internal("the spool for the text check is gone".into())
-        })?;
+        let file = spool
+            .as_mut()
+            .ok_or_else(|| UploadError::Internal("the spool for the text check is gone".into()))?;
         check_text(state, kind, file, min).await?;
     }
     Ok(())

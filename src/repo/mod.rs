@@ -516,8 +516,11 @@ pub trait Repo: Send + Sync {
     /// transaction: a row left without its declaration is aborted like any dead upload). The
     /// row's activity time is the end of its window: the sweeper aborts it a grace period
     /// later.
-    async fn insert_direct(&self, file: &NewFile, direct: &crate::direct::DirectUpload)
-    -> Result<()>;
+    async fn insert_direct(
+        &self,
+        file: &NewFile,
+        direct: &crate::direct::DirectUpload,
+    ) -> Result<()>;
     /// Direct uploads whose window ended before `before` and whose staging key has not been
     /// dealt with since: the file's id, staging key and state, oldest window first.
     async fn closing_direct_windows(

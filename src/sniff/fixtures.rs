@@ -542,3 +542,87 @@ pub fn doc_with_text(text: &str) -> Vec<u8> {
     file.flush().expect("flush cfb");
     file.into_inner().into_inner()
 }
+
+/// Rewrites the fields of the entry `name` in a ZIP's local header and central directory
+/// (`crc`, and the inflated size it declares), as a hostile archiver would.
+fn patch_zip_entry(zip: &mut [u8], name: &str, crc: Option<u32>, inflated: Option<u32>) {
+    let le16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
+    let mut at = 0;
+    while at + 46 <= zip.len() {
+        let (header, name_at, crc_at, size_at) = match &zip[at..at + 4] {
+            b"PK\x03\x04" => (true, at + 30, at + 14, at + 22),
+            b"PK\x01\x02" => (false, at + 46, at + 16, at + 24),
+            _ => {
+                at += 1;
+                continue;
+            }
+        };
+        let len = le16(zip, if header { at + 26 } else { at + 28 });
+        if zip.get(name_at..name_at + len) == Some(name.as_bytes()) {
+            if let Some(crc) = crc {
+                zip[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+            }
+            if let Some(size) = inflated {
+                zip[size_at..size_at + 4].copy_from_slice(&size.to_le_bytes());
+            }
+        }
+        at += 4;
+    }
+}
+
+/// A Word document whose `word/document.xml` declares `declared` bytes but inflates to
+/// `inflated`: a bomb that lies about its size in both headers.
+pub fn docx_lying_about_its_size(declared: u32, inflated: usize) -> Vec<u8> {
+    let mut body = b"<?xml version=\"1.0\"?><w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body><w:p><w:r><w:t>".to_vec();
+    body.resize(inflated, b' ');
+    let ct = content_types(WORD_MAIN);
+    let mut zip = zip_of(&[
+        ("[Content_Types].xml", ct.as_bytes()),
+        ("_rels/.rels", WORD_RELS.as_bytes()),
+        ("word/document.xml", &body),
+    ]);
+    patch_zip_entry(&mut zip, "word/document.xml", None, Some(declared));
+    zip
+}
+
+/// A Word document whose `word/document.xml` carries a wrong CRC-32.
+pub fn docx_with_bad_crc() -> Vec<u8> {
+    let mut zip = docx();
+    patch_zip_entry(&mut zip, "word/document.xml", Some(0xDEAD_BEEF), None);
+    zip
+}
+
+/// A Word document whose `word/document.xml` deflate stream is damaged half-way.
+pub fn docx_with_damaged_deflate() -> Vec<u8> {
+    let body = "<w:p><w:r><w:t>Jane Doe, analyst</w:t></w:r></w:p>".repeat(400);
+    let ct = content_types(WORD_MAIN);
+    let mut zip = zip_of(&[
+        ("[Content_Types].xml", ct.as_bytes()),
+        ("_rels/.rels", WORD_RELS.as_bytes()),
+        ("word/document.xml", body.as_bytes()),
+    ]);
+    let name = b"word/document.xml";
+    let header = zip
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("the entry's local header");
+    // Inside the compressed data, a little after its start.
+    for b in &mut zip[header + name.len() + 8..header + name.len() + 24] {
+        *b = 0xFF;
+    }
+    zip
+}
+
+/// A ZIP's end-of-central-directory record given a comment of `len` bytes ending in `ending`.
+pub fn with_zip_comment(mut zip: Vec<u8>, len: u16, ending: &[u8]) -> Vec<u8> {
+    let eocd = zip
+        .windows(4)
+        .rposition(|w| w == b"PK\x05\x06")
+        .expect("an end record");
+    zip.truncate(eocd + 22);
+    zip[eocd + 20..eocd + 22].copy_from_slice(&len.to_le_bytes());
+    let mut comment = vec![b' '; len as usize - ending.len()];
+    comment.extend_from_slice(ending);
+    zip.extend_from_slice(&comment);
+    zip
+}

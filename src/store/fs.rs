@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo,
-    ObjectWriter, Result, SignedPut, Store, StoreError,
+    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectWriter, Result,
+    SignedPut, Store, StoreError,
 };
 
 /// Objects in a local directory.
@@ -237,9 +237,10 @@ impl Store for FsStore {
         part.push(PART_SUFFIX);
         let part = PathBuf::from(part);
         {
-            let mut writing = self.writing.lock().map_err(|_| {
-                StoreError::Other("the store's list of writes is poisoned".into())
-            })?;
+            let mut writing = self
+                .writing
+                .lock()
+                .map_err(|_| StoreError::Other("the store's list of writes is poisoned".into()))?;
             if !writing.insert(target.clone()) {
                 return Err(StoreError::Busy(format!("{key} is being written")));
             }

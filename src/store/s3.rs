@@ -19,8 +19,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo,
-    ObjectWriter, PART_SIZE, Result, Store, StoreError,
+    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectWriter,
+    PART_SIZE, Result, Store, StoreError,
 };
 use crate::config::{Config, Sse};
 use crate::spill::{Spill, SpillFile};

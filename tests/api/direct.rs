@@ -12,7 +12,8 @@ use stowage::store::Area;
 
 use crate::both_backends;
 use crate::fixtures;
-use crate::helpers::{Backend, TestApp, assert_error, json_with, resume_webhook};
+use crate::hardening::Reaper;
+use crate::helpers::{Backend, TestApp, assert_error, json_with, resume_webhook, streamed_body};
 
 both_backends!(
     pdf_docx_and_doc_go_straight_to_storage_and_bind_like_any_other,
@@ -20,6 +21,10 @@ both_backends!(
     bytes_that_are_not_the_declared_ones_are_never_staged,
     a_direct_upload_never_completed_is_aborted,
     declarations_are_checked_before_any_url_is_given,
+    every_hostile_file_gets_the_same_answer_on_both_paths,
+    completing_after_the_window_is_not_found_and_stages_nothing,
+    a_completion_racing_the_abort_never_stages_a_file_without_bytes,
+    a_still_signed_url_cannot_bring_erased_bytes_back,
 );
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -391,4 +396,268 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
         listed.headers()["access-control-allow-origin"],
         "https://ats.example.com"
     );
+}
+
+/// `(status, code)` of an error answer, or of a success.
+async fn outcome(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+    (status, code)
+}
+
+/// The differential test of the direct path: every file of the hostile corpus (and a valid
+/// one of each kind) is sent through `POST /uploads` and as a direct upload; both must answer
+/// with the same status and code, and nothing refused may stay in storage.
+async fn every_hostile_file_gets_the_same_answer_on_both_paths(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut files: Vec<(String, String, Vec<u8>)> = crate::hostile::corpus()
+        .into_iter()
+        .filter_map(|(label, send, _, _)| match send {
+            crate::hostile::Send::Upload(name, bytes) => Some((label.to_owned(), name, bytes)),
+            _ => None,
+        })
+        .collect();
+    files.push(("a valid pdf".into(), "cv.pdf".into(), fixtures::pdf(4_000)));
+    files.push(("a valid docx".into(), "cv.docx".into(), fixtures::docx()));
+    assert!(files.len() >= 50, "{} files", files.len());
+    for (label, name, bytes) in files {
+        let proxied = outcome(app.upload(&name, bytes.clone()).await).await;
+        let opened = open(&app, &name, bytes.len(), &sha256_hex(&bytes)).await;
+        let direct = if opened.status() == 201 {
+            let opened: Value = opened.json().await.unwrap();
+            let sent = put(&app, &opened, bytes).await;
+            assert!(sent.status().is_success(), "{label}: PUT {}", sent.status());
+            outcome(complete(&app, opened["carv_file_id"].as_str().unwrap()).await).await
+        } else {
+            outcome(opened).await
+        };
+        assert_eq!(direct, proxied, "{label}: direct path vs POST /uploads");
+    }
+    // Only the two valid files are staged, once by each path.
+    assert_eq!(app.rows_in(FileState::Staged).await, 4);
+    assert_eq!(app.objects(Area::Staging).await.len(), 4);
+    assert_eq!(app.incomplete_uploads().await, 0);
+}
+
+fn at(raw: &Value) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(raw.as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+async fn sleep_until(t: chrono::DateTime<chrono::Utc>) {
+    let wait = (t - chrono::Utc::now()).num_milliseconds();
+    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
+}
+
+/// The window is part of the contract: completing 20 ms after `upload.expires_at` finds
+/// nothing to complete, a webhook cannot bind the file, and the sweep leaves nothing.
+async fn completing_after_the_window_is_not_found_and_stages_nothing(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.direct_upload_window = Duration::from_secs(2);
+        c.receiving_grace = Duration::from_secs(1);
+    })
+    .await;
+    let bytes = fixtures::text_pdf(&[&["Ada Lovelace"]]);
+    let opened = json_with(
+        open(&app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
+        201,
+    )
+    .await;
+    let id = opened["carv_file_id"].as_str().unwrap().to_owned();
+    assert!(put(&app, &opened, bytes).await.status().is_success());
+    sleep_until(at(&opened["upload"]["expires_at"]) + chrono::TimeDelta::milliseconds(20)).await;
+    assert_error(complete(&app, &id).await, 404, "file_not_found").await;
+    assert_eq!(app.rows_in(FileState::Staged).await, 0);
+    let bound = app
+        .post_webhook("candidates", &resume_webhook("u", &id))
+        .await;
+    let refused = assert_error(bound, 422, "file_not_found").await;
+    assert!(
+        refused["error"]["details"]["files.resume"].is_string(),
+        "{refused}"
+    );
+    sleep_until(at(&opened["expires_at"]) + chrono::TimeDelta::milliseconds(100)).await;
+    let run = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!(run.receiving_aborted, 1, "{run:?}");
+    app.assert_nothing_stored().await;
+    assert_error(complete(&app, &id).await, 404, "file_not_found").await;
+}
+
+/// Completion and the sweeper's abort race, each held at a pause point: a completion that read
+/// the object before the window closed waits before staging it (`complete.before_staged`)
+/// while a sweep deletes the dead row and waits before deleting the object
+/// (`abort.after_row`). The completion must answer `404` — never `201` for a file whose bytes
+/// are about to go — and afterwards nothing is left.
+async fn a_completion_racing_the_abort_never_stages_a_file_without_bytes(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.direct_upload_window = Duration::from_secs(2);
+        c.receiving_grace = Duration::ZERO;
+    })
+    .await;
+    let (child, base) = crate::crash::serve_process(
+        &app,
+        &[
+            ("STOWAGE_FAULT_PAUSE", "complete.before_staged=4s"),
+            ("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *"),
+        ],
+    )
+    .await;
+    let _server = Reaper(child);
+    let bytes = fixtures::text_pdf(&[&["Ada Lovelace"]]);
+    let opened = json_with(
+        open(&app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
+        201,
+    )
+    .await;
+    let id = opened["carv_file_id"].as_str().unwrap().to_owned();
+    assert!(put(&app, &opened, bytes).await.status().is_success());
+    let window_end = at(&opened["upload"]["expires_at"]);
+    sleep_until(window_end - chrono::TimeDelta::milliseconds(800)).await;
+    let completing = tokio::spawn(
+        app.http
+            .post(format!("{base}/uploads/{id}/complete"))
+            .header("X-API-Key", &app.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+            .send(),
+    );
+    // The completion holds the checked file; the window closes; a sweep takes the row.
+    sleep_until(window_end + chrono::TimeDelta::milliseconds(300)).await;
+    let mut sweep = crate::crash::stowage_on(&app);
+    sweep
+        .arg("sweep")
+        .env("STOWAGE_RECEIVING_GRACE", "0s")
+        .env("STOWAGE_FAULT_PAUSE", "abort.after_row=5s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let sweeping = tokio::task::spawn_blocking(move || sweep.status().expect("stowage sweep"));
+    let answer = completing.await.unwrap().unwrap();
+    assert_error(answer, 404, "file_not_found").await;
+    assert!(sweeping.await.unwrap().success());
+    assert_eq!(app.rows_in(FileState::Staged).await, 0);
+    app.assert_nothing_stored().await;
+    let bound = app
+        .post_webhook("candidates", &resume_webhook("u", &id))
+        .await;
+    assert_error(bound, 422, "file_not_found").await;
+}
+
+/// A direct upload completed, then erased (or discarded) while its URL is still signed: the
+/// directory store refuses the URL at once; on S3 the bytes may land again, and the sweep after
+/// the window deletes them. Completing it again is `404`, as a webhook naming it is told.
+async fn a_still_signed_url_cannot_bring_erased_bytes_back(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.direct_upload_window = Duration::from_secs(2);
+        c.receiving_grace = Duration::from_secs(1);
+    })
+    .await;
+    let bytes = fixtures::text_pdf(&[&["Ada Lovelace"]]);
+    let mut openings = Vec::new();
+    for _ in 0..2 {
+        let opened = json_with(
+            open(&app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
+            201,
+        )
+        .await;
+        assert!(
+            put(&app, &opened, bytes.clone())
+                .await
+                .status()
+                .is_success()
+        );
+        let id = opened["carv_file_id"].as_str().unwrap().to_owned();
+        json_with(complete(&app, &id).await, 201).await;
+        openings.push((id, opened));
+    }
+    let (erased, discarded) = (&openings[0], &openings[1]);
+    let gone = app
+        .acme(Method::DELETE, &format!("/files/{}", erased.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    let gone = app
+        .acme(Method::DELETE, &format!("/uploads/{}", discarded.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    for (id, opened) in [erased, discarded] {
+        assert_error(complete(&app, id).await, 404, "file_not_found").await;
+        let again = put(&app, opened, bytes.clone()).await;
+        match backend {
+            Backend::SqliteFs => assert_error(again, 409, "upload_closed").await,
+            // The presigned URL is S3's to honour until it expires.
+            Backend::PostgresS3 => Value::Null,
+        };
+    }
+    sleep_until(at(&erased.1["expires_at"]) + chrono::TimeDelta::milliseconds(100)).await;
+    let run = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!(run.errors, 0, "{run:?}");
+    assert_eq!(
+        app.objects(Area::Staging).await,
+        Vec::<String>::new(),
+        "bytes came back through a signed URL"
+    );
+    for (id, _) in [erased, discarded] {
+        assert_error(complete(&app, id).await, 404, "file_not_found").await;
+    }
+}
+
+/// The directory store's signed URL takes one PUT at a time (a second is `409`), and a `.part`
+/// file a crash left under the key does not block the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_put_at_a_time_and_a_crash_left_part_does_not_block() {
+    let app = TestApp::spawn(Backend::SqliteFs).await;
+    let bytes = fixtures::text_pdf(&[&["Ada Lovelace"]]);
+    let opened = json_with(
+        open(&app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
+        201,
+    )
+    .await;
+    let id = opened["carv_file_id"].as_str().unwrap().to_owned();
+    // What a crash mid-PUT leaves: a partial `.part` beside the key.
+    let stowage::config::StorageKind::Fs(root) = app.config.storage_kind().unwrap() else {
+        panic!("the directory store")
+    };
+    let part = root
+        .join(&app.config.staging_bucket)
+        .join("acme")
+        .join(format!("{id}.part"));
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, b"%PDF-1.4 half of it").unwrap();
+
+    let (tx, body) = streamed_body();
+    let url = opened["upload"]["url"].as_str().unwrap().to_owned();
+    let first = tokio::spawn(
+        app.http
+            .put(&url)
+            .header("content-length", bytes.len())
+            .body(body)
+            .send(),
+    );
+    tx.send(Ok(bytes[..100].to_vec())).await.unwrap();
+    // The first PUT holds the key until its body ends.
+    let mut second = None;
+    for _ in 0..100 {
+        let answer = put(&app, &opened, bytes.clone()).await;
+        if answer.status() == 409 {
+            second = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_error(
+        second.expect("a second PUT while the first runs"),
+        409,
+        "upload_in_progress",
+    )
+    .await;
+    tx.send(Ok(bytes[100..].to_vec())).await.unwrap();
+    drop(tx);
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), 200);
+    json_with(complete(&app, &id).await, 201).await;
+    assert!(!part.exists(), "the .part file was left");
 }

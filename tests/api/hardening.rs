@@ -9,9 +9,12 @@ use stowage::store::Area;
 use crate::both_backends;
 use crate::crash::serve_process;
 use crate::fixtures;
-use crate::helpers::{Backend, TestApp, json_with};
+use crate::helpers::{Backend, TestApp, assert_error, file_part_head, json_with, streamed_body};
 
-both_backends!(a_sweep_during_a_binding_never_deletes_the_bound_file);
+both_backends!(
+    a_sweep_during_a_binding_never_deletes_the_bound_file,
+    an_upload_aborted_while_its_bytes_arrive_ends_clearly_and_leaves_nothing,
+);
 
 /// Kills a child process when dropped, whatever the test's outcome.
 pub struct Reaper(pub std::process::Child);
@@ -397,4 +400,55 @@ async fn request_ids_from_clients_are_kept_only_when_plain(backend: Backend) {
         let body = json_with(response, 404).await;
         assert_eq!(body["error"]["request_id"], echoed.as_str());
     }
+}
+
+/// An upload falls silent for longer than the grace period and the sweeper aborts its row;
+/// then the rest of its bytes arrive. It must end at once with `409 upload_aborted` (not a
+/// `500` after a wait) and leave nothing: no row, no object, no pending write.
+async fn an_upload_aborted_while_its_bytes_arrive_ends_clearly_and_leaves_nothing(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.receiving_grace = Duration::from_millis(800);
+    })
+    .await;
+    let pdf = fixtures::pdf(200_000);
+    let (tx, body) = streamed_body();
+    let sent = tokio::spawn(
+        app.acme(Method::POST, "/uploads")
+            .header("content-type", "multipart/form-data; boundary=b")
+            .body(body)
+            .send(),
+    );
+    let mut head = file_part_head("cv.pdf");
+    head.extend_from_slice(&pdf[..20_000]);
+    tx.send(Ok(head)).await.unwrap();
+    // The row exists once the head is checked.
+    for _ in 0..100 {
+        if app.rows().await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.rows().await, 1);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let run = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!(run.receiving_aborted, 1, "{run:?}");
+    let mut rest = pdf[20_000..].to_vec();
+    rest.extend_from_slice(b"\r\n--b--\r\n");
+    for chunk in rest.chunks(16 * 1024) {
+        if tx.send(Ok(chunk.to_vec())).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    drop(tx);
+    let answer = tokio::time::timeout(Duration::from_secs(10), sent)
+        .await
+        .expect("the upload ended promptly")
+        .unwrap()
+        .unwrap();
+    assert_error(answer, 409, "upload_aborted").await;
+    // The upload's own clean-up runs before it answers.
+    app.assert_nothing_stored().await;
 }

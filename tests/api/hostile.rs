@@ -16,7 +16,7 @@ both_backends!(
     a_slow_client_is_cut_off_and_cleaned_up
 );
 
-enum Send {
+pub(crate) enum Send {
     /// A multipart upload with one `file` part.
     Upload(String, Vec<u8>),
     /// A raw body to POST /uploads with a content type.
@@ -31,7 +31,7 @@ fn concat(parts: &[&[u8]]) -> Vec<u8> {
     parts.concat()
 }
 
-fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
+pub(crate) fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
     use Send::*;
     let pdf = fixtures::pdf(5_000);
     let up = |name: &str, bytes: Vec<u8>| Upload(name.to_owned(), bytes);
@@ -46,6 +46,22 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
     buried_polyglot.extend_from_slice(b"\n%");
     buried_polyglot.extend(std::iter::repeat_n(b'x', 200 * 1024));
     buried_polyglot.extend_from_slice(b"\n%%EOF\n");
+    // An archive the last 64 KiB cannot show: its end record's comment fills them.
+    let mut commented_polyglot = fixtures::pdf(5_000);
+    commented_polyglot.extend(fixtures::with_zip_comment(
+        fixtures::docx(),
+        65_535,
+        b"\n%%EOF\n",
+    ));
+    // An archive just past the first 8 KiB, then 70,000 bytes before the end.
+    let mut zip_after_the_head = fixtures::pdf(9 * 1024);
+    zip_after_the_head.extend_from_slice(&fixtures::docx());
+    zip_after_the_head.extend(std::iter::repeat_n(b'x', 70_000));
+    zip_after_the_head.extend_from_slice(b"\n%%EOF\n");
+    // An archive in the middle of a 1.2 MB PDF (inside its padding comment).
+    let mut zip_in_the_middle = fixtures::pdf(1_200_000);
+    let docx = fixtures::docx();
+    zip_in_the_middle.splice(600_000..600_000 + docx.len(), docx);
     let mut cut_pdf = fixtures::pdf(40_000);
     cut_pdf.truncate(30_000);
     let mut truncated_docx = fixtures::docx();
@@ -104,6 +120,9 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         ("BOM before %PDF", up("cv.pdf", concat(&[b"\xEF\xBB\xBF", &pdf])), 422, invalid),
         ("pdf/zip polyglot, archive buried under 200 KiB of comment", up("cv.pdf", buried_polyglot), 422, invalid),
         ("pdf cut off in transfer (no %%EOF)", up("cv.pdf", cut_pdf), 422, invalid),
+        ("pdf/zip polyglot, end record with a 65,535-byte comment", up("cv.pdf", commented_polyglot), 422, invalid),
+        ("pdf/zip polyglot, archive after a 9 KiB head and 70,000 bytes before the end", up("cv.pdf", zip_after_the_head), 422, invalid),
+        ("pdf/zip polyglot, archive in the middle of 1.2 MB", up("cv.pdf", zip_in_the_middle), 422, invalid),
         ("%PDF without dash", up("cv.pdf", b"%PDF".to_vec()), 422, mismatch),
         ("one byte", up("cv.pdf", b"%".to_vec()), 422, mismatch),
         ("NUL bytes", up("cv.pdf", vec![0; 4096]), 422, mismatch),
@@ -122,6 +141,9 @@ fn corpus() -> Vec<(&'static str, Send, u16, &'static str)> {
         ("zip bomb by ratio", up("cv.docx", fixtures::docx_bomb(64 * 1024 * 1024)), 422, invalid),
         ("zip bomb by entries", up("cv.docx", fixtures::docx_with_entries(6_000)), 422, invalid),
         ("truncated docx", up("cv.docx", truncated_docx), 422, invalid),
+        ("docx part declaring 4,000 bytes, inflating to 32 MiB", up("cv.docx", fixtures::docx_lying_about_its_size(4_000, 32 << 20)), 422, invalid),
+        ("docx part with a wrong CRC-32", up("cv.docx", fixtures::docx_with_bad_crc()), 422, invalid),
+        ("docx part with a damaged deflate stream", up("cv.docx", fixtures::docx_with_damaged_deflate()), 422, invalid),
         ("docx without content types", up("cv.docx", fixtures::docx_without_content_types()), 422, mismatch),
         ("docx with broken content types", up("cv.docx", fixtures::docx_with_broken_content_types()), 422, invalid),
         ("plain zip as docx", up("cv.docx", fixtures::zip_of(&[("a.txt", b"hi")])), 422, mismatch),
