@@ -52,6 +52,8 @@ pub struct SweepPolicy {
     pub receiving_grace: Duration,
     /// How long tombstones (and refused webhooks, and sweep records) are kept.
     pub tombstone_retention: Duration,
+    /// How long `file.erased` events are kept.
+    pub erasure_log_retention: Duration,
     /// Longest one pass may run before it is cut off and recorded as failed.
     pub timeout: Duration,
     /// Promoted files older than this are erased (`None`: kept).
@@ -72,6 +74,10 @@ pub struct EventPolicy {
     pub retry_base: Duration,
     /// Attempts before a delivery fails.
     pub max_attempts: u32,
+    /// Deliveries to one endpoint in flight at once.
+    pub endpoint_concurrency: u32,
+    /// Endpoints one client may register.
+    pub endpoints_per_client: usize,
 }
 
 /// Every policy, by role.
@@ -110,6 +116,7 @@ impl Policies {
             sweep: SweepPolicy {
                 receiving_grace: config.receiving_grace,
                 tombstone_retention: config.tombstone_retention,
+                erasure_log_retention: config.erasure_log_retention,
                 timeout: config.sweep_timeout,
                 file_retention: config.file_retention,
                 erasure_settle: config.s3_operation_timeout,
@@ -119,6 +126,8 @@ impl Policies {
                 timeout: config.event_timeout,
                 retry_base: config.event_retry_base,
                 max_attempts: config.event_max_attempts,
+                endpoint_concurrency: config.event_endpoint_concurrency,
+                endpoints_per_client: config.event_endpoints_per_client,
             },
             text: crate::extraction::TextPolicy::from_config(config),
         }

@@ -225,7 +225,7 @@ async fn endpoints(config: &Config, command: EndpointsCommand) -> Result<(), Cli
                 &client_id,
                 &url,
                 types,
-                config.events_allow_private,
+                &crate::app::Policies::from_config(config).events,
             )
             .await
             .map_err(|e| CliError::Invalid(e.to_string()))?;

@@ -154,6 +154,11 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_TOMBSTONE_RETENTION", default_value = "30d", value_parser = humantime::parse_duration, global = true)]
     pub tombstone_retention: Duration,
 
+    /// How long the proof of an erasure (its `file.erased` event, which holds nothing
+    /// personal) is kept: it outlives the tombstone.
+    #[arg(long, env = "STOWAGE_ERASURE_LOG_RETENTION", default_value = "3years", value_parser = humantime::parse_duration, global = true)]
+    pub erasure_log_retention: Duration,
+
     /// How long `serve` keeps retrying an unreachable database or storage service at start-up
     /// before it gives up and exits.
     #[arg(long, env = "STOWAGE_STARTUP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
@@ -240,6 +245,20 @@ pub struct Config {
     /// Attempts at delivering an event to an endpoint before the delivery is marked failed.
     #[arg(long, env = "STOWAGE_EVENT_MAX_ATTEMPTS", default_value = "12", value_parser = clap::value_parser!(u32).range(1..=100), global = true)]
     pub event_max_attempts: u32,
+
+    /// Deliveries to one endpoint in flight at once (per replica): a slow endpoint delays only
+    /// itself.
+    #[arg(long, env = "STOWAGE_EVENT_ENDPOINT_CONCURRENCY", default_value = "4", value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub event_endpoint_concurrency: u32,
+
+    /// Event endpoints one client may register.
+    #[arg(
+        long,
+        env = "STOWAGE_EVENT_ENDPOINTS_PER_CLIENT",
+        default_value = "10",
+        global = true
+    )]
+    pub event_endpoints_per_client: usize,
 
     /// Erase promoted files this long after their promotion (unset: kept until erased on
     /// request). The sweeper erases them in batches, with `"reason": "retention"` on the event.

@@ -16,8 +16,11 @@ use crate::app::{App, EventPolicy};
 use crate::events::{self, EndpointError};
 use crate::repo::{AttemptRecord, DueDelivery, RepoError};
 
-/// Deliveries in flight at once, per process.
-pub const CONCURRENCY: usize = 16;
+/// Deliveries in flight at once, per process. Each endpoint holds at most
+/// `STOWAGE_EVENT_ENDPOINT_CONCURRENCY` of them and a client at most
+/// `STOWAGE_EVENT_ENDPOINTS_PER_CLIENT` endpoints (4 × 10 by default), so one client's slow
+/// endpoints leave slots for everyone else.
+pub const CONCURRENCY: usize = 64;
 /// How much of an error response's body is kept for the delivery log.
 const ERROR_BODY_BYTES: usize = 256;
 /// How long a claimed delivery is held by its worker: twice the endpoint timeout and a margin,

@@ -469,6 +469,9 @@ impl EventType {
 pub enum RegisterError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    /// The client has as many endpoints as `STOWAGE_EVENT_ENDPOINTS_PER_CLIENT` allows.
+    #[error("A client may register at most {0} event endpoints; remove one first")]
+    TooMany(usize),
     #[error(transparent)]
     Repo(#[from] crate::repo::RepoError),
 }
@@ -480,9 +483,13 @@ pub async fn register_endpoint(
     client_id: &str,
     url: &str,
     types: Option<Vec<EventType>>,
-    allow_private: bool,
+    policy: &crate::app::EventPolicy,
 ) -> Result<crate::repo::EndpointRecord, RegisterError> {
-    let url = check_url(url, allow_private).await?;
+    let url = check_url(url, policy.allow_private).await?;
+    // Each endpoint may hold a few delivery slots: a client's share of them is bounded.
+    if repo.list_endpoints(Some(client_id)).await?.len() >= policy.endpoints_per_client {
+        return Err(RegisterError::TooMany(policy.endpoints_per_client));
+    }
     let endpoint = crate::repo::EndpointRecord {
         id: uuid::Uuid::new_v4(),
         client_id: client_id.to_owned(),

@@ -375,8 +375,10 @@ async fn delete_orphans(state: &App, tally: &mut Tally) {
 
 /// Tombstones older than the retention period.
 async fn purge(state: &App, tally: &mut Tally) {
-    let before = Utc::now() - to_delta(state.sweep().tombstone_retention);
-    match state.repo().purge_tombstones(before).await {
+    let now = Utc::now();
+    let before = now - to_delta(state.sweep().tombstone_retention);
+    let erasures_before = now - to_delta(state.sweep().erasure_log_retention);
+    match state.repo().purge_tombstones(before, erasures_before).await {
         Ok(purged) => tally.run.tombstones_purged += purged as i64,
         Err(e) => tally.error("purge", e),
     }

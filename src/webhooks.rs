@@ -24,8 +24,12 @@ pub struct WebhookPayload {
     pub user_id: String,
     /// The slots in order (`resume` first) with the id each names, if it is a UUID at all.
     pub files: Vec<(Slot, Option<Uuid>)>,
-    /// The payload re-serialised canonically (sorted keys), as stored.
+    /// The payload re-serialised canonically (sorted keys): its identity for retries.
     pub canonical: String,
+    /// What is stored of it: the documented fields only (`client_id`, `user_id`, `data`, each
+    /// slot's `carv_file_id`), canonically. Fields nobody documented are not kept, so an
+    /// erasure that removes `data` leaves nothing personal behind.
+    pub stored: String,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +136,33 @@ pub fn parse_payload(
         user_id: raw.user_id,
         files,
         canonical: canonical_json(&value),
+        stored: documented_fields(&value),
     })
+}
+
+/// The documented fields of a parsed payload, canonically (see [`WebhookPayload::stored`]).
+fn documented_fields(value: &Value) -> String {
+    let mut kept = serde_json::Map::new();
+    for field in ["client_id", "user_id", "data"] {
+        if let Some(v) = value.get(field) {
+            kept.insert(field.to_owned(), v.clone());
+        }
+    }
+    if let Some(Value::Object(files)) = value.get("files") {
+        let slots: serde_json::Map<String, Value> = files
+            .iter()
+            .map(|(slot, reference)| {
+                let id = reference.get("carv_file_id").cloned();
+                let reference = match id {
+                    Some(id) => serde_json::json!({ "carv_file_id": id }),
+                    None => Value::Null,
+                };
+                (slot.clone(), reference)
+            })
+            .collect();
+        kept.insert("files".to_owned(), Value::Object(slots));
+    }
+    canonical_json(&Value::Object(kept))
 }
 
 /// JSON with object keys sorted at every level, whatever serde_json's map type is.
@@ -236,7 +266,7 @@ pub async fn process(
         client_id: payload.client_id.clone(),
         kind,
         user_id: payload.user_id.clone(),
-        payload: payload.canonical.clone(),
+        payload: payload.stored.clone(),
         payload_hash: hash.clone(),
         idempotency_key: idempotency_key.map(str::to_owned),
         created_at: Utc::now(),
@@ -310,8 +340,23 @@ pub async fn process(
     }
 }
 
-/// Stores the answer given for a freshly processed webhook and marks its moved files promoted.
-pub async fn record_result(state: &App, processed: &Processed, result: &str) {
+/// What is kept of a processed webhook's answer: which file filled which slot. Names, sizes and
+/// hashes stay on the files (where an erasure removes them); a retry's answer is rebuilt from
+/// the files as they are then.
+fn result_summary(processed: &Processed) -> String {
+    let files: serde_json::Map<String, Value> = processed
+        .files
+        .iter()
+        .filter_map(|f| Some((f.slot?.as_str().to_owned(), Value::String(f.id.to_string()))))
+        .collect();
+    serde_json::json!({ "files": files }).to_string()
+}
+
+/// Stores what is kept of a freshly processed webhook's answer and marks its moved files
+/// promoted.
+pub async fn record_result(state: &App, processed: &Processed) {
+    let result = result_summary(processed);
+    let result = result.as_str();
     let moved: Vec<FileRecord> = processed
         .files
         .iter()
@@ -568,6 +613,23 @@ mod tests {
             r#"{"client_id":"acme","files":{"resume":{"carv_file_id":"x"}},"user_id":"u-1"}"#
         );
         assert_eq!(without_personal_data("not json"), "{}");
+    }
+
+    #[test]
+    fn only_the_documented_fields_are_stored() {
+        let id = Uuid::new_v4();
+        let body = format!(
+            r#"{{"client_id":"acme","user_id":"u-1","data":{{"email":"j@x"}},"notes":"n","candidate":{{"phone":"1"}},"files":{{"resume":{{"carv_file_id":"{id}","file_name":"cv.pdf"}}}}}}"#
+        );
+        let payload = parse(WebhookKind::Candidate, &body).unwrap();
+        assert_eq!(
+            payload.stored,
+            format!(
+                r#"{{"client_id":"acme","data":{{"email":"j@x"}},"files":{{"resume":{{"carv_file_id":"{id}"}}}},"user_id":"u-1"}}"#
+            )
+        );
+        // The identity of the payload for retries still covers every field.
+        assert!(payload.canonical.contains("notes"));
     }
 
     #[test]

@@ -79,7 +79,12 @@ async fn start_deliveries(app: &App, lane: &mut Lane, free: usize) -> usize {
     let lease = crate::delivery::lease(app.events().timeout);
     match app
         .repo()
-        .claim_deliveries(Utc::now(), until(lease), free as i64)
+        .claim_deliveries(
+            Utc::now(),
+            until(lease),
+            free as i64,
+            app.events().endpoint_concurrency,
+        )
         .await
     {
         Ok(due) => {

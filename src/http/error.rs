@@ -101,6 +101,8 @@ error_codes! {
     /// Extraction failed: the document has no text Stowage can read.
     TextUnavailable => "text_unavailable", UNPROCESSABLE_ENTITY;
     EndpointNotFound => "endpoint_not_found", NOT_FOUND;
+    /// A client already has as many event endpoints as it may.
+    TooManyEndpoints => "too_many_endpoints", CONFLICT;
     EventNotFound => "event_not_found", NOT_FOUND;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     TooManyUploads => "too_many_uploads", TOO_MANY_REQUESTS;

@@ -94,6 +94,7 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 201, description = "Registered", body = CreatedEndpoint),
+        (status = 409, description = "too_many_endpoints: the client has `STOWAGE_EVENT_ENDPOINTS_PER_CLIENT` already", body = super::error::ErrorEnvelope),
         (status = 422, description = "invalid_payload: not https, not a public address, unknown event type", body = super::error::ErrorEnvelope),
         super::error::ClientFailures,
     )
@@ -111,11 +112,12 @@ async fn create_endpoint(
         &caller.client_id,
         &request.url,
         types,
-        state.events().allow_private,
+        state.events(),
     )
     .await
     .map_err(|e| match e {
         RegisterError::Endpoint(e) => invalid("url", e.to_string()),
+        e @ RegisterError::TooMany(_) => ApiError::new(ErrorCode::TooManyEndpoints, e.to_string()),
         RegisterError::Repo(e) => e.into(),
     })?;
     tracing::info!(endpoint_id = %endpoint.id, url = %endpoint.url, "event endpoint registered");

@@ -248,11 +248,10 @@ async fn answer(
         async move {
             let processed =
                 webhooks::process(&app, kind, payload, idempotency_key.as_deref()).await?;
-            let body = WebhookResponse::from(&processed);
             if !processed.replayed {
-                let result = serde_json::to_string(&body).map_err(ApiError::internal)?;
-                webhooks::record_result(&app, &processed, &result).await;
+                webhooks::record_result(&app, &processed).await;
             }
+            let body = WebhookResponse::from(&processed);
             Ok::<_, ApiError>((body, processed.replayed))
         }
         .instrument(tracing::Span::current())

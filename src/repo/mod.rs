@@ -464,13 +464,15 @@ pub trait Repo: Send + Sync {
     /// more is delivered to it (its pending deliveries fail); its delivery log stays.
     async fn remove_endpoint(&self, client_id: Option<&str>, id: Uuid) -> Result<bool>;
     /// Leases up to `limit` deliveries that are due at `now` (pending, not leased by another
-    /// worker, to an endpoint in use) until `lease_until`: with several workers each delivery
-    /// goes to one of them (`SKIP LOCKED` on PostgreSQL, the write lock on SQLite).
+    /// worker, to an endpoint in use) until `lease_until`, fairly: at most `per_endpoint` in
+    /// flight to one endpoint, round-robin across clients and their endpoints. With several
+    /// workers each delivery goes to one of them (a conditional update).
     async fn claim_deliveries(
         &self,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        per_endpoint: u32,
     ) -> Result<Vec<DueDelivery>>;
     /// Logs an attempt and moves its delivery on; `false` (nothing written) if another worker
     /// recorded this attempt first.
@@ -649,7 +651,12 @@ pub trait Repo: Send + Sync {
     async fn file_states(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, FileState)>>;
     /// Deletes tombstones (and refused webhooks, events with their delivery logs, and sweep
     /// records) older than `before`.
-    async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// `file.erased` events, the proof of an erasure, are kept until `erasures_before`.
+    async fn purge_tombstones(
+        &self,
+        before: DateTime<Utc>,
+        erasures_before: DateTime<Utc>,
+    ) -> Result<u64>;
     /// Records a sweep pass.
     async fn record_sweep(&self, run: &SweepRun) -> Result<()>;
     /// The most recent sweep pass.

@@ -210,6 +210,9 @@ const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
     ") SELECT EXISTS (SELECT 1 FROM u)"
 ));
 
+/// Dead rows hold erased values until VACUUM reclaims them (docs/security.md).
+const AFTER_ERASURE: Option<&str> = None;
+
 /// A direct upload's `receiving` row (`$1`–`$6`) and its declaration (`$7`, `$8`) in one
 /// statement.
 const INSERT_DIRECT: Option<&str> = Some(
@@ -246,9 +249,6 @@ const EXPIRE_DUE: &str = concat!(
      RETURNING ",
     file_columns!()
 );
-
-/// With several workers, each due delivery goes to one of them: the others skip the locked rows.
-const CLAIM_DUE: &str = claim_due!(" FOR UPDATE OF d SKIP LOCKED");
 
 /// With several workers, each due job goes to one of them: the others skip the locked rows.
 const CLAIM_JOBS: &str = claim_jobs!(" FOR UPDATE SKIP LOCKED");

@@ -36,27 +36,35 @@ macro_rules! sweep_columns {
     };
 }
 
-/// The statement that leases due deliveries; `$lock` is how a backend keeps two workers from
-/// picking the same rows. The event and the endpoint's address and secret come back with each.
-macro_rules! claim_due {
-    ($lock:literal) => {
-        concat!(
-            "UPDATE deliveries SET leased_until = $2 \
-             WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
-               AND (event_id, endpoint_id) IN (SELECT d.event_id, d.endpoint_id FROM deliveries d \
-                 JOIN event_endpoints ep ON ep.id = d.endpoint_id \
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-                   AND (d.leased_until IS NULL OR d.leased_until <= $1) AND ep.deleted_at IS NULL \
-                 ORDER BY d.next_attempt_at LIMIT $3",
-            $lock,
-            ") RETURNING event_id, endpoint_id, attempt_count, \
-                 (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
-                 (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
-                 (SELECT body FROM events WHERE id = deliveries.event_id), \
-                 (SELECT created_at FROM events WHERE id = deliveries.event_id)"
-        )
-    };
-}
+/// Leases due deliveries fairly (`$1`: now, `$2`: lease end, `$3`: how many, `$4`: deliveries
+/// per endpoint in flight): an endpoint gets no more than `$4` minus what it has in flight, and
+/// turns go round-robin — each client's first due delivery before anyone's second, and within a
+/// client each endpoint's first before its second — so a slow or failing endpoint delays only
+/// itself. The lease is a conditional update: with several workers each delivery goes to one
+/// of them (a row leased meanwhile no longer matches).
+pub(super) const CLAIM_DUE: &str = "UPDATE deliveries SET leased_until = $2 \
+     WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
+       AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM ( \
+         SELECT due.event_id, due.endpoint_id, due.next_attempt_at, \
+                ROW_NUMBER() OVER (PARTITION BY due.client_id \
+                                   ORDER BY due.turn, due.next_attempt_at) AS client_turn \
+         FROM (SELECT d.event_id, d.endpoint_id, d.next_attempt_at, ep.client_id, \
+                      ROW_NUMBER() OVER (PARTITION BY d.endpoint_id \
+                                         ORDER BY d.next_attempt_at, d.event_id) AS turn \
+               FROM deliveries d JOIN event_endpoints ep ON ep.id = d.endpoint_id \
+               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                 AND (d.leased_until IS NULL OR d.leased_until <= $1) \
+                 AND ep.deleted_at IS NULL) due \
+         LEFT JOIN (SELECT endpoint_id, COUNT(*) AS busy FROM deliveries \
+                    WHERE status = 'pending' AND leased_until > $1 GROUP BY endpoint_id) b \
+           ON b.endpoint_id = due.endpoint_id \
+         WHERE due.turn + COALESCE(b.busy, 0) <= $4) fair \
+       ORDER BY client_turn, next_attempt_at LIMIT $3) \
+     RETURNING event_id, endpoint_id, attempt_count, \
+         (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+         (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+         (SELECT body FROM events WHERE id = deliveries.event_id), \
+         (SELECT created_at FROM events WHERE id = deliveries.event_id)";
 
 /// The deliveries of a list of events (`$in`: how a backend matches an id list), by endpoint.
 macro_rules! deliveries_of {
@@ -587,6 +595,18 @@ macro_rules! impl_repo {
             Ok(())
         }
 
+        impl $Repo {
+            /// `AFTER_ERASURE`, if the backend needs it: failures are logged (the erasure
+            /// itself has committed).
+            async fn after_erasure(&self) {
+                if let Some(statement) = AFTER_ERASURE
+                    && let Err(e) = sqlx::query(statement).execute(&self.pool).await
+                {
+                    tracing::warn!(error = %e, "could not flush erased values from the database files");
+                }
+            }
+        }
+
         #[async_trait]
         impl Repo for $Repo {
             async fn ping(&self) -> Result<()> {
@@ -824,11 +844,13 @@ macro_rules! impl_repo {
                 now: DateTime<Utc>,
                 lease_until: DateTime<Utc>,
                 limit: i64,
+                per_endpoint: u32,
             ) -> Result<Vec<DueDelivery>> {
-                let rows: Vec<(Id, Id, i32, String, String, String, Time)> = sqlx::query_as(CLAIM_DUE)
+                let rows: Vec<(Id, Id, i32, String, String, String, Time)> = sqlx::query_as(super::sql::CLAIM_DUE)
                     .bind(time(now))
                     .bind(time(lease_until))
                     .bind(limit)
+                    .bind(i64::from(per_endpoint))
                     .fetch_all(&self.pool)
                     .await?;
                 rows.into_iter()
@@ -1433,6 +1455,9 @@ macro_rules! impl_repo {
                 let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
                 let erased = erase_in(&mut tx, client_id, file_id, reason, Utc::now()).await?;
                 tx.commit().await?;
+                if matches!(erased, Erase::Erased(_)) {
+                    self.after_erasure().await;
+                }
                 Ok(erased)
             }
 
@@ -1469,6 +1494,7 @@ macro_rules! impl_repo {
                     scrub_webhook(&mut tx, webhook_id, &payload, now).await?;
                 }
                 tx.commit().await?;
+                self.after_erasure().await;
                 Ok(done)
             }
 
@@ -1507,6 +1533,9 @@ macro_rules! impl_repo {
                     }
                 }
                 tx.commit().await?;
+                if !erased.is_empty() {
+                    self.after_erasure().await;
+                }
                 Ok(erased)
             }
 
@@ -1909,7 +1938,11 @@ macro_rules! impl_repo {
                     .collect()
             }
 
-            async fn purge_tombstones(&self, before: DateTime<Utc>) -> Result<u64> {
+            async fn purge_tombstones(
+                &self,
+                before: DateTime<Utc>,
+                erasures_before: DateTime<Utc>,
+            ) -> Result<u64> {
                 let files = sqlx::query(
                     "DELETE FROM files WHERE (state IN ('expired', 'discarded') \
                          OR (state = 'erased' AND objects_deleted_at IS NOT NULL)) \
@@ -1923,8 +1956,12 @@ macro_rules! impl_repo {
                     .execute(&self.pool)
                     .await?;
                 // An event goes with its deliveries and their attempts (ON DELETE CASCADE).
-                sqlx::query("DELETE FROM events WHERE created_at < $1")
+                sqlx::query(
+                    "DELETE FROM events WHERE created_at < $1 \
+                       AND (event_type <> 'file.erased' OR created_at < $2)",
+                )
                     .bind(time(before))
+                    .bind(time(erasures_before))
                     .execute(&self.pool)
                     .await?;
                 sqlx::query("DELETE FROM sweep_runs WHERE started_at < $1")

@@ -89,6 +89,10 @@ const PROMOTE_FILE: Option<&str> = None;
 const FINISH_TEXT_JOB: Option<&str> = None;
 const INSERT_DIRECT: Option<&str> = None;
 
+/// After an erasure commits, the write-ahead log (which still holds the pages as they were) is
+/// copied into the database and emptied, so erased values are gone from the files on disk.
+const AFTER_ERASURE: Option<&str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
+
 /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
 const EXPIRE_DUE: &str = concat!(
     "UPDATE files SET state = 'expired', state_changed_at = $1 \
@@ -97,9 +101,6 @@ const EXPIRE_DUE: &str = concat!(
      RETURNING ",
     file_columns!()
 );
-
-/// One writer at a time keeps two workers from leasing the same delivery.
-const CLAIM_DUE: &str = claim_due!("");
 
 /// One writer at a time keeps two workers from leasing the same job.
 const CLAIM_JOBS: &str = claim_jobs!("");
@@ -134,7 +135,10 @@ impl SqliteRepo {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Freed pages are overwritten with zeros: an erased value is not left behind in
+            // the database file (docs/security.md).
+            .pragma("secure_delete", "ON");
         let file = options.get_filename();
         if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {

@@ -19,6 +19,7 @@ both_backends!(
     a_hanging_receiver_is_cut_off_and_a_failed_delivery_can_be_redelivered,
     private_addresses_are_refused_when_connecting_and_a_test_ping_says_why,
     an_event_committed_before_a_crash_is_delivered_after_restart,
+    a_client_with_slow_endpoints_delays_only_its_own_events,
 );
 
 /// Registers an endpoint for acme; its id and secret.
@@ -613,4 +614,56 @@ async fn an_event_committed_before_a_crash_is_delivered_after_restart(backend: B
     assert_eq!(file["webhook"]["user_id"], "cand-9");
     restarted.kill().unwrap();
     let _ = restarted.wait();
+}
+
+/// §8 "Fair": globex registers as many endpoints as it may (the next is refused), every one of
+/// them hanging, and uploads files (80 deliveries, each hanging until the timeout). acme's
+/// event still arrives at once: an endpoint holds few delivery slots, and turns go round-robin
+/// across clients.
+async fn a_client_with_slow_endpoints_delays_only_its_own_events(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.events_allow_private = true;
+        c.event_timeout = Duration::from_secs(8);
+    })
+    .await;
+    let slow = Receiver::start().await;
+    slow.answer(&[], Answer::Hang);
+    let register_globex = |n: usize| {
+        app.globex(Method::POST, "/event-endpoints")
+            .json(&json!({ "url": format!("{}?n={n}", slow.url) }))
+            .send()
+    };
+    for n in 0..10 {
+        json_with(register_globex(n).await.unwrap(), 201).await;
+    }
+    assert_error(
+        register_globex(10).await.unwrap(),
+        409,
+        "too_many_endpoints",
+    )
+    .await;
+    for _ in 0..8 {
+        let upload = app
+            .globex(Method::POST, "/uploads")
+            .multipart(file_form("cv.pdf", fixtures::pdf(2_000), "application/pdf"))
+            .send()
+            .await
+            .unwrap();
+        json_with(upload, 201).await;
+    }
+    // The slow deliveries are under way.
+    slow.wait_until(Duration::from_secs(10), "hanging deliveries", |got| {
+        got.len() >= 10
+    })
+    .await;
+
+    let fast = Receiver::start().await;
+    let (_, secret) = register(&app, &fast.url, None).await;
+    fast.set_secret(&secret);
+    json_with(app.upload("cv.pdf", fixtures::pdf(2_000)).await, 201).await;
+    // Well before any of globex's hanging deliveries times out and frees its slot.
+    fast.wait_until(Duration::from_secs(4), "acme's file.staged", |got| {
+        got.iter().any(|d| d.event_type() == "file.staged")
+    })
+    .await;
 }

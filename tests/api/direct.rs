@@ -638,22 +638,20 @@ async fn one_put_at_a_time_and_a_crash_left_part_does_not_block() {
             .send(),
     );
     tx.send(Ok(bytes[..100].to_vec())).await.unwrap();
-    // The first PUT holds the key until its body ends.
-    let mut second = None;
-    for _ in 0..100 {
-        let answer = put(&app, &opened, bytes.clone()).await;
-        if answer.status() == 409 {
-            second = Some(answer);
+    // The first PUT holds the key until its body ends: its 100 bytes are in the `.part`.
+    for _ in 0..500 {
+        if std::fs::metadata(&part).is_ok_and(|m| m.len() == 100) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_error(
-        second.expect("a second PUT while the first runs"),
-        409,
-        "upload_in_progress",
-    )
-    .await;
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        100,
+        "the first PUT began"
+    );
+    let second = put(&app, &opened, bytes.clone()).await;
+    assert_error(second, 409, "upload_in_progress").await;
     tx.send(Ok(bytes[100..].to_vec())).await.unwrap();
     drop(tx);
     let first = first.await.unwrap().unwrap();

@@ -66,12 +66,13 @@ async fn a_client_hanging_up_mid_webhook_still_gets_it_processed(backend: Backen
     };
     let stored: serde_json::Value =
         serde_json::from_str(webhook_row.result.as_deref().expect("a stored answer")).unwrap();
-    assert_eq!(stored["files"]["resume"]["state"], "promoted", "{stored}");
+    // What is kept of the answer names the files, nothing of their content.
+    assert_eq!(stored["files"]["resume"], id.as_str(), "{stored}");
 
     let retry = send().send().await.unwrap();
     assert_eq!(retry.headers()["idempotent-replayed"], "true");
     let retry = json_with(retry, 200).await;
-    assert_eq!(retry["webhook_id"], stored["webhook_id"]);
+    assert_eq!(retry["webhook_id"], webhook_row.id.to_string().as_str());
     assert_eq!(retry["files"]["resume"]["state"], "promoted");
 }
 

@@ -20,6 +20,7 @@ both_backends!(
     files_are_listed_newest_first_a_page_at_a_time,
     an_erasure_killed_after_its_commit_is_finished_by_the_next_sweep,
     a_download_racing_an_erasure_hands_nothing_out,
+    no_personal_value_survives_an_erasure_anywhere_in_the_database,
 );
 
 async fn stage(app: &TestApp, name: &str, bytes: Vec<u8>) -> String {
@@ -721,5 +722,172 @@ async fn a_download_racing_an_erasure_hands_nothing_out(backend: Backend) {
     assert!(
         !all.contains("Jane Doe CV"),
         "an event names the erased file: {all}"
+    );
+}
+
+/// Every table's rows as text (PostgreSQL: live rows only — dead ones wait for VACUUM, as
+/// docs/security.md says), or, on SQLite, the bytes of the database files themselves (free
+/// pages and the write-ahead log included).
+async fn database_contents(app: &TestApp) -> String {
+    let url = &app.config.database_url;
+    if url.starts_with("sqlite:") {
+        let path = url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:");
+        let path = path.split('?').next().unwrap();
+        let mut all = Vec::new();
+        for suffix in ["", "-wal"] {
+            if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
+                all.extend(bytes);
+            }
+        }
+        assert!(all.len() > 4096, "the database file was read");
+        return String::from_utf8_lossy(&all).into_owned();
+    }
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT table_name::text FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(tables.len() > 5, "{tables:?}");
+    let mut all = String::new();
+    for (table,) in tables {
+        let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT t::text FROM \"{table}\" t"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for (row,) in rows {
+            all.push_str(&row);
+            all.push('\n');
+        }
+    }
+    all
+}
+
+/// DESIGN §9's proof: a unique token in every personal field — names, webhook data and the
+/// fields nobody documented, the text of the documents, a direct upload's declaration, a
+/// refused webhook — and after `DELETE /files/{id}` and `POST /erasures` none of them (nor the
+/// documents' SHA-256) is found anywhere in the database.
+async fn no_personal_value_survives_an_erasure_anywhere_in_the_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let token = |what: &str| format!("tok{}{what}", uuid::Uuid::new_v4().simple());
+    let tokens: Vec<String> = [
+        "name1", "text1", "name2", "text2", "first", "email", "phone", "notes", "slotname",
+        "nested", "rejected",
+    ]
+    .iter()
+    .map(|w| token(w))
+    .collect();
+    let t = |i: usize| tokens[i].as_str();
+
+    // A proxied upload and a direct one, each with its name and text.
+    let proxied = fixtures::text_pdf(&[&[&format!("Resume of {}", t(1))]]);
+    let first = stage(&app, &format!("{}.pdf", t(0)), proxied.clone()).await;
+    let direct_bytes = fixtures::text_pdf(&[&[&format!("Resume of {}", t(3))]]);
+    let sha = |b: &[u8]| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b));
+    let opened = json_with(
+        app.acme(Method::POST, "/uploads/direct")
+            .json(&json!({"file_name": format!("{}.pdf", t(2)), "file_size": direct_bytes.len(), "sha256": sha(&direct_bytes)}))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    let second = opened["carv_file_id"].as_str().unwrap().to_owned();
+    let mut put = app.http.put(opened["upload"]["url"].as_str().unwrap());
+    for (name, value) in opened["upload"]["headers"].as_object().unwrap() {
+        if !name.eq_ignore_ascii_case("content-length") {
+            put = put.header(name, value.as_str().unwrap());
+        }
+    }
+    assert!(
+        put.body(direct_bytes.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    json_with(
+        app.acme(Method::POST, &format!("/uploads/{second}/complete"))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+
+    // Webhooks carrying personal data in documented and undocumented fields.
+    let webhook = |file: &str| {
+        json!({
+            "client_id": "acme",
+            "user_id": "candidate-42",
+            "data": { "first_name": t(4), "email": t(5), "profile": { "x": t(9) } },
+            "candidate": { "phone": t(6) },
+            "notes": t(7),
+            "files": { "resume": { "carv_file_id": file, "file_name": t(8) } }
+        })
+    };
+    for file in [&first, &second] {
+        let answer = json_with(app.post_webhook("candidates", &webhook(file)).await, 200).await;
+        assert_eq!(answer["files"]["resume"]["state"], "promoted", "{answer}");
+    }
+    let mut refused = webhook(&uuid::Uuid::new_v4().to_string());
+    refused["data"]["first_name"] = json!(t(10));
+    assert_error(
+        app.post_webhook("candidates", &refused).await,
+        422,
+        "file_not_found",
+    )
+    .await;
+    // The text of both documents is extracted.
+    for id in [&first, &second] {
+        let mut status = Value::Null;
+        for _ in 0..300 {
+            status = app.get_json(&format!("/files/{id}")).await["text"]["status"].clone();
+            if status != "pending" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(status, "extracted");
+    }
+    let before = database_contents(&app).await;
+    for value in [t(0), t(1), t(4), t(10), &sha(&proxied), &sha(&direct_bytes)] {
+        assert!(
+            before.contains(value),
+            "{value} was never stored: the proof proves nothing"
+        );
+    }
+
+    assert_eq!(erase(&app, &second).await.status(), 204);
+    let erased = json_with(
+        app.acme(Method::POST, "/erasures")
+            .json(&json!({"user_id": "candidate-42"}))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(erased["erased"].as_array().unwrap().len(), 2, "{erased}");
+
+    let after = database_contents(&app).await;
+    let mut values: Vec<String> = tokens.clone();
+    values.push(sha(&proxied));
+    values.push(sha(&direct_bytes));
+    let left: Vec<&String> = values
+        .iter()
+        .filter(|v| after.contains(v.as_str()))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "personal values left after the erasure: {left:?}"
     );
 }

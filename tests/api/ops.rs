@@ -148,9 +148,12 @@ async fn the_openapi_document_describes_every_route() {
         "text_too_short",
         "text_unavailable",
         "text_unreadable",
+        "too_many_endpoints",
         "too_many_uploads",
         "unauthorized",
+        "upload_aborted",
         "upload_closed",
+        "upload_in_progress",
         "upload_not_received",
     ];
     documented.sort_unstable();
