@@ -284,6 +284,12 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_TEXT_MEMORY_MB", default_value = "1024", value_parser = clap::value_parser!(u64).range(64..=65536), global = true)]
     pub text_memory_mb: u64,
 
+    /// Extraction processes at once per replica, upload-time checks and background extraction
+    /// together (default: the number of cores, at most 4); an upload that cannot get one within
+    /// `STOWAGE_TEXT_TIMEOUT` is answered `503` with `Retry-After`.
+    #[arg(long, env = "STOWAGE_TEXT_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=64), global = true)]
+    pub text_concurrency: Option<u32>,
+
     /// Refuse uploads with fewer characters of text than this (`422`), extracting the text
     /// before the `201`. `0` (the default): no check at upload.
     #[arg(

@@ -138,6 +138,7 @@ fn is_refusal(e: &UploadError) -> bool {
             | UploadError::NotReceived
             | UploadError::NotDirect
             | UploadError::Aborted
+            | UploadError::Busy
             | UploadError::TimedOut
     )
 }

@@ -43,12 +43,23 @@ pub struct TextPolicy {
     pub min_chars: Option<u64>,
     /// The program run as `PROGRAM extract`.
     pub extractor: PathBuf,
+    /// Extraction processes at once in this replica, shared by upload-time checks and
+    /// background jobs.
+    pub concurrency: usize,
+    /// One permit per extraction process that may run now.
+    processes: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl TextPolicy {
     /// The policy a configuration asks for.
     pub fn from_config(config: &Config) -> Self {
+        let concurrency = config.text_concurrency.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
+            |n| n as usize,
+        );
         TextPolicy {
+            concurrency,
+            processes: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency)),
             timeout: config.text_timeout,
             memory_bytes: config.text_memory_mb.saturating_mul(1024 * 1024),
             min_chars: (config.min_text_chars > 0).then_some(config.min_text_chars),
@@ -65,6 +76,15 @@ impl TextPolicy {
     }
 }
 
+/// How long an extraction waits for one of the replica's extraction processes.
+#[derive(Clone, Copy, Debug)]
+pub enum Wait {
+    /// An upload's check: at most the text time limit, then `Busy`.
+    Bounded,
+    /// A background job: until one is free.
+    Unbounded,
+}
+
 /// Why an extraction could not be run at all (as opposed to a document that has no text):
 /// the job is tried again later.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +95,9 @@ pub enum RunError {
     Input(String),
     #[error("talking to the extractor: {0}")]
     Pipe(std::io::Error),
+    /// Every extraction process of this replica stayed busy for the whole wait.
+    #[error("every text extraction process is busy")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -86,10 +109,21 @@ pub async fn extract_isolated<R>(
     policy: &TextPolicy,
     kind: DocumentKind,
     mut input: R,
+    wait: Wait,
 ) -> Result<Result<String, TextFailure>, RunError>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    // One shared limit of children per replica: an upload waits at most its time limit for a
+    // turn, a background job as long as it takes.
+    let wait = match wait {
+        Wait::Bounded => policy.timeout,
+        Wait::Unbounded => Duration::MAX,
+    };
+    let _permit = match tokio::time::timeout(wait, policy.processes.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => return Err(RunError::Busy),
+    };
     let cpu_seconds = policy.timeout.as_secs().saturating_add(2);
     let mut child = tokio::process::Command::new(&policy.extractor)
         .arg("extract")
@@ -365,6 +399,6 @@ async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {
     };
     let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
     let input = app.store().open(Area::Files, key).await?;
-    let outcome = extract_isolated(app.text(), kind, input).await?;
+    let outcome = extract_isolated(app.text(), kind, input, Wait::Unbounded).await?;
     Ok(Some((file, outcome)))
 }

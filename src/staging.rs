@@ -90,6 +90,10 @@ pub enum UploadError {
     #[error("The upload was aborted or its file erased while it was received; nothing was kept")]
     #[serde(skip)]
     Aborted,
+    /// Every text extraction process is busy (`STOWAGE_TEXT_CONCURRENCY`): retry later.
+    #[error("Every text extraction process is busy; retry later")]
+    #[serde(skip)]
+    Busy,
     #[error(transparent)]
     #[serde(skip)]
     Repo(#[from] RepoError),
@@ -408,9 +412,13 @@ async fn check_text(
         .try_clone()
         .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
     let input = tokio::fs::File::from_std(file);
-    let extracted = crate::extraction::extract_isolated(state.text(), kind, input)
+    let wait = crate::extraction::Wait::Bounded;
+    let extracted = crate::extraction::extract_isolated(state.text(), kind, input, wait)
         .await
-        .map_err(|e| UploadError::Internal(format!("text check: {e}")))?;
+        .map_err(|e| match e {
+            crate::extraction::RunError::Busy => UploadError::Busy,
+            e => UploadError::Internal(format!("text check: {e}")),
+        })?;
     let text = extracted.map_err(UploadError::TextUnreadable)?;
     let chars = crate::text::char_count(&text);
     if u64::try_from(chars).unwrap_or(0) < min {

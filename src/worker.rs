@@ -18,11 +18,6 @@ use crate::repo::job_kind;
 /// How often an idle worker looks for due work.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Extractions in flight at once, per process: each is a child process using a core.
-fn extraction_slots() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
-}
-
 /// The running worker.
 pub struct Worker {
     stop: watch::Sender<bool>,
@@ -165,7 +160,9 @@ async fn follow_key_changes(app: App, mut stopping: watch::Receiver<bool>) {
 async fn run(app: App, mut stopping: watch::Receiver<bool>) {
     let keys = tokio::spawn(follow_key_changes(app.clone(), stopping.clone()));
     let mut deliveries = Lane::new(crate::delivery::CONCURRENCY);
-    let mut jobs = Lane::new(extraction_slots());
+    // Each job is a child process; the children are shared with upload-time checks
+    // (`TextPolicy::concurrency`), which the jobs wait for.
+    let mut jobs = Lane::new(app.text().concurrency);
     loop {
         if *stopping.borrow() {
             break;

@@ -299,6 +299,17 @@ impl IntoResponse for ApiError {
                 request_id,
             },
         };
-        (status, Json(envelope)).into_response()
+        let mut response = (status, Json(envelope)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is passing (a dependency, a busy resource): say when to try again.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 }
+
+/// The `Retry-After` of a `503`, in seconds.
+const UNAVAILABLE_RETRY_AFTER_SECONDS: u32 = 5;

@@ -128,6 +128,12 @@ impl From<UploadError> for ApiError {
             UploadError::NotReceived => ErrorCode::UploadNotReceived,
             UploadError::NotDirect => return ApiError::file_not_found(),
             UploadError::Aborted => ErrorCode::UploadAborted,
+            UploadError::Busy => {
+                return ApiError::unavailable(
+                    "text extraction",
+                    "every extraction process is busy",
+                );
+            }
             UploadError::Repo(e) => return e.into(),
             UploadError::Store(e) => return e.into(),
             UploadError::Spill(e) => return crate::store::StoreError::from(e).into(),

@@ -19,6 +19,7 @@ both_backends!(
     a_document_built_to_exhaust_the_parser_fails_while_uploads_go_on,
     erasing_a_file_erases_its_text,
     a_short_cv_is_refused_at_upload_when_asked,
+    upload_time_checks_share_one_limit_of_extraction_processes,
 );
 
 fn with_txt(config: &mut stowage::config::Config) {
@@ -368,4 +369,66 @@ async fn a_short_cv_is_refused_at_upload_when_asked(backend: Backend) {
     // Refused uploads leave nothing behind: only the accepted one is stored.
     assert_eq!(app.rows().await, 1);
     assert_eq!(app.objects(stowage::store::Area::Staging).await.len(), 1);
+}
+
+/// §10: with `STOWAGE_MIN_TEXT_CHARS` set, concurrent uploads (proxied and direct) never run
+/// more extraction children than `STOWAGE_TEXT_CONCURRENCY`; one that cannot get a child within
+/// the text time limit is `503` with `Retry-After`, and leaves nothing.
+async fn upload_time_checks_share_one_limit_of_extraction_processes(backend: Backend) {
+    // An extractor that notes when two of it run at once, and takes its time.
+    let dir = tempfile::tempdir().unwrap();
+    let marks = dir.path().display().to_string();
+    let slow = dir.path().join("slow-extractor");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nmkdir {marks}/running 2>/dev/null || touch {marks}/overlap\nsleep 0.7\nrmdir {marks}/running\nexec {} \"$@\"\n",
+            env!("CARGO_BIN_EXE_stowage")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let app = TestApp::spawn_with(backend, |c| {
+        c.text_extractor = Some(slow.clone());
+        c.min_text_chars = 10;
+        c.text_concurrency = Some(1);
+        c.text_timeout = Duration::from_millis(1_500);
+    })
+    .await;
+    let cv = fixtures::text_pdf(&[&["Grace Hopper, rear admiral and computer scientist"]]);
+    let uploads = (0..6).map(|_| {
+        let request = app
+            .acme(Method::POST, "/uploads")
+            .multipart(crate::helpers::file_form(
+                "cv.pdf",
+                cv.clone(),
+                "application/pdf",
+            ));
+        async move { request.send().await.unwrap() }
+    });
+    let answers = futures_util::future::join_all(uploads).await;
+    let mut staged = 0;
+    let mut busy = 0;
+    for answer in answers {
+        match answer.status().as_u16() {
+            201 => staged += 1,
+            503 => {
+                assert!(answer.headers().contains_key("retry-after"));
+                let body = assert_error(answer, 503, "service_unavailable").await;
+                assert_eq!(body["error"]["details"]["dependency"], "text extraction");
+                busy += 1;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(staged >= 1 && busy >= 1, "{staged} staged, {busy} busy");
+    assert!(
+        !dir.path().join("overlap").exists(),
+        "two extraction children ran at once"
+    );
+    assert_eq!(app.rows().await, staged);
+    assert_eq!(
+        app.objects(stowage::store::Area::Staging).await.len(),
+        staged as usize
+    );
 }
