@@ -108,6 +108,7 @@ pub struct Config {
         long,
         env = "STOWAGE_CORS_ORIGINS",
         value_delimiter = ',',
+        value_parser = cors_origin,
         global = true
     )]
     pub cors_origins: Vec<String>,
@@ -443,6 +444,39 @@ fn endpoint_url(raw: &str) -> Result<String, String> {
     Ok(raw.to_owned())
 }
 
+/// One exact browser origin, `scheme://host[:port]` as browsers send it: no path, query or
+/// credentials; `*` and `null` are refused (a wildcard or the opaque origin would let any page
+/// call the API with a key it holds).
+fn cors_origin(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    // An empty list (`STOWAGE_CORS_ORIGINS=`) names no origin.
+    if raw.is_empty() {
+        return Ok(String::new());
+    }
+    if raw == "*" || raw.eq_ignore_ascii_case("null") {
+        return Err(format!(
+            "'{raw}' is not allowed: name each origin exactly, e.g. https://ats.example.com"
+        ));
+    }
+    let url = url::Url::parse(raw)
+        .map_err(|_| format!("'{raw}' is not an origin like https://ats.example.com"))?;
+    let exact = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !raw.trim_end_matches('/').contains("/./")
+        && raw.matches('/').count() <= 3;
+    if !exact {
+        return Err(format!(
+            "'{raw}' is not an origin: scheme://host[:port] only (no path, query or credentials)"
+        ));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
     let kinds: Result<BTreeSet<_>, String> = raw
         .split(',')
@@ -460,6 +494,42 @@ fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
         return Err("at least one extension must be allowed".into());
     }
     Ok(kinds)
+}
+
+#[cfg(test)]
+mod cors_tests {
+    use super::cors_origin;
+
+    #[test]
+    fn origins_are_exact() {
+        assert_eq!(
+            cors_origin("https://ats.example.com").unwrap(),
+            "https://ats.example.com"
+        );
+        assert_eq!(
+            cors_origin("https://ats.example.com/").unwrap(),
+            "https://ats.example.com"
+        );
+        assert_eq!(
+            cors_origin("http://localhost:3000").unwrap(),
+            "http://localhost:3000"
+        );
+        assert_eq!(
+            cors_origin("HTTPS://ATS.example.com:443").unwrap(),
+            "https://ats.example.com"
+        );
+        for bad in [
+            "*",
+            "null",
+            "https://ats.example.com/app",
+            "https://ats.example.com?x=1",
+            "https://u:p@ats.example.com",
+            "ftp://ats.example.com",
+            "ats.example.com",
+        ] {
+            assert!(cors_origin(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 #[cfg(test)]

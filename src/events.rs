@@ -115,17 +115,47 @@ pub fn is_public(address: IpAddr) -> bool {
                 || (a == 198 && (18..20).contains(&b)))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            let seg = v6.segments();
+            let v4_at = |hi: u16, lo: u16| {
+                let [a, b] = hi.to_be_bytes();
+                let [c, d] = lo.to_be_bytes();
+                std::net::Ipv4Addr::new(a, b, c, d)
+            };
+            let embedded_public = |v4| is_public(IpAddr::V4(v4));
+            match seg {
+                // ::, ::1 (and every other address of ::/96, IPv4-compatible: its IPv4).
+                [0, 0, 0, 0, 0, 0, hi, lo] => hi != 0 && embedded_public(v4_at(hi, lo)),
+                // IPv4-mapped (::ffff:a.b.c.d) and SIIT (::ffff:0:a.b.c.d).
+                [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0xffff, 0, hi, lo] => {
+                    embedded_public(v4_at(hi, lo))
+                }
+                // NAT64 (64:ff9b::/96) carries its IPv4; local-use NAT64 (64:ff9b:1::/48) is
+                // a private network's.
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => embedded_public(v4_at(hi, lo)),
+                [0x64, 0xff9b, 1, ..] => false,
+                // 6to4 (2002::/16): the IPv4 of the relay it reaches.
+                [0x2002, hi, lo, ..] => embedded_public(v4_at(hi, lo)),
+                // Teredo (2001::/32): the server's IPv4, and the client's (inverted).
+                [0x2001, 0, s_hi, s_lo, _, _, c_hi, c_lo] => {
+                    embedded_public(v4_at(s_hi, s_lo)) && embedded_public(v4_at(!c_hi, !c_lo))
+                }
+                [first, second, ..] => {
+                    !(v6.is_multicast()
+                        // Unique local (fc00::/7), link-local (fe80::/10), site-local
+                        // (fec0::/10).
+                        || (first & 0xfe00) == 0xfc00
+                        || (first & 0xffc0) == 0xfe80
+                        || (first & 0xffc0) == 0xfec0
+                        // Discard-only (100::/64), benchmarking (2001:2::/48), ORCHID
+                        // (2001:10::/28, 2001:20::/28), documentation (2001:db8::/32, 3fff::/20).
+                        || (first == 0x0100 && seg[1..4] == [0, 0, 0])
+                        || (first == 0x2001 && second == 0x0002 && seg[2] == 0)
+                        || (first == 0x2001 && (second & 0xffe0) == 0x0020)
+                        || (first == 0x2001 && (second & 0xfff0) == 0x0010)
+                        || (first == 0x2001 && second == 0x0db8)
+                        || (first & 0xfff0) == 0x3ff0)
+                }
             }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8
-                || first == 0x0064 && v6.segments()[1] == 0xff9b)
         }
     }
 }
@@ -586,6 +616,18 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
             "2001:db8::1",
+            // IPv4 inside IPv6: compatible, SIIT, 6to4, Teredo, NAT64.
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "::ffff:0:127.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            // Site-local, discard-only.
+            "fec0::1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
@@ -594,6 +636,10 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
+            "2002:808:808::1",
+            "64:ff9b::808:808",
+            "2a00:1450:4001:82a::200e",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }

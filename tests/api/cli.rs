@@ -433,3 +433,31 @@ fn the_configuration_doc_matches_the_binary() {
         "the doc lists a setting the binary does not have"
     );
 }
+
+/// `STOWAGE_CORS_ORIGINS` takes exact origins only: `*`, `null` and an origin with a path are
+/// refused at start-up with one line naming the setting, before anything is printed or stored.
+#[test]
+fn serve_refuses_cors_origins_that_are_not_exact() {
+    for bad in [
+        "*",
+        "null",
+        "https://ats.example.com/app",
+        "https://ok.example.com,*",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = stowage(dir.path())
+            .arg("serve")
+            .env("STOWAGE_CORS_ORIGINS", bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad}: serve started");
+        assert!(out.stdout.is_empty(), "{bad}: printed {:?}", out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{bad}: {stderr}");
+        assert!(stderr.contains("STOWAGE_CORS_ORIGINS"), "{stderr}");
+        assert!(
+            !dir.path().join("db").exists(),
+            "{bad}: the database was created"
+        );
+    }
+}

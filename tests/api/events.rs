@@ -95,6 +95,14 @@ async fn private_and_plain_http_endpoints_are_refused_by_default(backend: Backen
         "https://169.254.169.254/latest/meta-data/",
         "https://[::1]/hooks",
         "https://10.0.0.7/hooks",
+        // IPv4 hidden in IPv6 forms, site-local and discard-only ranges.
+        "https://[::127.0.0.1]/hooks",
+        "https://[::a9fe:a9fe]/latest/meta-data/",
+        "https://[::ffff:0:127.0.0.1]/hooks",
+        "https://[2002:7f00:1::1]/hooks",
+        "https://[fec0::1]/hooks",
+        "https://[100::1]/hooks",
+        "https://[64:ff9b::a9fe:a9fe]/hooks",
         "https://user:pw@ats.example.com/hooks",
         "not a url",
     ] {
