@@ -168,7 +168,8 @@ impl App {
 
     /// Opens the database and the store a configuration names.
     pub async fn connect(config: &Config) -> Result<App, StartError> {
-        let repo = crate::repo::connect(&config.database_url).await?;
+        let repo =
+            crate::repo::connect(&config.database_url, config.database_max_connections).await?;
         Ok(App::with_repo(repo, config).await?)
     }
 

@@ -210,7 +210,7 @@ impl EndpointListing {
 }
 
 async fn endpoints(config: &Config, command: EndpointsCommand) -> Result<(), CliError> {
-    let repo = repo::connect(&config.database_url).await?;
+    let repo = repo::connect(&config.database_url, config.database_max_connections).await?;
     match command {
         EndpointsCommand::Add {
             client_id,
@@ -360,7 +360,7 @@ async fn start_app(config: &Config) -> Result<crate::App, CliError> {
         "the database",
         deadline,
         |e: &repo::RepoError| matches!(e, repo::RepoError::Unavailable(_)),
-        async || repo::connect(&config.database_url).await,
+        async || repo::connect(&config.database_url, config.database_max_connections).await,
     )
     .await
     .map_err(|cause| CliError::Dependency {
@@ -458,7 +458,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve(&config).await,
         Command::Migrate => {
-            repo::connect(&config.database_url).await?;
+            repo::connect(&config.database_url, config.database_max_connections).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -472,7 +472,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Keys { command } => {
-            let repo = repo::connect(&config.database_url).await?;
+            let repo = repo::connect(&config.database_url, config.database_max_connections).await?;
             match command {
                 KeysCommand::Create { name, json } => {
                     let created = accounts::create_key(repo.as_ref(), &name).await?;
@@ -566,7 +566,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Stats { json } => {
-            let repo = repo::connect(&config.database_url).await?;
+            let repo = repo::connect(&config.database_url, config.database_max_connections).await?;
             let report = crate::report::StorageReport::load(repo.as_ref()).await?;
             if json {
                 println!("{}", serde_json::to_string(&report).expect("serializable"));
@@ -598,7 +598,7 @@ pub fn run_without_runtime(cli: &Cli) -> Option<std::process::ExitCode> {
 }
 
 async fn clients(config: &Config, command: ClientsCommand) -> Result<(), CliError> {
-    let repo = repo::connect(&config.database_url).await?;
+    let repo = repo::connect(&config.database_url, config.database_max_connections).await?;
     match command {
         ClientsCommand::List { json } => {
             let clients = accounts::list_clients(repo.as_ref()).await?;
@@ -730,6 +730,39 @@ fn announce(format: LogFormat, text: &str, message: &str, fields: &[(&str, Strin
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
+/// Where JSON mode puts the first-run key: beside the SQLite database, or in the working
+/// directory for PostgreSQL.
+fn first_run_key_file(config: &Config) -> std::path::PathBuf {
+    const NAME: &str = "stowage-first-run-key";
+    let sqlite_dir = config
+        .database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| config.database_url.strip_prefix("sqlite:"))
+        .map(|path| path.split('?').next().unwrap_or(path))
+        .filter(|path| *path != ":memory:")
+        .and_then(|path| std::path::Path::new(path).parent().map(|d| d.to_path_buf()));
+    match sqlite_dir {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(NAME),
+        _ => std::path::PathBuf::from(NAME),
+    }
+}
+
+/// Writes a secret to a file readable and writable by its owner only (`0600`).
+fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode when opened: make sure.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(secret.as_bytes())?;
+    file.sync_all()
+}
+
 async fn serve(config: &Config) -> Result<(), CliError> {
     let state = start_app(config).await?;
     let scheduler = crate::sweeper::start(state.clone(), &config.sweep_schedule)
@@ -757,20 +790,43 @@ async fn serve(config: &Config) -> Result<(), CliError> {
     // Listening: a first-run key printed now cannot be lost to a start that fails after it.
     if let Some(added) = accounts::bootstrap(state.repo()).await? {
         let api_key = added.api_key.unwrap_or_default();
-        announce(
-            config.log_format,
-            &format!(
-                "first run: created client '{}' with API key '{}': {api_key}\n\
-                 store this secret now; it is not shown again",
-                added.client_id, added.key
+        match config.log_format {
+            LogFormat::Pretty => announce(
+                config.log_format,
+                &format!(
+                    "first run: created client '{}' with API key '{}': {api_key}\n\
+                     store this secret now; it is not shown again",
+                    added.client_id, added.key
+                ),
+                "",
+                &[],
             ),
-            "first run: created a client and its API key; store the secret now, it is not shown again",
-            &[
-                ("client_id", added.client_id.clone()),
-                ("key", added.key.clone()),
-                ("api_key", api_key.clone()),
-            ],
-        );
+            // A log pipeline must never carry a secret: it goes to a file only its owner reads.
+            LogFormat::Json => {
+                let path = first_run_key_file(config);
+                let written = write_secret_file(&path, &format!("{api_key}\n"));
+                let (message, fields) = match &written {
+                    Ok(()) => (
+                        "first run: created a client and its API key; the secret is in key_file (readable by this user only): store it, then delete the file",
+                        vec![
+                            ("client_id", added.client_id.clone()),
+                            ("key", added.key.clone()),
+                            ("key_file", path.display().to_string()),
+                        ],
+                    ),
+                    Err(e) => (
+                        "first run: created a client and its API key, but its secret could not be written to key_file: revoke the key and create another",
+                        vec![
+                            ("client_id", added.client_id.clone()),
+                            ("key", added.key.clone()),
+                            ("key_file", path.display().to_string()),
+                            ("error", e.to_string()),
+                        ],
+                    ),
+                };
+                announce(config.log_format, "", message, &fields);
+            }
+        }
     }
     // Promotions interrupted by a previous stop are re-driven now, then on every scheduled pass.
     scheduler.run_now(state.clone());

@@ -160,6 +160,12 @@ pub struct Config {
     #[arg(long, env = "STOWAGE_ERASURE_LOG_RETENTION", default_value = "3years", value_parser = humantime::parse_duration, global = true)]
     pub erasure_log_retention: Duration,
 
+    /// Everything one replica opens to PostgreSQL at once: both pools and the key-change
+    /// listeners (at least 3). N replicas need N times this below PostgreSQL's
+    /// `max_connections`.
+    #[arg(long, env = "STOWAGE_DATABASE_MAX_CONNECTIONS", default_value = "10", value_parser = clap::value_parser!(u32).range(3..=1000), global = true)]
+    pub database_max_connections: u32,
+
     /// How long `serve` keeps retrying an unreachable database or storage service at start-up
     /// before it gives up and exits.
     #[arg(long, env = "STOWAGE_STARTUP_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]

@@ -667,9 +667,11 @@ pub trait Repo: Send + Sync {
 
 /// Opens the repository a database URL names, creating a SQLite file if needed, and runs its
 /// migrations.
-pub async fn connect(url: &str) -> Result<Arc<dyn Repo>> {
+/// `max_connections` is everything the repository may open to PostgreSQL (both pools and the
+/// key-change listeners, which borrow from them); SQLite keeps its own small pool.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Repo>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresRepo::connect(url).await?))
+        Ok(Arc::new(PostgresRepo::connect(url, max_connections).await?))
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteRepo::connect(url).await?))
     } else {

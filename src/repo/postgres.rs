@@ -265,6 +265,10 @@ const WEBHOOKS_OF: &str = webhooks_of!("= ANY($1)");
 /// With several sweepers, each file past its retention goes to one of them.
 const RETAINED_DUE: &str = retained_due!(" FOR UPDATE SKIP LOCKED");
 
+/// The fewest connections a replica can work with: the key-change listener, a request, a
+/// relaxed write.
+pub const MIN_CONNECTIONS: u32 = 3;
+
 /// The PostgreSQL repository.
 #[derive(Clone, Debug)]
 pub struct PostgresRepo {
@@ -279,7 +283,11 @@ pub struct PostgresRepo {
 
 impl PostgresRepo {
     /// Connects and runs the PostgreSQL migrations.
-    pub async fn connect(url: &str) -> Result<Self> {
+    /// At most `max_connections` (at least 3) are open at once: a quarter (at least one) for
+    /// the relaxed writes, the rest for everything else, the key-change listeners included.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let max_connections = max_connections.max(MIN_CONNECTIONS);
+        let relaxed_connections = (max_connections / 4).max(1);
         let options = PgConnectOptions::from_str(url)?;
         // One direct connection first: a pool that cannot connect only says "timed out", this
         // says why (refused, unknown host, bad password, no such database).
@@ -288,13 +296,13 @@ impl PostgresRepo {
         )
         .await?;
         let pool = PgPoolOptions::new()
-            .max_connections(16)
+            .max_connections(max_connections - relaxed_connections)
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let relaxed = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(relaxed_connections)
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));

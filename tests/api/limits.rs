@@ -142,9 +142,12 @@ async fn a_key_revoked_elsewhere_stops_working_at_once(backend: Backend) {
             "SQLite has no change signal to cache by"
         );
     }
-    let elsewhere = stowage::repo::connect(&app.config.database_url)
-        .await
-        .unwrap();
+    let elsewhere = stowage::repo::connect(
+        &app.config.database_url,
+        app.config.database_max_connections,
+    )
+    .await
+    .unwrap();
     let key = stowage::accounts::add_client(elsewhere.as_ref(), "initech", "initech-key", None)
         .await
         .unwrap()

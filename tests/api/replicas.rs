@@ -280,3 +280,99 @@ async fn three_replicas_deliver_every_event_and_lose_none() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// §7 connection budget: four replicas, each told `STOWAGE_DATABASE_MAX_CONNECTIONS=3`, share a
+/// PostgreSQL role allowed 12 connections and take concurrent uploads and webhooks without one
+/// "too many connections".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_stay_within_their_database_connection_budget() {
+    const REPLICAS: usize = 4;
+    const BUDGET: u32 = 3;
+    let app = TestApp::spawn(Backend::PostgresS3).await;
+    let url = app.config.database_url.clone();
+    let (base_url, database) = url.rsplit_once('/').unwrap();
+    let role = format!("limited_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    for statement in [
+        format!(
+            "CREATE ROLE {role} LOGIN CONNECTION LIMIT {}",
+            REPLICAS as u32 * BUDGET
+        ),
+        format!("GRANT ALL ON DATABASE {database} TO {role}"),
+        format!("GRANT ALL ON SCHEMA public TO {role}"),
+        format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+    let limited_url = format!(
+        "{}/{database}",
+        base_url.replacen("postgres@", &format!("{role}@"), 1)
+    );
+    assert_ne!(limited_url, url, "the replicas connect as the limited role");
+    let budget = BUDGET.to_string();
+    let envs = [
+        ("STOWAGE_DATABASE_URL", limited_url.as_str()),
+        ("STOWAGE_DATABASE_MAX_CONNECTIONS", budget.as_str()),
+        ("STOWAGE_SWEEP_SCHEDULE", "* * * * * *"),
+        ("STOWAGE_RATE_LIMIT", "0"),
+        ("RUST_LOG", "error"),
+    ];
+    let mut children = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..REPLICAS {
+        let (child, base) = serve_process(&app, &envs).await;
+        children.push(crate::hardening::Reaper(child));
+        bases.push(base);
+    }
+    let http = crate::helpers::client_builder().build().unwrap();
+    let requests = (0..48).map(|i| {
+        let base = bases[i % REPLICAS].clone();
+        let http = http.clone();
+        let key = app.acme_key.clone();
+        async move {
+            let staged = http
+                .post(format!("{base}/uploads"))
+                .header("X-API-Key", &key)
+                .header("X-ATS-Client-ID", "acme")
+                .multipart(file_form(
+                    "cv.pdf",
+                    fixtures::pdf(20_000),
+                    "application/pdf",
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(staged.status(), 201, "{}", staged.text().await.unwrap());
+            let staged: Value = staged.json().await.unwrap();
+            let bound = http
+                .post(format!("{base}/webhooks/candidates"))
+                .header("X-API-Key", &key)
+                .header("X-ATS-Client-ID", "acme")
+                .json(&crate::helpers::resume_webhook(
+                    &format!("u{i}"),
+                    staged["carv_file_id"].as_str().unwrap(),
+                ))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(bound.status(), 200, "{}", bound.text().await.unwrap());
+        }
+    });
+    futures_util::future::join_all(requests).await;
+    let (connections,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")
+            .bind(&role)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(
+        connections <= (REPLICAS as u32 * BUDGET) as i64,
+        "{connections} connections"
+    );
+    assert_eq!(app.rows_in(FileState::Promoted).await, 48);
+    drop(children);
+    admin.close().await;
+}

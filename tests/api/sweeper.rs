@@ -521,9 +521,12 @@ async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let repo = stowage::repo::connect(&app.config.database_url)
-            .await
-            .unwrap();
+        let repo = stowage::repo::connect(
+            &app.config.database_url,
+            app.config.database_max_connections,
+        )
+        .await
+        .unwrap();
         let spill = stowage::spill::Spill::from_config(&app.config);
         let store = stowage::store::connect(&app.config, &spill).await.unwrap();
         let counting = Arc::new(CountingStore {
