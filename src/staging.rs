@@ -627,9 +627,22 @@ pub async fn receive(
             now,
         }),
         Err(e) => {
+            let e = aborted_or(state, id, e).await;
             cleanup.run().await;
             Err(e)
         }
+    }
+}
+
+/// A storage failure of an upload whose row the sweeper aborted (or an erasure took) while its
+/// bytes arrived — its multipart upload aborted under it — is that abort, not a storage fault.
+async fn aborted_or(state: &App, id: Uuid, e: UploadError) -> UploadError {
+    if !matches!(e, UploadError::Store(_)) {
+        return e;
+    }
+    match state.repo().touch_receiving(id, Utc::now()).await {
+        Ok(false) => UploadError::Aborted,
+        _ => e,
     }
 }
 
@@ -677,6 +690,7 @@ impl Pending {
         let facts = match finished {
             Ok(facts) => facts,
             Err(e) => {
+                let e = aborted_or(&cleanup.state.clone(), cleanup.id, e).await;
                 cleanup.run().await;
                 return Err(e);
             }
