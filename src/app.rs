@@ -2,144 +2,21 @@
 //! policies, each policy grouped by the part of Stowage that follows it. The HTTP layer, the
 //! sweeper and the commands all hold an [`App`]; nothing here knows about HTTP requests.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::config::Config;
+use crate::policy::{EventPolicy, HttpLimits, Policies, SweepPolicy, TextPolicy, UploadPolicy};
 use crate::repo::Repo;
-use crate::sniff::{DocumentKind, DocxLimits};
 use crate::spill::Spill;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
-
-/// What an upload must be to be staged, and how long it stays staged.
-#[derive(Clone, Debug)]
-pub struct UploadPolicy {
-    /// How long a staged file can be bound before it expires.
-    pub ttl: Duration,
-    pub max_bytes: u64,
-    pub allowed_extensions: BTreeSet<DocumentKind>,
-    pub docx_limits: DocxLimits,
-    /// How often an upload in progress records that it is alive: well inside the sweeper's
-    /// grace period, so a slow but live upload is never taken for a dead one.
-    pub heartbeat: Duration,
-    /// How long a direct upload's URL accepts the bytes.
-    pub direct_window: Duration,
-    /// `STOWAGE_PUBLIC_URL`.
-    pub public_url: Option<String>,
-}
-
-/// Limits on HTTP clients: slow bodies and headers, request rates, operator access.
-#[derive(Clone, Debug)]
-pub struct HttpLimits {
-    pub ops_token: Option<String>,
-    /// `STOWAGE_CORS_ORIGINS`.
-    pub cors_origins: Vec<String>,
-    pub body_idle_timeout: Duration,
-    pub body_timeout: Duration,
-    pub header_read_timeout: Duration,
-    /// Requests per key per minute (0: unlimited).
-    pub rate_limit: u64,
-    /// Uploads in progress per key (0: unlimited).
-    pub max_concurrent_uploads: usize,
-}
-
-/// What the sweeper waits for before it cleans up, and how long a pass may take.
-#[derive(Clone, Debug)]
-pub struct SweepPolicy {
-    /// A `receiving` upload silent this long is dead; an object with no row this old is an orphan.
-    pub receiving_grace: Duration,
-    /// How long tombstones (and refused webhooks, and sweep records) are kept.
-    pub tombstone_retention: Duration,
-    /// How long `file.erased` events are kept.
-    pub erasure_log_retention: Duration,
-    /// Longest one pass may run before it is cut off and recorded as failed.
-    pub timeout: Duration,
-    /// Promoted files older than this are erased (`None`: kept).
-    pub file_retention: Option<Duration>,
-    /// How long a write already under way when its file was erased may still land (the store's
-    /// operation timeout): the sweeper deletes such a file's objects again after it.
-    pub erasure_settle: Duration,
-}
-
-/// Where events may be delivered.
-#[derive(Clone, Debug)]
-pub struct EventPolicy {
-    /// Endpoints on `http://` and private addresses are allowed (internal networks, tests).
-    pub allow_private: bool,
-    /// How long an endpoint has to answer.
-    pub timeout: Duration,
-    /// The wait before the first retry; doubled for each later one.
-    pub retry_base: Duration,
-    /// Attempts before a delivery fails.
-    pub max_attempts: u32,
-    /// Deliveries to one endpoint in flight at once.
-    pub endpoint_concurrency: u32,
-    /// Endpoints one client may register.
-    pub endpoints_per_client: usize,
-}
-
-/// Every policy, by role.
-#[derive(Clone, Debug)]
-pub struct Policies {
-    pub uploads: UploadPolicy,
-    pub http: HttpLimits,
-    pub sweep: SweepPolicy,
-    pub events: EventPolicy,
-    pub text: crate::extraction::TextPolicy,
-}
-
-impl Policies {
-    /// The policies a configuration asks for.
-    pub fn from_config(config: &Config) -> Self {
-        Policies {
-            uploads: UploadPolicy {
-                ttl: config.upload_ttl,
-                max_bytes: config.max_upload_bytes,
-                allowed_extensions: config.allowed_extensions.clone(),
-                docx_limits: DocxLimits::default(),
-                heartbeat: (config.receiving_grace / 4)
-                    .clamp(Duration::from_millis(100), Duration::from_secs(60)),
-                direct_window: config.direct_upload_window,
-                public_url: config.public_url.clone(),
-            },
-            http: HttpLimits {
-                ops_token: config.ops_token.clone(),
-                cors_origins: config.cors_origins.clone(),
-                body_idle_timeout: config.body_idle_timeout,
-                body_timeout: config.body_timeout,
-                header_read_timeout: config.header_read_timeout,
-                rate_limit: config.rate_limit,
-                max_concurrent_uploads: config.max_concurrent_uploads,
-            },
-            sweep: SweepPolicy {
-                receiving_grace: config.receiving_grace,
-                tombstone_retention: config.tombstone_retention,
-                erasure_log_retention: config.erasure_log_retention,
-                timeout: config.sweep_timeout,
-                file_retention: config.file_retention,
-                erasure_settle: config.s3_operation_timeout,
-            },
-            events: EventPolicy {
-                allow_private: config.events_allow_private,
-                timeout: config.event_timeout,
-                retry_base: config.event_retry_base,
-                max_attempts: config.event_max_attempts,
-                endpoint_concurrency: config.event_endpoint_concurrency,
-                endpoints_per_client: config.event_endpoints_per_client,
-            },
-            text: crate::extraction::TextPolicy::from_config(config),
-        }
-    }
-}
 
 struct Shared {
     repo: Arc<dyn Repo>,
     store: Arc<dyn Store>,
     spill: Spill,
     telemetry: Telemetry,
-    sender: crate::delivery::Sender,
+    sender: crate::sender::Sender,
     policies: Policies,
 }
 
@@ -161,7 +38,7 @@ impl App {
             store,
             spill,
             telemetry: Telemetry::new(),
-            sender: crate::delivery::Sender::new(policies.events.clone()),
+            sender: crate::sender::Sender::new(policies.events.clone()),
             policies,
         }))
     }
@@ -219,12 +96,12 @@ impl App {
     }
 
     /// Signs and posts events to endpoints.
-    pub fn sender(&self) -> &crate::delivery::Sender {
+    pub fn sender(&self) -> &crate::sender::Sender {
         &self.0.sender
     }
 
     /// How text is extracted.
-    pub fn text(&self) -> &crate::extraction::TextPolicy {
+    pub fn text(&self) -> &TextPolicy {
         &self.0.policies.text
     }
 

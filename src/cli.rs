@@ -220,12 +220,12 @@ async fn endpoints(config: &Config, command: EndpointsCommand) -> Result<(), Cli
         } => {
             let types = crate::events::parse_types(events.iter().map(String::as_str))
                 .map_err(|e| CliError::Invalid(e.to_string()))?;
-            let endpoint = crate::events::register_endpoint(
+            let endpoint = crate::delivery::register_endpoint(
                 repo.as_ref(),
                 &client_id,
                 &url,
                 types,
-                &crate::app::Policies::from_config(config).events,
+                &crate::policy::Policies::from_config(config).events,
             )
             .await
             .map_err(|e| CliError::Invalid(e.to_string()))?;

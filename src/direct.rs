@@ -13,7 +13,9 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::domain::{FileRecord, FileState, StagedFacts, sanitize_file_name, storage_key};
+use crate::domain::{
+    DirectUpload, FileRecord, FileState, StagedFacts, sanitize_file_name, storage_key,
+};
 use crate::repo::{NewFile, RepoError};
 use crate::sniff::DocumentKind;
 use crate::staging::{self, ByteSource, Meter, StreamChecks, UploadError, kind_of};
@@ -39,18 +41,6 @@ pub struct Opened {
     pub put: DirectPut,
     /// When the PUT's URL stops working.
     pub put_expires_at: DateTime<Utc>,
-}
-
-/// A direct upload's declaration, as the database keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DirectUpload {
-    pub file_id: Uuid,
-    pub file_size: i64,
-    pub sha256: String,
-    /// Why completion refused the file (a serialised [`UploadError`]), once it has.
-    pub refusal: Option<String>,
-    /// When its upload URL stops working: completing later finds nothing to complete.
-    pub window_ends_at: DateTime<Utc>,
 }
 
 /// Checks a declaration the way `POST /uploads` checks a file: name, size, then the SHA-256.

@@ -435,6 +435,56 @@ pub fn sanitize_file_name(raw: &str) -> String {
     }
 }
 
+/// A direct upload's declaration, as the database keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectUpload {
+    pub file_id: Uuid,
+    pub file_size: i64,
+    pub sha256: String,
+    /// Why completion refused the file (a serialised `staging::UploadError`), once it has.
+    pub refusal: Option<String>,
+    /// When its upload URL stops working: completing later finds nothing to complete.
+    pub window_ends_at: DateTime<Utc>,
+}
+
+/// JSON with object keys sorted at every level, whatever serde_json's map type is.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(k.clone()),
+                        canonical_json(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(canonical_json).collect();
+            format!("[{}]", inner.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A stored payload with the candidate's personal `data` removed (erasure); the rest — client,
+/// `user_id`, the files it named — is kept. A payload that does not parse is emptied.
+pub fn without_personal_data(payload: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(payload) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.remove("data");
+            canonical_json(&serde_json::Value::Object(map))
+        }
+        _ => "{}".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -494,44 +494,6 @@ impl EventType {
     }
 }
 
-/// Why registering an endpoint failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    #[error(transparent)]
-    Endpoint(#[from] EndpointError),
-    /// The client has as many endpoints as `STOWAGE_EVENT_ENDPOINTS_PER_CLIENT` allows.
-    #[error("A client may register at most {0} event endpoints; remove one first")]
-    TooMany(usize),
-    #[error(transparent)]
-    Repo(#[from] crate::repo::RepoError),
-}
-
-/// Registers an endpoint for a client after checking its URL (form and addresses); the
-/// record carries the new secret, to be shown once.
-pub async fn register_endpoint(
-    repo: &dyn crate::repo::Repo,
-    client_id: &str,
-    url: &str,
-    types: Option<Vec<EventType>>,
-    policy: &crate::app::EventPolicy,
-) -> Result<crate::repo::EndpointRecord, RegisterError> {
-    let url = check_url(url, policy.allow_private).await?;
-    // Each endpoint may hold a few delivery slots: a client's share of them is bounded.
-    if repo.list_endpoints(Some(client_id)).await?.len() >= policy.endpoints_per_client {
-        return Err(RegisterError::TooMany(policy.endpoints_per_client));
-    }
-    let endpoint = crate::repo::EndpointRecord {
-        id: uuid::Uuid::new_v4(),
-        client_id: client_id.to_owned(),
-        url: url.to_string(),
-        event_types: types,
-        secret: new_secret(),
-        created_at: chrono::Utc::now(),
-    };
-    repo.create_endpoint(&endpoint).await?;
-    Ok(endpoint)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

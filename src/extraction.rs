@@ -10,7 +10,7 @@
 //! Promoted files get their text from a job (the `jobs` table, run by the worker of every
 //! `serve`); with `STOWAGE_MIN_TEXT_CHARS` an upload's text is extracted before its `201`.
 
-use std::path::PathBuf;
+use crate::policy::TextPolicy;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,6 @@ use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::app::App;
-use crate::config::Config;
 use crate::domain::FileRecord;
 use crate::repo::{Job, RepoError, TextOutcome};
 use crate::sniff::DocumentKind;
@@ -33,48 +32,6 @@ const STDERR_BYTES: u64 = 4096;
 /// Attempts at a job whose extraction could not run (storage unreachable, the child could not
 /// start, the process died mid-job) before the file's text is recorded as failed.
 pub const MAX_JOB_ATTEMPTS: i32 = 5;
-
-/// How extractions run.
-#[derive(Clone, Debug)]
-pub struct TextPolicy {
-    pub timeout: Duration,
-    pub memory_bytes: u64,
-    /// Uploads with less text are refused (`None`: no check at upload).
-    pub min_chars: Option<u64>,
-    /// The program run as `PROGRAM extract`.
-    pub extractor: PathBuf,
-    /// Extraction processes at once in this replica, shared by upload-time checks and
-    /// background jobs.
-    pub concurrency: usize,
-    /// One permit per extraction process that may run now.
-    processes: std::sync::Arc<tokio::sync::Semaphore>,
-}
-
-impl TextPolicy {
-    /// The policy a configuration asks for.
-    pub fn from_config(config: &Config) -> Self {
-        let concurrency = config.text_concurrency.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
-            |n| n as usize,
-        );
-        TextPolicy {
-            concurrency,
-            processes: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency)),
-            timeout: config.text_timeout,
-            memory_bytes: config.text_memory_mb.saturating_mul(1024 * 1024),
-            min_chars: (config.min_text_chars > 0).then_some(config.min_text_chars),
-            extractor: config.text_extractor.clone().unwrap_or_else(|| {
-                std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stowage"))
-            }),
-        }
-    }
-
-    /// How long a worker holds a job: the extraction's time limit, reading the document, and a
-    /// margin, so a live worker records its job before another may take it.
-    pub fn lease(&self) -> Duration {
-        self.timeout.saturating_mul(2) + Duration::from_secs(60)
-    }
-}
 
 /// How long an extraction waits for one of the replica's extraction processes.
 #[derive(Clone, Copy, Debug)]

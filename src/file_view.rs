@@ -8,7 +8,6 @@ use uuid::Uuid;
 use crate::domain::{
     FileRecord, FileState, Slot, TextState, TextStatus, WebhookKind, WebhookRecord,
 };
-use crate::repo::{Repo, RepoError};
 
 /// Times as clients see them: `2026-03-12T10:30:00Z`.
 pub fn api_time(t: DateTime<Utc>) -> String {
@@ -103,15 +102,6 @@ impl From<&TextState> for TextView {
 }
 
 impl FileView {
-    /// The record of a file, with the webhook it is bound to (looked up within its client).
-    pub async fn load(repo: &dyn Repo, file: FileRecord) -> Result<FileView, RepoError> {
-        let webhook = match file.webhook_id {
-            Some(webhook_id) => repo.get_webhook(&file.client_id, webhook_id).await?,
-            None => None,
-        };
-        Ok(FileView::from_parts(file, webhook.as_ref()))
-    }
-
     /// The record of a file and the webhook it is bound to, if any.
     pub fn from_parts(file: FileRecord, webhook: Option<&WebhookRecord>) -> FileView {
         if file.state == FileState::Erased {

@@ -19,11 +19,12 @@ pub mod extraction;
 pub mod fault;
 pub mod file_view;
 pub mod http;
-pub mod key_cache;
 pub mod keys;
+pub mod policy;
 pub mod promotion;
 pub mod repo;
 pub mod report;
+pub mod sender;
 pub mod sniff;
 pub mod spill;
 pub mod staging;
@@ -36,8 +37,9 @@ pub mod worker;
 
 use std::future::Future;
 
-pub use app::{App, Policies, StartError};
+pub use app::{App, StartError};
 pub use http::app;
+pub use policy::Policies;
 
 /// Opens the database and the store a configuration names and bundles them as an [`App`].
 pub async fn connect(config: &config::Config) -> Result<App, StartError> {

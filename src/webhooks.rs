@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::domain::{FileRecord, FileState, Slot, SlotFailure, WebhookKind, WebhookRecord};
+use crate::domain::{
+    FileRecord, FileState, Slot, SlotFailure, WebhookKind, WebhookRecord, canonical_json,
+};
 use crate::promotion;
 use crate::repo::{BindAttempt, NewWebhook, Repo, RepoError};
 
@@ -165,44 +167,12 @@ fn documented_fields(value: &Value) -> String {
     canonical_json(&Value::Object(kept))
 }
 
-/// JSON with object keys sorted at every level, whatever serde_json's map type is.
-fn canonical_json(value: &Value) -> String {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            let inner: Vec<String> = entries
-                .into_iter()
-                .map(|(k, v)| format!("{}:{}", Value::String(k.clone()), canonical_json(v)))
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        }
-        Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(canonical_json).collect();
-            format!("[{}]", inner.join(","))
-        }
-        other => other.to_string(),
-    }
-}
-
 fn slot_names(kind: WebhookKind) -> String {
     kind.slots()
         .iter()
         .map(|s| s.as_str())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A stored payload with the candidate's personal `data` removed (erasure); the rest — client,
-/// `user_id`, the files it named — is kept. A payload that does not parse is emptied.
-pub fn without_personal_data(payload: &str) -> String {
-    match serde_json::from_str::<Value>(payload) {
-        Ok(Value::Object(mut map)) => {
-            map.remove("data");
-            canonical_json(&Value::Object(map))
-        }
-        _ => "{}".to_owned(),
-    }
 }
 
 /// The identity of a payload for retries: its kind and canonical JSON.
@@ -496,6 +466,7 @@ pub async fn bind(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::without_personal_data;
 
     fn parse(kind: WebhookKind, body: &str) -> Result<WebhookPayload, WebhookError> {
         parse_payload(kind, "acme", body.as_bytes())

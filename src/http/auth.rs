@@ -48,7 +48,7 @@ impl FromRequestParts<ApiState> for Caller {
                 "The X-ATS-Client-ID header is required",
             )
         })?;
-        // Cached on PostgreSQL while key changes can be heard (src/key_cache.rs).
+        // Cached on PostgreSQL while key changes can be heard (src/repo/key_cache.rs).
         let grant = state
             .repo()
             .key_grant(key_id, client_id)

@@ -16,9 +16,11 @@ use uuid::Uuid;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result, json_body};
-use super::uploads::{StagedUpload, api_time, parse_file_id};
+use super::parse_file_id;
+use super::uploads::StagedUpload;
 use crate::direct::{self, Declared};
 use crate::domain::storage_key;
+use crate::file_view::api_time;
 use crate::staging::Meter;
 use crate::store::{ObjectWriter, SignedPut};
 

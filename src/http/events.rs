@@ -14,8 +14,9 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result, json_body};
 use super::paging::{Page, bad_parameter};
-use super::uploads::api_time;
-use crate::events::{self, DeliveryStatus, EventType, RegisterError};
+use crate::delivery::RegisterError;
+use crate::events::{self, DeliveryStatus, EventType};
+use crate::file_view::api_time;
 use crate::repo::{DeliveryRecord, EndpointRecord, EventRecord};
 
 pub(super) fn routes() -> Router<ApiState> {
@@ -107,7 +108,7 @@ async fn create_endpoint(
     let request: NewEndpoint = json_body(body, "endpoint")?;
     let types = events::parse_types(request.events.iter().flatten().map(String::as_str))
         .map_err(|e| invalid("events", e.to_string()))?;
-    let endpoint = events::register_endpoint(
+    let endpoint = crate::delivery::register_endpoint(
         state.repo(),
         &caller.client_id,
         &request.url,

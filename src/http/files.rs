@@ -20,9 +20,10 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result, current_request_id, json_body};
 use super::paging::{Page, bad_parameter};
-use super::uploads::{api_time, parse_file_id};
+use super::parse_file_id;
 use crate::domain::{FileState, TextStatus};
 use crate::file_view::FileView;
+use crate::file_view::api_time;
 use crate::repo::{Erase, FileFilter};
 use crate::store::Download;
 
@@ -212,7 +213,16 @@ async fn get_file(
         .get_file(&caller.client_id, id)
         .await?
         .ok_or_else(ApiError::file_not_found)?;
-    Ok(Json(FileView::load(state.repo(), file).await?))
+    let webhook = match file.webhook_id {
+        Some(webhook_id) => {
+            state
+                .repo()
+                .get_webhook(&file.client_id, webhook_id)
+                .await?
+        }
+        None => None,
+    };
+    Ok(Json(FileView::from_parts(file, webhook.as_ref())))
 }
 
 /// Characters RFC 5987 allows unencoded in an `ext-value` (`attr-char`).

@@ -183,7 +183,7 @@ fn set_headers(response: &mut Response, decision: &Decision) {
     }
 }
 
-/// Route layer for client routes: gives the key check (in [`Caller`](super::auth::Caller)) a
+/// Route layer for client routes: gives the key check (`auth::Caller`) a
 /// place to leave its rate decision, and reports it in the response headers. Counting happens
 /// only once a key is verified, so nobody can spend another key's allowance by naming its id.
 pub async fn rate_headers(mut req: Request, next: Next) -> Response {

@@ -29,6 +29,71 @@ use tower_http::trace::TraceLayer;
 use crate::app::App;
 use error::{ApiError, ErrorCode, REQUEST_ID};
 use limits::Limits;
+use openapi::Security as OpenApiSecurity;
+
+/// The whole API.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Stowage",
+        description = "Two-phase staged file uploads: stage a document, bind it to a webhook exactly once, promote it to long-term storage."
+    ),
+    paths(
+        uploads::create_upload,
+        uploads::get_upload,
+        uploads::delete_upload,
+        direct::open_direct,
+        direct::complete_direct,
+        webhooks::candidates,
+        webhooks::applications,
+        files::get_file,
+        files::get_content,
+        files::get_text,
+        files::list_files,
+        files::erase_file,
+        files::erase_user,
+        events::create_endpoint,
+        events::list_endpoints,
+        events::delete_endpoint,
+        events::test_endpoint,
+        events::list_events,
+        events::get_event,
+        events::redeliver,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::storage,
+    ),
+    components(schemas(error::ErrorEnvelope, uploads::UploadForm, webhooks::CandidateWebhook, webhooks::ApplicationWebhook)),
+    modifiers(&OpenApiSecurity),
+    tags(
+        (name = "uploads", description = "Stage files"),
+        (name = "webhooks", description = "Bind staged files to candidates and applications"),
+        (name = "files", description = "Read files in any state"),
+        (name = "events", description = "Signed events about a client's files, delivered to its endpoints"),
+        (name = "operations", description = "Health, readiness, metrics, storage"),
+    )
+)]
+struct ApiDoc;
+
+/// The finished OpenAPI document, built once.
+pub fn openapi_document() -> &'static serde_json::Value {
+    static DOCUMENT: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+        let doc = <ApiDoc as utoipa::OpenApi>::openapi();
+        openapi::finish(serde_json::to_value(doc).expect("the document serializes"))
+    });
+    &DOCUMENT
+}
+
+/// `GET /openapi.json`.
+async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
+    axum::Json(openapi_document())
+}
+
+/// A path id; anything that is not a UUID names no file.
+pub(crate) fn parse_file_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| ApiError::file_not_found())
+}
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -83,6 +148,7 @@ pub fn app(app: App) -> Router {
         .merge(client_routes)
         .merge(direct::signed_routes())
         .merge(ops::routes())
+        .route("/openapi.json", axum::routing::get(openapi_json))
         .route_layer(middleware::from_fn(access::note_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -25,7 +25,6 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/ops/storage", get(storage))
-        .route("/openapi.json", get(super::openapi::openapi_json))
 }
 
 /// When `STOWAGE_OPS_TOKEN` is set, `/metrics` and `/ops/storage` need it as a bearer token.

@@ -10,10 +10,10 @@ use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
 use super::multipart::{self, BodyError, MultipartError, MultipartLimits, MultipartReader};
+use super::{ApiState, parse_file_id};
 use crate::domain::{FileRecord, FileState};
 use crate::repo::Discard;
 use crate::staging::{self, ByteSource, UploadError};
@@ -28,7 +28,16 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/uploads/{id}", get(get_upload).delete(delete_upload))
 }
 
-pub(crate) use crate::file_view::api_time;
+use crate::file_view::api_time;
+
+/// The multipart form of `POST /uploads`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct UploadForm {
+    /// The document; its file name gives the extension (`.pdf`, `.doc`, `.docx`).
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
 
 /// `POST /uploads`' answer: `201`, where to find the record, the record.
 pub(super) type Staged = (
@@ -160,7 +169,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
 /// Stage a file.
 #[utoipa::path(
     post, path = "/uploads", tag = "uploads", operation_id = "stageUpload",
-    request_body(content = super::openapi::UploadForm, content_type = "multipart/form-data"),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
     params(("X-ATS-Client-ID" = String, Header, description = "The client id (workspace)")),
     security(("api_key" = [], "client_id" = [])),
     responses(
@@ -319,11 +328,6 @@ where
             .await
             .map_err(|e| upload_error(e, self.max))
     }
-}
-
-/// A path id; anything that is not a UUID names no file.
-pub(crate) fn parse_file_id(raw: &str) -> Result<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::file_not_found())
 }
 
 /// A staged file's record, with its state.

@@ -9,13 +9,14 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Serialize;
 use tracing::Instrument;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result};
-use super::uploads::api_time;
 use crate::domain::{FileRecord, FileState, Slot, SlotFailure, WebhookKind};
+use crate::file_view::api_time;
 use crate::webhooks::{self, Processed, WebhookError};
 
 /// Largest webhook body accepted.
@@ -33,10 +34,64 @@ pub(super) fn routes() -> Router<ApiState> {
         .layer(DefaultBodyLimit::max(MAX_WEBHOOK_BYTES))
 }
 
+/// A file reference in a webhook.
+#[derive(Serialize, ToSchema)]
+pub(super) struct FileRef {
+    /// The id `POST /uploads` answered (anything else is `file_not_found`).
+    #[schema(format = Uuid)]
+    pub(super) carv_file_id: String,
+}
+
+/// The file slots of a candidate webhook.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CandidateFiles {
+    pub(super) resume: Option<FileRef>,
+}
+
+/// The file slots of an application webhook; both are bound, or neither.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApplicationFiles {
+    pub(super) resume: Option<FileRef>,
+    /// Must not name the same file as `resume`.
+    pub(super) cover_letter: Option<FileRef>,
+}
+
+/// A candidate webhook (the CarvOS payload).
+#[derive(Serialize, ToSchema)]
+pub(super) struct CandidateWebhook {
+    /// Must equal the `X-ATS-Client-ID` header.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
+    pub(super) client_id: String,
+    /// The ATS's id of the candidate (not only blanks).
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub(super) user_id: String,
+    /// Anything the ATS sends about the candidate; kept with the webhook.
+    #[schema(value_type = Option<Object>)]
+    pub(super) data: Option<serde_json::Value>,
+    pub(super) files: Option<CandidateFiles>,
+}
+
+/// An application webhook (the CarvOS payload).
+#[derive(Serialize, ToSchema)]
+pub(super) struct ApplicationWebhook {
+    /// Must equal the `X-ATS-Client-ID` header.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
+    pub(super) client_id: String,
+    /// The ATS's id of the candidate (not only blanks).
+    #[schema(min_length = 1, pattern = "\\S")]
+    pub(super) user_id: String,
+    /// Anything the ATS sends about the application; kept with the webhook.
+    #[schema(value_type = Option<Object>)]
+    pub(super) data: Option<serde_json::Value>,
+    pub(super) files: Option<ApplicationFiles>,
+}
+
 /// Bind the referenced files to this webhook (all or none), then promote them.
 #[utoipa::path(
     post, path = "/webhooks/candidates", tag = "webhooks", operation_id = "postCandidateWebhook",
-    request_body(content = super::openapi::CandidateWebhook, content_type = "application/json"),
+    request_body(content = CandidateWebhook, content_type = "application/json"),
     params(
         ("X-ATS-Client-ID" = String, Header),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Makes retries return the original answer: 1-255 printable ASCII characters"),
@@ -62,7 +117,7 @@ async fn candidates(
 /// Bind the referenced files to this webhook (all or none), then promote them.
 #[utoipa::path(
     post, path = "/webhooks/applications", tag = "webhooks", operation_id = "postApplicationWebhook",
-    request_body(content = super::openapi::ApplicationWebhook, content_type = "application/json"),
+    request_body(content = ApplicationWebhook, content_type = "application/json"),
     params(
         ("X-ATS-Client-ID" = String, Header),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]([ -~]*[!-~])?$", description = "Makes retries return the original answer: 1-255 printable ASCII characters"),

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod sql;
+pub mod key_cache;
 mod postgres;
 mod sqlite;
 
@@ -225,7 +226,7 @@ pub struct PageCursor {
     pub id: Uuid,
 }
 
-/// Signals that API keys or grants changed, from any process (see `src/key_cache.rs`); the
+/// Signals that API keys or grants changed, from any process (see `src/repo/key_cache.rs`); the
 /// repository's key cache follows them while this is alive and polled.
 #[async_trait]
 pub trait KeyChanges: Send {
@@ -450,7 +451,7 @@ pub trait Repo: Send + Sync {
     /// each (and keeping it on only while listening); `None` where the database cannot signal
     /// them (SQLite: keys are then read at every request, in-process).
     async fn key_changes(&self) -> Result<Option<Box<dyn KeyChanges>>>;
-    /// Whether key lookups are being served from the cache (`src/key_cache.rs`).
+    /// Whether key lookups are being served from the cache (`src/repo/key_cache.rs`).
     fn keys_cached(&self) -> bool;
     /// Records that a key authenticated a request at `at`.
     async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()>;
@@ -521,7 +522,7 @@ pub trait Repo: Send + Sync {
     async fn insert_direct(
         &self,
         file: &NewFile,
-        direct: &crate::direct::DirectUpload,
+        direct: &crate::domain::DirectUpload,
     ) -> Result<()>;
     /// Direct uploads whose window ended before `before` and whose staging key has not been
     /// dealt with since: the file's id, staging key and state, oldest window first.
@@ -537,7 +538,7 @@ pub trait Repo: Send + Sync {
         &self,
         client_id: &str,
         id: Uuid,
-    ) -> Result<Option<(FileRecord, crate::direct::DirectUpload)>>;
+    ) -> Result<Option<(FileRecord, crate::domain::DirectUpload)>>;
     /// Records why completing a direct upload refused it, unless something was recorded first
     /// or the file is no longer `receiving`; whether this one was recorded.
     async fn refuse_direct(&self, id: Uuid, refusal: &str) -> Result<bool>;

@@ -19,7 +19,7 @@ use crate::domain::{
     ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
 };
 use crate::events::{DeliveryStatus, EventType};
-use crate::key_cache::KeyCache;
+use crate::repo::key_cache::KeyCache;
 
 type Id = Uuid;
 type Conn = sqlx::PgConnection;
@@ -277,7 +277,7 @@ pub struct PostgresRepo {
     /// is repaired by the sweeper (see `docs/decisions.md`): their commits do not wait for the
     /// WAL flush. Writes a client is promised (staged, bound) use `pool`.
     relaxed: PgPool,
-    /// API keys already looked up (`src/key_cache.rs`).
+    /// API keys already looked up (`src/repo/key_cache.rs`).
     keys: Arc<KeyCache>,
 }
 

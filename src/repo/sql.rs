@@ -352,11 +352,11 @@ macro_rules! impl_repo {
         /// the event exists if and only if the change it reports does.
         /// Ends a transaction that changed keys or grants: the notification every replica's
         /// cache listens for, the commit, this process's cache emptied, and the wait for the
-        /// notification to come back (see `src/key_cache.rs`).
+        /// notification to come back (see `src/repo/key_cache.rs`).
         async fn key_change_done(
             mut tx: sqlx::Transaction<'_, <Conn as sqlx::Connection>::Database>,
             echo: KeyEcho,
-            keys: &crate::key_cache::KeyCache,
+            keys: &crate::repo::key_cache::KeyCache,
         ) -> Result<()> {
             sqlx::query(NOTIFY_KEYS)
                 .bind(echo.token())
@@ -588,7 +588,7 @@ macro_rules! impl_repo {
                         updated_at = $3 WHERE id = $1",
             )
             .bind(webhook_id)
-            .bind(crate::webhooks::without_personal_data(payload))
+            .bind(crate::domain::without_personal_data(payload))
             .bind(time(at))
             .execute(&mut *conn)
             .await?;
@@ -1191,7 +1191,7 @@ macro_rules! impl_repo {
             async fn insert_direct(
                 &self,
                 file: &NewFile,
-                direct: &crate::direct::DirectUpload,
+                direct: &crate::domain::DirectUpload,
             ) -> Result<()> {
                 let window_end = direct.window_ends_at;
                 // No transaction, on the relaxed pool, like any `receiving` row: a file row
@@ -1237,7 +1237,7 @@ macro_rules! impl_repo {
                 &self,
                 client_id: &str,
                 file_id: Uuid,
-            ) -> Result<Option<(FileRecord, crate::direct::DirectUpload)>> {
+            ) -> Result<Option<(FileRecord, crate::domain::DirectUpload)>> {
                 // The file and its declaration in one read.
                 #[derive(sqlx::FromRow)]
                 struct DirectRow {
@@ -1267,7 +1267,7 @@ macro_rules! impl_repo {
                 else {
                     return Ok(None);
                 };
-                let direct = crate::direct::DirectUpload {
+                let direct = crate::domain::DirectUpload {
                     file_id,
                     file_size,
                     sha256,

@@ -53,7 +53,7 @@ fn id_list(ids: &[Uuid]) -> String {
 /// IMMEDIATE takes the write lock before anything is read, so concurrent writers (binds, the
 /// sweeper's claim) queue on the busy timeout instead of racing on a stale read snapshot.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-/// SQLite signals nothing: keys are not cached (see `src/key_cache.rs`).
+/// SQLite signals nothing: keys are not cached (see `src/repo/key_cache.rs`).
 const NOTIFY_KEYS: &str = "SELECT $1";
 
 /// Nothing to wait for: SQLite caches no keys.
@@ -73,7 +73,7 @@ impl KeyEcho {
 
 async fn key_changes(
     _pool: &SqlitePool,
-    _keys: &std::sync::Arc<crate::key_cache::KeyCache>,
+    _keys: &std::sync::Arc<crate::repo::key_cache::KeyCache>,
 ) -> Result<Option<Box<dyn super::KeyChanges>>> {
     Ok(None)
 }
@@ -124,7 +124,7 @@ pub struct SqliteRepo {
     /// The same pool: SQLite has no cheaper commit to offer the writes the sweeper repairs.
     relaxed: SqlitePool,
     /// Never on (nothing signals key changes), so every lookup reads the database.
-    keys: std::sync::Arc<crate::key_cache::KeyCache>,
+    keys: std::sync::Arc<crate::repo::key_cache::KeyCache>,
 }
 
 impl SqliteRepo {

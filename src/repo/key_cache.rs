@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::repo::KeyGrant;
+use super::KeyGrant;
 
 /// How long an entry is trusted without a notification.
 const TTL: Duration = Duration::from_secs(60);
