@@ -499,7 +499,7 @@ async fn a_completion_racing_the_abort_never_stages_a_file_without_bytes(backend
     let (child, base) = crate::crash::serve_process(
         &app,
         &[
-            ("STOWAGE_FAULT_PAUSE", "complete.before_staged=4s"),
+            ("STOWAGE_FAULT_PAUSE", "complete.before_staged=6s"),
             ("STOWAGE_SWEEP_SCHEDULE", "0 0 0 1 1 *"),
         ],
     )
@@ -528,7 +528,7 @@ async fn a_completion_racing_the_abort_never_stages_a_file_without_bytes(backend
     sweep
         .arg("sweep")
         .env("STOWAGE_RECEIVING_GRACE", "0s")
-        .env("STOWAGE_FAULT_PAUSE", "abort.after_row=5s")
+        .env("STOWAGE_FAULT_PAUSE", "abort.after_row=8s")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
     let sweeping = tokio::task::spawn_blocking(move || sweep.status().expect("stowage sweep"));

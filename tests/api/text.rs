@@ -382,7 +382,7 @@ async fn upload_time_checks_share_one_limit_of_extraction_processes(backend: Bac
     std::fs::write(
         &slow,
         format!(
-            "#!/bin/sh\nmkdir {marks}/running 2>/dev/null || touch {marks}/overlap\nsleep 0.7\nrmdir {marks}/running\nexec {} \"$@\"\n",
+            "#!/bin/sh\nmkdir {marks}/running 2>/dev/null || touch {marks}/overlap\nsleep 0.5\n{} \"$@\"\ncode=$?\nrmdir {marks}/running\nexit $code\n",
             env!("CARGO_BIN_EXE_stowage")
         ),
     )
@@ -392,11 +392,11 @@ async fn upload_time_checks_share_one_limit_of_extraction_processes(backend: Bac
         c.text_extractor = Some(slow.clone());
         c.min_text_chars = 10;
         c.text_concurrency = Some(1);
-        c.text_timeout = Duration::from_millis(1_500);
+        c.text_timeout = Duration::from_millis(2_500);
     })
     .await;
     let cv = fixtures::text_pdf(&[&["Grace Hopper, rear admiral and computer scientist"]]);
-    let uploads = (0..6).map(|_| {
+    let uploads = (0..8).map(|_| {
         let request = app
             .acme(Method::POST, "/uploads")
             .multipart(crate::helpers::file_form(
