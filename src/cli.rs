@@ -545,20 +545,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             if json {
                 println!("{}", serde_json::to_string(&run).expect("serializable"));
             } else {
-                println!(
-                    "sweep: {} expired ({} objects deleted), {} dead uploads aborted, {} orphans \
-                     deleted, {} tombstones purged, {} bound files promoted, {} erased by \
-                     retention, {} erasures finished, {} errors",
-                    run.expired,
-                    run.objects_deleted,
-                    run.receiving_aborted,
-                    run.orphans_deleted,
-                    run.tombstones_purged,
-                    run.promoted,
-                    run.erased,
-                    run.erasures_finished,
-                    run.errors
-                );
+                println!("sweep: {}", crate::report::sweep_summary(&run));
                 if let Some(error) = &run.last_error {
                     println!("last error: {error}");
                 }

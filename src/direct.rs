@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::repo::{NewFile, RepoError};
 use crate::sniff::DocumentKind;
-use crate::staging::{self, ByteSource, Meter, StreamChecks, UploadError, kind_of};
+use crate::staging::{self, ByteSource, Meter, Refusal, StreamChecks, UploadError, kind_of};
 use crate::store::{Area, DirectPut, StoreError};
 
 /// What a client declares before sending the bytes.
@@ -44,14 +44,14 @@ pub struct Opened {
 }
 
 /// Checks a declaration the way `POST /uploads` checks a file: name, size, then the SHA-256.
-fn check_declared(state: &App, declared: &Declared) -> Result<(String, DocumentKind), UploadError> {
+fn check_declared(app: &App, declared: &Declared) -> Result<(String, DocumentKind), UploadError> {
     let file_name = sanitize_file_name(&declared.file_name);
-    let kind = kind_of(state, &file_name)?;
+    let kind = kind_of(app, &file_name)?;
     if declared.file_size == 0 {
         return Err(UploadError::Empty);
     }
-    if declared.file_size > state.uploads().max_bytes {
-        return Err(UploadError::too_large(state.uploads().max_bytes));
+    if declared.file_size > app.uploads().max_bytes {
+        return Err(UploadError::too_large(app.uploads().max_bytes));
     }
     let sha = &declared.sha256;
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -65,27 +65,26 @@ fn check_declared(state: &App, declared: &Declared) -> Result<(String, DocumentK
 /// `POST /uploads/direct`: records the declaration and returns where to PUT the bytes.
 /// `base_url` is Stowage's own address, for stores that cannot presign (the local directory).
 pub async fn open(
-    state: &App,
+    app: &App,
     client_id: &str,
     declared: &Declared,
     base_url: &str,
 ) -> Result<Opened, UploadError> {
-    let (file_name, _kind) = check_declared(state, declared)?;
+    let (file_name, _kind) = check_declared(app, declared)?;
     let sha256 = declared.sha256.to_ascii_lowercase();
-    let window = state.uploads().direct_window;
+    let window = app.uploads().direct_window;
     let id = Uuid::new_v4();
     let key = storage_key(client_id, id);
     let created_at = Utc::now();
     let put_expires_at = (created_at + delta(window)?)
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
-    let expires_at = put_expires_at + delta(state.sweep().receiving_grace)?;
-    let put = state
+    let expires_at = put_expires_at + delta(app.sweep().receiving_grace)?;
+    let put = app
         .store()
         .presign_put(&key, declared.file_size, &sha256, window, base_url)
         .await?;
-    state
-        .repo()
+    app.repo()
         .insert_direct(
             &NewFile {
                 id,
@@ -117,22 +116,6 @@ fn delta(d: Duration) -> Result<TimeDelta, UploadError> {
     TimeDelta::from_std(d).map_err(|e| UploadError::Internal(e.to_string()))
 }
 
-/// Whether an error is the file's fault (a refusal to record and repeat), not a passing one.
-fn is_refusal(e: &UploadError) -> bool {
-    !matches!(
-        e,
-        UploadError::Repo(_)
-            | UploadError::Store(_)
-            | UploadError::Spill(_)
-            | UploadError::Internal(_)
-            | UploadError::NotReceived
-            | UploadError::NotDirect
-            | UploadError::Aborted
-            | UploadError::Busy
-            | UploadError::TimedOut
-    )
-}
-
 /// `POST /uploads/{id}/complete`: checks what arrived and stages it, or refuses it (deleting
 /// the object). Completing a file already staged (or further along) answers with its record;
 /// one already refused, with the same refusal. After the upload's window, or once the file was
@@ -141,8 +124,8 @@ fn is_refusal(e: &UploadError) -> bool {
 /// Completion and the sweeper's abort settle on one conditional change of the row: staging is
 /// conditional on the row still `receiving`, and the sweeper deletes the row (conditionally)
 /// before it deletes the object, so a file is never staged without its bytes.
-pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
-    let Some((record, direct)) = state.repo().direct_upload(client_id, id).await? else {
+pub async fn complete(app: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
+    let Some((record, direct)) = app.repo().direct_upload(client_id, id).await? else {
         return Err(UploadError::NotDirect);
     };
     if record.state != FileState::Receiving {
@@ -154,24 +137,24 @@ pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileReco
     if Utc::now() > direct.window_ends_at {
         return Err(UploadError::NotDirect);
     }
-    match check_arrived(state, &record, &direct).await {
+    match check_arrived(app, &record, &direct).await {
         Ok(facts) => {
             crate::fault::pause("complete.before_staged").await;
-            match state.repo().mark_staged(&record, &facts).await {
+            match app.repo().mark_staged(&record, &facts).await {
                 Ok(()) => Ok(facts.staged(&record)),
                 // Completed, refused or aborted by someone else meanwhile: answer as they did.
-                Err(RepoError::Conflict(_)) => again(state, client_id, id).await,
+                Err(RepoError::Conflict(_)) => again(app, client_id, id).await,
                 Err(e) => Err(e.into()),
             }
         }
-        Err(e) if is_refusal(&e) => {
-            let refusal = serde_json::to_string(&e)
+        Err(e) if let Some(refusal) = e.refusal() => {
+            let refusal = serde_json::to_string(&refusal)
                 .map_err(|e| UploadError::Internal(format!("refusal: {e}")))?;
             // Recorded first: a refusal that was answered must be answered again.
-            if !state.repo().refuse_direct(id, &refusal).await? {
-                return again(state, client_id, id).await;
+            if !app.repo().refuse_direct(id, &refusal).await? {
+                return again(app, client_id, id).await;
             }
-            let deleted = state
+            let deleted = app
                 .store()
                 .delete(Area::Staging, std::slice::from_ref(&record.staging_key))
                 .await;
@@ -187,7 +170,7 @@ pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileReco
         // The object went missing or the row changed under the check (aborted, erased): the
         // row says what the answer is.
         Err(e @ (UploadError::NotReceived | UploadError::Store(StoreError::NotFound(_)))) => {
-            match again(state, client_id, id).await {
+            match again(app, client_id, id).await {
                 Err(UploadError::NotReceived) => Err(e),
                 other => other,
             }
@@ -196,8 +179,8 @@ pub async fn complete(state: &App, client_id: &str, id: Uuid) -> Result<FileReco
     }
 }
 
-async fn again(state: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
-    match state.repo().direct_upload(client_id, id).await? {
+async fn again(app: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
+    match app.repo().direct_upload(client_id, id).await? {
         None => Err(UploadError::NotDirect),
         Some((record, _)) if record.state != FileState::Receiving => settled(record),
         Some((_, direct)) => match direct.refusal {
@@ -217,10 +200,14 @@ fn settled(record: FileRecord) -> Result<FileRecord, UploadError> {
     }
 }
 
+/// A recorded refusal, answered again. One recorded before refusals were stored as a code and
+/// a message cannot be read back as such: it is answered as a refusal all the same.
 fn recorded(refusal: &str) -> UploadError {
-    serde_json::from_str(refusal).unwrap_or_else(|e| {
-        UploadError::Internal(format!("a recorded refusal cannot be read: {e}"))
-    })
+    UploadError::Recorded(serde_json::from_str(refusal).unwrap_or_else(|_| Refusal {
+        code: "file_content_invalid".into(),
+        message: "The file was refused; upload it again".into(),
+        details: Default::default(),
+    }))
 }
 
 /// The stored object, read once from its start, as the staging pipeline's source of bytes.
@@ -242,17 +229,13 @@ impl ByteSource for StoredBytes {
 /// within the bomb limits, OLE chains) and the text check. Only the source of the bytes differs,
 /// and the declared size and SHA-256 are held against what was read.
 async fn check_arrived(
-    state: &App,
+    app: &App,
     record: &FileRecord,
     direct: &DirectUpload,
 ) -> Result<StagedFacts, UploadError> {
-    let kind = kind_of(state, &record.file_name)?;
+    let kind = kind_of(app, &record.file_name)?;
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
-    let Some((reader, size)) = state
-        .store()
-        .read(Area::Staging, &record.staging_key)
-        .await?
-    else {
+    let Some((reader, size)) = app.store().read(Area::Staging, &record.staging_key).await? else {
         return Err(UploadError::NotReceived);
     };
     let mismatch = |received| UploadError::SizeMismatch { declared, received };
@@ -270,7 +253,7 @@ async fn check_arrived(
     let head = staging::read_head(kind, &mut source, &mut meter)
         .await
         .map_err(taken)?;
-    let mut checks = StreamChecks::new(state, kind)?;
+    let mut checks = StreamChecks::new(app, kind)?;
     for chunk in &head {
         checks.feed(chunk).await?;
     }
@@ -286,7 +269,7 @@ async fn check_arrived(
         return Err(UploadError::ChecksumMismatch);
     }
     let spool = checks.end().await?;
-    staging::check_document(state, kind, spool).await?;
+    staging::check_document(app, kind, spool).await?;
     let now = Utc::now()
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
@@ -295,7 +278,7 @@ async fn check_arrived(
         file_size: size as i64,
         sha256,
         uploaded_at: now,
-        expires_at: now + delta(state.uploads().ttl)?,
+        expires_at: now + delta(app.uploads().ttl)?,
     })
 }
 

@@ -26,11 +26,11 @@ pub enum PromoteError {
 
 /// Moves a bound file's object to long-term storage and returns the record as it will be once
 /// marked; the row itself is not touched (see [`promote_file`]).
-pub async fn move_object(state: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
+pub async fn move_object(app: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
     // A size the row does not know is measured, never taken for zero.
     let size = match file.file_size {
         Some(size) => Some(size),
-        None => state
+        None => app
             .store()
             .size(Area::Staging, &file.staging_key)
             .await?
@@ -42,19 +42,19 @@ pub async fn move_object(state: &App, file: &FileRecord) -> Result<FileRecord, P
     {
         return Err(PromoteError::TooLarge(file.id, size));
     }
-    state.store().promote(&file.staging_key).await?;
+    app.store().promote(&file.staging_key).await?;
     Ok(file.promoted(&file.staging_key, Utc::now()))
 }
 
 /// Promotes one bound file (object, then row); a file already promoted is returned as it is.
-pub async fn promote_file(state: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
+pub async fn promote_file(app: &App, file: &FileRecord) -> Result<FileRecord, PromoteError> {
     if file.state != FileState::Bound {
         return Ok(file.clone());
     }
-    let promoted = move_object(state, file).await?;
-    if !state.repo().mark_promoted(file, &file.staging_key).await? {
-        crate::erasure::after_lost_promotion(state, file.id, &file.staging_key).await;
-        return Ok(state
+    let promoted = move_object(app, file).await?;
+    if !app.repo().mark_promoted(file, &file.staging_key).await? {
+        crate::erasure::after_lost_promotion(app, file.id, &file.staging_key).await;
+        return Ok(app
             .repo()
             .get_file(&file.client_id, file.id)
             .await?
@@ -66,10 +66,10 @@ pub async fn promote_file(state: &App, file: &FileRecord) -> Result<FileRecord, 
 
 /// Promotes what it can of a list of files, logging what it cannot; returns the files as they
 /// now are.
-pub async fn promote_all(state: &App, files: Vec<FileRecord>) -> Vec<FileRecord> {
+pub async fn promote_all(app: &App, files: Vec<FileRecord>) -> Vec<FileRecord> {
     let mut out = Vec::with_capacity(files.len());
     for file in files {
-        match promote_file(state, &file).await {
+        match promote_file(app, &file).await {
             Ok(promoted) => out.push(promoted),
             Err(e) => {
                 tracing::warn!(file_id = %file.id, error = %e, "promotion failed; it will be retried");
@@ -88,16 +88,16 @@ pub struct RecoveryReport {
 }
 
 /// Re-drives every `bound` file to `promoted` (files whose promotion was interrupted).
-pub async fn recover_bound(state: &App) -> Result<RecoveryReport, RepoError> {
+pub async fn recover_bound(app: &App) -> Result<RecoveryReport, RepoError> {
     const BATCH: i64 = 100;
     let mut report = RecoveryReport::default();
     loop {
-        let batch = state.repo().bound_files(BATCH).await?;
+        let batch = app.repo().bound_files(BATCH).await?;
         let full = batch.len() as i64 == BATCH;
         let mut progress = false;
         for file in batch {
-            let outcome = promote_file(state, &file).await;
-            state.telemetry().promotion_retry(outcome.is_ok());
+            let outcome = promote_file(app, &file).await;
+            app.telemetry().promotion_retry(outcome.is_ok());
             match outcome {
                 Ok(_) => {
                     report.promoted += 1;

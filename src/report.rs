@@ -99,19 +99,30 @@ impl StorageReport {
         match &self.last_sweep {
             None => out.push_str("last sweep: never\n"),
             Some(run) => out.push_str(&format!(
-                "last sweep: {} ({} expired, {} objects deleted, {} uploads aborted, {} orphans \
-                 deleted, {} tombstones purged, {} promoted, {} errors)\n",
+                "last sweep: {} ({})\n",
                 run.finished_at
                     .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                run.expired,
-                run.objects_deleted,
-                run.receiving_aborted,
-                run.orphans_deleted,
-                run.tombstones_purged,
-                run.promoted,
-                run.errors
+                sweep_summary(run)
             )),
         }
         out
     }
+}
+
+/// What a sweep pass did, in one line (`stowage sweep`, `stowage stats`).
+pub fn sweep_summary(run: &SweepRun) -> String {
+    format!(
+        "{} expired ({} objects deleted), {} dead uploads aborted, {} orphans deleted, {} \
+         tombstones purged, {} bound files promoted, {} erased by retention, {} erasures \
+         finished, {} errors",
+        run.expired,
+        run.objects_deleted,
+        run.receiving_aborted,
+        run.orphans_deleted,
+        run.tombstones_purged,
+        run.promoted,
+        run.erased,
+        run.erasures_finished,
+        run.errors
+    )
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::domain::{FileRecord, StagedFacts, sanitize_file_name, storage_key};
-use crate::repo::{NewFile, RepoError};
+use crate::repo::{Discard, NewFile, RepoError};
 use crate::sniff::{self, ContentError, DocumentKind};
 use crate::spill::SpillFile;
 use crate::store::{Area, ObjectWriter, StoreError};
@@ -31,9 +31,9 @@ pub trait ByteSource: Send {
     async fn next_chunk(&mut self) -> Result<Option<Bytes>, UploadError>;
 }
 
-/// Why an upload was refused or failed. A refusal serialises, so that a direct upload's
-/// completion can answer it again; passing failures do not.
-#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
+/// Why an upload was refused or failed. A refusal is recorded as a [`Refusal`] (its code,
+/// message and details), so that a direct upload's completion can answer it again.
+#[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("No file part: send multipart/form-data with one part named 'file'")]
     Missing,
@@ -79,33 +79,39 @@ pub enum UploadError {
     #[error(
         "The file has not been received yet: PUT it to the upload URL, then complete the upload"
     )]
-    #[serde(skip)]
     NotReceived,
     /// No direct upload of this id for this client.
     #[error("File not found")]
-    #[serde(skip)]
     NotDirect,
     /// The upload's row was aborted (its bytes fell silent for longer than the grace period) or
     /// its file erased while the bytes arrived: nothing of it is kept.
     #[error("The upload was aborted or its file erased while it was received; nothing was kept")]
-    #[serde(skip)]
     Aborted,
     /// Every text extraction process is busy (`STOWAGE_TEXT_CONCURRENCY`): retry later.
     #[error("Every text extraction process is busy; retry later")]
-    #[serde(skip)]
     Busy,
     #[error(transparent)]
-    #[serde(skip)]
     Repo(#[from] RepoError),
     #[error(transparent)]
-    #[serde(skip)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    #[serde(skip)]
     Spill(#[from] crate::spill::SpillError),
     #[error("internal error: {0}")]
-    #[serde(skip)]
     Internal(String),
+    /// A refusal recorded earlier, answered again.
+    #[error("{}", .0.message)]
+    Recorded(Refusal),
+}
+
+/// A refusal as it is recorded and answered: the error envelope's code, message and details.
+/// Stored as such (not as a serialised [`UploadError`]), so renaming a variant changes nothing
+/// already recorded.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Refusal {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub details: std::collections::BTreeMap<String, String>,
 }
 
 impl UploadError {
@@ -114,6 +120,68 @@ impl UploadError {
             ContentError::Mismatch { detected } => UploadError::ContentMismatch { kind, detected },
             ContentError::Invalid { reason } => UploadError::ContentInvalid { kind, reason },
         }
+    }
+
+    /// The error code the API answers this with (`error.code`), for every error that is the
+    /// request's or the file's; `None` for passing failures (database, storage, internal) and
+    /// for an upload that is not there to be completed (`file_not_found`).
+    pub fn code(&self) -> Option<&str> {
+        Some(match self {
+            UploadError::Missing => "file_missing",
+            UploadError::MultipleFiles => "multiple_files",
+            UploadError::NoExtension { .. } => "file_name_invalid",
+            UploadError::ExtensionNotAllowed { .. } => "file_extension_not_allowed",
+            UploadError::Empty => "file_empty",
+            UploadError::TooLarge { .. } => "file_too_large",
+            UploadError::ContentMismatch { .. } => "file_content_mismatch",
+            UploadError::ContentInvalid { .. } => "file_content_invalid",
+            UploadError::TextTooShort { .. } => "text_too_short",
+            UploadError::TextUnreadable(_) => "text_unreadable",
+            UploadError::Malformed(_) => "malformed_multipart",
+            UploadError::TimedOut => "request_timeout",
+            UploadError::Declaration(_) => "invalid_payload",
+            UploadError::SizeMismatch { .. } => "file_size_mismatch",
+            UploadError::ChecksumMismatch => "file_checksum_mismatch",
+            UploadError::NotReceived => "upload_not_received",
+            UploadError::Aborted => "upload_aborted",
+            UploadError::Recorded(refusal) => &refusal.code,
+            UploadError::NotDirect
+            | UploadError::Busy
+            | UploadError::Repo(_)
+            | UploadError::Store(_)
+            | UploadError::Spill(_)
+            | UploadError::Internal(_) => return None,
+        })
+    }
+
+    /// What the answer's `details` say.
+    pub fn details(&self) -> std::collections::BTreeMap<String, String> {
+        let detail = match self {
+            UploadError::TextTooShort { chars, .. } => Some(("chars", chars.to_string())),
+            UploadError::SizeMismatch { received, .. } => Some(("received", received.to_string())),
+            UploadError::TextUnreadable(failure) => {
+                Some(("reason", failure.reason.as_str().into()))
+            }
+            UploadError::Recorded(refusal) => return refusal.details.clone(),
+            _ => None,
+        };
+        detail.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
+
+    /// The refusal to record, if this is the file's fault (not a passing failure, nor a file
+    /// that has not arrived or is gone).
+    pub fn refusal(&self) -> Option<Refusal> {
+        if matches!(
+            self,
+            UploadError::NotReceived | UploadError::Aborted | UploadError::TimedOut
+        ) {
+            return None;
+        }
+        Some(Refusal {
+            code: self.code()?.to_owned(),
+            message: self.to_string(),
+            details: self.details(),
+        })
     }
 
     /// The size-limit refusal, worded as the API promises.
@@ -137,9 +205,8 @@ fn human_size(bytes: u64) -> String {
 }
 
 /// The allowed extensions as the error messages list them: `.doc, .docx, .pdf`.
-fn allowed_list(state: &App) -> String {
-    state
-        .uploads()
+fn allowed_list(app: &App) -> String {
+    app.uploads()
         .allowed_extensions
         .iter()
         .map(|k| k.to_string())
@@ -148,18 +215,18 @@ fn allowed_list(state: &App) -> String {
 }
 
 /// The document kind a (sanitised) file name claims, if it is allowed.
-pub(crate) fn kind_of(state: &App, file_name: &str) -> Result<DocumentKind, UploadError> {
+pub(crate) fn kind_of(app: &App, file_name: &str) -> Result<DocumentKind, UploadError> {
     let Some(ext) = sniff::extension_of(file_name) else {
         return Err(UploadError::NoExtension {
             name: file_name.to_owned(),
-            allowed: allowed_list(state),
+            allowed: allowed_list(app),
         });
     };
     DocumentKind::from_extension(&ext)
-        .filter(|kind| state.uploads().allowed_extensions.contains(kind))
+        .filter(|kind| app.uploads().allowed_extensions.contains(kind))
         .ok_or_else(|| UploadError::ExtensionNotAllowed {
             ext,
-            allowed: allowed_list(state),
+            allowed: allowed_list(app),
         })
 }
 
@@ -240,11 +307,11 @@ pub(crate) struct StreamChecks {
 
 impl StreamChecks {
     /// The checks a file of `kind` needs; a spool when a whole-document check will read it.
-    pub(crate) fn new(state: &App, kind: DocumentKind) -> Result<StreamChecks, UploadError> {
+    pub(crate) fn new(app: &App, kind: DocumentKind) -> Result<StreamChecks, UploadError> {
         let pdf = kind == DocumentKind::Pdf;
-        let text_check = state.text().min_chars.is_some();
+        let text_check = app.text().min_chars.is_some();
         let spool = if kind.needs_deep_check() || text_check {
-            let file = state.spill().file()?;
+            let file = app.spill().file()?;
             let async_file = tokio::fs::File::from_std(file.try_clone()?);
             Some((file, async_file))
         } else {
@@ -316,7 +383,7 @@ impl StreamChecks {
 /// `.doc`/`.docx` (every entry inflated, within the bomb limits), then, with
 /// `STOWAGE_MIN_TEXT_CHARS`, the text check. Both ways in end here.
 pub(crate) async fn check_document(
-    state: &App,
+    app: &App,
     kind: DocumentKind,
     spool: Option<SpillFile>,
 ) -> Result<(), UploadError> {
@@ -324,7 +391,7 @@ pub(crate) async fn check_document(
     if kind.needs_deep_check()
         && let Some(mut file) = spool.take()
     {
-        let limits = state.uploads().docx_limits.clone();
+        let limits = app.uploads().docx_limits.clone();
         spool = Some(
             tokio::task::spawn_blocking(move || {
                 sniff::check_whole(kind, BufReader::new(file.rewound()?), &limits)
@@ -335,11 +402,11 @@ pub(crate) async fn check_document(
             .map_err(|e| UploadError::Internal(format!("deep check: {e}")))??,
         );
     }
-    if let Some(min) = state.text().min_chars {
+    if let Some(min) = app.text().min_chars {
         let file = spool
             .as_mut()
             .ok_or_else(|| UploadError::Internal("the spool for the text check is gone".into()))?;
-        check_text(state, kind, file, min).await?;
+        check_text(app, kind, file, min).await?;
     }
     Ok(())
 }
@@ -353,9 +420,9 @@ async fn receive_body(
     source: &mut dyn ByteSource,
     meter: &mut Meter,
 ) -> Result<Option<SpillFile>, UploadError> {
-    let mut checks = StreamChecks::new(&cleanup.state, kind)?;
+    let mut checks = StreamChecks::new(&cleanup.app, kind)?;
     let mut multipart_recorded = false;
-    let heartbeat = cleanup.state.uploads().heartbeat;
+    let heartbeat = cleanup.app.uploads().heartbeat;
     let mut last_sign = std::time::Instant::now();
     let mut pending = head.into_iter();
     let mut next = pending.next();
@@ -366,7 +433,7 @@ async fn receive_body(
         if !multipart_recorded && let Some(upload_id) = writer.multipart_upload_id() {
             let upload_id = upload_id.to_owned();
             cleanup
-                .state
+                .app
                 .repo()
                 .set_multipart_upload(cleanup.id, &upload_id)
                 .await?;
@@ -375,7 +442,7 @@ async fn receive_body(
         }
         if last_sign.elapsed() >= heartbeat {
             last_sign = std::time::Instant::now();
-            let touched = cleanup.state.repo().touch_receiving(cleanup.id, Utc::now());
+            let touched = cleanup.app.repo().touch_receiving(cleanup.id, Utc::now());
             match touched.await {
                 Ok(true) => {}
                 // Aborted by the sweeper or erased meanwhile: nothing of it may be kept.
@@ -402,7 +469,7 @@ async fn receive_body(
 /// `STOWAGE_MIN_TEXT_CHARS`: extracts the received file's text (isolated, as after promotion)
 /// and refuses a file with less than `min` characters, or none to read.
 async fn check_text(
-    state: &App,
+    app: &App,
     kind: DocumentKind,
     spool: &mut SpillFile,
     min: u64,
@@ -413,7 +480,7 @@ async fn check_text(
         .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
     let input = tokio::fs::File::from_std(file);
     let wait = crate::extraction::Wait::Bounded;
-    let extracted = crate::extraction::extract_isolated(state.text(), kind, input, wait)
+    let extracted = crate::extraction::extract_isolated(app.text(), kind, input, wait)
         .await
         .map_err(|e| match e {
             crate::extraction::RunError::Busy => UploadError::Busy,
@@ -476,7 +543,7 @@ fn head_bytes(head: &[Bytes]) -> Bytes {
 /// [`Cleanup::disarm`] on success. Error paths await [`Cleanup::run`]; a guard dropped armed (a
 /// cancelled or panicking task) cleans up in the background.
 struct Cleanup {
-    state: App,
+    app: App,
     id: Uuid,
     key: String,
     writer: Option<Box<dyn ObjectWriter>>,
@@ -500,7 +567,7 @@ impl Cleanup {
     async fn run(mut self) {
         self.armed = false;
         clean_up(
-            &self.state,
+            &self.app,
             self.id,
             &self.key,
             self.writer.take(),
@@ -515,21 +582,21 @@ impl Drop for Cleanup {
         if !self.armed {
             return;
         }
-        let (state, id, key, writer, stored) = (
-            self.state.clone(),
+        let (app, id, key, writer, stored) = (
+            self.app.clone(),
             self.id,
             std::mem::take(&mut self.key),
             self.writer.take(),
             self.stored,
         );
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { clean_up(&state, id, &key, writer, stored).await });
+            runtime.spawn(async move { clean_up(&app, id, &key, writer, stored).await });
         }
     }
 }
 
 async fn clean_up(
-    state: &App,
+    app: &App,
     id: Uuid,
     key: &str,
     writer: Option<Box<dyn ObjectWriter>>,
@@ -543,7 +610,7 @@ async fn clean_up(
         clean = false;
     }
     if stored {
-        match state.store().delete(Area::Staging, &[key.to_owned()]).await {
+        match app.store().delete(Area::Staging, &[key.to_owned()]).await {
             Ok(failures) if failures.is_empty() => {}
             Ok(failures) => {
                 tracing::warn!(file_id = %id, reason = %failures[0].reason, "could not delete a failed upload");
@@ -557,7 +624,7 @@ async fn clean_up(
             }
         }
     }
-    if clean && let Err(e) = state.repo().delete_receiving(id).await {
+    if clean && let Err(e) = app.repo().delete_receiving(id).await {
         tracing::warn!(file_id = %id, error = %e, "could not delete the row of a failed upload");
     }
 }
@@ -577,14 +644,14 @@ pub struct Pending {
 /// Checks the name and the head of a file, writes the `receiving` row, then streams the rest
 /// from `source` into the staging area. On failure nothing is left behind.
 pub async fn receive(
-    state: &App,
+    app: &App,
     client_id: &str,
     raw_file_name: &str,
     source: &mut dyn ByteSource,
 ) -> Result<Pending, UploadError> {
     let file_name = sanitize_file_name(raw_file_name);
-    let kind = kind_of(state, &file_name)?;
-    let mut meter = Meter::new(state.uploads().max_bytes);
+    let kind = kind_of(app, &file_name)?;
+    let mut meter = Meter::new(app.uploads().max_bytes);
     let head = read_head(kind, source, &mut meter).await?;
 
     let id = Uuid::new_v4();
@@ -602,9 +669,9 @@ pub async fn receive(
         staging_key: key.clone(),
         created_at,
     };
-    state.repo().insert_receiving(&new_file).await?;
+    app.repo().insert_receiving(&new_file).await?;
     let mut cleanup = Cleanup {
-        state: state.clone(),
+        app: app.clone(),
         id,
         key: key.clone(),
         writer: None,
@@ -613,7 +680,7 @@ pub async fn receive(
     };
     crate::fault::point("upload.before_store");
     let received = async {
-        cleanup.writer = Some(state.store().begin_staging(&key).await?);
+        cleanup.writer = Some(app.store().begin_staging(&key).await?);
         receive_body(&mut cleanup, kind, head, source, &mut meter).await
     }
     .await;
@@ -627,7 +694,7 @@ pub async fn receive(
             now,
         }),
         Err(e) => {
-            let e = aborted_or(state, id, e).await;
+            let e = aborted_or(app, id, e).await;
             cleanup.run().await;
             Err(e)
         }
@@ -636,11 +703,11 @@ pub async fn receive(
 
 /// A storage failure of an upload whose row the sweeper aborted (or an erasure took) while its
 /// bytes arrived — its multipart upload aborted under it — is that abort, not a storage fault.
-async fn aborted_or(state: &App, id: Uuid, e: UploadError) -> UploadError {
+async fn aborted_or(app: &App, id: Uuid, e: UploadError) -> UploadError {
     if !matches!(e, UploadError::Store(_)) {
         return e;
     }
-    match state.repo().touch_receiving(id, Utc::now()).await {
+    match app.repo().touch_receiving(id, Utc::now()).await {
         Ok(false) => UploadError::Aborted,
         _ => e,
     }
@@ -658,8 +725,8 @@ impl Pending {
             now,
         } = self;
         let finished = async {
-            let state = cleanup.state.clone();
-            check_document(&state, kind, spool).await?;
+            let app = cleanup.app.clone();
+            check_document(&app, kind, spool).await?;
             let writer = cleanup
                 .writer
                 .take()
@@ -668,7 +735,7 @@ impl Pending {
             cleanup.stored = true;
             writer.finish().await?;
             crate::fault::point("upload.after_store");
-            let ttl = TimeDelta::from_std(state.uploads().ttl)
+            let ttl = TimeDelta::from_std(app.uploads().ttl)
                 .map_err(|e| UploadError::Internal(e.to_string()))?;
             let facts = StagedFacts {
                 content_type: kind.content_type().to_owned(),
@@ -677,7 +744,7 @@ impl Pending {
                 uploaded_at: now,
                 expires_at: now + ttl,
             };
-            match state.repo().mark_staged(&receiving, &facts).await {
+            match app.repo().mark_staged(&receiving, &facts).await {
                 Ok(()) => {}
                 // Aborted by the sweeper (it fell silent) or erased while its bytes arrived.
                 Err(RepoError::Conflict(_)) => return Err(UploadError::Aborted),
@@ -690,7 +757,7 @@ impl Pending {
         let facts = match finished {
             Ok(facts) => facts,
             Err(e) => {
-                let e = aborted_or(&cleanup.state.clone(), cleanup.id, e).await;
+                let e = aborted_or(&cleanup.app.clone(), cleanup.id, e).await;
                 cleanup.run().await;
                 return Err(e);
             }
@@ -703,6 +770,26 @@ impl Pending {
     pub async fn abandon(self) {
         self.cleanup.run().await;
     }
+}
+
+/// `DELETE /uploads/{id}`: a staged file becomes a `discarded` tombstone (so no webhook can bind
+/// it any more), then its object is deleted; if that fails, the sweeper deletes it later.
+pub async fn discard(app: &App, client_id: &str, id: Uuid) -> Result<Discard, RepoError> {
+    let outcome = app.repo().discard(client_id, id).await?;
+    if let Discard::Discarded(record) = &outcome {
+        let key = std::slice::from_ref(&record.staging_key);
+        match app.store().delete(Area::Staging, key).await {
+            Ok(failures) if failures.is_empty() => {}
+            Ok(failures) => {
+                tracing::warn!(file_id = %id, reason = %failures[0].reason, "discarded file's object not deleted")
+            }
+            Err(e) => {
+                tracing::warn!(file_id = %id, error = %e, "discarded file's object not deleted")
+            }
+        }
+        tracing::info!(file_id = %id, "file discarded");
+    }
+    Ok(outcome)
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ impl Tally {
 
 /// Runs one full maintenance pass now and records it. A pass that outlives the sweep timeout
 /// is cut off where it is (every step is safe to interrupt) and recorded as failed.
-pub async fn run_pass(state: &App) -> SweepRun {
+pub async fn run_pass(app: &App) -> SweepRun {
     let mut tally = Tally {
         run: SweepRun {
             id: Uuid::new_v4(),
@@ -63,8 +63,8 @@ pub async fn run_pass(state: &App) -> SweepRun {
             ..SweepRun::default()
         },
     };
-    let limit = state.sweep().timeout;
-    if tokio::time::timeout(limit, run_steps(state, &mut tally))
+    let limit = app.sweep().timeout;
+    if tokio::time::timeout(limit, run_steps(app, &mut tally))
         .await
         .is_err()
     {
@@ -77,10 +77,10 @@ pub async fn run_pass(state: &App) -> SweepRun {
     tally.run.pass_ms = (tally.run.finished_at - tally.run.started_at).num_milliseconds();
 
     let run = tally.run;
-    if let Err(e) = state.repo().record_sweep(&run).await {
+    if let Err(e) = app.repo().record_sweep(&run).await {
         tracing::warn!(error = %e, "could not record the sweep pass");
     }
-    state.telemetry().sweep(&run);
+    app.telemetry().sweep(&run);
     tracing::info!(
         expired = run.expired,
         objects_deleted = run.objects_deleted,
@@ -96,8 +96,8 @@ pub async fn run_pass(state: &App) -> SweepRun {
     run
 }
 
-async fn run_steps(state: &App, tally: &mut Tally) {
-    match promotion::recover_bound(state).await {
+async fn run_steps(app: &App, tally: &mut Tally) {
+    match promotion::recover_bound(app).await {
         Ok(report) => {
             tally.run.promoted = report.promoted as i64;
             if report.failed > 0 {
@@ -110,26 +110,26 @@ async fn run_steps(state: &App, tally: &mut Tally) {
         Err(e) => tally.error("promote", e),
     }
     let expiry_started = std::time::Instant::now();
-    expire(state, tally).await;
+    expire(app, tally).await;
     tally.run.expire_ms = expiry_started.elapsed().as_millis() as i64;
-    abort_dead_uploads(state, tally).await;
-    close_direct_windows(state, tally).await;
-    if let Some(retention) = state.sweep().file_retention {
+    abort_dead_uploads(app, tally).await;
+    close_direct_windows(app, tally).await;
+    if let Some(retention) = app.sweep().file_retention {
         let before = Utc::now() - to_delta(retention);
-        let (erased, errors) = crate::erasure::apply_retention(state, before).await;
+        let (erased, errors) = crate::erasure::apply_retention(app, before).await;
         tally.run.erased += erased;
         for error in errors {
             tally.error("retention", error);
         }
     }
-    let settled = Utc::now() - to_delta(state.sweep().erasure_settle);
-    let (finished, errors) = crate::erasure::finish_erasures(state, settled).await;
+    let settled = Utc::now() - to_delta(app.sweep().erasure_settle);
+    let (finished, errors) = crate::erasure::finish_erasures(app, settled).await;
     tally.run.erasures_finished += finished;
     for error in errors {
         tally.error("erasure", error);
     }
-    delete_orphans(state, tally).await;
-    purge(state, tally).await;
+    delete_orphans(app, tally).await;
+    purge(app, tally).await;
 }
 
 /// Expiry workers per pass: one marks rows while the other waits on DeleteObjects.
@@ -138,9 +138,9 @@ const EXPIRY_WORKERS: usize = 2;
 /// Staged files past `expires_at`: mark them `expired` (tombstones), then delete their objects
 /// (≤ 1000 keys a call). An object whose delete fails belongs to a tombstone from then on and
 /// is removed by the orphan step.
-async fn expire(state: &App, tally: &mut Tally) {
+async fn expire(app: &App, tally: &mut Tally) {
     let results =
-        futures_util::future::join_all((0..EXPIRY_WORKERS).map(|_| expire_worker(state))).await;
+        futures_util::future::join_all((0..EXPIRY_WORKERS).map(|_| expire_worker(app))).await;
     for worker in results {
         tally.run.expired += worker.run.expired;
         tally.run.objects_deleted += worker.run.objects_deleted;
@@ -151,12 +151,12 @@ async fn expire(state: &App, tally: &mut Tally) {
     }
 }
 
-async fn expire_worker(state: &App) -> Tally {
+async fn expire_worker(app: &App) -> Tally {
     let mut tally = Tally {
         run: SweepRun::default(),
     };
     for _ in 0..MAX_EXPIRY_BATCHES {
-        let expired = match state.repo().expire_due(Utc::now(), EXPIRY_BATCH).await {
+        let expired = match app.repo().expire_due(Utc::now(), EXPIRY_BATCH).await {
             Ok(expired) => expired,
             Err(e) => {
                 tally.error("expire", e);
@@ -168,7 +168,7 @@ async fn expire_worker(state: &App) -> Tally {
         }
         tally.run.expired += expired.len() as i64;
         let keys: Vec<String> = expired.iter().map(|f| f.staging_key.clone()).collect();
-        match state.store().delete(Area::Staging, &keys).await {
+        match app.store().delete(Area::Staging, &keys).await {
             Ok(failures) => {
                 tally.run.objects_deleted += (keys.len() - failures.len()) as i64;
                 for failure in &failures {
@@ -196,14 +196,14 @@ async fn expire_worker(state: &App) -> Tally {
 /// it), and only then its multipart upload aborted and its object deleted: a completion racing
 /// the abort either staged the file first (and the abort leaves it) or finds no row and stages
 /// nothing. What a failed delete leaves has no row and goes with the orphans.
-async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
-    let before = Utc::now() - to_delta(state.sweep().receiving_grace);
-    let rows = match state.repo().stale_receiving(before, EXPIRY_BATCH).await {
+async fn abort_dead_uploads(app: &App, tally: &mut Tally) {
+    let before = Utc::now() - to_delta(app.sweep().receiving_grace);
+    let rows = match app.repo().stale_receiving(before, EXPIRY_BATCH).await {
         Ok(rows) => rows,
         Err(e) => return tally.error("abort", e),
     };
     for file in rows {
-        match state.repo().abort_receiving(file.id, before).await {
+        match app.repo().abort_receiving(file.id, before).await {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -214,11 +214,10 @@ async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
         tally.run.receiving_aborted += 1;
         crate::fault::pause("abort.after_row").await;
         let cleaned = async {
-            state
-                .store()
+            app.store()
                 .abort_incomplete(&file.staging_key, file.multipart_upload_id.as_deref())
                 .await?;
-            let failures = state
+            let failures = app
                 .store()
                 .delete(Area::Staging, std::slice::from_ref(&file.staging_key))
                 .await?;
@@ -239,9 +238,9 @@ async fn abort_dead_uploads(state: &App, tally: &mut Tally) {
 /// have brought bytes after the upload stopped being live (refused, discarded, erased, promoted
 /// or expired), so their staging key is deleted again. A staged or bound file's staging key is
 /// its object and stays; a receiving one is the abort's.
-async fn close_direct_windows(state: &App, tally: &mut Tally) {
-    let before = Utc::now() - to_delta(state.sweep().receiving_grace);
-    let due = match state
+async fn close_direct_windows(app: &App, tally: &mut Tally) {
+    let before = Utc::now() - to_delta(app.sweep().receiving_grace);
+    let due = match app
         .repo()
         .closing_direct_windows(before, EXPIRY_BATCH)
         .await
@@ -253,7 +252,7 @@ async fn close_direct_windows(state: &App, tally: &mut Tally) {
         match file_state {
             FileState::Receiving => continue,
             FileState::Staged | FileState::Bound => {}
-            _ => match state
+            _ => match app
                 .store()
                 .delete(Area::Staging, std::slice::from_ref(&key))
                 .await
@@ -269,7 +268,7 @@ async fn close_direct_windows(state: &App, tally: &mut Tally) {
                 }
             },
         }
-        if let Err(e) = state.repo().close_direct_window(id).await {
+        if let Err(e) = app.repo().close_direct_window(id).await {
             tally.error("direct", e);
         }
     }
@@ -291,13 +290,13 @@ fn id_of(key: &str) -> Option<Uuid> {
 /// just expired it deletes it next, and deleting it here too would delete it twice. Keys
 /// Stowage did not make are logged and left alone.
 async fn orphans(
-    state: &App,
+    app: &App,
     keys: Vec<(String, bool)>,
 ) -> Result<Vec<String>, crate::repo::RepoError> {
     let mut states = std::collections::HashMap::new();
     let ids: Vec<Uuid> = keys.iter().filter_map(|(k, _)| id_of(k)).collect();
     for chunk in ids.chunks(EXPIRY_BATCH as usize) {
-        states.extend(state.repo().file_states(chunk).await?);
+        states.extend(app.repo().file_states(chunk).await?);
     }
     Ok(keys
         .into_iter()
@@ -317,9 +316,9 @@ async fn orphans(
 
 /// Objects and incomplete uploads in the staging area that no live row references: left by
 /// crashes or failed deletes. Each is logged, then deleted.
-async fn delete_orphans(state: &App, tally: &mut Tally) {
-    let cutoff = Utc::now() - to_delta(state.sweep().receiving_grace);
-    match state.store().list(Area::Staging).await {
+async fn delete_orphans(app: &App, tally: &mut Tally) {
+    let cutoff = Utc::now() - to_delta(app.sweep().receiving_grace);
+    match app.store().list(Area::Staging).await {
         Ok(objects) => {
             let keys: Vec<(String, bool)> = objects
                 .into_iter()
@@ -328,12 +327,12 @@ async fn delete_orphans(state: &App, tally: &mut Tally) {
                     (o.key, old)
                 })
                 .collect();
-            match orphans(state, keys).await {
+            match orphans(app, keys).await {
                 Ok(orphans) if !orphans.is_empty() => {
                     for key in &orphans {
                         tracing::warn!(key = %key, "deleting an orphan staging object");
                     }
-                    match state.store().delete(Area::Staging, &orphans).await {
+                    match app.store().delete(Area::Staging, &orphans).await {
                         Ok(failures) => {
                             tally.run.orphans_deleted += (orphans.len() - failures.len()) as i64;
                             for f in failures {
@@ -350,20 +349,20 @@ async fn delete_orphans(state: &App, tally: &mut Tally) {
         Err(e) => tally.error("orphans", e),
     }
 
-    match state.store().list_incomplete().await {
+    match app.store().list_incomplete().await {
         Ok(uploads) => {
             let keys = uploads
                 .iter()
                 .map(|u| (u.key.clone(), u.initiated.is_none_or(|t| t <= cutoff)))
                 .collect();
-            let orphan_keys: HashSet<String> = match orphans(state, keys).await {
+            let orphan_keys: HashSet<String> = match orphans(app, keys).await {
                 Ok(keys) => keys.into_iter().collect(),
                 Err(e) => return tally.error("orphans", e),
             };
             for upload in uploads.into_iter().filter(|u| orphan_keys.contains(&u.key)) {
                 tracing::warn!(key = %upload.key, "aborting an orphan incomplete upload");
                 let id = (!upload.upload_id.is_empty()).then_some(upload.upload_id.as_str());
-                match state.store().abort_incomplete(&upload.key, id).await {
+                match app.store().abort_incomplete(&upload.key, id).await {
                     Ok(()) => tally.run.orphans_deleted += 1,
                     Err(e) => tally.error("orphans", e),
                 }
@@ -374,11 +373,11 @@ async fn delete_orphans(state: &App, tally: &mut Tally) {
 }
 
 /// Tombstones older than the retention period.
-async fn purge(state: &App, tally: &mut Tally) {
+async fn purge(app: &App, tally: &mut Tally) {
     let now = Utc::now();
-    let before = now - to_delta(state.sweep().tombstone_retention);
-    let erasures_before = now - to_delta(state.sweep().erasure_log_retention);
-    match state.repo().purge_tombstones(before, erasures_before).await {
+    let before = now - to_delta(app.sweep().tombstone_retention);
+    let erasures_before = now - to_delta(app.sweep().erasure_log_retention);
+    match app.repo().purge_tombstones(before, erasures_before).await {
         Ok(purged) => tally.run.tombstones_purged += purged as i64,
         Err(e) => tally.error("purge", e),
     }
@@ -391,18 +390,18 @@ pub struct Scheduler {
 }
 
 /// Starts running [`run_pass`] on a cron schedule (with seconds).
-pub async fn start(state: App, schedule: &str) -> Result<Scheduler, SchedulerError> {
+pub async fn start(app: App, schedule: &str) -> Result<Scheduler, SchedulerError> {
     let busy = Arc::new(Mutex::new(()));
     let job_busy = busy.clone();
     let job = Job::new_async(schedule, move |_, _| {
-        let state = state.clone();
+        let app = app.clone();
         let busy = job_busy.clone();
         Box::pin(async move {
             let Ok(_guard) = busy.try_lock() else {
                 tracing::debug!("maintenance pass still running; tick skipped");
                 return;
             };
-            run_pass(&state).await;
+            run_pass(&app).await;
         })
     })
     .map_err(|e| SchedulerError::Schedule {
@@ -423,11 +422,11 @@ pub async fn start(state: App, schedule: &str) -> Result<Scheduler, SchedulerErr
 
 impl Scheduler {
     /// Starts a pass now in the background unless one is running (start-up recovery).
-    pub fn run_now(&self, state: App) {
+    pub fn run_now(&self, app: App) {
         let busy = self.busy.clone();
         tokio::spawn(async move {
             if let Ok(_guard) = busy.try_lock() {
-                run_pass(&state).await;
+                run_pass(&app).await;
             }
         });
     }

@@ -206,7 +206,7 @@ pub struct Processed {
 
 /// Handles one webhook: idempotency, binding (all or none), promotion.
 pub async fn process(
-    state: &App,
+    app: &App,
     kind: WebhookKind,
     payload: WebhookPayload,
     idempotency_key: Option<&str>,
@@ -214,8 +214,8 @@ pub async fn process(
     let hash = payload_hash(kind, &payload.canonical);
     if let Some(key) = idempotency_key {
         check_idempotency_key(key)?;
-        if let Some(earlier) = state.repo().webhook_by_key(&payload.client_id, key).await? {
-            return replay_same(state, earlier, kind, &hash).await;
+        if let Some(earlier) = app.repo().webhook_by_key(&payload.client_id, key).await? {
+            return replay_same(app, earlier, kind, &hash).await;
         }
     }
 
@@ -223,7 +223,7 @@ pub async fn process(
     // binding anything.
     if payload.files.iter().any(|(_, id)| id.is_none()) {
         return Err(WebhookError::Files(
-            failures_without_binding(state, &payload).await?,
+            failures_without_binding(app, &payload).await?,
         ));
     }
     let slots: Vec<(Slot, Uuid)> = payload
@@ -241,7 +241,7 @@ pub async fn process(
         idempotency_key: idempotency_key.map(str::to_owned),
         created_at: Utc::now(),
     };
-    match bind(state.repo(), &webhook, &slots).await? {
+    match bind(app.repo(), &webhook, &slots).await? {
         BindOutcome::Bound(files) => {
             tracing::info!(webhook_id = %webhook.id, files = files.len(), "webhook bound its files");
             crate::fault::point("promote.after_bind");
@@ -249,7 +249,7 @@ pub async fn process(
             // transaction (`record_result`).
             let mut moved = Vec::with_capacity(files.len());
             for file in files {
-                match promotion::move_object(state, &file).await {
+                match promotion::move_object(app, &file).await {
                     Ok(promoted) => moved.push(promoted),
                     Err(e) => {
                         tracing::warn!(file_id = %file.id, error = %e, "promotion failed; it will be retried");
@@ -285,7 +285,7 @@ pub async fn process(
                     .map(|(slot, f)| (slot.as_str().to_owned(), Value::String(f.code().to_owned())))
                     .collect::<serde_json::Map<_, _>>()
             });
-            if let Err(e) = state
+            if let Err(e) = app
                 .repo()
                 .insert_rejected_webhook(&webhook, &result.to_string())
                 .await
@@ -294,18 +294,18 @@ pub async fn process(
             }
             Err(WebhookError::Files(failures))
         }
-        BindOutcome::Replay(earlier) => replay(state, *earlier).await,
+        BindOutcome::Replay(earlier) => replay(app, *earlier).await,
         BindOutcome::KeyTaken => {
             // A concurrent request with the same key won the race.
             let key = idempotency_key.expect("only a keyed webhook can lose the key");
-            let earlier = state
+            let earlier = app
                 .repo()
                 .webhook_by_key(&payload.client_id, key)
                 .await?
                 .ok_or_else(|| {
                     RepoError::Conflict("idempotency key vanished after a conflict".into())
                 })?;
-            replay_same(state, earlier, kind, &hash).await
+            replay_same(app, earlier, kind, &hash).await
         }
     }
 }
@@ -324,7 +324,7 @@ fn result_summary(processed: &Processed) -> String {
 
 /// Stores what is kept of a freshly processed webhook's answer and marks its moved files
 /// promoted.
-pub async fn record_result(state: &App, processed: &Processed) {
+pub async fn record_result(app: &App, processed: &Processed) {
     let result = result_summary(processed);
     let result = result.as_str();
     let moved: Vec<FileRecord> = processed
@@ -333,7 +333,7 @@ pub async fn record_result(state: &App, processed: &Processed) {
         .filter(|f| f.state == FileState::Promoted && f.promoted_key.is_some())
         .cloned()
         .collect();
-    match state
+    match app
         .repo()
         .finish_webhook(&processed.webhook, result, &moved)
         .await
@@ -341,7 +341,7 @@ pub async fn record_result(state: &App, processed: &Processed) {
         Ok(not_bound) => {
             for file in moved.iter().filter(|f| not_bound.contains(&f.id)) {
                 let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
-                crate::erasure::after_lost_promotion(state, file.id, key).await;
+                crate::erasure::after_lost_promotion(app, file.id, key).await;
             }
         }
         Err(e) => {
@@ -351,7 +351,7 @@ pub async fn record_result(state: &App, processed: &Processed) {
 }
 
 async fn replay_same(
-    state: &App,
+    app: &App,
     earlier: WebhookRecord,
     kind: WebhookKind,
     hash: &str,
@@ -359,13 +359,13 @@ async fn replay_same(
     if earlier.kind != kind || earlier.payload_hash != hash {
         return Err(WebhookError::IdempotencyKeyReused);
     }
-    replay(state, earlier).await
+    replay(app, earlier).await
 }
 
 /// The earlier webhook's answer, rebuilt from its files as they are now — driving any promotion
 /// that was interrupted.
-async fn replay(state: &App, earlier: WebhookRecord) -> Result<Processed, WebhookError> {
-    let files = state.repo().webhook_files(earlier.id).await?;
+async fn replay(app: &App, earlier: WebhookRecord) -> Result<Processed, WebhookError> {
+    let files = app.repo().webhook_files(earlier.id).await?;
     // An erased file is gone for every webhook, this one's retries included.
     let erased: Vec<(Slot, SlotFailure)> = files
         .iter()
@@ -375,7 +375,7 @@ async fn replay(state: &App, earlier: WebhookRecord) -> Result<Processed, Webhoo
     if !erased.is_empty() {
         return Err(WebhookError::Files(erased));
     }
-    let files = promotion::promote_all(state, files).await;
+    let files = promotion::promote_all(app, files).await;
     tracing::info!(webhook_id = %earlier.id, "webhook retry answered with the original result");
     Ok(Processed {
         webhook: earlier,
@@ -385,7 +385,7 @@ async fn replay(state: &App, earlier: WebhookRecord) -> Result<Processed, Webhoo
 }
 
 async fn failures_without_binding(
-    state: &App,
+    app: &App,
     payload: &WebhookPayload,
 ) -> Result<Vec<(Slot, SlotFailure)>, RepoError> {
     let now = Utc::now();
@@ -393,7 +393,7 @@ async fn failures_without_binding(
     for (slot, id) in &payload.files {
         let row = match id {
             None => None,
-            Some(id) => state
+            Some(id) => app
                 .repo()
                 .get_file(&payload.client_id, *id)
                 .await?

@@ -42,6 +42,11 @@ macro_rules! error_codes {
                 }
             }
 
+            /// The code named `name` (its first declaration, where two share a name).
+            pub fn from_name(name: &str) -> Option<ErrorCode> {
+                ErrorCode::ALL.iter().copied().find(|code| code.as_str() == name)
+            }
+
             /// The HTTP status that goes with the code.
             pub fn status(self) -> StatusCode {
                 match self {

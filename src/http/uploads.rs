@@ -17,7 +17,6 @@ use super::{ApiState, parse_file_id};
 use crate::domain::{FileRecord, FileState};
 use crate::repo::Discard;
 use crate::staging::{self, ByteSource, UploadError};
-use crate::store::Area;
 
 /// Name of the multipart part that carries the file.
 pub const FILE_PART: &str = "file";
@@ -109,48 +108,23 @@ impl UploadRecord {
 
 impl From<UploadError> for ApiError {
     fn from(e: UploadError) -> Self {
-        let message = e.to_string();
-        let detail = match &e {
-            UploadError::TextTooShort { chars, .. } => Some(("chars", chars.to_string())),
-            UploadError::SizeMismatch { received, .. } => Some(("received", received.to_string())),
-            UploadError::TextUnreadable(failure) => {
-                Some(("reason", failure.reason.as_str().into()))
+        if let Some(code) = e.code().and_then(ErrorCode::from_name) {
+            let details = e.details();
+            let mut error = ApiError::new(code, e.to_string());
+            for (key, value) in details {
+                error = error.with_detail(key, value);
             }
-            _ => None,
-        };
-        let code = match e {
-            UploadError::Missing => ErrorCode::FileMissing,
-            UploadError::MultipleFiles => ErrorCode::MultipleFiles,
-            UploadError::NoExtension { .. } => ErrorCode::FileNameInvalid,
-            UploadError::ExtensionNotAllowed { .. } => ErrorCode::FileExtensionNotAllowed,
-            UploadError::Empty => ErrorCode::FileEmpty,
-            UploadError::TooLarge { .. } => ErrorCode::FileTooLarge,
-            UploadError::ContentMismatch { .. } => ErrorCode::FileContentMismatch,
-            UploadError::ContentInvalid { .. } => ErrorCode::FileContentInvalid,
-            UploadError::TextTooShort { .. } => ErrorCode::TextTooShort,
-            UploadError::TextUnreadable(_) => ErrorCode::TextUnreadable,
-            UploadError::Malformed(_) => ErrorCode::MalformedMultipart,
-            UploadError::TimedOut => ErrorCode::RequestTimeout,
-            UploadError::Declaration(_) => ErrorCode::InvalidPayload,
-            UploadError::SizeMismatch { .. } => ErrorCode::FileSizeMismatch,
-            UploadError::ChecksumMismatch => ErrorCode::FileChecksumMismatch,
-            UploadError::NotReceived => ErrorCode::UploadNotReceived,
-            UploadError::NotDirect => return ApiError::file_not_found(),
-            UploadError::Aborted => ErrorCode::UploadAborted,
+            return error;
+        }
+        match e {
+            UploadError::NotDirect => ApiError::file_not_found(),
             UploadError::Busy => {
-                return ApiError::unavailable(
-                    "text extraction",
-                    "every extraction process is busy",
-                );
+                ApiError::unavailable("text extraction", "every extraction process is busy")
             }
-            UploadError::Repo(e) => return e.into(),
-            UploadError::Store(e) => return e.into(),
-            UploadError::Spill(e) => return crate::store::StoreError::from(e).into(),
-            UploadError::Internal(cause) => return ApiError::internal(cause),
-        };
-        match detail {
-            Some((key, value)) => ApiError::new(code, message).with_detail(key, value),
-            None => ApiError::new(code, message),
+            UploadError::Repo(e) => e.into(),
+            UploadError::Store(e) => e.into(),
+            UploadError::Spill(e) => crate::store::StoreError::from(e).into(),
+            other => ApiError::internal(other),
         }
     }
 }
@@ -373,26 +347,8 @@ async fn delete_upload(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     let id = parse_file_id(&id)?;
-    match state.repo().discard(&caller.client_id, id).await? {
-        Discard::Discarded(record) => {
-            // The row is a tombstone already, so no webhook can bind the file any more; if the
-            // delete fails here the sweeper removes the object later.
-            match state
-                .store()
-                .delete(Area::Staging, std::slice::from_ref(&record.staging_key))
-                .await
-            {
-                Ok(failures) if failures.is_empty() => {}
-                Ok(failures) => {
-                    tracing::warn!(file_id = %id, reason = %failures[0].reason, "discarded file's object not deleted")
-                }
-                Err(e) => {
-                    tracing::warn!(file_id = %id, error = %e, "discarded file's object not deleted")
-                }
-            }
-            tracing::info!(file_id = %id, "file discarded");
-            Ok(StatusCode::NO_CONTENT)
-        }
+    match staging::discard(&state, &caller.client_id, id).await? {
+        Discard::Discarded(_) => Ok(StatusCode::NO_CONTENT),
         Discard::AlreadyGone => Ok(StatusCode::NO_CONTENT),
         Discard::NotDiscardable(state) => Err(ApiError::new(
             ErrorCode::FileNotDiscardable,

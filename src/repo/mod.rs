@@ -613,7 +613,6 @@ pub trait Repo: Send + Sync {
     ) -> Result<Vec<Uuid>>;
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
     async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool>;
-    /// Bound files waiting for promotion, oldest first.
     /// Leases up to `limit` due jobs until `until`, counting the attempt.
     async fn claim_jobs(
         &self,
@@ -639,6 +638,7 @@ pub trait Repo: Send + Sync {
     async fn promoted_file(&self, id: Uuid) -> Result<Option<FileRecord>>;
     /// A client's promoted file's extracted text.
     async fn file_text(&self, client_id: &str, id: Uuid) -> Result<Option<String>>;
+    /// Bound files waiting for promotion, oldest first.
     async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
 
     /// In one write transaction, marks up to `limit` staged files whose `expires_at` is at or

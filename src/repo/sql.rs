@@ -347,9 +347,6 @@ macro_rules! impl_repo {
             row.map(WebhookRecord::try_from).transpose()
         }
 
-        /// Writes an event to the outbox with one pending delivery for each endpoint of its
-        /// client that is in use and subscribed to its type — in the caller's transaction, so
-        /// the event exists if and only if the change it reports does.
         /// Ends a transaction that changed keys or grants: the notification every replica's
         /// cache listens for, the commit, this process's cache emptied, and the wait for the
         /// notification to come back (see `src/repo/key_cache.rs`).
@@ -368,6 +365,9 @@ macro_rules! impl_repo {
             Ok(())
         }
 
+        /// Writes an event to the outbox with one pending delivery for each endpoint of its
+        /// client that is in use and subscribed to its type — in the caller's transaction, so
+        /// the event exists if and only if the change it reports does.
         async fn write_event(conn: &mut Conn, event: &crate::events::NewEvent) -> Result<()> {
             let query = sqlx::query(EVENT_WITH_DELIVERIES.unwrap_or(
                 "INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \

@@ -12,7 +12,7 @@ use stowage::store::Area;
 
 use crate::both_backends;
 use crate::fixtures;
-use crate::hardening::Reaper;
+use crate::hardening::{Reaper, at, sleep_until};
 use crate::helpers::{Backend, TestApp, assert_error, json_with, resume_webhook, streamed_body};
 
 both_backends!(
@@ -169,6 +169,10 @@ async fn a_disguised_file_is_refused_as_post_uploads_refuses_it_and_deleted(back
         Vec::<String>::new(),
         "the refused object is deleted"
     );
+    // What is recorded is the answer (code, message, details), not an internal type.
+    let recorded: Value = serde_json::from_str(&stored_refusal(&app, &id).await).unwrap();
+    assert_eq!(recorded["code"], "file_content_mismatch", "{recorded}");
+    assert_eq!(recorded["message"], refused["error"]["message"]);
     // Completing again answers the same refusal.
     let again = assert_error(complete(&app, &id).await, 422, "file_content_mismatch").await;
     assert_eq!(again["error"]["message"], refused["error"]["message"]);
@@ -398,6 +402,32 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
     );
 }
 
+/// A direct upload of `cv.pdf` opened and its bytes sent: its id and the opening's answer.
+async fn opened_and_sent(app: &TestApp, bytes: Vec<u8>) -> (String, Value) {
+    let opened = json_with(
+        open(app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
+        201,
+    )
+    .await;
+    let id = opened["carv_file_id"].as_str().unwrap().to_owned();
+    assert!(put(app, &opened, bytes).await.status().is_success());
+    (id, opened)
+}
+
+/// The refusal recorded for a direct upload, as the database holds it.
+async fn stored_refusal(app: &TestApp, id: &str) -> String {
+    const SQL: &str = "SELECT refusal FROM direct_uploads WHERE CAST(file_id AS TEXT) = $1";
+    let url = &app.config.database_url;
+    let (refusal,): (Option<String>,) = if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        sqlx::query_as(SQL).bind(id).fetch_one(&pool).await.unwrap()
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        sqlx::query_as(SQL).bind(id).fetch_one(&pool).await.unwrap()
+    };
+    refusal.expect("a recorded refusal")
+}
+
 /// `(status, code)` of an error answer, or of a success.
 async fn outcome(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
@@ -440,17 +470,6 @@ async fn every_hostile_file_gets_the_same_answer_on_both_paths(backend: Backend)
     assert_eq!(app.incomplete_uploads().await, 0);
 }
 
-fn at(raw: &Value) -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339(raw.as_str().unwrap())
-        .unwrap()
-        .with_timezone(&chrono::Utc)
-}
-
-async fn sleep_until(t: chrono::DateTime<chrono::Utc>) {
-    let wait = (t - chrono::Utc::now()).num_milliseconds();
-    tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
-}
-
 /// The window is part of the contract: completing 20 ms after `upload.expires_at` finds
 /// nothing to complete, a webhook cannot bind the file, and the sweep leaves nothing.
 async fn completing_after_the_window_is_not_found_and_stages_nothing(backend: Backend) {
@@ -459,14 +478,7 @@ async fn completing_after_the_window_is_not_found_and_stages_nothing(backend: Ba
         c.receiving_grace = Duration::from_secs(1);
     })
     .await;
-    let bytes = fixtures::text_pdf(&[&["Ada Lovelace"]]);
-    let opened = json_with(
-        open(&app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
-        201,
-    )
-    .await;
-    let id = opened["carv_file_id"].as_str().unwrap().to_owned();
-    assert!(put(&app, &opened, bytes).await.status().is_success());
+    let (id, opened) = opened_and_sent(&app, fixtures::text_pdf(&[&["Ada Lovelace"]])).await;
     sleep_until(at(&opened["upload"]["expires_at"]) + chrono::TimeDelta::milliseconds(20)).await;
     assert_error(complete(&app, &id).await, 404, "file_not_found").await;
     assert_eq!(app.rows_in(FileState::Staged).await, 0);
@@ -505,14 +517,7 @@ async fn a_completion_racing_the_abort_never_stages_a_file_without_bytes(backend
     )
     .await;
     let _server = Reaper(child);
-    let bytes = fixtures::text_pdf(&[&["Ada Lovelace"]]);
-    let opened = json_with(
-        open(&app, "cv.pdf", bytes.len(), &sha256_hex(&bytes)).await,
-        201,
-    )
-    .await;
-    let id = opened["carv_file_id"].as_str().unwrap().to_owned();
-    assert!(put(&app, &opened, bytes).await.status().is_success());
+    let (id, opened) = opened_and_sent(&app, fixtures::text_pdf(&[&["Ada Lovelace"]])).await;
     let window_end = at(&opened["upload"]["expires_at"]);
     sleep_until(window_end - chrono::TimeDelta::milliseconds(800)).await;
     let completing = tokio::spawn(

@@ -26,13 +26,13 @@ impl Drop for Reaper {
     }
 }
 
-fn at(raw: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+pub fn at(raw: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(raw.as_str().unwrap())
         .unwrap()
         .with_timezone(&chrono::Utc)
 }
 
-async fn sleep_until(t: chrono::DateTime<chrono::Utc>) {
+pub async fn sleep_until(t: chrono::DateTime<chrono::Utc>) {
     let wait = (t - chrono::Utc::now()).num_milliseconds();
     tokio::time::sleep(Duration::from_millis(wait.max(0) as u64)).await;
 }
