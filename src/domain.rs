@@ -226,6 +226,32 @@ impl FromStr for WebhookKind {
     }
 }
 
+/// The kinds of background job (`src/jobs/`), as the `jobs` table names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// Extract a promoted file's text.
+    ExtractText,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::ExtractText => "extract_text",
+        }
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "extract_text" => Ok(JobKind::ExtractText),
+            other => Err(format!("unknown job kind '{other}'")),
+        }
+    }
+}
+
 /// A named place for a file in a webhook. Slots are ordered as declared — `resume`, then
 /// `cover_letter` — and every list of a webhook's files is in that order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]

@@ -14,14 +14,11 @@ use crate::policy::TextPolicy;
 use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-use crate::app::App;
-use crate::domain::FileRecord;
-use crate::repo::{Job, RepoError, TextOutcome};
+use crate::repo::RepoError;
 use crate::sniff::DocumentKind;
-use crate::store::{Area, StoreError};
+use crate::store::StoreError;
 use crate::text::{self, FailureReason, TextFailure};
 
 /// The exit code of a child that judged its document unreadable (its stdout holds the
@@ -29,10 +26,6 @@ use crate::text::{self, FailureReason, TextFailure};
 const EXIT_DOCUMENT_FAILED: u8 = 3;
 /// How much of a child's stderr is kept to explain a crash.
 const STDERR_BYTES: u64 = 4096;
-/// Attempts at a job whose extraction could not run (storage unreachable, the child could not
-/// start, the process died mid-job) before the file's text is recorded as failed.
-pub const MAX_JOB_ATTEMPTS: i32 = 5;
-
 /// How long an extraction waits for one of the replica's extraction processes.
 #[derive(Clone, Copy, Debug)]
 pub enum Wait {
@@ -268,94 +261,4 @@ pub fn child_main(kind: DocumentKind, memory_mb: u64, cpu_seconds: u64) -> ExitC
             ExitCode::FAILURE
         }
     }
-}
-
-/// Runs one claimed text job: reads the promoted file, extracts its text and records the
-/// outcome (with its event). A failure to run at all leaves the job to be retried.
-pub async fn run_job(app: &App, job: Job) {
-    let started = Instant::now();
-    match attempt(app, &job).await {
-        Ok(Some((file, outcome))) => {
-            let status = if outcome.is_ok() {
-                "extracted"
-            } else {
-                "failed"
-            };
-            let reason = outcome.as_ref().err().map(|f| f.reason);
-            app.telemetry()
-                .text_extraction(status, reason, started.elapsed());
-            if let Err(failure) = &outcome {
-                tracing::info!(file_id = %job.file_id, reason = failure.reason.as_str(),
-                    message = %failure.message, "text extraction failed");
-            }
-            let outcome = match outcome {
-                Ok(text) => TextOutcome::Extracted(text),
-                Err(failure) => TextOutcome::Failed(failure),
-            };
-            if let Err(e) = app
-                .repo()
-                .finish_text_job(job.id, &file, &outcome, Utc::now())
-                .await
-            {
-                tracing::warn!(file_id = %job.file_id, error = %e, "recording extracted text; the job is retried");
-            }
-        }
-        // Nothing to do: the file is no longer promoted (erased meanwhile) or is gone.
-        Ok(None) => {
-            if let Err(e) = app.repo().drop_job(job.id).await {
-                tracing::warn!(file_id = %job.file_id, error = %e, "dropping a text job");
-            }
-        }
-        Err(e) => {
-            let wait = retry_wait(job.attempts);
-            tracing::warn!(file_id = %job.file_id, attempt = job.attempts, error = %e,
-                retry_in = ?wait, "text extraction could not run");
-            let at = Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or_default();
-            if let Err(e) = app.repo().retry_job(job.id, at, &e.to_string()).await {
-                tracing::warn!(file_id = %job.file_id, error = %e, "postponing a text job");
-            }
-        }
-    }
-}
-
-/// The wait before a job that could not run is tried again: 10 s, doubling.
-fn retry_wait(attempts: i32) -> Duration {
-    Duration::from_secs(10).saturating_mul(1 << attempts.clamp(0, 10))
-}
-
-/// The promoted file and the outcome of its extraction, or `None` if there is nothing to
-/// extract.
-type Attempt = Option<(FileRecord, Result<String, TextFailure>)>;
-
-async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {
-    let Some(file) = app.repo().promoted_file(job.file_id).await? else {
-        return Ok(None);
-    };
-    if job.attempts > MAX_JOB_ATTEMPTS {
-        let failure = TextFailure::new(
-            FailureReason::Unreadable,
-            format!(
-                "extraction did not complete in {MAX_JOB_ATTEMPTS} attempts: {}",
-                job.last_error
-                    .as_deref()
-                    .unwrap_or("the process running it stopped")
-            ),
-        );
-        return Ok(Some((file, Err(failure))));
-    }
-    let Some(kind) = file
-        .content_type
-        .as_deref()
-        .and_then(DocumentKind::from_content_type)
-    else {
-        let failure = TextFailure::new(
-            FailureReason::Unreadable,
-            "the file's type has no text extractor",
-        );
-        return Ok(Some((file, Err(failure))));
-    };
-    let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
-    let input = app.store().open(Area::Files, key).await?;
-    let outcome = extract_isolated(app.text(), kind, input, Wait::Unbounded).await?;
-    Ok(Some((file, outcome)))
 }

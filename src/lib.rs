@@ -19,6 +19,7 @@ pub mod extraction;
 pub mod fault;
 pub mod file_view;
 pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod policy;
 pub mod promotion;

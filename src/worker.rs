@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::app::App;
-use crate::repo::job_kind;
 
 /// How often an idle worker looks for due work.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -112,12 +111,8 @@ async fn start_jobs(app: &App, lane: &mut Lane, free: usize) -> usize {
             let claimed = due.len();
             for job in due {
                 let app = app.clone();
-                lane.in_flight.spawn(async move {
-                    match job.kind.as_str() {
-                        job_kind::EXTRACT_TEXT => crate::extraction::run_job(&app, job).await,
-                        other => tracing::warn!(kind = other, job = %job.id, "a job of an unknown kind is left alone"),
-                    }
-                });
+                lane.in_flight
+                    .spawn(async move { crate::jobs::run(&app, job).await });
             }
             claimed
         }

@@ -124,17 +124,11 @@ impl EndpointRecord {
     }
 }
 
-/// The kinds of background job.
-pub mod job_kind {
-    /// Extract a promoted file's text.
-    pub const EXTRACT_TEXT: &str = "extract_text";
-}
-
 /// A job the worker has claimed (leased).
 #[derive(Clone, Debug)]
 pub struct Job {
     pub id: Uuid,
-    pub kind: String,
+    pub kind: crate::domain::JobKind,
     pub file_id: Uuid,
     /// Claims so far, this one included.
     pub attempts: i32,

@@ -435,7 +435,7 @@ macro_rules! impl_repo {
             if let Some(statement) = PROMOTE_FILE {
                 let row = promote(statement)
                     .bind(id(Uuid::new_v4()))
-                    .bind(super::job_kind::EXTRACT_TEXT)
+                    .bind(crate::domain::JobKind::ExtractText.as_str())
                     .bind(id(event.id))
                     .bind(&event.client_id)
                     .bind(event.event_type.as_str())
@@ -462,7 +462,7 @@ macro_rules! impl_repo {
                  VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT DO NOTHING",
             )
             .bind(id(Uuid::new_v4()))
-            .bind(super::job_kind::EXTRACT_TEXT)
+            .bind(crate::domain::JobKind::ExtractText.as_str())
             .bind(id(file.id))
             .bind(time(at))
             .execute(&mut *conn)
@@ -1766,6 +1766,7 @@ macro_rules! impl_repo {
                     .await?;
                 rows.into_iter()
                     .map(|(job_id, kind, file_id, attempts, last_error)| {
+                        let kind = parse_named(&kind)?;
                         Ok(Job { id: uuid(job_id)?, kind, file_id: uuid(file_id)?, attempts, last_error })
                     })
                     .collect()
