@@ -272,11 +272,15 @@ pub async fn process(
                 result: None,
                 created_at: webhook.created_at,
             };
-            Ok(Processed {
+            let processed = Processed {
                 webhook: record,
                 files,
                 replayed: false,
-            })
+            };
+            // The files are marked promoted and the webhook processed here, by the domain: the
+            // answer the web layer renders from `processed` is not what is committed.
+            record_result(app, &processed).await;
+            Ok(processed)
         }
         BindOutcome::Rejected(failures) => {
             let result = serde_json::json!({
@@ -324,7 +328,7 @@ fn result_summary(processed: &Processed) -> String {
 
 /// Stores what is kept of a freshly processed webhook's answer and marks its moved files
 /// promoted.
-pub async fn record_result(app: &App, processed: &Processed) {
+async fn record_result(app: &App, processed: &Processed) {
     let result = result_summary(processed);
     let result = result.as_str();
     let moved: Vec<FileRecord> = processed

@@ -303,9 +303,6 @@ async fn answer(
         async move {
             let processed =
                 webhooks::process(&app, kind, payload, idempotency_key.as_deref()).await?;
-            if !processed.replayed {
-                webhooks::record_result(&app, &processed).await;
-            }
             let body = WebhookResponse::from(&processed);
             Ok::<_, ApiError>((body, processed.replayed))
         }
