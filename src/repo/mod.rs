@@ -423,12 +423,15 @@ pub struct StateCount {
     pub bytes: i64,
 }
 
-/// Everything Stowage keeps in its database.
-#[async_trait]
-pub trait Repo: Send + Sync {
-    /// A cheap round trip, for readiness checks.
-    async fn ping(&self) -> Result<()>;
+/// Everything Stowage keeps in its database, by role: each role a trait, and the repository
+/// every one of them.
+pub trait Repo: KeyRepo + OutboxRepo + FileRepo + WebhookRepo + JobRepo + SweepRepo {}
 
+impl<T: KeyRepo + OutboxRepo + FileRepo + WebhookRepo + JobRepo + SweepRepo> Repo for T {}
+
+/// API keys and the client ids they act for.
+#[async_trait]
+pub trait KeyRepo: Send + Sync {
     /// Whether any API key exists (first-run bootstrap).
     async fn has_keys(&self) -> Result<bool>;
     /// Stores a new key; `Conflict` if the name is taken.
@@ -451,6 +454,16 @@ pub trait Repo: Send + Sync {
     async fn key_used(&self, key_id: Uuid, at: DateTime<Utc>) -> Result<()>;
     /// Every key, by name.
     async fn list_keys(&self) -> Result<Vec<KeySummary>>;
+    /// Every client id granted to a key, by client id then key name.
+    async fn list_clients(&self) -> Result<Vec<ClientGrant>>;
+    /// Takes a client id away from every key (or only from `key_name`); the number of grants
+    /// removed. The client's files and webhooks stay.
+    async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64>;
+}
+
+/// Event endpoints, the outbox's deliveries and their attempts.
+#[async_trait]
+pub trait OutboxRepo: Send + Sync {
     /// Registers an event endpoint.
     async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()>;
     /// The endpoints in use, oldest first: a client's, or every client's.
@@ -486,12 +499,11 @@ pub trait Repo: Send + Sync {
     /// Queues an event again for every endpoint in use subscribed to it, due at `now`; `false`
     /// if the client has no such event.
     async fn redeliver(&self, client_id: &str, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
-    /// Every client id granted to a key, by client id then key name.
-    async fn list_clients(&self) -> Result<Vec<ClientGrant>>;
-    /// Takes a client id away from every key (or only from `key_name`); the number of grants
-    /// removed. The client's files and webhooks stay.
-    async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64>;
+}
 
+/// Files from their first byte to their tombstone: receiving, staged, discarded, direct uploads, downloads and erasure.
+#[async_trait]
+pub trait FileRepo: Send + Sync {
     /// Writes the `receiving` row of a file whose bytes are about to be stored.
     async fn insert_receiving(&self, file: &NewFile) -> Result<()>;
     /// Records that bytes of a `receiving` file are still arriving (the sweeper aborts an
@@ -540,8 +552,6 @@ pub trait Repo: Send + Sync {
     async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>>;
     /// Turns a staged file into a `discarded` tombstone (a conditional update).
     async fn discard(&self, client_id: &str, id: Uuid) -> Result<Discard>;
-    /// Files and bytes per state, across all clients.
-    async fn count_by_state(&self) -> Result<Vec<StateCount>>;
     /// A client's files, newest first, after `cursor`, with the webhook each is bound to.
     async fn list_files(
         &self,
@@ -559,7 +569,6 @@ pub trait Repo: Send + Sync {
         key_name: &str,
         request_id: &str,
     ) -> Result<bool>;
-
     /// In one transaction: turns a client's file, in any state, into an `erased` tombstone (no
     /// name, type, size or hash), records `file.erased` and redacts the earlier events about it.
     /// A conditional update on the state it was read in, so a concurrent bind, promotion or
@@ -579,7 +588,11 @@ pub trait Repo: Send + Sync {
     ) -> Result<Vec<ErasedFile>>;
     /// Records that the objects of these erased files are deleted.
     async fn objects_erased(&self, ids: &[Uuid]) -> Result<()>;
+}
 
+/// Webhooks: binding their files all or none, their results, promotion.
+#[async_trait]
+pub trait WebhookRepo: Send + Sync {
     /// In one transaction: records the webhook and binds every file to it with a conditional
     /// update (`staged`, this client, not expired) — all or none.
     async fn bind_files(&self, webhook: &NewWebhook, files: &[(Slot, Uuid)])
@@ -607,6 +620,13 @@ pub trait Repo: Send + Sync {
     ) -> Result<Vec<Uuid>>;
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
     async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool>;
+    /// Bound files waiting for promotion, oldest first.
+    async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
+}
+
+/// Background jobs and what the text job reads and records.
+#[async_trait]
+pub trait JobRepo: Send + Sync {
     /// Leases up to `limit` due jobs until `until`, counting the attempt.
     async fn claim_jobs(
         &self,
@@ -632,9 +652,15 @@ pub trait Repo: Send + Sync {
     async fn promoted_file(&self, id: Uuid) -> Result<Option<FileRecord>>;
     /// A client's promoted file's extracted text.
     async fn file_text(&self, client_id: &str, id: Uuid) -> Result<Option<String>>;
-    /// Bound files waiting for promotion, oldest first.
-    async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
+}
 
+/// The maintenance pass and the operators' view: expiry, dead uploads, tombstones, statistics.
+#[async_trait]
+pub trait SweepRepo: Send + Sync {
+    /// A cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+    /// Files and bytes per state, across all clients.
+    async fn count_by_state(&self) -> Result<Vec<StateCount>>;
     /// In one write transaction, marks up to `limit` staged files whose `expires_at` is at or
     /// before `now` `expired` and returns them. The rows are tombstones before any object is
     /// deleted, so no webhook can bind a file whose object is going away; with several sweepers

@@ -608,12 +608,7 @@ macro_rules! impl_repo {
         }
 
         #[async_trait]
-        impl Repo for $Repo {
-            async fn ping(&self) -> Result<()> {
-                sqlx::query("SELECT 1").execute(&self.pool).await?;
-                Ok(())
-            }
-
+        impl super::KeyRepo for $Repo {
             async fn has_keys(&self) -> Result<bool> {
                 let (any,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM api_keys)")
                     .fetch_one(&self.pool)
@@ -759,6 +754,45 @@ macro_rules! impl_repo {
                     .collect()
             }
 
+            async fn list_clients(&self) -> Result<Vec<ClientGrant>> {
+                let rows: Vec<(String, String, String, bool, Time)> = sqlx::query_as(
+                    "SELECT g.client_id, g.workspace, k.name, k.revoked_at IS NOT NULL, g.created_at \
+                     FROM client_grants g JOIN api_keys k ON k.id = g.key_id \
+                     ORDER BY g.client_id, k.name",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(client_id, workspace, key_name, key_revoked, created_at)| {
+                        Ok(ClientGrant {
+                            client_id,
+                            workspace,
+                            key_name,
+                            key_revoked,
+                            created_at: utc(created_at)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64> {
+                let echo = KeyEcho::listen(&self.pool).await;
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "DELETE FROM client_grants WHERE client_id = $1 \
+                     AND ($2 IS NULL OR key_id IN (SELECT id FROM api_keys WHERE name = $2))",
+                )
+                .bind(client_id)
+                .bind(key_name)
+                .execute(&mut *tx)
+                .await?;
+                key_change_done(tx, echo, &self.keys).await?;
+                Ok(done.rows_affected())
+            }
+        }
+
+        #[async_trait]
+        impl super::OutboxRepo for $Repo {
             async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()> {
                 let types = endpoint.event_types.as_ref().map(|types| {
                     serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
@@ -1020,43 +1054,10 @@ macro_rules! impl_repo {
                 tx.commit().await?;
                 Ok(true)
             }
+        }
 
-            async fn list_clients(&self) -> Result<Vec<ClientGrant>> {
-                let rows: Vec<(String, String, String, bool, Time)> = sqlx::query_as(
-                    "SELECT g.client_id, g.workspace, k.name, k.revoked_at IS NOT NULL, g.created_at \
-                     FROM client_grants g JOIN api_keys k ON k.id = g.key_id \
-                     ORDER BY g.client_id, k.name",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(client_id, workspace, key_name, key_revoked, created_at)| {
-                        Ok(ClientGrant {
-                            client_id,
-                            workspace,
-                            key_name,
-                            key_revoked,
-                            created_at: utc(created_at)?,
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64> {
-                let echo = KeyEcho::listen(&self.pool).await;
-                let mut tx = self.pool.begin().await?;
-                let done = sqlx::query(
-                    "DELETE FROM client_grants WHERE client_id = $1 \
-                     AND ($2 IS NULL OR key_id IN (SELECT id FROM api_keys WHERE name = $2))",
-                )
-                .bind(client_id)
-                .bind(key_name)
-                .execute(&mut *tx)
-                .await?;
-                key_change_done(tx, echo, &self.keys).await?;
-                Ok(done.rows_affected())
-            }
-
+        #[async_trait]
+        impl super::FileRepo for $Repo {
             async fn insert_receiving(&self, file: &NewFile) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
@@ -1329,20 +1330,6 @@ macro_rules! impl_repo {
                 state.map(|(state,)| parse_named(&state)).transpose().map(Discard::after_refusal)
             }
 
-            async fn count_by_state(&self) -> Result<Vec<StateCount>> {
-                let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-                    "SELECT state, COUNT(*), CAST(COALESCE(SUM(file_size), 0) AS BIGINT) \
-                     FROM files GROUP BY state",
-                )
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(state, files, bytes)| {
-                        Ok(StateCount { state: parse_named(&state)?, files, bytes })
-                    })
-                    .collect()
-            }
-
             async fn list_files(
                 &self,
                 client_id: &str,
@@ -1573,7 +1560,10 @@ macro_rules! impl_repo {
                     .await?;
                 Ok(())
             }
+        }
 
+        #[async_trait]
+        impl super::WebhookRepo for $Repo {
             async fn bind_files(
                 &self,
                 webhook: &NewWebhook,
@@ -1752,6 +1742,20 @@ macro_rules! impl_repo {
                 Ok(true)
             }
 
+            async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>> {
+                let rows: Vec<FileRow> = sqlx::query_as(concat!(
+                    "SELECT ", file_columns!(),
+                    " FROM files WHERE state = 'bound' ORDER BY bound_at LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                files(rows)
+            }
+        }
+
+        #[async_trait]
+        impl super::JobRepo for $Repo {
             async fn claim_jobs(
                 &self,
                 now: DateTime<Utc>,
@@ -1885,16 +1889,27 @@ macro_rules! impl_repo {
                 .await?;
                 Ok(row.map(|(body,)| body))
             }
+        }
 
-            async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>> {
-                let rows: Vec<FileRow> = sqlx::query_as(concat!(
-                    "SELECT ", file_columns!(),
-                    " FROM files WHERE state = 'bound' ORDER BY bound_at LIMIT $1"
-                ))
-                .bind(limit)
+        #[async_trait]
+        impl super::SweepRepo for $Repo {
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn count_by_state(&self) -> Result<Vec<StateCount>> {
+                let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*), CAST(COALESCE(SUM(file_size), 0) AS BIGINT) \
+                     FROM files GROUP BY state",
+                )
                 .fetch_all(&self.pool)
                 .await?;
-                files(rows)
+                rows.into_iter()
+                    .map(|(state, files, bytes)| {
+                        Ok(StateCount { state: parse_named(&state)?, files, bytes })
+                    })
+                    .collect()
             }
 
             async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>> {

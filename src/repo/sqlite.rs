@@ -16,8 +16,8 @@ use uuid::Uuid;
 use super::{
     ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
     Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, Job,
-    KeyGrant, KeySummary, NewFile, NewWebhook, PageCursor, Repo, RepoError, Result, SlotRow,
-    StateCount, StorageStats, SweepRun, TextOutcome, UserErasure, parse_named,
+    KeyGrant, KeySummary, NewFile, NewWebhook, PageCursor, RepoError, Result, SlotRow, StateCount,
+    StorageStats, SweepRun, TextOutcome, UserErasure, parse_named,
 };
 use crate::domain::{
     ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
