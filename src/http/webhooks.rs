@@ -99,9 +99,7 @@ pub(super) struct ApplicationWebhook {
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "Processed (or a retry of a processed webhook)", body = WebhookResponse),
-        (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
-        (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
-        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
+        WebhookFailures,
         super::error::ClientFailures,
     )
 )]
@@ -125,9 +123,7 @@ async fn candidates(
     security(("api_key" = [], "client_id" = [])),
     responses(
         (status = 200, description = "Processed (or a retry of a processed webhook)", body = WebhookResponse),
-        (status = 409, description = "Idempotency-Key reused with another payload", body = super::error::ErrorEnvelope),
-        (status = 413, description = "Body above 1 MiB", body = super::error::ErrorEnvelope),
-        (status = 422, description = "file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload", body = super::error::ErrorEnvelope),
+        WebhookFailures,
         super::error::ClientFailures,
     )
 )]
@@ -138,6 +134,21 @@ async fn applications(
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     handle(state, caller, WebhookKind::Application, headers, body).await
+}
+
+/// The failures both webhook routes can answer with, for the OpenAPI document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum WebhookFailures {
+    /// Idempotency-Key reused with another payload
+    #[response(status = 409)]
+    KeyReused(super::error::ErrorEnvelope),
+    /// Body above 1 MiB
+    #[response(status = 413)]
+    TooLarge(super::error::ErrorEnvelope),
+    /// file_not_found, file_expired, file_already_consumed, client_id_mismatch, invalid_payload
+    #[response(status = 422)]
+    Refused(super::error::ErrorEnvelope),
 }
 
 impl From<WebhookError> for ApiError {
