@@ -1,10 +1,23 @@
 //! The `Repo` trait: everything Stowage keeps in its database, with a PostgreSQL and a SQLite
-//! implementation. The statements are written once (`sql.rs`); each backend module holds only
+//! implementation. The statements are written once (`sql.rs` and one `sql_<role>.rs` per role);
+//! each backend module holds only
 //! its column types, its dialect-specific statements and its connection set-up, and has its own
 //! `migrations/` folder (run when a repository is opened).
 
 #[macro_use]
 mod sql;
+#[macro_use]
+mod sql_keys;
+#[macro_use]
+mod sql_outbox;
+#[macro_use]
+mod sql_files;
+#[macro_use]
+mod sql_webhooks;
+#[macro_use]
+mod sql_jobs;
+#[macro_use]
+mod sql_sweep;
 pub mod key_cache;
 mod postgres;
 mod sqlite;
