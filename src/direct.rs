@@ -140,7 +140,15 @@ pub async fn complete(app: &App, client_id: &str, id: Uuid) -> Result<FileRecord
     match check_arrived(app, &record, &direct).await {
         Ok(facts) => {
             crate::fault::pause("complete.before_staged").await;
-            match app.repo().mark_staged(&record, &facts).await {
+            match app
+                .repo()
+                .mark_staged(
+                    record.id,
+                    &facts,
+                    &crate::events::NewEvent::staged(&record, &facts),
+                )
+                .await
+            {
                 Ok(()) => Ok(facts.staged(&record)),
                 // Completed, refused or aborted by someone else meanwhile: answer as they did.
                 Err(RepoError::Conflict(_)) => again(app, client_id, id).await,

@@ -423,6 +423,19 @@ impl NewEvent {
         NewEvent::new(event_type, &file.client_id, Some(file.id), at, data)
     }
 
+    /// `file.staged`: the receiving file as staging it with `facts` leaves it.
+    pub fn staged(
+        receiving: &crate::domain::FileRecord,
+        facts: &crate::domain::StagedFacts,
+    ) -> NewEvent {
+        NewEvent::file(
+            EventType::FileStaged,
+            &facts.staged(receiving),
+            None,
+            facts.uploaded_at,
+        )
+    }
+
     /// `file.erased`: the erased record and why it was erased.
     pub fn erased(
         file: &crate::domain::FileRecord,

@@ -744,7 +744,15 @@ impl Pending {
                 uploaded_at: now,
                 expires_at: now + ttl,
             };
-            match app.repo().mark_staged(&receiving, &facts).await {
+            match app
+                .repo()
+                .mark_staged(
+                    receiving.id,
+                    &facts,
+                    &crate::events::NewEvent::staged(&receiving, &facts),
+                )
+                .await
+            {
                 Ok(()) => {}
                 // Aborted by the sweeper (it fell silent) or erased while its bytes arrived.
                 Err(RepoError::Conflict(_)) => return Err(UploadError::Aborted),

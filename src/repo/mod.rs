@@ -529,9 +529,15 @@ pub trait FileRepo: Send + Sync {
     async fn abort_receiving(&self, id: Uuid, before: DateTime<Utc>) -> Result<bool>;
     /// Remembers the multipart upload a receiving file is using, so it can be aborted after a crash.
     async fn set_multipart_upload(&self, id: Uuid, upload_id: &str) -> Result<()>;
-    /// Marks a received and checked file `staged` (as [`StagedFacts::staged`] says), with its
-    /// `file.staged` event; `Conflict` if it is no longer receiving.
-    async fn mark_staged(&self, receiving: &FileRecord, facts: &StagedFacts) -> Result<()>;
+    /// Marks a received and checked file `staged` with these facts, and writes `event` (its
+    /// `file.staged`, as the domain built it) in the same change; `Conflict` if it is no
+    /// longer receiving (and then no event is written).
+    async fn mark_staged(
+        &self,
+        id: Uuid,
+        facts: &StagedFacts,
+        event: &crate::events::NewEvent,
+    ) -> Result<()>;
     /// Deletes the row of a file whose upload failed (only while it is `receiving`).
     async fn delete_receiving(&self, id: Uuid) -> Result<()>;
     /// Writes the `receiving` row of a direct upload and its declaration (two writes, no

@@ -81,11 +81,12 @@ macro_rules! impl_files_repo {
                 Ok(())
             }
 
-            async fn mark_staged(&self, receiving: &FileRecord, facts: &StagedFacts) -> Result<()> {
-                let file_id = receiving.id;
-                let staged = facts.staged(receiving);
-                let event = crate::events::NewEvent::file(
-                    EventType::FileStaged, &staged, None, facts.uploaded_at);
+            async fn mark_staged(
+                &self,
+                file_id: Uuid,
+                facts: &StagedFacts,
+                event: &crate::events::NewEvent,
+            ) -> Result<()> {
                 // Both forms answer one row holding `true` when the file was still receiving.
                 let update = |sql| {
                     sqlx::query_as::<_, (bool,)>(sql)
