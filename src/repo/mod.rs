@@ -6,20 +6,15 @@
 
 #[macro_use]
 mod sql;
-#[macro_use]
-mod sql_keys;
-#[macro_use]
-mod sql_outbox;
-#[macro_use]
-mod sql_files;
-#[macro_use]
-mod sql_webhooks;
-#[macro_use]
-mod sql_jobs;
-#[macro_use]
-mod sql_sweep;
+mod dialect;
 pub mod key_cache;
 mod postgres;
+mod sql_files;
+mod sql_jobs;
+mod sql_keys;
+mod sql_outbox;
+mod sql_sweep;
+mod sql_webhooks;
 mod sqlite;
 
 use std::sync::Arc;

@@ -5,57 +5,271 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Arguments as _;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{
+    PgArguments, PgConnectOptions, PgPool, PgPoolOptions, PgTypeInfo, PgValueRef, Postgres,
+};
+use sqlx::{Decode, Type};
 use uuid::Uuid;
 
-use super::{
-    ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
-    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, Job,
-    KeyGrant, KeySummary, NewFile, NewWebhook, PageCursor, RepoError, Result, SlotRow, StateCount,
-    StorageStats, SweepRun, TextOutcome, UserErasure, parse_named,
-};
-use crate::domain::{
-    ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
-};
-use crate::events::{DeliveryStatus, EventType};
+use super::dialect::{Arg, DbId, DbTime, Decoded, Dialect, On, TextWrite};
+use super::sql::SqlRepo;
+use super::{NewFile, RepoError, Result};
+use crate::domain::{DirectUpload, StagedFacts};
+use crate::events::NewEvent;
 use crate::repo::key_cache::KeyCache;
 
-type Id = Uuid;
-type Conn = sqlx::PgConnection;
-type Time = DateTime<Utc>;
+impl Type<Postgres> for DbId {
+    fn type_info() -> PgTypeInfo {
+        <Uuid as Type<Postgres>>::type_info()
+    }
 
-fn id(id: Uuid) -> Id {
-    id
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <Uuid as Type<Postgres>>::compatible(ty)
+    }
 }
 
-fn uuid(id: Id) -> Result<Uuid> {
-    Ok(id)
+impl<'r> Decode<'r, Postgres> for DbId {
+    fn decode(value: PgValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        Ok(DbId(<Uuid as Decode<Postgres>>::decode(value)?))
+    }
 }
 
-fn time(t: DateTime<Utc>) -> Time {
-    t
+impl Type<Postgres> for DbTime {
+    fn type_info() -> PgTypeInfo {
+        <chrono::DateTime<chrono::Utc> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <chrono::DateTime<chrono::Utc> as Type<Postgres>>::compatible(ty)
+    }
 }
 
-fn utc(t: Time) -> Result<DateTime<Utc>> {
-    Ok(t)
+impl<'r> Decode<'r, Postgres> for DbTime {
+    fn decode(value: PgValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        Ok(DbTime(<chrono::DateTime<chrono::Utc> as Decode<
+            Postgres,
+        >>::decode(value)?))
+    }
 }
 
-fn id_list(ids: &[Uuid]) -> Vec<Uuid> {
-    ids.to_vec()
+/// The arguments of a statement in PostgreSQL's types: ids as `UUID`, times as `TIMESTAMPTZ`,
+/// id lists as `UUID[]`.
+fn arguments(args: Vec<Arg<'_>>) -> Result<PgArguments> {
+    let mut out = PgArguments::default();
+    for arg in args {
+        match arg {
+            Arg::Text(v) => out.add(v),
+            Arg::String(v) => out.add(v),
+            Arg::Int(v) => out.add(v),
+            Arg::Int32(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+            Arg::Bytes(v) => out.add(v),
+            Arg::Id(v) => out.add(v),
+            Arg::Time(v) => out.add(v),
+            Arg::Ids(v) => out.add(v),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
 }
 
-const BEGIN_WRITE: &str = "BEGIN";
-/// Tells every replica's key cache that keys or grants changed (delivered at commit); the
-/// payload is the changing process's token (see [`KeyEcho`]).
-const NOTIFY_KEYS: &str = "SELECT pg_notify('stowage_keys', $1)";
+/// PostgreSQL.
+#[derive(Clone, Copy, Debug)]
+pub struct Pg;
+
+impl Dialect for Pg {
+    type Db = Postgres;
+    type Echo = KeyEcho;
+
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// Tells every replica's key cache that keys or grants changed (delivered at commit); the
+    /// payload is the changing process's token (see [`KeyEcho`]).
+    const NOTIFY_KEYS: &'static str = "SELECT pg_notify('stowage_keys', $1)";
+    /// Dead rows hold erased values until VACUUM reclaims them (docs/security.md).
+    const AFTER_ERASURE: Option<&'static str> = None;
+    const FILE_STATES: &'static str = "SELECT id, state FROM files WHERE id = ANY($1)";
+    /// With several sweepers, each row goes to one of them: the others skip the locked rows.
+    const EXPIRE_DUE: &'static str = concat!(
+        "UPDATE files SET state = 'expired', state_changed_at = $1 \
+         WHERE state = 'staged' AND id IN (SELECT id FROM files \
+             WHERE state = 'staged' AND expires_at <= $1 \
+             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING ",
+        file_columns!()
+    );
+    /// With several workers, each due job goes to one of them: the others skip the locked rows.
+    const CLAIM_JOBS: &'static str = claim_jobs!(" FOR UPDATE SKIP LOCKED");
+    const DELIVERIES_OF: &'static str = deliveries_of!("= ANY($1)");
+    /// A row lock an erasure's update waits for.
+    const PROMOTED_FILE: &'static str = promoted_file!(" FOR SHARE");
+    const OBJECTS_ERASED: &'static str = objects_erased!("= ANY($1)");
+    const WEBHOOKS_OF: &'static str = webhooks_of!("= ANY($1)");
+    /// With several sweepers, each file past its retention goes to one of them.
+    const RETAINED_DUE: &'static str = retained_due!(" FOR UPDATE SKIP LOCKED");
+
+    async fn execute(sql: &'static str, args: Vec<Arg<'_>>, on: On<'_, Self>) -> Result<u64> {
+        let query = sqlx::query_with(sql, arguments(args)?);
+        let done = match on {
+            On::Pool(pool) => query.execute(pool).await?,
+            On::Conn(conn) => query.execute(conn).await?,
+        };
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_all<T: Decoded>(
+        sql: &'static str,
+        args: Vec<Arg<'_>>,
+        on: On<'_, Self>,
+    ) -> Result<Vec<T>> {
+        let query = sqlx::query_as_with::<_, T, _>(sql, arguments(args)?);
+        Ok(match on {
+            On::Pool(pool) => query.fetch_all(pool).await?,
+            On::Conn(conn) => query.fetch_all(conn).await?,
+        })
+    }
+
+    async fn fetch_optional<T: Decoded>(
+        sql: &'static str,
+        args: Vec<Arg<'_>>,
+        on: On<'_, Self>,
+    ) -> Result<Option<T>> {
+        let query = sqlx::query_as_with::<_, T, _>(sql, arguments(args)?);
+        Ok(match on {
+            On::Pool(pool) => query.fetch_optional(pool).await?,
+            On::Conn(conn) => query.fetch_optional(conn).await?,
+        })
+    }
+
+    /// An event and its deliveries in one statement.
+    async fn write_event(conn: &mut sqlx::PgConnection, event: &NewEvent) -> Result<()> {
+        Pg::query(EVENT_WITH_DELIVERIES)
+            .bind(event.id)
+            .bind(&event.client_id)
+            .bind(event.event_type.as_str())
+            .bind(&event.body)
+            .bind(event.created_at)
+            .bind(event.file_id)
+            .bind(event.event_type.subscription_pattern())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The file, its event and the event's deliveries in one statement.
+    async fn mark_staged(
+        pool: &PgPool,
+        file_id: Uuid,
+        facts: &StagedFacts,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        let (changed,): (bool,) = Pg::query(MARK_STAGED)
+            .bind(file_id)
+            .bind(&facts.content_type)
+            .bind(facts.file_size)
+            .bind(&facts.sha256)
+            .bind(facts.uploaded_at)
+            .bind(facts.expires_at)
+            .bind(event.id)
+            .bind(&event.client_id)
+            .bind(event.event_type.as_str())
+            .bind(&event.body)
+            .bind(event.event_type.subscription_pattern())
+            .fetch_one(pool)
+            .await?;
+        Ok(changed)
+    }
+
+    /// The file, its text job, its event and the event's deliveries in one statement.
+    async fn promote(
+        conn: &mut sqlx::PgConnection,
+        file_id: Uuid,
+        key: &str,
+        event: &NewEvent,
+    ) -> Result<bool> {
+        let (changed,): (bool,) = Pg::query(PROMOTE_FILE)
+            .bind(file_id)
+            .bind(key)
+            .bind(event.created_at)
+            .bind(Uuid::new_v4())
+            .bind(crate::domain::JobKind::ExtractText.as_str())
+            .bind(event.id)
+            .bind(&event.client_id)
+            .bind(event.event_type.as_str())
+            .bind(&event.body)
+            .bind(event.event_type.subscription_pattern())
+            .fetch_one(conn)
+            .await?;
+        Ok(changed)
+    }
+
+    /// The outcome, the text, the event, its deliveries and the job's end in one statement.
+    async fn finish_text_job(pool: &PgPool, write: TextWrite<'_>) -> Result<bool> {
+        let failure = write.state.failure.as_ref();
+        let (taken,): (bool,) = Pg::query(FINISH_TEXT_JOB)
+            .bind(write.file_id)
+            .bind(write.state.status.as_str())
+            .bind(write.state.chars)
+            .bind(failure.map(|f| f.message.as_str()))
+            .bind(failure.map(|f| f.reason.as_str()))
+            .bind(write.text)
+            .bind(write.event.id)
+            .bind(&write.event.client_id)
+            .bind(write.event.event_type.as_str())
+            .bind(&write.event.body)
+            .bind(write.event.created_at)
+            .bind(write.event.event_type.subscription_pattern())
+            .bind(write.job_id)
+            .fetch_one(pool)
+            .await?;
+        Ok(taken)
+    }
+
+    /// The file row and its declaration in one statement.
+    async fn insert_direct(pool: &PgPool, file: &NewFile, direct: &DirectUpload) -> Result<()> {
+        Pg::query(INSERT_DIRECT)
+            .bind(file.id)
+            .bind(&file.client_id)
+            .bind(&file.file_name)
+            .bind(&file.staging_key)
+            .bind(file.created_at)
+            .bind(direct.window_ends_at)
+            .bind(direct.file_size)
+            .bind(&direct.sha256)
+            .execute(pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn listen_for_echo(pool: &PgPool) -> KeyEcho {
+        KeyEcho::listen(pool).await
+    }
+
+    async fn key_changes(
+        pool: &PgPool,
+        keys: &Arc<KeyCache>,
+    ) -> Result<Option<Box<dyn super::KeyChanges>>> {
+        key_changes(pool, keys).await
+    }
+}
 
 /// Lets a key change return only once its notification has gone out to every listener: the
 /// changing process listens too, and waits (up to 2 s) to hear its own token come back, so a
 /// revocation made by the CLI or another replica is in force everywhere when it returns.
-struct KeyEcho {
+pub struct KeyEcho {
     listener: Option<sqlx::postgres::PgListener>,
     token: String,
+}
+
+impl super::dialect::KeyEcho for KeyEcho {
+    fn token(&self) -> &str {
+        &self.token
+    }
+
+    async fn heard(self) {
+        KeyEcho::heard(self).await
+    }
 }
 
 impl KeyEcho {
@@ -80,10 +294,6 @@ impl KeyEcho {
                 }
             }
         }
-    }
-
-    fn token(&self) -> &str {
-        &self.token
     }
 
     async fn heard(self) {
@@ -156,8 +366,6 @@ impl Drop for KeyListener {
     }
 }
 
-const FILE_STATES: &str = "SELECT id, state FROM files WHERE id = ANY($1)";
-
 /// The deliveries of the events inserted by a statement's `e`: one for each endpoint of the
 /// client (`$client`) in use and subscribed (`$pattern`), due at `$at`.
 macro_rules! deliveries_of_e {
@@ -173,15 +381,15 @@ macro_rules! deliveries_of_e {
 }
 
 /// An event and its deliveries in one statement (`$7`: the subscription pattern).
-const EVENT_WITH_DELIVERIES: Option<&str> = Some(concat!(
+const EVENT_WITH_DELIVERIES: &str = concat!(
     "WITH e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ",
     deliveries_of_e!("$5", "$2", "$7")
-));
+);
 
 /// A received file staged (`$1`–`$6`) with its event (`$7`–`$10`, at `$5`) and deliveries
 /// (`$11`: the subscription pattern), in one statement; whether it was still receiving.
-const MARK_STAGED: Option<&str> = Some(concat!(
+const MARK_STAGED: &str = concat!(
     "WITH u AS (UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
                        sha256 = $4, uploaded_at = $5, expires_at = $6, state_changed_at = $5, \
                        multipart_upload_id = NULL \
@@ -191,12 +399,12 @@ const MARK_STAGED: Option<&str> = Some(concat!(
      d AS (",
     deliveries_of_e!("$5", "$8", "$11"),
     ") SELECT EXISTS (SELECT 1 FROM u)"
-));
+);
 
 /// A text job's outcome in one statement: the file's text status (`$1`–`$5`) where it is still
 /// promoted and pending, its text (`$6`, if any), the event (`$7`–`$12`) and its deliveries; the
 /// job deleted (`$13`). Whether the file took the outcome.
-const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
+const FINISH_TEXT_JOB: &str = concat!(
     "WITH u AS (UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
                        text_reason = $5 \
                 WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING id), \
@@ -208,25 +416,20 @@ const FINISH_TEXT_JOB: Option<&str> = Some(concat!(
      d AS (",
     deliveries_of_e!("$11", "$8", "$12"),
     ") SELECT EXISTS (SELECT 1 FROM u)"
-));
-
-/// Dead rows hold erased values until VACUUM reclaims them (docs/security.md).
-const AFTER_ERASURE: Option<&str> = None;
+);
 
 /// A direct upload's `receiving` row (`$1`–`$6`) and its declaration (`$7`, `$8`) in one
 /// statement.
-const INSERT_DIRECT: Option<&str> = Some(
-    "WITH f AS (INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
+const INSERT_DIRECT: &str = "WITH f AS (INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
                                   state_changed_at, active_at) \
                 VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6) RETURNING id) \
      INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at) \
-         SELECT id, $7, $8, $6 FROM f",
-);
+         SELECT id, $7, $8, $6 FROM f";
 
 /// A bound file promoted (`$1`: id, `$2`: long-term key, at `$3`) with its text job (`$4`, kind
 /// `$5`) and its event (`$6`–`$9`) and deliveries (`$10`: the subscription pattern), in one
 /// statement; whether it was still bound.
-const PROMOTE_FILE: Option<&str> = Some(concat!(
+const PROMOTE_FILE: &str = concat!(
     "WITH u AS (UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                        state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
                        text_error = NULL, text_reason = NULL \
@@ -238,50 +441,19 @@ const PROMOTE_FILE: Option<&str> = Some(concat!(
      d AS (",
     deliveries_of_e!("$3", "$7", "$10"),
     ") SELECT EXISTS (SELECT 1 FROM u)"
-));
-
-/// With several sweepers, each row goes to one of them: the others skip the locked rows.
-const EXPIRE_DUE: &str = concat!(
-    "UPDATE files SET state = 'expired', state_changed_at = $1 \
-     WHERE state = 'staged' AND id IN (SELECT id FROM files \
-         WHERE state = 'staged' AND expires_at <= $1 \
-         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-     RETURNING ",
-    file_columns!()
 );
-
-/// With several workers, each due job goes to one of them: the others skip the locked rows.
-const CLAIM_JOBS: &str = claim_jobs!(" FOR UPDATE SKIP LOCKED");
-
-const DELIVERIES_OF: &str = deliveries_of!("= ANY($1)");
-
-/// A row lock an erasure's update waits for.
-const PROMOTED_FILE: &str = promoted_file!(" FOR SHARE");
-
-const OBJECTS_ERASED: &str = objects_erased!("= ANY($1)");
-
-const WEBHOOKS_OF: &str = webhooks_of!("= ANY($1)");
-
-/// With several sweepers, each file past its retention goes to one of them.
-const RETAINED_DUE: &str = retained_due!(" FOR UPDATE SKIP LOCKED");
 
 /// The fewest connections a replica can work with: the key-change listener, a request, a
 /// relaxed write.
 pub const MIN_CONNECTIONS: u32 = 3;
 
-/// The PostgreSQL repository.
-#[derive(Clone, Debug)]
-pub struct PostgresRepo {
-    pool: PgPool,
-    /// Connections with `synchronous_commit = off`, for writes whose loss in a PostgreSQL crash
-    /// is repaired by the sweeper (see `docs/decisions.md`): their commits do not wait for the
-    /// WAL flush. Writes a client is promised (staged, bound) use `pool`.
-    relaxed: PgPool,
-    /// API keys already looked up (`src/repo/key_cache.rs`).
-    keys: Arc<KeyCache>,
-}
+/// The PostgreSQL repository. Its `relaxed` pool's connections have `synchronous_commit = off`,
+/// for writes whose loss in a PostgreSQL crash is repaired by the sweeper (see
+/// `docs/decisions.md`): their commits do not wait for the WAL flush. Writes a client is
+/// promised (staged, bound) use `pool`.
+pub type PostgresRepo = SqlRepo<Pg>;
 
-impl PostgresRepo {
+impl SqlRepo<Pg> {
     /// Connects and runs the PostgreSQL migrations.
     /// At most `max_connections` (at least 3) are open at once: a quarter (at least one) for
     /// the relaxed writes, the rest for everything else, the key-change listeners included.
@@ -306,17 +478,6 @@ impl PostgresRepo {
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(options.options([("synchronous_commit", "off")]));
-        Ok(PostgresRepo {
-            pool,
-            relaxed,
-            keys: Default::default(),
-        })
-    }
-
-    /// The pool, for tests and tools that need raw access.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
+        Ok(SqlRepo::new(pool, relaxed))
     }
 }
-
-impl_repo!(PostgresRepo);

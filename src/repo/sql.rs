@@ -1,16 +1,25 @@
-//! The one implementation of [`Repo`](super::Repo), shared by both backends.
-//!
-//! The statements are written once, with `$N` placeholders (PostgreSQL's, which SQLite reads
-//! too). A backend module supplies only what differs, then invokes `impl_repo!`:
-//! - the column types `Id` and `Time` (`Uuid`/`DateTime<Utc>` on PostgreSQL, hyphenated TEXT
-//!   and INTEGER microseconds on SQLite) with `id`, `uuid`, `time` and `utc` to convert;
-//! - `IdList` and `id_list` (a list of ids as one bound value) and the statements that are
-//!   dialect-specific: `FILE_STATES`, `EXPIRE_DUE`, `BEGIN_WRITE`, and the single statements
-//!   PostgreSQL can make of several (`EVENT_WITH_DELIVERIES`, `MARK_STAGED`, `PROMOTE_FILE`,
-//!   `FINISH_TEXT_JOB`, `INSERT_DIRECT`: `None` on SQLite, which writes them one by one);
-//! - a struct with a `pool` and a `relaxed` pool (writes the sweeper repairs if lost).
+//! The one implementation of the repository's roles, shared by both backends: [`SqlRepo`],
+//! generic over a [`Dialect`] (`dialect.rs`), the rows both backends decode, the helpers the
+//! roles share, and the statement-by-statement forms of the writes PostgreSQL makes as one
+//! statement. Each role's methods are in `sql_<role>.rs`.
 //!
 //! Every rule (what a bind refusal means, replays, expiry) lives in the domain, not here.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sqlx::Pool;
+use uuid::Uuid;
+
+use super::dialect::{Conn, DbId, DbTime, Dialect, KeyEcho as _, TextWrite};
+use super::key_cache::KeyCache;
+use super::{
+    DeliveryRecord, Erase, ErasedFile, EventRecord, NewFile, RepoError, Result, parse_named,
+};
+use crate::domain::{
+    DirectUpload, ErasureReason, FileRecord, FileState, StagedFacts, WebhookRecord,
+};
+use crate::events::{DeliveryStatus, NewEvent};
 
 macro_rules! file_columns {
     () => {
@@ -154,469 +163,601 @@ macro_rules! webhooks_of {
     };
 }
 
-macro_rules! impl_repo {
-    ($Repo:ident) => {
-        #[derive(sqlx::FromRow)]
-        struct FileRow {
-            id: Id,
-            client_id: String,
-            state: String,
-            file_name: String,
-            content_type: Option<String>,
-            file_size: Option<i64>,
-            sha256: Option<String>,
-            staging_key: String,
-            multipart_upload_id: Option<String>,
-            created_at: Time,
-            uploaded_at: Option<Time>,
-            expires_at: Option<Time>,
-            webhook_id: Option<Id>,
-            slot: Option<String>,
-            promoted_key: Option<String>,
-            bound_at: Option<Time>,
-            promoted_at: Option<Time>,
-            erased_at: Option<Time>,
-            text_status: Option<String>,
-            text_chars: Option<i64>,
-            text_error: Option<String>,
-            text_reason: Option<String>,
-        }
+#[derive(sqlx::FromRow)]
+pub(super) struct FileRow {
+    pub(super) id: DbId,
+    pub(super) client_id: String,
+    pub(super) state: String,
+    pub(super) file_name: String,
+    pub(super) content_type: Option<String>,
+    pub(super) file_size: Option<i64>,
+    pub(super) sha256: Option<String>,
+    pub(super) staging_key: String,
+    pub(super) multipart_upload_id: Option<String>,
+    pub(super) created_at: DbTime,
+    pub(super) uploaded_at: Option<DbTime>,
+    pub(super) expires_at: Option<DbTime>,
+    pub(super) webhook_id: Option<DbId>,
+    pub(super) slot: Option<String>,
+    pub(super) promoted_key: Option<String>,
+    pub(super) bound_at: Option<DbTime>,
+    pub(super) promoted_at: Option<DbTime>,
+    pub(super) erased_at: Option<DbTime>,
+    pub(super) text_status: Option<String>,
+    pub(super) text_chars: Option<i64>,
+    pub(super) text_error: Option<String>,
+    pub(super) text_reason: Option<String>,
+}
 
-        impl TryFrom<FileRow> for FileRecord {
-            type Error = RepoError;
+impl TryFrom<FileRow> for FileRecord {
+    type Error = RepoError;
 
-            fn try_from(row: FileRow) -> Result<Self> {
-                Ok(FileRecord {
-                    id: uuid(row.id)?,
-                    client_id: row.client_id,
-                    state: parse_named(&row.state)?,
-                    file_name: row.file_name,
-                    content_type: row.content_type,
-                    file_size: row.file_size,
-                    sha256: row.sha256,
-                    staging_key: row.staging_key,
-                    multipart_upload_id: row.multipart_upload_id,
-                    created_at: utc(row.created_at)?,
-                    uploaded_at: row.uploaded_at.map(utc).transpose()?,
-                    expires_at: row.expires_at.map(utc).transpose()?,
-                    webhook_id: row.webhook_id.map(uuid).transpose()?,
-                    slot: row.slot.as_deref().map(parse_named).transpose()?,
-                    promoted_key: row.promoted_key,
-                    bound_at: row.bound_at.map(utc).transpose()?,
-                    promoted_at: row.promoted_at.map(utc).transpose()?,
-                    erased_at: row.erased_at.map(utc).transpose()?,
-                    text: match row.text_status {
+    fn try_from(row: FileRow) -> Result<Self> {
+        Ok(FileRecord {
+            id: row.id.0,
+            client_id: row.client_id,
+            state: parse_named(&row.state)?,
+            file_name: row.file_name,
+            content_type: row.content_type,
+            file_size: row.file_size,
+            sha256: row.sha256,
+            staging_key: row.staging_key,
+            multipart_upload_id: row.multipart_upload_id,
+            created_at: row.created_at.0,
+            uploaded_at: row.uploaded_at.map(|t| t.0),
+            expires_at: row.expires_at.map(|t| t.0),
+            webhook_id: row.webhook_id.map(|id| id.0),
+            slot: row.slot.as_deref().map(parse_named).transpose()?,
+            promoted_key: row.promoted_key,
+            bound_at: row.bound_at.map(|t| t.0),
+            promoted_at: row.promoted_at.map(|t| t.0),
+            erased_at: row.erased_at.map(|t| t.0),
+            text: match row.text_status {
+                None => None,
+                Some(status) => Some(crate::domain::TextState {
+                    status: parse_named(&status)?,
+                    chars: row.text_chars,
+                    failure: match row.text_reason {
                         None => None,
-                        Some(status) => Some(crate::domain::TextState {
-                            status: parse_named(&status)?,
-                            chars: row.text_chars,
-                            failure: match row.text_reason {
-                                None => None,
-                                Some(reason) => Some(crate::text::TextFailure::new(
-                                    parse_named(&reason)?,
-                                    row.text_error.unwrap_or_default(),
-                                )),
-                            },
-                        }),
+                        Some(reason) => Some(crate::text::TextFailure::new(
+                            parse_named(&reason)?,
+                            row.text_error.unwrap_or_default(),
+                        )),
                     },
-                })
-            }
+                }),
+            },
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct WebhookRow {
+    pub(super) id: DbId,
+    pub(super) client_id: String,
+    pub(super) kind: String,
+    pub(super) user_id: String,
+    pub(super) payload: String,
+    pub(super) payload_hash: String,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) status: String,
+    pub(super) result: Option<String>,
+    pub(super) created_at: DbTime,
+}
+
+impl TryFrom<WebhookRow> for WebhookRecord {
+    type Error = RepoError;
+
+    fn try_from(row: WebhookRow) -> Result<Self> {
+        Ok(WebhookRecord {
+            id: row.id.0,
+            client_id: row.client_id,
+            kind: parse_named(&row.kind)?,
+            user_id: row.user_id,
+            payload: row.payload,
+            payload_hash: row.payload_hash,
+            idempotency_key: row.idempotency_key,
+            status: parse_named(&row.status)?,
+            result: row.result,
+            created_at: row.created_at.0,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct SweepRow {
+    pub(super) id: DbId,
+    pub(super) started_at: DbTime,
+    pub(super) finished_at: DbTime,
+    pub(super) expired: i64,
+    pub(super) objects_deleted: i64,
+    pub(super) receiving_aborted: i64,
+    pub(super) orphans_deleted: i64,
+    pub(super) tombstones_purged: i64,
+    pub(super) promoted: i64,
+    pub(super) errors: i64,
+    pub(super) last_error: Option<String>,
+    pub(super) erased: i64,
+    pub(super) erasures_finished: i64,
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct EventRow {
+    pub(super) id: DbId,
+    pub(super) client_id: String,
+    pub(super) event_type: String,
+    pub(super) body: String,
+    pub(super) created_at: DbTime,
+}
+
+impl TryFrom<EventRow> for EventRecord {
+    type Error = RepoError;
+
+    fn try_from(row: EventRow) -> Result<Self> {
+        Ok(EventRecord {
+            id: row.id.0,
+            client_id: row.client_id,
+            event_type: row
+                .event_type
+                .parse()
+                .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?,
+            body: row.body,
+            created_at: row.created_at.0,
+            deliveries: Vec::new(),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct DeliveryRow {
+    pub(super) event_id: DbId,
+    pub(super) endpoint_id: DbId,
+    pub(super) status: String,
+    pub(super) attempt_count: i32,
+    pub(super) next_attempt_at: DbTime,
+    pub(super) last_attempt_at: Option<DbTime>,
+    pub(super) response_status_code: Option<i32>,
+    pub(super) error_message: Option<String>,
+}
+
+impl TryFrom<DeliveryRow> for DeliveryRecord {
+    type Error = RepoError;
+
+    fn try_from(row: DeliveryRow) -> Result<Self> {
+        let status: DeliveryStatus = parse_named(&row.status)?;
+        Ok(DeliveryRecord {
+            endpoint_id: row.endpoint_id.0,
+            status,
+            attempt_count: row.attempt_count,
+            response_status_code: row.response_status_code,
+            error_message: row.error_message,
+            last_attempt_at: row.last_attempt_at.map(|t| t.0),
+            next_attempt_at: (status == DeliveryStatus::Pending).then_some(row.next_attempt_at.0),
+            attempts: Vec::new(),
+        })
+    }
+}
+
+pub(super) fn files(rows: Vec<FileRow>) -> Result<Vec<FileRecord>> {
+    rows.into_iter().map(FileRecord::try_from).collect()
+}
+
+/// Stowage's repository on a backend `D` (see [`Dialect`]): every role trait is implemented
+/// once, in the `sql_<role>.rs` modules, generic over the dialect.
+#[derive(Debug)]
+pub struct SqlRepo<D: Dialect> {
+    pub(super) pool: Pool<D::Db>,
+    /// Where writes the sweeper repairs if lost go (a cheaper commit where the backend has one).
+    pub(super) relaxed: Pool<D::Db>,
+    /// API keys already looked up (`src/repo/key_cache.rs`); on only where key changes are
+    /// signalled.
+    pub(super) keys: Arc<KeyCache>,
+}
+
+impl<D: Dialect> Clone for SqlRepo<D> {
+    fn clone(&self) -> Self {
+        SqlRepo {
+            pool: self.pool.clone(),
+            relaxed: self.relaxed.clone(),
+            keys: self.keys.clone(),
         }
+    }
+}
 
-        #[derive(sqlx::FromRow)]
-        struct WebhookRow {
-            id: Id,
-            client_id: String,
-            kind: String,
-            user_id: String,
-            payload: String,
-            payload_hash: String,
-            idempotency_key: Option<String>,
-            status: String,
-            result: Option<String>,
-            created_at: Time,
+impl<D: Dialect> SqlRepo<D> {
+    pub(super) fn new(pool: Pool<D::Db>, relaxed: Pool<D::Db>) -> Self {
+        SqlRepo {
+            pool,
+            relaxed,
+            keys: Default::default(),
         }
+    }
 
-        impl TryFrom<WebhookRow> for WebhookRecord {
-            type Error = RepoError;
+    /// The pool, for tests and tools that need raw access.
+    pub fn pool(&self) -> &Pool<D::Db> {
+        &self.pool
+    }
 
-            fn try_from(row: WebhookRow) -> Result<Self> {
-                Ok(WebhookRecord {
-                    id: uuid(row.id)?,
-                    client_id: row.client_id,
-                    kind: parse_named(&row.kind)?,
-                    user_id: row.user_id,
-                    payload: row.payload,
-                    payload_hash: row.payload_hash,
-                    idempotency_key: row.idempotency_key,
-                    status: parse_named(&row.status)?,
-                    result: row.result,
-                    created_at: utc(row.created_at)?,
-                })
-            }
+    /// `AFTER_ERASURE`, if the backend needs it: failures are logged (the erasure itself has
+    /// committed).
+    pub(super) async fn after_erasure(&self) {
+        if let Some(statement) = D::AFTER_ERASURE
+            && let Err(e) = D::query(statement).execute(&self.pool).await
+        {
+            tracing::warn!(error = %e, "could not flush erased values from the database files");
         }
+    }
 
-        #[derive(sqlx::FromRow)]
-        struct SweepRow {
-            id: Id,
-            started_at: Time,
-            finished_at: Time,
-            expired: i64,
-            objects_deleted: i64,
-            receiving_aborted: i64,
-            orphans_deleted: i64,
-            tombstones_purged: i64,
-            promoted: i64,
-            errors: i64,
-            last_error: Option<String>,
-            erased: i64,
-            erasures_finished: i64,
-        }
+    /// The webhook with this id, read within a transaction.
+    pub(super) async fn webhook_in(
+        conn: &mut Conn<D>,
+        webhook_id: Uuid,
+    ) -> Result<Option<WebhookRecord>> {
+        let row: Option<WebhookRow> = D::query(concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE id = $1"
+        ))
+        .bind(webhook_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(WebhookRecord::try_from).transpose()
+    }
 
-        #[derive(sqlx::FromRow)]
-        struct EventRow {
-            id: Id,
-            client_id: String,
-            event_type: String,
-            body: String,
-            created_at: Time,
-        }
-
-        impl TryFrom<EventRow> for EventRecord {
-            type Error = RepoError;
-
-            fn try_from(row: EventRow) -> Result<Self> {
-                Ok(EventRecord {
-                    id: uuid(row.id)?,
-                    client_id: row.client_id,
-                    event_type: row
-                        .event_type
-                        .parse()
-                        .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?,
-                    body: row.body,
-                    created_at: utc(row.created_at)?,
-                    deliveries: Vec::new(),
-                })
-            }
-        }
-
-        #[derive(sqlx::FromRow)]
-        struct DeliveryRow {
-            event_id: Id,
-            endpoint_id: Id,
-            status: String,
-            attempt_count: i32,
-            next_attempt_at: Time,
-            last_attempt_at: Option<Time>,
-            response_status_code: Option<i32>,
-            error_message: Option<String>,
-        }
-
-        impl TryFrom<DeliveryRow> for DeliveryRecord {
-            type Error = RepoError;
-
-            fn try_from(row: DeliveryRow) -> Result<Self> {
-                let status: DeliveryStatus = parse_named(&row.status)?;
-                Ok(DeliveryRecord {
-                    endpoint_id: uuid(row.endpoint_id)?,
-                    status,
-                    attempt_count: row.attempt_count,
-                    response_status_code: row.response_status_code,
-                    error_message: row.error_message,
-                    last_attempt_at: row.last_attempt_at.map(utc).transpose()?,
-                    next_attempt_at: (status == DeliveryStatus::Pending)
-                        .then(|| utc(row.next_attempt_at))
-                        .transpose()?,
-                    attempts: Vec::new(),
-                })
-            }
-        }
-
-        fn files(rows: Vec<FileRow>) -> Result<Vec<FileRecord>> {
-            rows.into_iter().map(FileRecord::try_from).collect()
-        }
-
-        /// The webhook with this id, read within a transaction.
-        async fn webhook_in(conn: &mut Conn, webhook_id: Uuid) -> Result<Option<WebhookRecord>> {
-            let row: Option<WebhookRow> = sqlx::query_as(concat!(
-                "SELECT ", webhook_columns!(), " FROM webhooks WHERE id = $1"
-            ))
-            .bind(id(webhook_id))
-            .fetch_optional(&mut *conn)
+    /// Ends a transaction that changed keys or grants: the notification every replica's
+    /// cache listens for, the commit, this process's cache emptied, and the wait for the
+    /// notification to come back (see `src/repo/key_cache.rs`).
+    pub(super) async fn key_change_done(
+        mut tx: sqlx::Transaction<'_, D::Db>,
+        echo: D::Echo,
+        keys: &crate::repo::key_cache::KeyCache,
+    ) -> Result<()> {
+        D::query(D::NOTIFY_KEYS)
+            .bind(echo.token())
+            .execute(&mut *tx)
             .await?;
-            row.map(WebhookRecord::try_from).transpose()
-        }
+        tx.commit().await?;
+        keys.clear();
+        echo.heard().await;
+        Ok(())
+    }
 
-        /// Ends a transaction that changed keys or grants: the notification every replica's
-        /// cache listens for, the commit, this process's cache emptied, and the wait for the
-        /// notification to come back (see `src/repo/key_cache.rs`).
-        async fn key_change_done(
-            mut tx: sqlx::Transaction<'_, <Conn as sqlx::Connection>::Database>,
-            echo: KeyEcho,
-            keys: &crate::repo::key_cache::KeyCache,
-        ) -> Result<()> {
-            sqlx::query(NOTIFY_KEYS)
-                .bind(echo.token())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            keys.clear();
-            echo.heard().await;
-            Ok(())
-        }
+    /// Queues an event, due at `at`, for each endpoint of its client that is in use and
+    /// subscribed to its type and does not have it queued already.
+    pub(super) async fn fan_out(
+        conn: &mut Conn<D>,
+        event_id: Uuid,
+        client_id: &str,
+        event_type: crate::events::EventType,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        D::query(
+            "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+             SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
+             WHERE client_id = $3 AND deleted_at IS NULL \
+               AND (event_types IS NULL OR event_types LIKE $4) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(at)
+        .bind(client_id)
+        .bind(event_type.subscription_pattern())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
 
-        /// Writes an event to the outbox with one pending delivery for each endpoint of its
-        /// client that is in use and subscribed to its type — in the caller's transaction, so
-        /// the event exists if and only if the change it reports does.
-        async fn write_event(conn: &mut Conn, event: &crate::events::NewEvent) -> Result<()> {
-            let query = sqlx::query(EVENT_WITH_DELIVERIES.unwrap_or(
-                "INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            ))
-            .bind(id(event.id))
-            .bind(&event.client_id)
-            .bind(event.event_type.as_str())
-            .bind(&event.body)
-            .bind(time(event.created_at))
-            .bind(event.file_id.map(id));
-            if EVENT_WITH_DELIVERIES.is_some() {
-                query
-                    .bind(event.event_type.subscription_pattern())
-                    .execute(&mut *conn)
-                    .await?;
-                return Ok(());
-            }
-            query.execute(&mut *conn).await?;
-            fan_out(conn, event.id, &event.client_id, event.event_type, event.created_at).await
-        }
+    /// Writes the event reporting a file's change (its record carries its webhook, if bound).
+    pub(super) async fn write_file_event(
+        conn: &mut Conn<D>,
+        event_type: crate::events::EventType,
+        file: &FileRecord,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        let event = Self::file_event(&mut *conn, event_type, file, at).await?;
+        D::write_event(conn, &event).await
+    }
 
-        /// Queues an event, due at `at`, for each endpoint of its client that is in use and
-        /// subscribed to its type and does not have it queued already.
-        async fn fan_out(
-            conn: &mut Conn,
-            event_id: Uuid,
-            client_id: &str,
-            event_type: crate::events::EventType,
-            at: DateTime<Utc>,
-        ) -> Result<()> {
-            sqlx::query(
-                "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
-                 SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
-                 WHERE client_id = $3 AND deleted_at IS NULL \
-                   AND (event_types IS NULL OR event_types LIKE $4) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(id(event_id))
-            .bind(time(at))
-            .bind(client_id)
-            .bind(event_type.subscription_pattern())
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
+    /// The event reporting a file's change (its record carries its webhook, if bound).
+    pub(super) async fn file_event(
+        conn: &mut Conn<D>,
+        event_type: crate::events::EventType,
+        file: &FileRecord,
+        at: DateTime<Utc>,
+    ) -> Result<crate::events::NewEvent> {
+        let webhook = match file.webhook_id {
+            Some(webhook_id) => Self::webhook_in(conn, webhook_id).await?,
+            None => None,
+        };
+        Ok(crate::events::NewEvent::file(
+            event_type,
+            file,
+            webhook.as_ref(),
+            at,
+        ))
+    }
 
-        /// Marks a bound file promoted and queues its text job, with `event` (in the caller's
-        /// transaction); whether it was bound. `file` is the record as [`FileRecord::promoted`]
-        /// says the row becomes, and `event` reports it.
-        async fn promote_in(
-            conn: &mut Conn,
-            file: &FileRecord,
-            event: &crate::events::NewEvent,
-        ) -> Result<bool> {
-            let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
-            let at = event.created_at;
-            // Both forms answer one row holding `true` when the file was still bound.
-            let promote = |sql| {
-                sqlx::query_as::<_, (bool,)>(sql)
-                    .bind(id(file.id))
-                    .bind(key)
-                    .bind(time(at))
-            };
-            if let Some(statement) = PROMOTE_FILE {
-                let row = promote(statement)
-                    .bind(id(Uuid::new_v4()))
-                    .bind(crate::domain::JobKind::ExtractText.as_str())
-                    .bind(id(event.id))
-                    .bind(&event.client_id)
-                    .bind(event.event_type.as_str())
-                    .bind(&event.body)
-                    .bind(event.event_type.subscription_pattern())
+    /// Erases a client's file in the caller's transaction: the row becomes a tombstone with
+    /// no name, type, size or hash (a conditional update on the state just read, re-read if
+    /// a concurrent change won), `file.erased` is recorded and earlier events redacted.
+    pub(super) async fn erase_in(
+        conn: &mut Conn<D>,
+        client_id: &str,
+        file_id: Uuid,
+        reason: ErasureReason,
+        at: DateTime<Utc>,
+    ) -> Result<Erase> {
+        // Each retry follows a committed state change, and a file changes state a few
+        // times at most.
+        for _ in 0..8 {
+            let state: Option<(String,)> =
+                D::query("SELECT state FROM files WHERE id = $1 AND client_id = $2")
+                    .bind(file_id)
+                    .bind(client_id)
                     .fetch_optional(&mut *conn)
                     .await?;
-                return Ok(matches!(row, Some((true,))));
+            let was: FileState = match state {
+                None => return Ok(Erase::NotFound),
+                Some((state,)) => parse_named(&state)?,
+            };
+            if was == FileState::Erased {
+                return Ok(Erase::AlreadyErased);
             }
-            let row = promote(
-                "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
-                        state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
-                        text_error = NULL, text_reason = NULL \
-                 WHERE id = $1 AND state = 'bound' RETURNING TRUE",
-            )
+            let row: Option<FileRow> = D::query(concat!(
+                "UPDATE files SET state = 'erased', file_name = '', content_type = NULL, \
+                        file_size = NULL, sha256 = NULL, erased_at = $3, \
+                        state_changed_at = $3, objects_deleted_at = NULL, text_status = NULL, \
+                        text_chars = NULL, text_error = NULL, text_reason = NULL \
+                 WHERE id = $1 AND client_id = $2 AND state = $4 RETURNING ",
+                file_columns!()
+            ))
+            .bind(file_id)
+            .bind(client_id)
+            .bind(at)
+            .bind(was.as_str())
             .fetch_optional(&mut *conn)
             .await?;
-            if !matches!(row, Some((true,))) {
-                return Ok(false);
+            let Some(row) = row else { continue };
+            let file = FileRecord::try_from(row)?;
+            for statement in [
+                "DELETE FROM file_texts WHERE file_id = $1",
+                "DELETE FROM jobs WHERE file_id = $1",
+                // A direct upload's window stays, for the sweeper to delete its staging
+                // key again once the window has closed.
+                "UPDATE direct_uploads SET file_size = NULL, sha256 = NULL, refusal = NULL \
+                 WHERE file_id = $1",
+            ] {
+                D::query(statement)
+                    .bind(file_id)
+                    .execute(&mut *conn)
+                    .await?;
             }
-            // The text job is queued with the promotion: a promoted file always gets its text.
-            sqlx::query(
-                "INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
-                 VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT DO NOTHING",
+            D::write_event(
+                &mut *conn,
+                &crate::events::NewEvent::erased(&file, reason, at),
             )
-            .bind(id(Uuid::new_v4()))
-            .bind(crate::domain::JobKind::ExtractText.as_str())
-            .bind(id(file.id))
-            .bind(time(at))
-            .execute(&mut *conn)
             .await?;
-            write_event(conn, event).await?;
-            Ok(true)
-        }
-
-        /// Writes the event reporting a file's change (its record carries its webhook, if bound).
-        async fn write_file_event(
-            conn: &mut Conn,
-            event_type: crate::events::EventType,
-            file: &FileRecord,
-            at: DateTime<Utc>,
-        ) -> Result<()> {
-            let event = file_event(&mut *conn, event_type, file, at).await?;
-            write_event(conn, &event).await
-        }
-
-        /// The event reporting a file's change (its record carries its webhook, if bound).
-        async fn file_event(
-            conn: &mut Conn,
-            event_type: crate::events::EventType,
-            file: &FileRecord,
-            at: DateTime<Utc>,
-        ) -> Result<crate::events::NewEvent> {
-            let webhook = match file.webhook_id {
-                Some(webhook_id) => webhook_in(conn, webhook_id).await?,
-                None => None,
-            };
-            Ok(crate::events::NewEvent::file(event_type, file, webhook.as_ref(), at))
-        }
-
-        /// Erases a client's file in the caller's transaction: the row becomes a tombstone with
-        /// no name, type, size or hash (a conditional update on the state just read, re-read if
-        /// a concurrent change won), `file.erased` is recorded and earlier events redacted.
-        async fn erase_in(
-            conn: &mut Conn,
-            client_id: &str,
-            file_id: Uuid,
-            reason: ErasureReason,
-            at: DateTime<Utc>,
-        ) -> Result<Erase> {
-            // Each retry follows a committed state change, and a file changes state a few
-            // times at most.
-            for _ in 0..8 {
-                let state: Option<(String,)> =
-                    sqlx::query_as("SELECT state FROM files WHERE id = $1 AND client_id = $2")
-                        .bind(id(file_id))
-                        .bind(client_id)
-                        .fetch_optional(&mut *conn)
+            let earlier: Vec<(DbId, String)> = D::query(
+                "SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'",
+            )
+            .bind(file_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            for (event_id, body) in earlier {
+                if let Some(redacted) = crate::events::redact_body(&body) {
+                    D::query("UPDATE events SET body = $2 WHERE id = $1")
+                        .bind(event_id)
+                        .bind(redacted)
+                        .execute(&mut *conn)
                         .await?;
-                let was: FileState = match state {
-                    None => return Ok(Erase::NotFound),
-                    Some((state,)) => parse_named(&state)?,
-                };
-                if was == FileState::Erased {
-                    return Ok(Erase::AlreadyErased);
                 }
-                let row: Option<FileRow> = sqlx::query_as(concat!(
-                    "UPDATE files SET state = 'erased', file_name = '', content_type = NULL, \
-                            file_size = NULL, sha256 = NULL, erased_at = $3, \
-                            state_changed_at = $3, objects_deleted_at = NULL, text_status = NULL, \
-                            text_chars = NULL, text_error = NULL, text_reason = NULL \
-                     WHERE id = $1 AND client_id = $2 AND state = $4 RETURNING ",
-                    file_columns!()
-                ))
-                .bind(id(file_id))
-                .bind(client_id)
-                .bind(time(at))
-                .bind(was.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-                let Some(row) = row else { continue };
-                let file = FileRecord::try_from(row)?;
-                for statement in [
-                    "DELETE FROM file_texts WHERE file_id = $1",
-                    "DELETE FROM jobs WHERE file_id = $1",
-                    // A direct upload's window stays, for the sweeper to delete its staging
-                    // key again once the window has closed.
-                    "UPDATE direct_uploads SET file_size = NULL, sha256 = NULL, refusal = NULL \
-                     WHERE file_id = $1",
-                ] {
-                    sqlx::query(statement).bind(id(file_id)).execute(&mut *conn).await?;
-                }
-                write_event(&mut *conn, &crate::events::NewEvent::erased(&file, reason, at)).await?;
-                let earlier: Vec<(Id, String)> = sqlx::query_as(
-                    "SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'",
-                )
-                .bind(id(file_id))
-                .fetch_all(&mut *conn)
-                .await?;
-                for (event_id, body) in earlier {
-                    if let Some(redacted) = crate::events::redact_body(&body) {
-                        sqlx::query("UPDATE events SET body = $2 WHERE id = $1")
-                            .bind(event_id)
-                            .bind(redacted)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
-                }
-                return Ok(Erase::Erased(ErasedFile {
-                    id: file.id,
-                    staging_key: file.staging_key,
-                    multipart_upload_id: file.multipart_upload_id,
-                    was: Some(was),
-                }));
             }
-            Err(RepoError::Conflict(format!("file {file_id} kept changing while being erased")))
+            return Ok(Erase::Erased(ErasedFile {
+                id: file.id,
+                staging_key: file.staging_key,
+                multipart_upload_id: file.multipart_upload_id,
+                was: Some(was),
+            }));
         }
+        Err(RepoError::Conflict(format!(
+            "file {file_id} kept changing while being erased"
+        )))
+    }
 
-        /// Removes the personal `data` from a stored webhook. Without it the payload is no longer
-        /// the one that was sent: its hash and idempotency key go too, so a re-send is answered
-        /// afresh (and finds its files erased).
-        async fn scrub_webhook(
-            conn: &mut Conn,
-            webhook_id: Id,
-            payload: &str,
-            at: DateTime<Utc>,
-        ) -> Result<()> {
-            sqlx::query(
-                "UPDATE webhooks SET payload = $2, payload_hash = '', idempotency_key = NULL, \
-                        updated_at = $3 WHERE id = $1",
+    /// Removes the personal `data` from a stored webhook. Without it the payload is no longer
+    /// the one that was sent: its hash and idempotency key go too, so a re-send is answered
+    /// afresh (and finds its files erased).
+    pub(super) async fn scrub_webhook(
+        conn: &mut Conn<D>,
+        webhook_id: DbId,
+        payload: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        D::query(
+            "UPDATE webhooks SET payload = $2, payload_hash = '', idempotency_key = NULL, \
+                    updated_at = $3 WHERE id = $1",
+        )
+        .bind(webhook_id)
+        .bind(crate::domain::without_personal_data(payload))
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+// The writes PostgreSQL makes as one statement, statement by statement: the defaults of the
+// `Dialect` methods of the same names (SQLite has no data-modifying `WITH`; its statements are
+// in-process calls, not round trips).
+
+/// Writes an event to the outbox with one pending delivery for each endpoint of its client that
+/// is in use and subscribed to its type — in the caller's transaction, so the event exists if
+/// and only if the change it reports does.
+pub(super) async fn write_event_by_steps<D: Dialect>(
+    conn: &mut Conn<D>,
+    event: &NewEvent,
+) -> Result<()> {
+    D::query(
+        "INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(event.id)
+    .bind(&event.client_id)
+    .bind(event.event_type.as_str())
+    .bind(&event.body)
+    .bind(event.created_at)
+    .bind(event.file_id)
+    .execute(&mut *conn)
+    .await?;
+    SqlRepo::<D>::fan_out(
+        conn,
+        event.id,
+        &event.client_id,
+        event.event_type,
+        event.created_at,
+    )
+    .await
+}
+
+/// Marks a receiving file staged and writes its event, in one transaction; whether it was
+/// still receiving.
+pub(super) async fn mark_staged_by_steps<D: Dialect>(
+    pool: &Pool<D::Db>,
+    file_id: Uuid,
+    facts: &StagedFacts,
+    event: &NewEvent,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(bool,)> = D::query(
+        "UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
+                sha256 = $4, uploaded_at = $5, expires_at = $6, \
+                state_changed_at = $5, multipart_upload_id = NULL \
+         WHERE id = $1 AND state = 'receiving' RETURNING TRUE",
+    )
+    .bind(file_id)
+    .bind(&facts.content_type)
+    .bind(facts.file_size)
+    .bind(&facts.sha256)
+    .bind(facts.uploaded_at)
+    .bind(facts.expires_at)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if row.is_none() {
+        return Ok(false);
+    }
+    D::write_event(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Marks a bound file promoted under `key` and queues its text job, with `event`, in the
+/// caller's transaction; whether it was still bound.
+pub(super) async fn promote_by_steps<D: Dialect>(
+    conn: &mut Conn<D>,
+    file_id: Uuid,
+    key: &str,
+    event: &NewEvent,
+) -> Result<bool> {
+    let at = event.created_at;
+    let row: Option<(bool,)> = D::query(
+        "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
+                state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
+                text_error = NULL, text_reason = NULL \
+         WHERE id = $1 AND state = 'bound' RETURNING TRUE",
+    )
+    .bind(file_id)
+    .bind(key)
+    .bind(at)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if row.is_none() {
+        return Ok(false);
+    }
+    // The text job is queued with the promotion: a promoted file always gets its text.
+    D::query(
+        "INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
+         VALUES ($1, $2, $3, 0, $4, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(Uuid::new_v4())
+    .bind(crate::domain::JobKind::ExtractText.as_str())
+    .bind(file_id)
+    .bind(at)
+    .execute(&mut *conn)
+    .await?;
+    D::write_event(conn, event).await?;
+    Ok(true)
+}
+
+/// Records a text job's outcome where the file is still promoted and pending, its text and its
+/// event, and ends the job, in one transaction; whether the file took the outcome.
+pub(super) async fn finish_text_job_by_steps<D: Dialect>(
+    pool: &Pool<D::Db>,
+    write: TextWrite<'_>,
+) -> Result<bool> {
+    let failure = write.state.failure.as_ref();
+    let mut tx = pool.begin_with(D::BEGIN_WRITE).await?;
+    let row: Option<(bool,)> = D::query(
+        "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, text_reason = $5 \
+         WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING TRUE",
+    )
+    .bind(write.file_id)
+    .bind(write.state.status.as_str())
+    .bind(write.state.chars)
+    .bind(failure.map(|f| f.message.as_str()))
+    .bind(failure.map(|f| f.reason.as_str()))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let taken = row.is_some();
+    if taken {
+        if let Some(text) = write.text {
+            D::query(
+                "INSERT INTO file_texts (file_id, body) VALUES ($1, $2) \
+                 ON CONFLICT (file_id) DO UPDATE SET body = excluded.body",
             )
-            .bind(webhook_id)
-            .bind(crate::domain::without_personal_data(payload))
-            .bind(time(at))
-            .execute(&mut *conn)
+            .bind(write.file_id)
+            .bind(text)
+            .execute(&mut *tx)
             .await?;
-            Ok(())
         }
+        D::write_event(&mut tx, write.event).await?;
+    }
+    D::query("DELETE FROM jobs WHERE id = $1")
+        .bind(write.job_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(taken)
+}
 
-        impl $Repo {
-            /// `AFTER_ERASURE`, if the backend needs it: failures are logged (the erasure
-            /// itself has committed).
-            async fn after_erasure(&self) {
-                if let Some(statement) = AFTER_ERASURE
-                    && let Err(e) = sqlx::query(statement).execute(&self.pool).await
-                {
-                    tracing::warn!(error = %e, "could not flush erased values from the database files");
-                }
-            }
-        }
-
-        impl_keys_repo!($Repo);
-
-        impl_outbox_repo!($Repo);
-
-        impl_files_repo!($Repo);
-
-        impl_webhooks_repo!($Repo);
-
-        impl_jobs_repo!($Repo);
-
-        impl_sweep_repo!($Repo);
-    };
+/// Writes a direct upload's `receiving` row and its declaration. No transaction, on the relaxed
+/// pool, like any `receiving` row: a file row without its declaration (or lost in a crash) is
+/// aborted by the sweeper.
+pub(super) async fn insert_direct_by_steps<D: Dialect>(
+    pool: &Pool<D::Db>,
+    file: &NewFile,
+    direct: &DirectUpload,
+) -> Result<()> {
+    D::query(
+        "INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
+                            state_changed_at, active_at) \
+         VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6)",
+    )
+    .bind(file.id)
+    .bind(&file.client_id)
+    .bind(&file.file_name)
+    .bind(&file.staging_key)
+    .bind(file.created_at)
+    .bind(direct.window_ends_at)
+    .execute(pool)
+    .await?;
+    D::query(
+        "INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(file.id)
+    .bind(direct.file_size)
+    .bind(&direct.sha256)
+    .bind(direct.window_ends_at)
+    .execute(pool)
+    .await?;
+    Ok(())
 }

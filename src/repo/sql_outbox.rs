@@ -1,272 +1,283 @@
-//! The `OutboxRepo` of both backends: event endpoints, deliveries and attempts. A macro for now, like `impl_repo!` in `sql.rs`,
-//! which invokes it in each backend's module and supplies what it names (id and time types,
-//! conversions, the dialect statements, the helpers of `sql.rs`).
+//! The `OutboxRepo` of both backends: event endpoints, deliveries and attempts.
 
-macro_rules! impl_outbox_repo {
-    ($Repo:ident) => {
-        #[async_trait]
-        impl super::OutboxRepo for $Repo {
-            async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()> {
-                let types = endpoint.event_types.as_ref().map(|types| {
-                    serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-                        .expect("names serialize")
-                });
-                sqlx::query(
-                    "INSERT INTO event_endpoints (id, client_id, url, event_types, secret, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id(endpoint.id))
-                .bind(&endpoint.client_id)
-                .bind(&endpoint.url)
-                .bind(types)
-                .bind(&endpoint.secret)
-                .bind(time(endpoint.created_at))
-                .execute(&self.pool)
-                .await?;
-                Ok(())
-            }
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
-            async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>> {
-                let rows: Vec<(Id, String, String, Option<String>, String, Time)> = sqlx::query_as(
-                    "SELECT id, client_id, url, event_types, secret, created_at FROM event_endpoints \
-                     WHERE deleted_at IS NULL AND ($1 IS NULL OR client_id = $1) \
-                     ORDER BY created_at, id",
-                )
-                .bind(client_id)
-                .fetch_all(&self.pool)
-                .await?;
-                rows.into_iter()
-                    .map(|(endpoint_id, client_id, url, types, secret, created_at)| {
-                        let event_types = types
-                            .map(|raw| {
-                                let names: Vec<String> = serde_json::from_str(&raw)
-                                    .map_err(|e| RepoError::Corrupt(format!("event types {raw}: {e}")))?;
-                                crate::events::parse_types(names.iter().map(String::as_str))
-                                    .map_err(|e| RepoError::Corrupt(e.to_string()))
-                            })
-                            .transpose()?
-                            .flatten();
-                        Ok(EndpointRecord {
-                            id: uuid(endpoint_id)?,
-                            client_id,
-                            url,
-                            event_types,
-                            secret,
-                            created_at: utc(created_at)?,
-                        })
+use super::dialect::{Arg, DbId, DbTime, Dialect};
+use super::sql::{DeliveryRow, EventRow, SqlRepo};
+use super::{
+    AttemptLog, AttemptRecord, DeliveryRecord, DueDelivery, EndpointRecord, EventRecord,
+    OutboxRepo, PageCursor, RepoError, Result,
+};
+use crate::events::EventType;
+
+#[async_trait]
+impl<D: Dialect> OutboxRepo for SqlRepo<D> {
+    async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()> {
+        let types = endpoint.event_types.as_ref().map(|types| {
+            serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+                .expect("names serialize")
+        });
+        D::query(
+            "INSERT INTO event_endpoints (id, client_id, url, event_types, secret, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(endpoint.id)
+        .bind(&endpoint.client_id)
+        .bind(&endpoint.url)
+        .bind(types)
+        .bind(&endpoint.secret)
+        .bind(endpoint.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>> {
+        let rows: Vec<(DbId, String, String, Option<String>, String, DbTime)> = D::query(
+            "SELECT id, client_id, url, event_types, secret, created_at FROM event_endpoints \
+             WHERE deleted_at IS NULL AND ($1 IS NULL OR client_id = $1) \
+             ORDER BY created_at, id",
+        )
+        .bind(client_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(endpoint_id, client_id, url, types, secret, created_at)| {
+                let event_types = types
+                    .map(|raw| {
+                        let names: Vec<String> = serde_json::from_str(&raw)
+                            .map_err(|e| RepoError::Corrupt(format!("event types {raw}: {e}")))?;
+                        crate::events::parse_types(names.iter().map(String::as_str))
+                            .map_err(|e| RepoError::Corrupt(e.to_string()))
                     })
-                    .collect()
-            }
+                    .transpose()?
+                    .flatten();
+                Ok(EndpointRecord {
+                    id: endpoint_id.0,
+                    client_id,
+                    url,
+                    event_types,
+                    secret,
+                    created_at: created_at.0,
+                })
+            })
+            .collect()
+    }
 
-            async fn remove_endpoint(&self, client_id: Option<&str>, endpoint_id: Uuid) -> Result<bool> {
-                let now = time(Utc::now());
-                let mut tx = self.pool.begin().await?;
-                let done = sqlx::query(
-                    "UPDATE event_endpoints SET deleted_at = $3 \
-                     WHERE id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR client_id = $2)",
-                )
-                .bind(id(endpoint_id))
-                .bind(client_id)
+    async fn remove_endpoint(&self, client_id: Option<&str>, endpoint_id: Uuid) -> Result<bool> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin().await?;
+        let done = D::query(
+            "UPDATE event_endpoints SET deleted_at = $3 \
+             WHERE id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR client_id = $2)",
+        )
+        .bind(endpoint_id)
+        .bind(client_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        D::query(
+            "UPDATE deliveries SET status = 'failed', leased_until = NULL, \
+                    error_message = 'endpoint removed' \
+             WHERE endpoint_id = $1 AND status = 'pending'",
+        )
+        .bind(endpoint_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        per_endpoint: u32,
+    ) -> Result<Vec<DueDelivery>> {
+        let rows: Vec<(DbId, DbId, i32, String, String, String, DbTime)> =
+            D::query(super::sql::CLAIM_DUE)
                 .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'failed', leased_until = NULL, \
-                            error_message = 'endpoint removed' \
-                     WHERE endpoint_id = $1 AND status = 'pending'",
-                )
-                .bind(id(endpoint_id))
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn claim_deliveries(
-                &self,
-                now: DateTime<Utc>,
-                lease_until: DateTime<Utc>,
-                limit: i64,
-                per_endpoint: u32,
-            ) -> Result<Vec<DueDelivery>> {
-                let rows: Vec<(Id, Id, i32, String, String, String, Time)> = sqlx::query_as(super::sql::CLAIM_DUE)
-                    .bind(time(now))
-                    .bind(time(lease_until))
-                    .bind(limit)
-                    .bind(i64::from(per_endpoint))
-                    .fetch_all(&self.pool)
-                    .await?;
-                rows.into_iter()
-                    .map(|(event_id, endpoint_id, attempt_count, url, secret, body, created_at)| {
-                        Ok(DueDelivery {
-                            event_created_at: utc(created_at)?,
-                            event_id: uuid(event_id)?,
-                            endpoint_id: uuid(endpoint_id)?,
-                            attempt_count,
-                            url,
-                            secret,
-                            body,
-                        })
-                    })
-                    .collect()
-            }
-
-            async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<bool> {
-                // Relaxed: a lost record only means the delivery is sent again (at least once).
-                let mut tx = self.relaxed.begin().await?;
-                let done = sqlx::query(
-                    "UPDATE deliveries SET status = $3, attempt_count = $4, \
-                            next_attempt_at = COALESCE($5, next_attempt_at), leased_until = NULL, \
-                            last_attempt_at = $6, response_status_code = $7, error_message = $8 \
-                     WHERE event_id = $1 AND endpoint_id = $2 AND attempt_count = $4 - 1",
-                )
-                .bind(id(attempt.event_id))
-                .bind(id(attempt.endpoint_id))
-                .bind(attempt.status.as_str())
-                .bind(attempt.attempt)
-                .bind(attempt.next_attempt_at.map(time))
-                .bind(time(attempt.attempted_at))
-                .bind(attempt.response_status_code)
-                .bind(&attempt.error_message)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                sqlx::query(
-                    "INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
-                                                    duration_ms, response_status_code, error_message) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                )
-                .bind(id(attempt.event_id))
-                .bind(id(attempt.endpoint_id))
-                .bind(attempt.attempt)
-                .bind(time(attempt.attempted_at))
-                .bind(attempt.duration_ms)
-                .bind(attempt.response_status_code)
-                .bind(&attempt.error_message)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(true)
-            }
-
-            async fn list_events(
-                &self,
-                client_id: &str,
-                event_type: Option<EventType>,
-                cursor: Option<PageCursor>,
-                limit: i64,
-            ) -> Result<Vec<EventRecord>> {
-                let rows: Vec<EventRow> = sqlx::query_as(
-                    "SELECT id, client_id, event_type, body, created_at FROM events \
-                     WHERE client_id = $1 AND ($2 IS NULL OR event_type = $2) \
-                       AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) \
-                     ORDER BY created_at DESC, id DESC LIMIT $5",
-                )
-                .bind(client_id)
-                .bind(event_type.map(EventType::as_str))
-                .bind(cursor.map(|c| time(c.created_at)))
-                .bind(cursor.map(|c| id(c.id)))
+                .bind(lease_until)
                 .bind(limit)
+                .bind(i64::from(per_endpoint))
                 .fetch_all(&self.pool)
                 .await?;
-                let mut events = rows
-                    .into_iter()
-                    .map(EventRecord::try_from)
-                    .collect::<Result<Vec<_>>>()?;
-                let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-                let deliveries: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF)
-                    .bind(id_list(&ids))
-                    .fetch_all(&self.pool)
-                    .await?;
-                for row in deliveries {
-                    let event_id = uuid(row.event_id.clone())?;
-                    if let Some(event) = events.iter_mut().find(|e| e.id == event_id) {
-                        event.deliveries.push(row.try_into()?);
-                    }
-                }
-                Ok(events)
-            }
+        rows.into_iter()
+            .map(
+                |(event_id, endpoint_id, attempt_count, url, secret, body, created_at)| {
+                    Ok(DueDelivery {
+                        event_created_at: created_at.0,
+                        event_id: event_id.0,
+                        endpoint_id: endpoint_id.0,
+                        attempt_count,
+                        url,
+                        secret,
+                        body,
+                    })
+                },
+            )
+            .collect()
+    }
 
-            async fn get_event(&self, client_id: &str, event_id: Uuid) -> Result<Option<EventRecord>> {
-                let row: Option<EventRow> = sqlx::query_as(
-                    "SELECT id, client_id, event_type, body, created_at FROM events \
-                     WHERE id = $1 AND client_id = $2",
-                )
-                .bind(id(event_id))
-                .bind(client_id)
-                .fetch_optional(&self.pool)
-                .await?;
-                let Some(row) = row else { return Ok(None) };
-                let mut event = EventRecord::try_from(row)?;
-                let deliveries: Vec<DeliveryRow> = sqlx::query_as(DELIVERIES_OF)
-                    .bind(id_list(&[event_id]))
-                    .fetch_all(&self.pool)
-                    .await?;
-                event.deliveries = deliveries
-                    .into_iter()
-                    .map(DeliveryRecord::try_from)
-                    .collect::<Result<_>>()?;
-                let attempts: Vec<(Id, i32, Time, i64, Option<i32>, Option<String>)> = sqlx::query_as(
-                    "SELECT endpoint_id, attempt, attempted_at, duration_ms, response_status_code, \
-                            error_message \
-                     FROM delivery_attempts WHERE event_id = $1 ORDER BY endpoint_id, attempt",
-                )
-                .bind(id(event_id))
-                .fetch_all(&self.pool)
-                .await?;
-                for (endpoint_id, attempt, attempted_at, duration_ms, code, error) in attempts {
-                    let endpoint_id = uuid(endpoint_id)?;
-                    if let Some(delivery) =
-                        event.deliveries.iter_mut().find(|d| d.endpoint_id == endpoint_id)
-                    {
-                        delivery.attempts.push(AttemptLog {
-                            attempt,
-                            attempted_at: utc(attempted_at)?,
-                            duration_ms,
-                            response_status_code: code,
-                            error_message: error,
-                        });
-                    }
-                }
-                Ok(Some(event))
-            }
+    async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<bool> {
+        // Relaxed: a lost record only means the delivery is sent again (at least once).
+        let mut tx = self.relaxed.begin().await?;
+        let done = D::query(
+            "UPDATE deliveries SET status = $3, attempt_count = $4, \
+                    next_attempt_at = COALESCE($5, next_attempt_at), leased_until = NULL, \
+                    last_attempt_at = $6, response_status_code = $7, error_message = $8 \
+             WHERE event_id = $1 AND endpoint_id = $2 AND attempt_count = $4 - 1",
+        )
+        .bind(attempt.event_id)
+        .bind(attempt.endpoint_id)
+        .bind(attempt.status.as_str())
+        .bind(attempt.attempt)
+        .bind(attempt.next_attempt_at)
+        .bind(attempt.attempted_at)
+        .bind(attempt.response_status_code)
+        .bind(&attempt.error_message)
+        .execute(&mut *tx)
+        .await?;
+        if done == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        D::query(
+            "INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
+                                            duration_ms, response_status_code, error_message) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .bind(attempt.event_id)
+        .bind(attempt.endpoint_id)
+        .bind(attempt.attempt)
+        .bind(attempt.attempted_at)
+        .bind(attempt.duration_ms)
+        .bind(attempt.response_status_code)
+        .bind(&attempt.error_message)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 
-            async fn redeliver(&self, client_id: &str, event_id: Uuid, now: DateTime<Utc>) -> Result<bool> {
-                let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
-                let event_type: Option<(String,)> =
-                    sqlx::query_as("SELECT event_type FROM events WHERE id = $1 AND client_id = $2")
-                        .bind(id(event_id))
-                        .bind(client_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let Some((event_type,)) = event_type else {
-                    tx.rollback().await?;
-                    return Ok(false);
-                };
-                let event_type: EventType = event_type
-                    .parse()
-                    .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?;
-                sqlx::query(
-                    "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
-                            leased_until = NULL \
-                     WHERE event_id = $1 AND endpoint_id IN \
-                         (SELECT id FROM event_endpoints WHERE deleted_at IS NULL)",
-                )
-                .bind(id(event_id))
-                .bind(time(now))
-                .execute(&mut *tx)
-                .await?;
-                fan_out(&mut tx, event_id, client_id, event_type, now).await?;
-                tx.commit().await?;
-                Ok(true)
+    async fn list_events(
+        &self,
+        client_id: &str,
+        event_type: Option<EventType>,
+        cursor: Option<PageCursor>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>> {
+        let rows: Vec<EventRow> = D::query(
+            "SELECT id, client_id, event_type, body, created_at FROM events \
+             WHERE client_id = $1 AND ($2 IS NULL OR event_type = $2) \
+               AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) \
+             ORDER BY created_at DESC, id DESC LIMIT $5",
+        )
+        .bind(client_id)
+        .bind(event_type.map(EventType::as_str))
+        .bind(cursor.map(|c| c.created_at))
+        .bind(cursor.map(|c| c.id))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = rows
+            .into_iter()
+            .map(EventRecord::try_from)
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        let deliveries: Vec<DeliveryRow> = D::query(D::DELIVERIES_OF)
+            .bind(Arg::ids(&ids))
+            .fetch_all(&self.pool)
+            .await?;
+        for row in deliveries {
+            let event_id = row.event_id.0;
+            if let Some(event) = events.iter_mut().find(|e| e.id == event_id) {
+                event.deliveries.push(row.try_into()?);
             }
         }
-    };
+        Ok(events)
+    }
+
+    async fn get_event(&self, client_id: &str, event_id: Uuid) -> Result<Option<EventRecord>> {
+        let row: Option<EventRow> = D::query(
+            "SELECT id, client_id, event_type, body, created_at FROM events \
+             WHERE id = $1 AND client_id = $2",
+        )
+        .bind(event_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut event = EventRecord::try_from(row)?;
+        let deliveries: Vec<DeliveryRow> = D::query(D::DELIVERIES_OF)
+            .bind(Arg::ids(&[event_id]))
+            .fetch_all(&self.pool)
+            .await?;
+        event.deliveries = deliveries
+            .into_iter()
+            .map(DeliveryRecord::try_from)
+            .collect::<Result<_>>()?;
+        let attempts: Vec<(DbId, i32, DbTime, i64, Option<i32>, Option<String>)> = D::query(
+            "SELECT endpoint_id, attempt, attempted_at, duration_ms, response_status_code, \
+                    error_message \
+             FROM delivery_attempts WHERE event_id = $1 ORDER BY endpoint_id, attempt",
+        )
+        .bind(event_id)
+        .fetch_all(&self.pool)
+        .await?;
+        for (endpoint_id, attempt, attempted_at, duration_ms, code, error) in attempts {
+            let endpoint_id = endpoint_id.0;
+            if let Some(delivery) = event
+                .deliveries
+                .iter_mut()
+                .find(|d| d.endpoint_id == endpoint_id)
+            {
+                delivery.attempts.push(AttemptLog {
+                    attempt,
+                    attempted_at: attempted_at.0,
+                    duration_ms,
+                    response_status_code: code,
+                    error_message: error,
+                });
+            }
+        }
+        Ok(Some(event))
+    }
+
+    async fn redeliver(&self, client_id: &str, event_id: Uuid, now: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let event_type: Option<(String,)> =
+            D::query("SELECT event_type FROM events WHERE id = $1 AND client_id = $2")
+                .bind(event_id)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((event_type,)) = event_type else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let event_type: EventType = event_type
+            .parse()
+            .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?;
+        D::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
+                    leased_until = NULL \
+             WHERE event_id = $1 AND endpoint_id IN \
+                 (SELECT id FROM event_endpoints WHERE deleted_at IS NULL)",
+        )
+        .bind(event_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Self::fan_out(&mut tx, event_id, client_id, event_type, now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
 }

@@ -4,66 +4,93 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
+use sqlx::Arguments as _;
+use sqlx::error::BoxDynError;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    Sqlite, SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool,
+    SqlitePoolOptions, SqliteSynchronous, SqliteTypeInfo, SqliteValueRef,
 };
+use sqlx::{Decode, Type};
 use uuid::Uuid;
 
-use super::{
-    ApiKeyRecord, AttemptLog, AttemptRecord, BindAttempt, ClaimedFile, ClientGrant, DeliveryRecord,
-    Discard, DueDelivery, EndpointRecord, Erase, ErasedFile, EventRecord, FileFilter, Job,
-    KeyGrant, KeySummary, NewFile, NewWebhook, PageCursor, RepoError, Result, SlotRow, StateCount,
-    StorageStats, SweepRun, TextOutcome, UserErasure, parse_named,
-};
-use crate::domain::{
-    ErasureReason, FileRecord, FileState, Slot, StagedFacts, TextStatus, WebhookRecord,
-};
-use crate::events::{DeliveryStatus, EventType};
+use super::dialect::{Arg, DbId, DbTime, Decoded, Dialect, KeyEcho, On};
+use super::key_cache::KeyCache;
+use super::sql::SqlRepo;
+use super::{KeyChanges, RepoError, Result};
 
-type Id = String;
-type Conn = sqlx::SqliteConnection;
-type Time = i64;
-
-fn id(id: Uuid) -> Id {
-    id.to_string()
-}
-
-fn uuid(raw: Id) -> Result<Uuid> {
-    Uuid::parse_str(&raw).map_err(|e| RepoError::Corrupt(format!("id '{raw}': {e}")))
-}
-
-fn time(t: DateTime<Utc>) -> Time {
-    t.timestamp_micros()
-}
-
-fn utc(us: Time) -> Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(us).ok_or_else(|| RepoError::Corrupt(format!("time {us}")))
-}
-
-/// A list of ids as the JSON array `json_each` reads.
-fn id_list(ids: &[Uuid]) -> String {
-    serde_json::to_string(&ids.iter().map(Uuid::to_string).collect::<Vec<_>>())
-        .expect("ids serialize")
-}
-
-/// IMMEDIATE takes the write lock before anything is read, so concurrent writers (binds, the
-/// sweeper's claim) queue on the busy timeout instead of racing on a stale read snapshot.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
-/// SQLite signals nothing: keys are not cached (see `src/repo/key_cache.rs`).
-const NOTIFY_KEYS: &str = "SELECT $1";
-
-/// Nothing to wait for: SQLite caches no keys.
-struct KeyEcho;
-
-impl KeyEcho {
-    async fn listen(_pool: &SqlitePool) -> KeyEcho {
-        KeyEcho
+impl Type<Sqlite> for DbId {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
     }
 
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbId {
+    fn decode(value: SqliteValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        Ok(DbId(Uuid::parse_str(<&str as Decode<Sqlite>>::decode(
+            value,
+        )?)?))
+    }
+}
+
+impl Type<Sqlite> for DbTime {
+    fn type_info() -> SqliteTypeInfo {
+        <i64 as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <i64 as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbTime {
+    fn decode(value: SqliteValueRef<'r>) -> std::result::Result<Self, BoxDynError> {
+        let us = <i64 as Decode<Sqlite>>::decode(value)?;
+        Ok(DbTime(
+            DateTime::from_timestamp_micros(us).ok_or_else(|| format!("time {us}"))?,
+        ))
+    }
+}
+
+/// The arguments of a statement in SQLite's types: ids as hyphenated TEXT, times as INTEGER
+/// microseconds, id lists as the JSON array `json_each` reads.
+fn arguments(args: Vec<Arg<'_>>) -> Result<SqliteArguments> {
+    let mut out = SqliteArguments::default();
+    for arg in args {
+        match arg {
+            Arg::Text(v) => out.add(v.map(str::to_owned)),
+            Arg::String(v) => out.add(v),
+            Arg::Int(v) => out.add(v),
+            Arg::Int32(v) => out.add(v),
+            Arg::Bool(v) => out.add(v),
+            Arg::Bytes(v) => out.add(v.to_vec()),
+            Arg::Id(v) => out.add(v.map(|id| id.to_string())),
+            Arg::Time(v) => out.add(v.map(|t| t.timestamp_micros())),
+            Arg::Ids(v) => out.add(
+                serde_json::to_string(&v.iter().map(Uuid::to_string).collect::<Vec<_>>())
+                    .expect("ids serialize"),
+            ),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(out)
+}
+
+/// SQLite.
+#[derive(Clone, Copy, Debug)]
+pub struct Lite;
+
+/// Nothing to wait for: SQLite caches no keys.
+pub struct NoEcho;
+
+impl KeyEcho for NoEcho {
     fn token(&self) -> &str {
         ""
     }
@@ -71,63 +98,91 @@ impl KeyEcho {
     async fn heard(self) {}
 }
 
-async fn key_changes(
-    _pool: &SqlitePool,
-    _keys: &std::sync::Arc<crate::repo::key_cache::KeyCache>,
-) -> Result<Option<Box<dyn super::KeyChanges>>> {
-    Ok(None)
+impl Dialect for Lite {
+    type Db = Sqlite;
+    type Echo = NoEcho;
+
+    /// IMMEDIATE takes the write lock before anything is read, so concurrent writers (binds,
+    /// the sweeper's claim) queue on the busy timeout instead of racing on a stale read
+    /// snapshot.
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    /// SQLite signals nothing: keys are not cached (see `src/repo/key_cache.rs`).
+    const NOTIFY_KEYS: &'static str = "SELECT $1";
+    /// After an erasure commits, the write-ahead log (which still holds the pages as they
+    /// were) is copied into the database and emptied, so erased values are gone from the files
+    /// on disk.
+    const AFTER_ERASURE: Option<&'static str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
+    const FILE_STATES: &'static str =
+        "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";
+    /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
+    const EXPIRE_DUE: &'static str = concat!(
+        "UPDATE files SET state = 'expired', state_changed_at = $1 \
+         WHERE state = 'staged' AND id IN (SELECT id FROM files \
+             WHERE state = 'staged' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
+         RETURNING ",
+        file_columns!()
+    );
+    /// One writer at a time keeps two workers from leasing the same job.
+    const CLAIM_JOBS: &'static str = claim_jobs!("");
+    const DELIVERIES_OF: &'static str = deliveries_of!("IN (SELECT value FROM json_each($1))");
+    /// The write transaction already keeps an erasure out.
+    const PROMOTED_FILE: &'static str = promoted_file!("");
+    const OBJECTS_ERASED: &'static str = objects_erased!("IN (SELECT value FROM json_each($1))");
+    const WEBHOOKS_OF: &'static str = webhooks_of!("IN (SELECT value FROM json_each($1))");
+    /// One writer at a time keeps two sweepers from erasing the same file.
+    const RETAINED_DUE: &'static str = retained_due!("");
+
+    async fn execute(sql: &'static str, args: Vec<Arg<'_>>, on: On<'_, Self>) -> Result<u64> {
+        let query = sqlx::query_with(sql, arguments(args)?);
+        let done = match on {
+            On::Pool(pool) => query.execute(pool).await?,
+            On::Conn(conn) => query.execute(conn).await?,
+        };
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_all<T: Decoded>(
+        sql: &'static str,
+        args: Vec<Arg<'_>>,
+        on: On<'_, Self>,
+    ) -> Result<Vec<T>> {
+        let query = sqlx::query_as_with::<_, T, _>(sql, arguments(args)?);
+        Ok(match on {
+            On::Pool(pool) => query.fetch_all(pool).await?,
+            On::Conn(conn) => query.fetch_all(conn).await?,
+        })
+    }
+
+    async fn fetch_optional<T: Decoded>(
+        sql: &'static str,
+        args: Vec<Arg<'_>>,
+        on: On<'_, Self>,
+    ) -> Result<Option<T>> {
+        let query = sqlx::query_as_with::<_, T, _>(sql, arguments(args)?);
+        Ok(match on {
+            On::Pool(pool) => query.fetch_optional(pool).await?,
+            On::Conn(conn) => query.fetch_optional(conn).await?,
+        })
+    }
+
+    async fn listen_for_echo(_pool: &SqlitePool) -> NoEcho {
+        NoEcho
+    }
+
+    async fn key_changes(
+        _pool: &SqlitePool,
+        _keys: &Arc<KeyCache>,
+    ) -> Result<Option<Box<dyn KeyChanges>>> {
+        Ok(None)
+    }
 }
 
-const FILE_STATES: &str =
-    "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";
+/// The SQLite repository. Its `relaxed` pool is the same pool: SQLite has no cheaper commit to
+/// offer the writes the sweeper repairs. Its key cache is never on (nothing signals key
+/// changes), so every lookup reads the database.
+pub type SqliteRepo = SqlRepo<Lite>;
 
-/// SQLite has no data-modifying `WITH`: a change, its event and the event's deliveries are
-/// written statement by statement, in one transaction (in-process calls, not round trips).
-const EVENT_WITH_DELIVERIES: Option<&str> = None;
-const MARK_STAGED: Option<&str> = None;
-const PROMOTE_FILE: Option<&str> = None;
-const FINISH_TEXT_JOB: Option<&str> = None;
-const INSERT_DIRECT: Option<&str> = None;
-
-/// After an erasure commits, the write-ahead log (which still holds the pages as they were) is
-/// copied into the database and emptied, so erased values are gone from the files on disk.
-const AFTER_ERASURE: Option<&str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
-
-/// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
-const EXPIRE_DUE: &str = concat!(
-    "UPDATE files SET state = 'expired', state_changed_at = $1 \
-     WHERE state = 'staged' AND id IN (SELECT id FROM files \
-         WHERE state = 'staged' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) \
-     RETURNING ",
-    file_columns!()
-);
-
-/// One writer at a time keeps two workers from leasing the same job.
-const CLAIM_JOBS: &str = claim_jobs!("");
-
-const DELIVERIES_OF: &str = deliveries_of!("IN (SELECT value FROM json_each($1))");
-
-/// The write transaction already keeps an erasure out.
-const PROMOTED_FILE: &str = promoted_file!("");
-
-const OBJECTS_ERASED: &str = objects_erased!("IN (SELECT value FROM json_each($1))");
-
-const WEBHOOKS_OF: &str = webhooks_of!("IN (SELECT value FROM json_each($1))");
-
-/// One writer at a time keeps two sweepers from erasing the same file.
-const RETAINED_DUE: &str = retained_due!("");
-
-/// The SQLite repository.
-#[derive(Clone, Debug)]
-pub struct SqliteRepo {
-    pool: SqlitePool,
-    /// The same pool: SQLite has no cheaper commit to offer the writes the sweeper repairs.
-    relaxed: SqlitePool,
-    /// Never on (nothing signals key changes), so every lookup reads the database.
-    keys: std::sync::Arc<crate::repo::key_cache::KeyCache>,
-}
-
-impl SqliteRepo {
+impl SqlRepo<Lite> {
     /// Opens (creating it and its directory if missing) and migrates a SQLite database.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
@@ -155,17 +210,6 @@ impl SqliteRepo {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteRepo {
-            relaxed: pool.clone(),
-            keys: Default::default(),
-            pool,
-        })
-    }
-
-    /// The pool, for tests and tools that need raw access.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        Ok(SqlRepo::new(pool.clone(), pool))
     }
 }
-
-impl_repo!(SqliteRepo);
