@@ -163,6 +163,24 @@ pub struct TextState {
     pub failure: Option<crate::text::TextFailure>,
 }
 
+impl TextState {
+    /// The text state an extraction's outcome leaves a file in.
+    pub fn after(outcome: &Result<String, crate::text::TextFailure>) -> TextState {
+        match outcome {
+            Ok(text) => TextState {
+                status: TextStatus::Extracted,
+                chars: Some(crate::text::char_count(text)),
+                failure: None,
+            },
+            Err(failure) => TextState {
+                status: TextStatus::Failed,
+                chars: None,
+                failure: Some(failure.clone()),
+            },
+        }
+    }
+}
+
 /// Whether a webhook could carry this `user_id`: not blank, and no NUL (which PostgreSQL cannot
 /// store in text).
 pub fn is_storable_user_id(user_id: &str) -> bool {

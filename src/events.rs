@@ -436,6 +436,25 @@ impl NewEvent {
         )
     }
 
+    /// `file.text_extracted` or `file.text_failed`: the promoted file as its text `state`
+    /// leaves it.
+    pub fn text_recorded(
+        file: &crate::domain::FileRecord,
+        webhook: Option<&crate::domain::WebhookRecord>,
+        state: &crate::domain::TextState,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        let event_type = match state.status {
+            crate::domain::TextStatus::Extracted => EventType::FileTextExtracted,
+            _ => EventType::FileTextFailed,
+        };
+        let recorded = crate::domain::FileRecord {
+            text: Some(state.clone()),
+            ..file.clone()
+        };
+        NewEvent::file(event_type, &recorded, webhook, at)
+    }
+
     /// `file.erased`: the erased record and why it was erased.
     pub fn erased(
         file: &crate::domain::FileRecord,

@@ -8,9 +8,10 @@ use chrono::Utc;
 
 use super::BackgroundJob;
 use crate::app::App;
-use crate::domain::{FileRecord, JobKind};
+use crate::domain::{FileRecord, JobKind, TextState, WebhookRecord};
+use crate::events::NewEvent;
 use crate::extraction::{RunError, Wait, extract_isolated};
-use crate::repo::{Job, TextOutcome};
+use crate::repo::{Job, TextWrite};
 use crate::sniff::DocumentKind;
 use crate::store::Area;
 use crate::text::{FailureReason, TextFailure};
@@ -36,7 +37,7 @@ impl BackgroundJob for ExtractText {
 async fn run_job(app: &App, job: Job) {
     let started = Instant::now();
     match attempt(app, &job).await {
-        Ok(Some((file, outcome))) => {
+        Ok(Some((file, webhook, outcome))) => {
             let status = if outcome.is_ok() {
                 "extracted"
             } else {
@@ -49,15 +50,16 @@ async fn run_job(app: &App, job: Job) {
                 tracing::info!(file_id = %job.file_id, reason = failure.reason.as_str(),
                     message = %failure.message, "text extraction failed");
             }
-            let outcome = match outcome {
-                Ok(text) => TextOutcome::Extracted(text),
-                Err(failure) => TextOutcome::Failed(failure),
+            let state = TextState::after(&outcome);
+            let event = NewEvent::text_recorded(&file, webhook.as_ref(), &state, Utc::now());
+            let write = TextWrite {
+                job_id: job.id,
+                file_id: file.id,
+                state: &state,
+                text: outcome.as_deref().ok(),
+                event: &event,
             };
-            if let Err(e) = app
-                .repo()
-                .finish_text_job(job.id, &file, &outcome, Utc::now())
-                .await
-            {
+            if let Err(e) = app.repo().finish_text_job(write).await {
                 tracing::warn!(file_id = %job.file_id, error = %e, "recording extracted text; the job is retried");
             }
         }
@@ -84,12 +86,16 @@ fn retry_wait(attempts: i32) -> Duration {
     Duration::from_secs(10).saturating_mul(1 << attempts.clamp(0, 10))
 }
 
-/// The promoted file and the outcome of its extraction, or `None` if there is nothing to
-/// extract.
-type Attempt = Option<(FileRecord, Result<String, TextFailure>)>;
+/// The promoted file, its webhook and the outcome of its extraction, or `None` if there is
+/// nothing to extract.
+type Attempt = Option<(
+    FileRecord,
+    Option<WebhookRecord>,
+    Result<String, TextFailure>,
+)>;
 
 async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {
-    let Some(file) = app.repo().promoted_file(job.file_id).await? else {
+    let Some((file, webhook)) = app.repo().promoted_file(job.file_id).await? else {
         return Ok(None);
     };
     if job.attempts > MAX_JOB_ATTEMPTS {
@@ -102,7 +108,7 @@ async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {
                     .unwrap_or("the process running it stopped")
             ),
         );
-        return Ok(Some((file, Err(failure))));
+        return Ok(Some((file, webhook, Err(failure))));
     }
     let Some(kind) = file
         .content_type
@@ -113,10 +119,10 @@ async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {
             FailureReason::Unreadable,
             "the file's type has no text extractor",
         );
-        return Ok(Some((file, Err(failure))));
+        return Ok(Some((file, webhook, Err(failure))));
     };
     let key = file.promoted_key.as_deref().unwrap_or(&file.staging_key);
     let input = app.store().open(Area::Files, key).await?;
     let outcome = extract_isolated(app.text(), kind, input, Wait::Unbounded).await?;
-    Ok(Some((file, outcome)))
+    Ok(Some((file, webhook, outcome)))
 }

@@ -21,8 +21,8 @@ use sqlx::{Database, FromRow, Pool};
 use uuid::Uuid;
 
 use super::key_cache::KeyCache;
-use super::{KeyChanges, NewFile, Result};
-use crate::domain::{DirectUpload, StagedFacts, TextState};
+use super::{KeyChanges, NewFile, Result, TextWrite};
+use crate::domain::{DirectUpload, StagedFacts};
 use crate::events::NewEvent;
 
 /// A connection of a dialect's database (a transaction derefs to one).
@@ -164,16 +164,6 @@ pub trait KeyEcho: Send {
     fn token(&self) -> &str;
     /// Returns once the notification has come back (or at once, where nothing is signalled).
     fn heard(self) -> impl Future<Output = ()> + Send;
-}
-
-/// A text job's outcome as one write: the file's text state where it is still promoted and
-/// pending, its text, the event reporting it, and the job gone.
-pub struct TextWrite<'a> {
-    pub job_id: Uuid,
-    pub file_id: Uuid,
-    pub state: &'a TextState,
-    pub text: Option<&'a str>,
-    pub event: &'a NewEvent,
 }
 
 /// What a backend is: its database, how it binds and reads values, the statements whose text

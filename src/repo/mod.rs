@@ -144,13 +144,15 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
-/// How a text job ended.
-#[derive(Clone, Debug)]
-pub enum TextOutcome {
-    /// The file's text.
-    Extracted(String),
-    /// Why the file has no text.
-    Failed(crate::text::TextFailure),
+/// A text job's outcome as the domain decided it: the file's text state, its text (if
+/// extracted) and the event reporting it.
+#[derive(Clone, Copy, Debug)]
+pub struct TextWrite<'a> {
+    pub job_id: Uuid,
+    pub file_id: Uuid,
+    pub state: &'a crate::domain::TextState,
+    pub text: Option<&'a str>,
+    pub event: &'a crate::events::NewEvent,
 }
 
 /// A delivery the worker has claimed (leased): what to send, and where.
@@ -652,18 +654,11 @@ pub trait JobRepo: Send + Sync {
     async fn retry_job(&self, id: Uuid, at: DateTime<Utc>, error: &str) -> Result<()>;
     /// Records a text job's outcome on its file (if still promoted and pending), with its
     /// event, and deletes the job — one transaction. Whether the file took the outcome.
-    /// `file` is the file as read before extracting (promoted, its text pending).
-    async fn finish_text_job(
-        &self,
-        job_id: Uuid,
-        file: &FileRecord,
-        outcome: &TextOutcome,
-        at: DateTime<Utc>,
-    ) -> Result<bool>;
+    async fn finish_text_job(&self, write: TextWrite<'_>) -> Result<bool>;
     /// Deletes a job with nothing left to do (its file is no longer promoted).
     async fn drop_job(&self, job_id: Uuid) -> Result<()>;
-    /// A promoted file, by id alone (for the worker).
-    async fn promoted_file(&self, id: Uuid) -> Result<Option<FileRecord>>;
+    /// A promoted file, by id alone (for the worker), with its webhook.
+    async fn promoted_file(&self, id: Uuid) -> Result<Option<(FileRecord, Option<WebhookRecord>)>>;
     /// A client's promoted file's extracted text.
     async fn file_text(&self, client_id: &str, id: Uuid) -> Result<Option<String>>;
 }

@@ -13,9 +13,9 @@ use sqlx::postgres::{
 use sqlx::{Decode, Type};
 use uuid::Uuid;
 
-use super::dialect::{Arg, DbId, DbTime, Decoded, Dialect, On, TextWrite};
+use super::dialect::{Arg, DbId, DbTime, Decoded, Dialect, On};
 use super::sql::SqlRepo;
-use super::{NewFile, RepoError, Result};
+use super::{NewFile, RepoError, Result, TextWrite};
 use crate::domain::{DirectUpload, StagedFacts};
 use crate::events::NewEvent;
 use crate::repo::key_cache::KeyCache;

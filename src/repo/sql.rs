@@ -11,10 +11,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Pool;
 use uuid::Uuid;
 
-use super::dialect::{Conn, DbId, DbTime, Dialect, KeyEcho as _, TextWrite};
+use super::dialect::{Conn, DbId, DbTime, Dialect, KeyEcho as _};
 use super::key_cache::KeyCache;
 use super::{
-    DeliveryRecord, Erase, ErasedFile, EventRecord, NewFile, RepoError, Result, parse_named,
+    DeliveryRecord, Erase, ErasedFile, EventRecord, NewFile, RepoError, Result, TextWrite,
+    parse_named,
 };
 use crate::domain::{
     DirectUpload, ErasureReason, FileRecord, FileState, StagedFacts, WebhookRecord,

@@ -4,11 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::dialect::{DbId, Dialect, TextWrite};
+use super::dialect::{DbId, Dialect};
 use super::sql::{FileRow, SqlRepo};
-use super::{Job, JobRepo, Result, TextOutcome, parse_named};
-use crate::domain::{FileRecord, TextStatus};
-use crate::events::EventType;
+use super::{Job, JobRepo, Result, TextWrite, parse_named};
+use crate::domain::{FileRecord, WebhookRecord};
 
 #[async_trait]
 impl<D: Dialect> JobRepo for SqlRepo<D> {
@@ -48,51 +47,8 @@ impl<D: Dialect> JobRepo for SqlRepo<D> {
         Ok(())
     }
 
-    async fn finish_text_job(
-        &self,
-        job_id: Uuid,
-        file: &FileRecord,
-        outcome: &TextOutcome,
-        at: DateTime<Utc>,
-    ) -> Result<bool> {
-        let (text, failure, event_type) = match outcome {
-            TextOutcome::Extracted(text) => {
-                (Some(text.as_str()), None, EventType::FileTextExtracted)
-            }
-            TextOutcome::Failed(failure) => (None, Some(failure), EventType::FileTextFailed),
-        };
-        let state = crate::domain::TextState {
-            status: if text.is_some() {
-                TextStatus::Extracted
-            } else {
-                TextStatus::Failed
-            },
-            chars: text.map(crate::text::char_count),
-            failure: failure.cloned(),
-        };
-        // The file as the outcome leaves it, for the event written with it.
-        let recorded = FileRecord {
-            text: Some(state.clone()),
-            ..file.clone()
-        };
-        let event = Self::file_event(
-            &mut *self.relaxed.acquire().await?,
-            event_type,
-            &recorded,
-            at,
-        )
-        .await?;
-        D::finish_text_job(
-            &self.relaxed,
-            TextWrite {
-                job_id,
-                file_id: file.id,
-                state: &state,
-                text,
-                event: &event,
-            },
-        )
-        .await
+    async fn finish_text_job(&self, write: TextWrite<'_>) -> Result<bool> {
+        D::finish_text_job(&self.relaxed, write).await
     }
 
     async fn drop_job(&self, job_id: Uuid) -> Result<()> {
@@ -103,16 +59,26 @@ impl<D: Dialect> JobRepo for SqlRepo<D> {
         Ok(())
     }
 
-    async fn promoted_file(&self, file_id: Uuid) -> Result<Option<FileRecord>> {
+    async fn promoted_file(
+        &self,
+        file_id: Uuid,
+    ) -> Result<Option<(FileRecord, Option<WebhookRecord>)>> {
+        let mut conn = self.pool.acquire().await?;
         let row: Option<FileRow> = D::query(concat!(
             "SELECT ",
             file_columns!(),
             " FROM files WHERE id = $1 AND state = 'promoted'"
         ))
         .bind(file_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
-        row.map(FileRecord::try_from).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let file = FileRecord::try_from(row)?;
+        let webhook = match file.webhook_id {
+            Some(webhook_id) => Self::webhook_in(&mut conn, webhook_id).await?,
+            None => None,
+        };
+        Ok(Some((file, webhook)))
     }
 
     async fn file_text(&self, client_id: &str, file_id: Uuid) -> Result<Option<String>> {

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::crash::serve_process;
 use crate::fixtures;
-use crate::helpers::{Backend, TestApp, assert_error, file_form, json_with, resume_webhook};
+use crate::helpers::{
+    Backend, TestApp, assert_error, assert_refused, file_form, json_with, resume_webhook,
+};
 use crate::receiver::{Answer, Delivery, Receiver};
 
 both_backends!(
@@ -263,11 +265,8 @@ async fn promotion_expiry_and_discard_arrive_signed_with_the_file_record(backend
     .await;
     assert_eq!(theirs["results"], json!([]), "another client sees none");
     let event_id = results[0]["id"].as_str().unwrap();
-    assert_error(
-        app.globex(Method::GET, &format!("/events/{event_id}"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.globex(Method::GET, &format!("/events/{event_id}")),
         404,
         "event_not_found",
     )
@@ -417,11 +416,8 @@ async fn a_hanging_receiver_is_cut_off_and_a_failed_delivery_can_be_redelivered(
     assert_well_formed(&delivery);
     let event = wait_for_delivery(&app, &event_id, &endpoint, "delivered").await;
     assert_eq!(delivery_to(&event, &endpoint)["attempt_count"], 3);
-    assert_error(
-        app.globex(Method::POST, &format!("/events/{event_id}/redeliver"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.globex(Method::POST, &format!("/events/{event_id}/redeliver")),
         404,
         "event_not_found",
     )
@@ -502,14 +498,11 @@ async fn private_addresses_are_refused_when_connecting_and_a_test_ping_says_why(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(receiver.received().is_empty(), "nothing reached 127.0.0.1");
-    assert_error(
+    assert_refused(
         app.acme(
             Method::POST,
             &format!("/event-endpoints/{}/test", uuid::Uuid::new_v4()),
-        )
-        .send()
-        .await
-        .unwrap(),
+        ),
         404,
         "endpoint_not_found",
     )

@@ -10,7 +10,7 @@ use stowage::store::Area;
 
 use crate::both_backends;
 use crate::fixtures;
-use crate::helpers::{Backend, TestApp, assert_error, json_with};
+use crate::helpers::{Backend, TestApp, assert_error, assert_refused, json_with};
 
 both_backends!(
     an_erased_file_leaves_nothing_personal_and_nothing_stored,
@@ -91,11 +91,8 @@ async fn an_erased_file_leaves_nothing_personal_and_nothing_stored(backend: Back
     assert_eq!(event_file_id(&downloads[0]), id);
 
     // Another client can neither see nor erase it.
-    assert_error(
-        app.globex(Method::DELETE, &format!("/files/{id}"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.globex(Method::DELETE, &format!("/files/{id}")),
         404,
         "file_not_found",
     )
@@ -129,11 +126,8 @@ async fn an_erased_file_leaves_nothing_personal_and_nothing_stored(backend: Back
         "{record}"
     );
     assert_eq!(record["state"], "erased");
-    assert_error(
-        app.acme(Method::GET, &format!("/files/{id}/content"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.acme(Method::GET, &format!("/files/{id}/content")),
         404,
         "file_not_found",
     )

@@ -4,7 +4,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, assert_error, json_with};
+use crate::helpers::{Backend, TestApp, assert_error, assert_refused, json_with};
 
 both_backends!(
     endpoints_are_registered_listed_and_removed_per_client,
@@ -58,21 +58,11 @@ async fn endpoints_are_registered_listed_and_removed_per_client(backend: Backend
     .await;
     assert_eq!(theirs["results"], json!([]), "another client sees none");
     let path = format!("/event-endpoints/{id}");
-    assert_error(
-        app.globex(Method::DELETE, &path).send().await.unwrap(),
-        404,
-        "endpoint_not_found",
-    )
-    .await;
+    assert_refused(app.globex(Method::DELETE, &path), 404, "endpoint_not_found").await;
 
     let removed = app.acme(Method::DELETE, &path).send().await.unwrap();
     assert_eq!(removed.status(), 204);
-    assert_error(
-        app.acme(Method::DELETE, &path).send().await.unwrap(),
-        404,
-        "endpoint_not_found",
-    )
-    .await;
+    assert_refused(app.acme(Method::DELETE, &path), 404, "endpoint_not_found").await;
     let listed = app.get_json("/event-endpoints").await;
     assert_eq!(listed["results"].as_array().unwrap().len(), 1);
 

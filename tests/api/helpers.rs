@@ -364,6 +364,11 @@ pub async fn json_with(response: reqwest::Response, status: u16) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
+/// Sends `request` and asserts it is refused as [`assert_error`] says.
+pub async fn assert_refused(request: reqwest::RequestBuilder, status: u16, code: &str) -> Value {
+    assert_error(request.send().await.unwrap(), status, code).await
+}
+
 /// Asserts the error envelope: status, code and a request id matching `X-Request-Id`.
 pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
     let header_id = response

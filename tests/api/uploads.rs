@@ -8,7 +8,7 @@ use stowage::store::Area;
 
 use crate::both_backends;
 use crate::fixtures;
-use crate::helpers::{Backend, TestApp, assert_error, file_form, json_with};
+use crate::helpers::{Backend, TestApp, assert_error, assert_refused, file_form, json_with};
 
 const MAX: usize = 52_428_800;
 
@@ -392,33 +392,15 @@ async fn another_clients_file_is_not_found(backend: Backend) {
     let path = format!("/uploads/{}", body["carv_file_id"].as_str().unwrap());
     let unknown = format!("/uploads/{}", uuid::Uuid::new_v4());
 
-    let theirs = assert_error(
-        app.globex(Method::GET, &path).send().await.unwrap(),
-        404,
-        "file_not_found",
-    )
-    .await;
-    let missing = assert_error(
-        app.globex(Method::GET, &unknown).send().await.unwrap(),
-        404,
-        "file_not_found",
-    )
-    .await;
+    let theirs = assert_refused(app.globex(Method::GET, &path), 404, "file_not_found").await;
+    let missing = assert_refused(app.globex(Method::GET, &unknown), 404, "file_not_found").await;
     assert_eq!(
         theirs["error"]["message"], missing["error"]["message"],
         "no difference to probe"
     );
-    assert_error(
-        app.globex(Method::DELETE, &path).send().await.unwrap(),
-        404,
-        "file_not_found",
-    )
-    .await;
-    assert_error(
-        app.acme(Method::GET, "/uploads/not-a-uuid")
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(app.globex(Method::DELETE, &path), 404, "file_not_found").await;
+    assert_refused(
+        app.acme(Method::GET, "/uploads/not-a-uuid"),
         404,
         "file_not_found",
     )
@@ -446,12 +428,7 @@ async fn a_staged_file_can_be_discarded(backend: Backend) {
     let again = app.acme(Method::DELETE, &path).send().await.unwrap();
     assert_eq!(again.status(), 204, "discarding twice is harmless");
     let unknown = format!("/uploads/{}", uuid::Uuid::new_v4());
-    assert_error(
-        app.acme(Method::DELETE, &unknown).send().await.unwrap(),
-        404,
-        "file_not_found",
-    )
-    .await;
+    assert_refused(app.acme(Method::DELETE, &unknown), 404, "file_not_found").await;
 }
 
 async fn a_storage_failure_leaves_no_row(backend: Backend) {

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::both_backends;
 use crate::fixtures;
-use crate::helpers::{Backend, TestApp, assert_error, json_with};
+use crate::helpers::{Backend, TestApp, assert_error, assert_refused, json_with};
 
 both_backends!(
     a_candidate_webhook_binds_and_promotes_its_resume,
@@ -112,30 +112,21 @@ async fn a_candidate_webhook_binds_and_promotes_its_resume(backend: Backend) {
     assert_eq!(upload["state"], "promoted");
 
     // Another client sees nothing of it.
-    assert_error(
-        app.globex(Method::GET, &format!("/files/{id}"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.globex(Method::GET, &format!("/files/{id}")),
         404,
         "file_not_found",
     )
     .await;
-    assert_error(
-        app.globex(Method::GET, &format!("/files/{id}/content"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.globex(Method::GET, &format!("/files/{id}/content")),
         404,
         "file_not_found",
     )
     .await;
     // A promoted file cannot be discarded.
-    assert_error(
-        app.acme(Method::DELETE, &format!("/uploads/{id}"))
-            .send()
-            .await
-            .unwrap(),
+    assert_refused(
+        app.acme(Method::DELETE, &format!("/uploads/{id}")),
         409,
         "file_not_discardable",
     )
