@@ -95,6 +95,24 @@ pub async fn list_clients(repo: &dyn Repo) -> Result<Vec<ClientListing>, Account
         .collect())
 }
 
+/// Whether a client id means anything here: a key may act for it, or it has files (a client
+/// removed since keeps its files, and they can still be erased).
+pub async fn client_known(repo: &dyn Repo, client_id: &str) -> Result<bool, RepoError> {
+    if repo
+        .list_clients()
+        .await?
+        .iter()
+        .any(|grant| grant.client_id == client_id)
+    {
+        return Ok(true);
+    }
+    let filter = crate::repo::FileFilter::default();
+    Ok(!repo
+        .list_files(client_id, &filter, None, 1)
+        .await?
+        .is_empty())
+}
+
 /// Stops every key (or only `key_name`) from acting for a client id; the client's files and
 /// webhooks stay, and granting the client id again gives them back. Returns the grants removed.
 pub async fn remove_client(

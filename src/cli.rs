@@ -55,9 +55,10 @@ pub enum Command {
     /// `erased` tombstones, `file.erased` events are recorded.
     #[command(group(clap::ArgGroup::new("what").required(true).args(["user_id", "file"])))]
     Erase {
-        /// The client id the files belong to.
-        #[arg(long)]
-        client: String,
+        /// The client id the files belong to (required with `--user-id`; with `--file`, if
+        /// given, the file must be this client's).
+        #[arg(long, required_unless_present = "file")]
+        client: Option<String>,
         /// The candidate: the `user_id` of the webhooks.
         #[arg(long)]
         user_id: Option<String>,
@@ -518,15 +519,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let state = crate::connect(&config).await?;
             let erased = match (user_id, file) {
-                (Some(user_id), _) => crate::erasure::erase_user(&state, &client, &user_id).await?,
-                (None, Some(id)) => match crate::erasure::erase_file(&state, &client, id).await? {
-                    crate::repo::Erase::NotFound => {
+                (Some(user_id), _) => {
+                    let client = client.expect("clap requires --client with --user-id");
+                    if !crate::accounts::client_known(state.repo(), &client).await? {
                         return Err(CliError::Invalid(format!(
-                            "client {client} has no file {id}"
+                            "unknown client {client}: no API key acts for it and it has no files"
                         )));
                     }
-                    _ => vec![id],
-                },
+                    crate::erasure::erase_user(&state, &client, &user_id).await?
+                }
+                (None, Some(id)) => {
+                    let owner = state.repo().file_client(id).await?;
+                    let client = match (owner, client) {
+                        (Some(owner), Some(client)) if owner != client => None,
+                        (owner, _) => owner,
+                    };
+                    let Some(client) = client else {
+                        return Err(CliError::Invalid(format!("no file {id}")));
+                    };
+                    match crate::erasure::erase_file(&state, &client, id).await? {
+                        crate::repo::Erase::NotFound => {
+                            return Err(CliError::Invalid(format!("no file {id}")));
+                        }
+                        _ => vec![id],
+                    }
+                }
                 (None, None) => unreachable!("clap requires --user-id or --file"),
             };
             if json {

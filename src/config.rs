@@ -127,7 +127,7 @@ pub struct Config {
     )]
     pub max_upload_bytes: u64,
 
-    /// Accepted file extensions, comma separated (a subset of pdf, doc, docx).
+    /// Accepted file extensions, comma separated: any of doc, docx, pdf, txt.
     #[arg(
         long,
         env = "STOWAGE_ALLOWED_EXTENSIONS",
@@ -541,6 +541,30 @@ mod cors_tests {
 #[cfg(test)]
 mod tests {
     use super::{Config, SseAlgorithm};
+
+    #[test]
+    fn the_help_names_every_extension_stowage_accepts() {
+        use clap::{CommandFactory, Parser};
+
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let command = Only::command();
+        let help = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "allowed_extensions")
+            .and_then(|arg| arg.get_help())
+            .expect("the option is documented")
+            .to_string();
+        for kind in crate::sniff::DocumentKind::ALL {
+            assert!(
+                help.contains(kind.extension()),
+                "{kind:?} missing from: {help}"
+            );
+        }
+    }
 
     #[test]
     fn encryption_at_rest_is_checked_before_anything_is_written() {

@@ -197,7 +197,8 @@ fn ligature(c: char) -> Option<&'static str> {
 
 /// Text as consumers want it whatever the format: ligatures spelled out, words hyphenated
 /// across a line break joined, soft hyphens and control characters gone, line ends `\n`,
-/// spaces within a line and blank lines collapsed, no spaces at the ends of lines.
+/// spaces within a line and blank lines collapsed, no spaces at the ends of lines, every line
+/// (the last one too) ended by `\n`.
 pub fn normalize(raw: &str) -> String {
     let mut spelled = String::with_capacity(raw.len());
     for c in raw.chars() {
@@ -256,6 +257,10 @@ pub fn normalize(raw: &str) -> String {
             out.push_str(line);
         }
     }
+    // Every line ends in `\n`, the last one too (as `pdftotext` and text files have it).
+    if !out.is_empty() {
+        out.push('\n');
+    }
     out
 }
 
@@ -272,7 +277,7 @@ mod tests {
     fn ligatures_are_spelled_out_and_broken_words_joined() {
         assert_eq!(
             normalize("The e\u{fb03}cient pro\u{fb01}le of an exam-\nple, and Jean-\nPierre"),
-            "The efficient profile of an example, and Jean-\nPierre"
+            "The efficient profile of an example, and Jean-\nPierre\n"
         );
     }
 
@@ -280,9 +285,10 @@ mod tests {
     fn whitespace_and_control_characters_are_tidied() {
         assert_eq!(
             normalize("  Name:\u{a0}\u{a0}Ada \r\n\r\n\r\n\r\nSkills\tRust\u{0}\u{7}\u{0c}Next"),
-            "Name: Ada\n\nSkills Rust\nNext"
+            "Name: Ada\n\nSkills Rust\nNext\n"
         );
-        assert_eq!(normalize("soft\u{ad}hyphen"), "softhyphen");
+        assert_eq!(normalize("soft\u{ad}hyphen"), "softhyphen\n");
+        assert_eq!(normalize(" \n\t\n"), "", "nothing to say needs no line");
     }
 
     #[test]
@@ -291,7 +297,7 @@ mod tests {
             DocumentKind::Txt,
             "\u{feff}Grace Hopper\r\nCOBOL".as_bytes().to_vec(),
         );
-        assert_eq!(text.as_deref(), Ok("Grace Hopper\nCOBOL"));
+        assert_eq!(text.as_deref(), Ok("Grace Hopper\nCOBOL\n"));
         let latin1 = extract(DocumentKind::Txt, b"Jos\xe9".to_vec()).unwrap_err();
         assert_eq!(latin1.reason, FailureReason::Unreadable);
     }

@@ -201,6 +201,7 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
             HeaderName::from_static("x-ats-client-id"),
             HeaderName::from_static("idempotency-key"),
             HeaderName::from_static("x-amz-checksum-sha256"),
+            HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .expose_headers([
             header::LOCATION,

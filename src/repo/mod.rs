@@ -564,6 +564,8 @@ pub trait FileRepo: Send + Sync {
     /// Records why completing a direct upload refused it, unless something was recorded first
     /// or the file is no longer `receiving`; whether this one was recorded.
     async fn refuse_direct(&self, id: Uuid, refusal: &str) -> Result<bool>;
+    /// Which client a file (in any state) belongs to.
+    async fn file_client(&self, id: Uuid) -> Result<Option<String>>;
     /// A client's file in any state.
     async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>>;
     /// Turns a staged file into a `discarded` tombstone (a conditional update).

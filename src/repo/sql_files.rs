@@ -175,6 +175,14 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         Ok(done == 1)
     }
 
+    async fn file_client(&self, file_id: Uuid) -> Result<Option<String>> {
+        let row: Option<(String,)> = D::query("SELECT client_id FROM files WHERE id = $1")
+            .bind(file_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|(client_id,)| client_id))
+    }
+
     async fn get_file(&self, client_id: &str, file_id: Uuid) -> Result<Option<FileRecord>> {
         let row: Option<FileRow> = D::query(concat!(
             "SELECT ",

@@ -368,7 +368,7 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
             .header("Access-Control-Request-Method", "POST")
             .header(
                 "Access-Control-Request-Headers",
-                "x-api-key,x-ats-client-id,content-type",
+                "x-api-key,x-ats-client-id,content-type,x-request-id",
             )
             .send()
     };
@@ -386,6 +386,12 @@ async fn browsers_on_allowed_origins_may_call_the_api() {
         methods.contains("POST") && methods.contains("PUT"),
         "{methods}"
     );
+    // A page may send its own request id (to find its calls in the logs).
+    let headers = allowed.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(headers.contains("x-request-id"), "{headers}");
     let other = preflight("https://evil.example").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
     // An ordinary call from the allowed origin carries the header too.

@@ -364,6 +364,39 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, json!({ "erased": [other] }));
     assert_eq!(stored(&app).await, HashSet::new());
+
+    // An unknown client is said to be unknown, not "erased 0 file(s)".
+    let unknown = crate::crash::stowage_on(&app)
+        .args(["erase", "--client", "nobody", "--user-id", "u-2"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success(), "an unknown client is an error");
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("unknown client nobody"), "{said}");
+
+    // One file needs only its id: it names its client.
+    let loose = stage(&app, "loose.pdf", fixtures::pdf(3_000)).await;
+    let out = crate::crash::stowage_on(&app)
+        .args(["erase", "--file", loose.as_str(), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, json!({ "erased": [loose] }));
+    let record = app.get_json(&format!("/files/{loose}")).await;
+    assert_eq!(record["state"], "erased", "{record}");
+    // Another client's name with it, or an id nobody has, finds nothing.
+    for args in [
+        vec!["erase", "--file", loose.as_str(), "--client", "globex"],
+        vec!["erase", "--file", "00000000-0000-4000-8000-000000000000"],
+    ] {
+        let out = crate::crash::stowage_on(&app).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+    }
 }
 
 async fn retention_erases_only_files_past_their_age(backend: Backend) {

@@ -151,9 +151,10 @@ async fn every_format_comes_back_with_its_words(backend: Backend) {
         &text_of(&app, &doc).await,
         &["Alan Turing", "Computing machinery and intelligence"],
     );
+    // Every line ends in a newline, the last one too (as docs/api.md says).
     assert_eq!(
         text_of(&app, &txt).await,
-        "Katherine Johnson\nOrbital mechanics, NASA — Hidden Figures"
+        "Katherine Johnson\nOrbital mechanics, NASA — Hidden Figures\n"
     );
     let staged = app.get_json(&format!("/files/{txt}")).await;
     assert_eq!(staged["content_type"], "text/plain");
