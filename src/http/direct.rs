@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use futures_util::StreamExt;
@@ -75,18 +75,6 @@ pub(super) struct DirectUpload {
     upload: UploadTarget,
 }
 
-/// The address clients reach Stowage on: `STOWAGE_PUBLIC_URL`, else the request's `Host`.
-fn base_url(state: &ApiState, headers: &HeaderMap) -> String {
-    if let Some(url) = &state.uploads().public_url {
-        return url.trim_end_matches('/').to_owned();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("localhost");
-    format!("http://{host}")
-}
-
 /// Open a direct upload.
 #[utoipa::path(
     post, path = "/uploads/direct", tag = "uploads", operation_id = "openDirectUpload",
@@ -111,7 +99,7 @@ async fn open_direct(
         file_size: request.file_size,
         sha256: request.sha256,
     };
-    let base = base_url(&state, &headers);
+    let base = super::base_url(&state, &headers);
     let opened = direct::open(&state, &caller.client_id, &declared, &base).await?;
     tracing::info!(file_id = %opened.id, size = opened.file_size, "direct upload opened");
     Ok((

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,12 +20,13 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ErrorCode, Result, current_request_id, json_body};
 use super::paging::{Page, bad_parameter};
-use super::parse_file_id;
+use super::{base_url, parse_file_id};
+use crate::domain::storage_key;
 use crate::domain::{FileState, TextStatus};
 use crate::file_view::FileView;
 use crate::file_view::api_time;
 use crate::repo::{Erase, FileFilter};
-use crate::store::Download;
+use crate::store::{Area, SignedGet};
 
 /// How long a presigned download URL stays valid.
 pub const DOWNLOAD_URL_TTL: Duration = Duration::from_secs(300);
@@ -37,6 +38,11 @@ pub(super) fn routes() -> Router<ApiState> {
         .route("/files/{id}/content", get(get_content))
         .route("/files/{id}/text", get(get_text))
         .route("/erasures", post(erase_user))
+}
+
+/// The directory store's signed download URL: no API key, the signature is the permission.
+pub(super) fn signed_routes() -> Router<ApiState> {
+    Router::new().route("/downloads/{client_id}/{file_id}", get(serve_signed))
 }
 
 /// A page of files, newest first.
@@ -182,7 +188,7 @@ async fn erase_user(
     Ok(Json(ErasureResult { erased }))
 }
 
-/// A presigned download (S3 backend).
+/// A short-lived download URL (presigned on S3, signed by Stowage on the directory store).
 #[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct PresignedDownload {
     /// Fetch it with a plain GET and no headers of yours.
@@ -389,8 +395,9 @@ async fn get_text(
         .into_response())
 }
 
-/// The bytes of a promoted file: a redirect to a presigned URL (S3; with `?redirect=false` the
-/// URL in a `200` body instead), or the bytes themselves (directory backend).
+/// The bytes of a promoted file: a redirect to a short-lived URL that serves them (presigned on
+/// S3, signed by Stowage on the directory store), or with `?redirect=false` that URL in a `200`
+/// body — the same on both stores.
 #[utoipa::path(
     get, path = "/files/{carv_file_id}/content", tag = "files", operation_id = "getFileContent",
     params(
@@ -400,12 +407,9 @@ async fn get_text(
     ),
     security(("api_key" = [], "client_id" = [])),
     responses(
-        (status = 200, description = "The bytes, as an attachment (directory backend); or, with redirect=false on S3, the presigned URL", content(
-            ("application/octet-stream"),
-            (PresignedDownload = "application/json"),
-        ), headers(("Content-Disposition" = String, description = "With the bytes: `attachment` with the original file name (RFC 6266)"))),
-        (status = 307, description = "Presigned URL (Location and body)", body = PresignedDownload,
-            headers(("Location" = String, description = "The presigned URL; fetch it without your headers"))),
+        (status = 200, description = "With redirect=false: the URL to fetch the bytes from (plain GET, none of your headers; served as an attachment with the original name)", body = PresignedDownload),
+        (status = 307, description = "The URL to fetch the bytes from (Location and body)", body = PresignedDownload,
+            headers(("Location" = String, description = "The short-lived URL; fetch it without your headers"))),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         (status = 409, description = "Not promoted yet", body = super::error::ErrorEnvelope),
         super::error::ClientFailures,
@@ -416,6 +420,7 @@ async fn get_content(
     caller: Caller,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
+    headers: axum::http::HeaderMap,
 ) -> Result<Response> {
     let id = parse_file_id(&id)?;
     let redirect = wants_redirect(query.as_deref())?;
@@ -448,53 +453,91 @@ async fn get_content(
         .content_type
         .clone()
         .unwrap_or_else(|| "application/octet-stream".to_owned());
-    match state
+    let url = state
         .store()
-        .download(&key, &disposition, &content_type, DOWNLOAD_URL_TTL)
-        .await?
-    {
-        Download::Presigned { url } => {
-            let expires_at =
-                Utc::now() + chrono::TimeDelta::from_std(DOWNLOAD_URL_TTL).expect("a few minutes");
-            let location = redirect
-                .then(|| HeaderValue::from_str(&url))
-                .transpose()
-                .map_err(ApiError::internal)?;
-            let status = if redirect {
-                StatusCode::TEMPORARY_REDIRECT
-            } else {
-                StatusCode::OK
-            };
-            let mut response = (
-                status,
-                Json(PresignedDownload {
-                    url,
-                    expires_at: api_time(expires_at),
-                }),
-            )
-                .into_response();
-            if let Some(location) = location {
-                response.headers_mut().insert(header::LOCATION, location);
-            }
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            Ok(response)
-        }
-        Download::Stream {
-            file: handle,
-            length,
-        } => {
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(handle));
-            let headers = [
-                (header::CONTENT_TYPE, content_type),
-                (header::CONTENT_LENGTH, length.to_string()),
-                (header::CONTENT_DISPOSITION, disposition),
-                (header::CACHE_CONTROL, "no-store".to_owned()),
-            ];
-            Ok((headers, body).into_response())
-        }
+        .download_url(
+            &key,
+            &disposition,
+            &content_type,
+            DOWNLOAD_URL_TTL,
+            &base_url(&state, &headers),
+        )
+        .await?;
+    let expires_at = Utc::now() + chrono::TimeDelta::from_std(DOWNLOAD_URL_TTL).expect("minutes");
+    let location = redirect
+        .then(|| HeaderValue::from_str(&url))
+        .transpose()
+        .map_err(ApiError::internal)?;
+    let status = if redirect {
+        StatusCode::TEMPORARY_REDIRECT
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (
+        status,
+        Json(PresignedDownload {
+            url,
+            expires_at: api_time(expires_at),
+        }),
+    )
+        .into_response();
+    if let Some(location) = location {
+        response.headers_mut().insert(header::LOCATION, location);
     }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// A signed download's query.
+#[derive(Deserialize)]
+struct SignedDownload {
+    expires: i64,
+    disposition: String,
+    #[serde(rename = "type")]
+    content_type: String,
+    signature: String,
+}
+
+/// Serves a promoted file on the directory store to whoever holds the signed URL
+/// `GET /files/{id}/content` handed out (its "presigned GET"), with the headers signed for.
+async fn serve_signed(
+    State(state): State<ApiState>,
+    Path((client_id, file_id)): Path<(String, String)>,
+    Query(query): Query<SignedDownload>,
+) -> Result<Response> {
+    let forbidden = || {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            "This download URL is not valid (or no longer)",
+        )
+    };
+    let file_id = Uuid::parse_str(&file_id).map_err(|_| forbidden())?;
+    let key = storage_key(&client_id, file_id);
+    let get = SignedGet {
+        key: &key,
+        expires: query.expires,
+        content_disposition: &query.disposition,
+        content_type: &query.content_type,
+    };
+    if Utc::now().timestamp() > query.expires
+        || !state.store().verify_signed_get(&get, &query.signature)
+    {
+        return Err(forbidden());
+    }
+    // Erased (or never promoted) since the URL was signed: nothing to hand out.
+    let Some((reader, length)) = state.store().read(Area::Files, &key).await? else {
+        return Err(ApiError::file_not_found());
+    };
+    let headers = [
+        (header::CONTENT_TYPE, query.content_type),
+        (header::CONTENT_LENGTH, length.to_string()),
+        (header::CONTENT_DISPOSITION, query.disposition),
+        (header::CACHE_CONTROL, "no-store".to_owned()),
+    ];
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    Ok((headers, body).into_response())
 }
 
 #[cfg(test)]

@@ -90,6 +90,18 @@ async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
     axum::Json(openapi_document())
 }
 
+/// The address clients reach Stowage on: `STOWAGE_PUBLIC_URL`, else the request's `Host`.
+pub(super) fn base_url(state: &ApiState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(url) = &state.uploads().public_url {
+        return url.trim_end_matches('/').to_owned();
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
 /// A path id; anything that is not a UUID names no file.
 pub(crate) fn parse_file_id(raw: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(raw).map_err(|_| ApiError::file_not_found())
@@ -147,6 +159,7 @@ pub fn app(app: App) -> Router {
     Router::new()
         .merge(client_routes)
         .merge(direct::signed_routes())
+        .merge(files::signed_routes())
         .merge(ops::routes())
         .route("/openapi.json", axum::routing::get(openapi_json))
         .route_layer(middleware::from_fn(access::note_route))

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectWriter, Result,
+    Area, DeleteFailure, DirectPut, IncompleteUpload, ObjectInfo, ObjectWriter, Result, SignedGet,
     SignedPut, Store, StoreError,
 };
 
@@ -119,6 +119,22 @@ impl FsStore {
             format!(
                 "PUT\n{}\n{}\n{}\n{}",
                 put.key, put.size, put.sha256, put.expires
+            )
+            .as_bytes(),
+        );
+        Ok(mac)
+    }
+
+    /// A download's signature: the key, the expiry and the headers it is served with (so none
+    /// can be changed), kept apart from a PUT's by the method.
+    fn sign_get(&self, get: &SignedGet<'_>) -> Result<hmac::Hmac<sha2::Sha256>> {
+        use hmac::{KeyInit, Mac};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.signing_key()?)
+            .map_err(|e| StoreError::Other(format!("signing: {e}")))?;
+        mac.update(
+            format!(
+                "GET\n{}\n{}\n{}\n{}",
+                get.key, get.expires, get.content_disposition, get.content_type
             )
             .as_bytes(),
         );
@@ -400,23 +416,37 @@ impl Store for FsStore {
             .is_ok_and(|mac| hmac::Mac::verify_slice(mac, &raw).is_ok())
     }
 
-    async fn download(
+    async fn download_url(
         &self,
         key: &str,
-        _content_disposition: &str,
-        _content_type: &str,
-        _ttl: Duration,
-    ) -> Result<Download> {
-        let path = self.path(Area::Files, key)?;
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| io_err("open", e))?;
-        let length = file
-            .metadata()
-            .await
-            .map_err(|e| io_err("metadata", e))?
-            .len();
-        Ok(Download::Stream { file, length })
+        content_disposition: &str,
+        content_type: &str,
+        ttl: Duration,
+        base_url: &str,
+    ) -> Result<String> {
+        let expires = Utc::now().timestamp() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
+        let get = SignedGet {
+            key,
+            expires,
+            content_disposition,
+            content_type,
+        };
+        let signature = hex::encode(hmac::Mac::finalize(self.sign_get(&get)?).into_bytes());
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("expires", &expires.to_string())
+            .append_pair("disposition", content_disposition)
+            .append_pair("type", content_type)
+            .append_pair("signature", &signature)
+            .finish();
+        Ok(format!("{base_url}/downloads/{key}?{query}"))
+    }
+
+    fn verify_signed_get(&self, get: &SignedGet<'_>, signature: &str) -> bool {
+        let Ok(raw) = hex::decode(signature) else {
+            return false;
+        };
+        self.sign_get(get)
+            .is_ok_and(|mac| hmac::Mac::verify_slice(mac, &raw).is_ok())
     }
 }
 

@@ -79,12 +79,15 @@ pub struct DeleteFailure {
 /// An object's bytes, read as they arrive.
 pub type ObjectReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
 
-/// How a promoted file's bytes reach a client.
-pub enum Download {
-    /// A short-lived presigned URL the client fetches directly from object storage.
-    Presigned { url: String },
-    /// The bytes themselves, streamed by Stowage.
-    Stream { file: tokio::fs::File, length: u64 },
+/// What a signed download on Stowage itself allows (the local store's "presigned" GET): one
+/// object, until `expires`, served with these headers.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedGet<'a> {
+    pub key: &'a str,
+    /// Unix seconds.
+    pub expires: i64,
+    pub content_disposition: &'a str,
+    pub content_type: &'a str,
 }
 
 /// Where a client sends a file's bytes itself: a URL and the headers to send with the body.
@@ -172,15 +175,21 @@ pub trait Store: Send + Sync {
     fn verify_signed_put(&self, _put: &SignedPut<'_>, _signature: &str) -> bool {
         false
     }
-    /// A way to hand a promoted file to a client, with the `Content-Disposition` and
-    /// `Content-Type` it should be served with.
-    async fn download(
+    /// A URL a client fetches a promoted file from with a plain GET, for `ttl`, served with
+    /// this `Content-Disposition` and `Content-Type`. A store that cannot presign signs a URL on
+    /// Stowage itself, under `base_url`.
+    async fn download_url(
         &self,
         key: &str,
         content_disposition: &str,
         content_type: &str,
         ttl: Duration,
-    ) -> Result<Download>;
+        base_url: &str,
+    ) -> Result<String>;
+    /// Whether a signed download on Stowage is genuine (stores that presign never sign one).
+    fn verify_signed_get(&self, _get: &SignedGet<'_>, _signature: &str) -> bool {
+        false
+    }
 }
 
 /// Builds the store the configuration names; S3 writers spill parts into `spill`.

@@ -19,8 +19,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Area, DeleteFailure, DirectPut, Download, IncompleteUpload, ObjectInfo, ObjectWriter,
-    PART_SIZE, Result, Store, StoreError,
+    Area, DeleteFailure, DirectPut, IncompleteUpload, ObjectInfo, ObjectWriter, PART_SIZE, Result,
+    Store, StoreError,
 };
 use crate::config::{Config, Sse};
 use crate::spill::{Spill, SpillFile};
@@ -850,13 +850,14 @@ impl Store for S3Store {
         })
     }
 
-    async fn download(
+    async fn download_url(
         &self,
         key: &str,
         content_disposition: &str,
         content_type: &str,
         ttl: Duration,
-    ) -> Result<Download> {
+        _base_url: &str,
+    ) -> Result<String> {
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
             .map_err(|e| StoreError::Other(format!("presigning: {e}")))?;
         let request = self
@@ -869,8 +870,6 @@ impl Store for S3Store {
             .presigned(config)
             .await
             .map_err(|e| sdk_err("presign get object", e))?;
-        Ok(Download::Presigned {
-            url: request.uri().to_owned(),
-        })
+        Ok(request.uri().to_owned())
     }
 }

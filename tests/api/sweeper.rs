@@ -9,9 +9,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use stowage::domain::{FileState, Slot, WebhookKind};
 use stowage::repo::{BindAttempt, NewFile, NewWebhook};
-use stowage::store::{
-    Area, DeleteFailure, Download, IncompleteUpload, ObjectInfo, ObjectWriter, Store,
-};
+use stowage::store::{Area, DeleteFailure, IncompleteUpload, ObjectInfo, ObjectWriter, Store};
 use uuid::Uuid;
 
 use crate::both_backends;
@@ -479,14 +477,18 @@ impl Store for CountingStore {
     async fn promote(&self, key: &str) -> stowage::store::Result<()> {
         self.inner.promote(key).await
     }
-    async fn download(
+    async fn download_url(
         &self,
         key: &str,
         cd: &str,
         ct: &str,
         ttl: Duration,
-    ) -> stowage::store::Result<Download> {
-        self.inner.download(key, cd, ct, ttl).await
+        base_url: &str,
+    ) -> stowage::store::Result<String> {
+        self.inner.download_url(key, cd, ct, ttl, base_url).await
+    }
+    fn verify_signed_get(&self, get: &stowage::store::SignedGet<'_>, signature: &str) -> bool {
+        self.inner.verify_signed_get(get, signature)
     }
     async fn read(
         &self,

@@ -171,12 +171,19 @@ async fn the_content_endpoint_returns_the_uploaded_bytes(backend: Backend) {
     } else if let Some(disposition) = disposition {
         assert_eq!(disposition, expected);
     }
+    // Both stores answer the same way: a redirect to a short-lived URL, in Location and body.
+    let redirect = content_without_following(&app, &id).await;
+    assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
+    let location = redirect.headers()["location"].to_str().unwrap().to_owned();
+    let body = json_with(redirect, 307).await;
+    assert_eq!(body["url"], location.as_str());
+    if let Backend::SqliteFs = backend {
+        assert!(
+            location.starts_with(&app.url("/downloads/")),
+            "signed by Stowage: {location}"
+        );
+    }
     if let Backend::PostgresS3 = backend {
-        let redirect = content_without_following(&app, &id).await;
-        assert_eq!(redirect.status(), StatusCode::TEMPORARY_REDIRECT);
-        let location = redirect.headers()["location"].to_str().unwrap().to_owned();
-        let body = json_with(redirect, 307).await;
-        assert_eq!(body["url"], location.as_str());
         assert!(
             location.contains("X-Amz-Expires=300"),
             "short-lived: {location}"
@@ -240,9 +247,29 @@ async fn a_download_link_is_for_the_public_host_and_can_come_without_a_redirect(
                     .starts_with(&public)
             );
         }
-        // A directory has no link to hand out: the bytes come from Stowage itself.
+        // On a directory the link is signed by Stowage itself: the same answer, the same use.
         Backend::SqliteFs => {
-            assert_eq!(sha256(&response.bytes().await.unwrap()), sha256(&pdf));
+            let link = json_with(response, 200).await;
+            let url = link["url"].as_str().unwrap().to_owned();
+            assert!(url.starts_with(&app.url("/downloads/")), "{url}");
+            assert!(link["expires_at"].as_str().unwrap().ends_with('Z'));
+            let fetched = reqwest::get(&url).await.unwrap();
+            assert_eq!(fetched.status(), StatusCode::OK);
+            assert_eq!(
+                fetched.headers()["content-disposition"],
+                "attachment; filename=\"cv.pdf\"; filename*=UTF-8''cv.pdf"
+            );
+            assert_eq!(sha256(&fetched.bytes().await.unwrap()), sha256(&pdf));
+            // Nothing in it can be changed: not the headers served, not the expiry.
+            for (from, to) in [
+                ("type=application%2Fpdf", "type=text%2Fhtml"),
+                ("expires=", "expires=9"),
+            ] {
+                let forged = url.replacen(from, to, 1);
+                assert_ne!(forged, url, "{from} is in {url}");
+                let refused = reqwest::get(&forged).await.unwrap();
+                assert_error(refused, 403, "forbidden").await;
+            }
         }
     }
     let bad = app
