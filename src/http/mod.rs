@@ -11,6 +11,7 @@ pub mod multipart;
 pub mod openapi;
 mod ops;
 mod paging;
+mod query;
 mod uploads;
 mod webhooks;
 
@@ -162,6 +163,7 @@ pub fn app(app: App) -> Router {
         .merge(files::signed_routes())
         .merge(ops::routes())
         .route("/openapi.json", axum::routing::get(openapi_json))
+        .route_layer(middleware::from_fn(query::refuse_unknown_parameters))
         .route_layer(middleware::from_fn(access::note_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

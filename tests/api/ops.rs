@@ -62,6 +62,35 @@ async fn every_error_carries_a_code_and_the_request_id(backend: Backend) {
     let body = assert_error(response, 401, "unauthorized").await;
     assert_eq!(body["error"]["request_id"], "trace-me-123");
 
+    // A query parameter the operation does not define is an error, not a wider answer.
+    for path in [
+        "/events?carv_file_id=0b3f6a52-7a53-4a11-9d0e-8e2f1f1b7c10",
+        "/files?limit=5&stat=staged",
+        "/uploads/0b3f6a52-7a53-4a11-9d0e-8e2f1f1b7c10?verbose=1",
+    ] {
+        let body = assert_error(
+            app.acme(Method::GET, path).send().await.unwrap(),
+            400,
+            "bad_request",
+        )
+        .await;
+        let unknown = path
+            .rsplit(['?', '&'])
+            .next()
+            .unwrap()
+            .split('=')
+            .next()
+            .unwrap();
+        assert_eq!(body["error"]["details"]["parameter"], unknown, "{path}");
+    }
+    // The ones it defines still work.
+    let page = app
+        .acme(Method::GET, "/files?limit=5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
     let ok = app.http.get(app.url("/healthz")).send().await.unwrap();
     let first = ok.headers()["x-request-id"].to_str().unwrap().to_owned();
     let ok = app.http.get(app.url("/healthz")).send().await.unwrap();
