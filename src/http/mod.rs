@@ -173,14 +173,19 @@ pub fn app(app: App) -> Router {
                 .layer(middleware::map_request(drop_unsafe_request_id))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(
-                    TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                        let id = req
-                            .headers()
-                            .get(REQUEST_ID_HEADER)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
-                    }),
+                    // The span only: every request is logged once by the access log, and a
+                    // 500's cause once where it happens, so the layer's own "response failed"
+                    // line (an ERROR for every 503 a readiness probe answers) is off.
+                    TraceLayer::new_for_http()
+                        .make_span_with(|req: &Request| {
+                            let id = req
+                                .headers()
+                                .get(REQUEST_ID_HEADER)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-");
+                            tracing::info_span!("request", method = %req.method(), uri = %req.uri().path(), request_id = %id)
+                        })
+                        .on_failure(()),
                 )
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(middleware::from_fn(request_context))

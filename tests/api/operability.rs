@@ -147,6 +147,28 @@ async fn every_request_leaves_one_access_log_line() {
     );
     assert_eq!(access("req-bad.exe")["status"], 422);
 
+    // A failed readiness probe is a 503 that says why, on the access line like any request:
+    // not also an ERROR line of its own (probes fail every few seconds while a dependency is
+    // down, and an ERROR should mean someone must act).
+    std::fs::rename(dir.path().join("objects"), dir.path().join("objects-away")).unwrap();
+    let ready = http
+        .get(format!("{}/readyz", serve.base))
+        .header("X-Request-Id", "req-ready")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(access("req-ready")["status"], 503);
+    let errors: Vec<String> = serve
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["level"] == "ERROR")
+        .cloned()
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+
     let all = serve.lines.lock().unwrap().join("\n");
     let secret = serve.key.rsplit('_').next().unwrap();
     assert_eq!(
