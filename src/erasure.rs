@@ -28,7 +28,12 @@ const MAX_BATCHES: usize = 200;
 pub async fn erase_file(app: &App, client_id: &str, id: Uuid) -> Result<Erase, RepoError> {
     let erased = app
         .repo()
-        .erase_file(client_id, id, ErasureReason::Request)
+        .erase_file(
+            client_id,
+            id,
+            ErasureReason::Request,
+            &crate::events::Events,
+        )
         .await?;
     if let Erase::Erased(file) = &erased {
         app.telemetry().erased(ErasureReason::Request, 1);
@@ -42,7 +47,10 @@ pub async fn erase_file(app: &App, client_id: &str, id: Uuid) -> Result<Erase, R
 /// Erases every file bound to a client's webhooks for `user_id` and removes those webhooks'
 /// personal data; the ids of all of them (erased now or before), oldest first.
 pub async fn erase_user(app: &App, client_id: &str, user_id: &str) -> Result<Vec<Uuid>, RepoError> {
-    let done = app.repo().erase_user(client_id, user_id).await?;
+    let done = app
+        .repo()
+        .erase_user(client_id, user_id, &crate::events::Events)
+        .await?;
     app.telemetry()
         .erased(ErasureReason::Request, done.erased.len());
     tracing::info!(
@@ -173,7 +181,11 @@ pub async fn finish_erasures(app: &App, before: DateTime<Utc>) -> (i64, Vec<Stri
 pub async fn apply_retention(app: &App, before: DateTime<Utc>) -> (i64, Vec<String>) {
     let (mut erased, mut errors) = (0, Vec::new());
     for _ in 0..MAX_BATCHES {
-        let files = match app.repo().erase_retained(before, BATCH).await {
+        let files = match app
+            .repo()
+            .erase_retained(before, BATCH, &crate::events::Events)
+            .await
+        {
             Ok(files) => files,
             Err(e) => {
                 errors.push(e.to_string());

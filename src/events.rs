@@ -2,97 +2,13 @@
 //! that sign them. Pure rules; the outbox lives in the repo, delivery in the worker.
 
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// What can happen to a client's file that it may be told about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
-pub enum EventType {
-    #[serde(rename = "file.staged")]
-    FileStaged,
-    #[serde(rename = "file.promoted")]
-    FilePromoted,
-    #[serde(rename = "file.expired")]
-    FileExpired,
-    #[serde(rename = "file.discarded")]
-    FileDiscarded,
-    #[serde(rename = "file.erased")]
-    FileErased,
-    #[serde(rename = "file.downloaded")]
-    FileDownloaded,
-    #[serde(rename = "file.text_extracted")]
-    FileTextExtracted,
-    #[serde(rename = "file.text_failed")]
-    FileTextFailed,
-    #[serde(rename = "ping")]
-    Ping,
-}
-
-impl EventType {
-    /// Every type, in declaration order.
-    pub const ALL: [EventType; 9] = [
-        EventType::FileStaged,
-        EventType::FilePromoted,
-        EventType::FileExpired,
-        EventType::FileDiscarded,
-        EventType::FileErased,
-        EventType::FileDownloaded,
-        EventType::FileTextExtracted,
-        EventType::FileTextFailed,
-        EventType::Ping,
-    ];
-
-    /// The type as events and subscriptions name it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::FileStaged => "file.staged",
-            EventType::FilePromoted => "file.promoted",
-            EventType::FileExpired => "file.expired",
-            EventType::FileDiscarded => "file.discarded",
-            EventType::FileErased => "file.erased",
-            EventType::FileDownloaded => "file.downloaded",
-            EventType::FileTextExtracted => "file.text_extracted",
-            EventType::FileTextFailed => "file.text_failed",
-            EventType::Ping => "ping",
-        }
-    }
-}
-
-impl FromStr for EventType {
-    type Err = EndpointError;
-
-    fn from_str(s: &str) -> Result<Self, EndpointError> {
-        EventType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| EndpointError::UnknownEventType(s.to_owned()))
-    }
-}
-
-/// Why an endpoint cannot be registered or reached.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EndpointError {
-    #[error("'{0}' is not an absolute URL")]
-    NotAUrl(String),
-    #[error(
-        "event endpoints must use https:// (http:// only with STOWAGE_EVENTS_ALLOW_PRIVATE=true)"
-    )]
-    NotHttps,
-    #[error("the URL must not carry a user name or password")]
-    Credentials,
-    #[error(
-        "{host} resolves to {address}, which is not a public address (allowed only with STOWAGE_EVENTS_ALLOW_PRIVATE=true)"
-    )]
-    NotPublic { host: String, address: IpAddr },
-    #[error("{0} does not resolve")]
-    Unresolvable(String),
-    #[error(
-        "unknown event type '{0}'; types: file.staged, file.promoted, file.expired, file.discarded, file.erased, file.downloaded, file.text_extracted, file.text_failed, ping"
-    )]
-    UnknownEventType(String),
-}
+pub use crate::event_model::{
+    DeliveryStatus, EndpointError, EventRules, EventType, NewEvent, parse_types,
+};
 
 /// Whether an address is on the public internet: not loopback, private, link-local, shared
 /// (carrier-grade NAT), documentation, benchmarking, multicast, broadcast, reserved or
@@ -235,21 +151,6 @@ pub fn new_secret() -> String {
     format!("whsec_{}", hex::encode(secret))
 }
 
-/// Parses a comma-separated or listed set of event types; an empty set means every type.
-pub fn parse_types<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-) -> Result<Option<Vec<EventType>>, EndpointError> {
-    let mut types = names
-        .into_iter()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(EventType::from_str)
-        .collect::<Result<Vec<_>, _>>()?;
-    types.sort_unstable();
-    types.dedup();
-    Ok((!types.is_empty()).then_some(types))
-}
-
 /// The signature of a delivery: lowercase hex HMAC-SHA256 with the endpoint's secret over
 /// `<timestamp>.<raw body>` — what `X-Webhook-Signature` carries.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -260,44 +161,6 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
-}
-
-/// Where the delivery of one event to one endpoint stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Not yet delivered; the worker tries again at `next_attempt_at`.
-    Pending,
-    /// The endpoint answered a 2xx.
-    Delivered,
-    /// Every attempt failed; only a redelivery sends it again.
-    Failed,
-}
-
-impl DeliveryStatus {
-    /// The name stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-        }
-    }
-}
-
-impl FromStr for DeliveryStatus {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        [
-            DeliveryStatus::Pending,
-            DeliveryStatus::Delivered,
-            DeliveryStatus::Failed,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
-        .ok_or_else(|| format!("unknown delivery status '{s}'"))
-    }
 }
 
 /// The longest wait between two attempts, however many have failed.
@@ -330,18 +193,6 @@ pub fn jitter() -> f64 {
     let mut bytes = [0u8; 4];
     getrandom::fill(&mut bytes).expect("the operating system's random source failed");
     0.5 + f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX) / 2.0
-}
-
-/// An event about to be written to the outbox: its body is the JSON delivered, byte for byte.
-#[derive(Clone, Debug)]
-pub struct NewEvent {
-    pub id: uuid::Uuid,
-    pub client_id: String,
-    /// The file it reports, if any (erasing the file redacts the event).
-    pub file_id: Option<uuid::Uuid>,
-    pub event_type: EventType,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub body: String,
 }
 
 #[derive(Serialize)]
@@ -502,6 +353,46 @@ impl NewEvent {
     }
 }
 
+/// The rules the repository is handed for the events of changes it decides in a transaction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Events;
+
+impl EventRules for Events {
+    fn file(
+        &self,
+        event_type: EventType,
+        file: &crate::domain::FileRecord,
+        webhook: Option<&crate::domain::WebhookRecord>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        NewEvent::file(event_type, file, webhook, at)
+    }
+
+    fn downloaded(
+        &self,
+        file: &crate::domain::FileRecord,
+        webhook: Option<&crate::domain::WebhookRecord>,
+        key_name: &str,
+        request_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        NewEvent::downloaded(file, webhook, key_name, request_id, at)
+    }
+
+    fn erased(
+        &self,
+        file: &crate::domain::FileRecord,
+        reason: crate::domain::ErasureReason,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> NewEvent {
+        NewEvent::erased(file, reason, at)
+    }
+
+    fn redact(&self, body: &str) -> Option<String> {
+        redact_body(body)
+    }
+}
+
 /// An earlier event about a file that has since been erased, with what it said about the file's
 /// name and content removed (the name emptied, the hash nulled); `None` if it holds neither.
 pub fn redact_body(body: &str) -> Option<String> {
@@ -517,13 +408,6 @@ pub fn redact_body(body: &str) -> Option<String> {
         changed = true;
     }
     changed.then(|| event.to_string())
-}
-
-impl EventType {
-    /// The `LIKE` pattern that finds this type in an endpoint's stored JSON list.
-    pub fn subscription_pattern(self) -> String {
-        format!("%\"{}\"%", self.as_str())
-    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod delivery;
 pub mod direct;
 pub mod domain;
 pub mod erasure;
+pub mod event_model;
 pub mod events;
 pub mod extraction;
 pub mod fault;

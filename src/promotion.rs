@@ -52,7 +52,11 @@ pub async fn promote_file(app: &App, file: &FileRecord) -> Result<FileRecord, Pr
         return Ok(file.clone());
     }
     let promoted = move_object(app, file).await?;
-    if !app.repo().mark_promoted(file, &file.staging_key).await? {
+    if !app
+        .repo()
+        .mark_promoted(file, &file.staging_key, &crate::events::Events)
+        .await?
+    {
         crate::erasure::after_lost_promotion(app, file.id, &file.staging_key).await;
         return Ok(app
             .repo()

@@ -783,7 +783,10 @@ impl Pending {
 /// `DELETE /uploads/{id}`: a staged file becomes a `discarded` tombstone (so no webhook can bind
 /// it any more), then its object is deleted; if that fails, the sweeper deletes it later.
 pub async fn discard(app: &App, client_id: &str, id: Uuid) -> Result<Discard, RepoError> {
-    let outcome = app.repo().discard(client_id, id).await?;
+    let outcome = app
+        .repo()
+        .discard(client_id, id, &crate::events::Events)
+        .await?;
     if let Discard::Discarded(record) = &outcome {
         let key = std::slice::from_ref(&record.staging_key);
         match app.store().delete(Area::Staging, key).await {

@@ -156,7 +156,11 @@ async fn expire_worker(app: &App) -> Tally {
         run: SweepRun::default(),
     };
     for _ in 0..MAX_EXPIRY_BATCHES {
-        let expired = match app.repo().expire_due(Utc::now(), EXPIRY_BATCH).await {
+        let expired = match app
+            .repo()
+            .expire_due(Utc::now(), EXPIRY_BATCH, &crate::events::Events)
+            .await
+        {
             Ok(expired) => expired,
             Err(e) => {
                 tally.error("expire", e);

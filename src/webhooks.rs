@@ -339,7 +339,7 @@ async fn record_result(app: &App, processed: &Processed) {
         .collect();
     match app
         .repo()
-        .finish_webhook(&processed.webhook, result, &moved)
+        .finish_webhook(&processed.webhook, result, &moved, &crate::events::Events)
         .await
     {
         Ok(not_bound) => {

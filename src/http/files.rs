@@ -297,6 +297,7 @@ async fn record_read(state: &ApiState, caller: &Caller, id: Uuid) -> Result<()> 
             id,
             &caller.key_name,
             &current_request_id(),
+            &crate::events::Events,
         )
         .await?
     {

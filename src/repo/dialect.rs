@@ -23,7 +23,7 @@ use uuid::Uuid;
 use super::key_cache::KeyCache;
 use super::{KeyChanges, NewFile, Result, TextWrite};
 use crate::domain::{DirectUpload, StagedFacts};
-use crate::events::NewEvent;
+use crate::event_model::NewEvent;
 
 /// A connection of a dialect's database (a transaction derefs to one).
 pub type Conn<D> = <<D as Dialect>::Db as Database>::Connection;

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::domain::{
     ErasureReason, FileRecord, FileState, Slot, StagedFacts, WebhookKind, WebhookRecord,
 };
-use crate::events::{DeliveryStatus, EventType};
+use crate::event_model::{DeliveryStatus, EventRules, EventType};
 
 pub use postgres::PostgresRepo;
 pub use sqlite::SqliteRepo;
@@ -118,17 +118,17 @@ pub struct EndpointRecord {
     pub client_id: String,
     pub url: String,
     /// `None`: every type.
-    pub event_types: Option<Vec<crate::events::EventType>>,
+    pub event_types: Option<Vec<crate::event_model::EventType>>,
     pub secret: String,
     pub created_at: DateTime<Utc>,
 }
 
 impl EndpointRecord {
     /// The types delivered to it: its list, or every type.
-    pub fn delivered_types(&self) -> Vec<crate::events::EventType> {
+    pub fn delivered_types(&self) -> Vec<crate::event_model::EventType> {
         self.event_types
             .clone()
-            .unwrap_or_else(|| crate::events::EventType::ALL.to_vec())
+            .unwrap_or_else(|| crate::event_model::EventType::ALL.to_vec())
     }
 }
 
@@ -152,7 +152,7 @@ pub struct TextWrite<'a> {
     pub file_id: Uuid,
     pub state: &'a crate::domain::TextState,
     pub text: Option<&'a str>,
-    pub event: &'a crate::events::NewEvent,
+    pub event: &'a crate::event_model::NewEvent,
 }
 
 /// A delivery the worker has claimed (leased): what to send, and where.
@@ -533,7 +533,7 @@ pub trait FileRepo: Send + Sync {
         &self,
         id: Uuid,
         facts: &StagedFacts,
-        event: &crate::events::NewEvent,
+        event: &crate::event_model::NewEvent,
     ) -> Result<()>;
     /// Deletes the row of a file whose upload failed (only while it is `receiving`).
     async fn delete_receiving(&self, id: Uuid) -> Result<()>;
@@ -569,7 +569,7 @@ pub trait FileRepo: Send + Sync {
     /// A client's file in any state.
     async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>>;
     /// Turns a staged file into a `discarded` tombstone (a conditional update).
-    async fn discard(&self, client_id: &str, id: Uuid) -> Result<Discard>;
+    async fn discard(&self, client_id: &str, id: Uuid, rules: &dyn EventRules) -> Result<Discard>;
     /// A client's files, newest first, after `cursor`, with the webhook each is bound to.
     async fn list_files(
         &self,
@@ -586,18 +586,35 @@ pub trait FileRepo: Send + Sync {
         id: Uuid,
         key_name: &str,
         request_id: &str,
+        rules: &dyn EventRules,
     ) -> Result<bool>;
     /// In one transaction: turns a client's file, in any state, into an `erased` tombstone (no
     /// name, type, size or hash), records `file.erased` and redacts the earlier events about it.
     /// A conditional update on the state it was read in, so a concurrent bind, promotion or
     /// expiry either happens before (and is erased) or finds the file erased.
-    async fn erase_file(&self, client_id: &str, id: Uuid, reason: ErasureReason) -> Result<Erase>;
+    async fn erase_file(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        reason: ErasureReason,
+        rules: &dyn EventRules,
+    ) -> Result<Erase>;
     /// In one transaction: erases every file bound to this client's webhooks for `user_id` and
     /// removes the personal `data` (and the idempotency key and payload hash) of those webhooks.
-    async fn erase_user(&self, client_id: &str, user_id: &str) -> Result<UserErasure>;
+    async fn erase_user(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        rules: &dyn EventRules,
+    ) -> Result<UserErasure>;
     /// Erases up to `limit` files promoted before `before` (retention), in one transaction;
     /// with several sweepers each file goes to one of them.
-    async fn erase_retained(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<ErasedFile>>;
+    async fn erase_retained(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+        rules: &dyn EventRules,
+    ) -> Result<Vec<ErasedFile>>;
     /// Erased files erased before `before` whose objects are not known to be deleted.
     async fn unfinished_erasures(
         &self,
@@ -635,9 +652,15 @@ pub trait WebhookRepo: Send + Sync {
         webhook: &WebhookRecord,
         result: &str,
         moved: &[FileRecord],
+        rules: &dyn EventRules,
     ) -> Result<Vec<Uuid>>;
     /// Marks a bound file promoted; `false` if it was not bound (already promoted).
-    async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool>;
+    async fn mark_promoted(
+        &self,
+        file: &FileRecord,
+        promoted_key: &str,
+        rules: &dyn EventRules,
+    ) -> Result<bool>;
     /// Bound files waiting for promotion, oldest first.
     async fn bound_files(&self, limit: i64) -> Result<Vec<FileRecord>>;
 }
@@ -676,7 +699,12 @@ pub trait SweepRepo: Send + Sync {
     /// before `now` `expired` and returns them. The rows are tombstones before any object is
     /// deleted, so no webhook can bind a file whose object is going away; with several sweepers
     /// each row goes to one of them (`SKIP LOCKED` on PostgreSQL, the write lock on SQLite).
-    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>>;
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        rules: &dyn EventRules,
+    ) -> Result<Vec<ClaimedFile>>;
     /// `receiving` rows with no activity since `before` (uploads that died).
     async fn stale_receiving(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<FileRecord>>;
     /// The state of each of these files that still has a row.

@@ -17,7 +17,7 @@ use super::dialect::{Arg, DbId, DbTime, Decoded, Dialect, On};
 use super::sql::SqlRepo;
 use super::{NewFile, RepoError, Result, TextWrite};
 use crate::domain::{DirectUpload, StagedFacts};
-use crate::events::NewEvent;
+use crate::event_model::NewEvent;
 use crate::repo::key_cache::KeyCache;
 
 impl Type<Postgres> for DbId {

@@ -20,7 +20,7 @@ use super::{
 use crate::domain::{
     DirectUpload, ErasureReason, FileRecord, FileState, StagedFacts, WebhookRecord,
 };
-use crate::events::{DeliveryStatus, NewEvent};
+use crate::event_model::{DeliveryStatus, EventRules, NewEvent};
 
 macro_rules! file_columns {
     () => {
@@ -297,10 +297,9 @@ impl TryFrom<EventRow> for EventRecord {
         Ok(EventRecord {
             id: row.id.0,
             client_id: row.client_id,
-            event_type: row
-                .event_type
-                .parse()
-                .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?,
+            event_type: row.event_type.parse().map_err(
+                |e: crate::event_model::EndpointError| RepoError::Corrupt(e.to_string()),
+            )?,
             body: row.body,
             created_at: row.created_at.0,
             deliveries: Vec::new(),
@@ -428,7 +427,7 @@ impl<D: Dialect> SqlRepo<D> {
         conn: &mut Conn<D>,
         event_id: Uuid,
         client_id: &str,
-        event_type: crate::events::EventType,
+        event_type: crate::event_model::EventType,
         at: DateTime<Utc>,
     ) -> Result<()> {
         D::query(
@@ -450,31 +449,28 @@ impl<D: Dialect> SqlRepo<D> {
     /// Writes the event reporting a file's change (its record carries its webhook, if bound).
     pub(super) async fn write_file_event(
         conn: &mut Conn<D>,
-        event_type: crate::events::EventType,
+        rules: &dyn EventRules,
+        event_type: crate::event_model::EventType,
         file: &FileRecord,
         at: DateTime<Utc>,
     ) -> Result<()> {
-        let event = Self::file_event(&mut *conn, event_type, file, at).await?;
+        let event = Self::file_event(&mut *conn, rules, event_type, file, at).await?;
         D::write_event(conn, &event).await
     }
 
     /// The event reporting a file's change (its record carries its webhook, if bound).
     pub(super) async fn file_event(
         conn: &mut Conn<D>,
-        event_type: crate::events::EventType,
+        rules: &dyn EventRules,
+        event_type: crate::event_model::EventType,
         file: &FileRecord,
         at: DateTime<Utc>,
-    ) -> Result<crate::events::NewEvent> {
+    ) -> Result<crate::event_model::NewEvent> {
         let webhook = match file.webhook_id {
             Some(webhook_id) => Self::webhook_in(conn, webhook_id).await?,
             None => None,
         };
-        Ok(crate::events::NewEvent::file(
-            event_type,
-            file,
-            webhook.as_ref(),
-            at,
-        ))
+        Ok(rules.file(event_type, file, webhook.as_ref(), at))
     }
 
     /// Erases a client's file in the caller's transaction: the row becomes a tombstone with
@@ -482,6 +478,7 @@ impl<D: Dialect> SqlRepo<D> {
     /// a concurrent change won), `file.erased` is recorded and earlier events redacted.
     pub(super) async fn erase_in(
         conn: &mut Conn<D>,
+        rules: &dyn EventRules,
         client_id: &str,
         file_id: Uuid,
         reason: ErasureReason,
@@ -532,11 +529,7 @@ impl<D: Dialect> SqlRepo<D> {
                     .execute(&mut *conn)
                     .await?;
             }
-            D::write_event(
-                &mut *conn,
-                &crate::events::NewEvent::erased(&file, reason, at),
-            )
-            .await?;
+            D::write_event(&mut *conn, &rules.erased(&file, reason, at)).await?;
             let earlier: Vec<(DbId, String)> = D::query(
                 "SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'",
             )
@@ -544,7 +537,7 @@ impl<D: Dialect> SqlRepo<D> {
             .fetch_all(&mut *conn)
             .await?;
             for (event_id, body) in earlier {
-                if let Some(redacted) = crate::events::redact_body(&body) {
+                if let Some(redacted) = rules.redact(&body) {
                     D::query("UPDATE events SET body = $2 WHERE id = $1")
                         .bind(event_id)
                         .bind(redacted)

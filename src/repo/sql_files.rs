@@ -11,7 +11,7 @@ use super::{
     UserErasure, parse_named,
 };
 use crate::domain::{ErasureReason, FileRecord, FileState, StagedFacts, WebhookRecord};
-use crate::events::EventType;
+use crate::event_model::{EventRules, EventType};
 
 #[async_trait]
 impl<D: Dialect> FileRepo for SqlRepo<D> {
@@ -92,7 +92,7 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         &self,
         file_id: Uuid,
         facts: &StagedFacts,
-        event: &crate::events::NewEvent,
+        event: &crate::event_model::NewEvent,
     ) -> Result<()> {
         let changed = D::mark_staged(&self.pool, file_id, facts, event).await?;
         if !changed {
@@ -196,7 +196,12 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         row.map(FileRecord::try_from).transpose()
     }
 
-    async fn discard(&self, client_id: &str, file_id: Uuid) -> Result<Discard> {
+    async fn discard(
+        &self,
+        client_id: &str,
+        file_id: Uuid,
+        rules: &dyn EventRules,
+    ) -> Result<Discard> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let row: Option<FileRow> = D::query(concat!(
@@ -211,7 +216,7 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         .await?;
         if let Some(row) = row {
             let file = FileRecord::try_from(row)?;
-            Self::write_file_event(&mut tx, EventType::FileDiscarded, &file, now).await?;
+            Self::write_file_event(&mut tx, rules, EventType::FileDiscarded, &file, now).await?;
             tx.commit().await?;
             return Ok(Discard::Discarded(Box::new(file)));
         }
@@ -302,6 +307,7 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         file_id: Uuid,
         key_name: &str,
         request_id: &str,
+        rules: &dyn EventRules,
     ) -> Result<bool> {
         let now = Utc::now();
         // Read again inside the transaction, only while promoted, and held until the event
@@ -322,8 +328,7 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
             Some(webhook_id) => Self::webhook_in(&mut tx, webhook_id).await?,
             None => None,
         };
-        let event =
-            crate::events::NewEvent::downloaded(&file, webhook.as_ref(), key_name, request_id, now);
+        let event = rules.downloaded(&file, webhook.as_ref(), key_name, request_id, now);
         D::write_event(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(true)
@@ -334,9 +339,10 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         client_id: &str,
         file_id: Uuid,
         reason: ErasureReason,
+        rules: &dyn EventRules,
     ) -> Result<Erase> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let erased = Self::erase_in(&mut tx, client_id, file_id, reason, Utc::now()).await?;
+        let erased = Self::erase_in(&mut tx, rules, client_id, file_id, reason, Utc::now()).await?;
         tx.commit().await?;
         if matches!(erased, Erase::Erased(_)) {
             self.after_erasure().await;
@@ -344,7 +350,12 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         Ok(erased)
     }
 
-    async fn erase_user(&self, client_id: &str, user_id: &str) -> Result<UserErasure> {
+    async fn erase_user(
+        &self,
+        client_id: &str,
+        user_id: &str,
+        rules: &dyn EventRules,
+    ) -> Result<UserErasure> {
         let now = Utc::now();
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let ids: Vec<(DbId,)> = D::query(
@@ -359,8 +370,15 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         let mut done = UserErasure::default();
         for (file_id,) in ids {
             let file_id = file_id.0;
-            if let Erase::Erased(file) =
-                Self::erase_in(&mut tx, client_id, file_id, ErasureReason::Request, now).await?
+            if let Erase::Erased(file) = Self::erase_in(
+                &mut tx,
+                rules,
+                client_id,
+                file_id,
+                ErasureReason::Request,
+                now,
+            )
+            .await?
             {
                 done.erased.push(file);
             }
@@ -380,7 +398,12 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         Ok(done)
     }
 
-    async fn erase_retained(&self, before: DateTime<Utc>, limit: i64) -> Result<Vec<ErasedFile>> {
+    async fn erase_retained(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+        rules: &dyn EventRules,
+    ) -> Result<Vec<ErasedFile>> {
         let now = Utc::now();
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let due: Vec<(DbId, String, Option<DbId>)> = D::query(D::RETAINED_DUE)
@@ -392,8 +415,15 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         let mut webhooks = Vec::new();
         for (file_id, client_id, webhook_id) in due {
             let file_id = file_id.0;
-            if let Erase::Erased(file) =
-                Self::erase_in(&mut tx, &client_id, file_id, ErasureReason::Retention, now).await?
+            if let Erase::Erased(file) = Self::erase_in(
+                &mut tx,
+                rules,
+                &client_id,
+                file_id,
+                ErasureReason::Retention,
+                now,
+            )
+            .await?
             {
                 erased.push(file);
             }

@@ -10,7 +10,7 @@ use super::{
     AttemptLog, AttemptRecord, DeliveryRecord, DueDelivery, EndpointRecord, EventRecord,
     OutboxRepo, PageCursor, RepoError, Result,
 };
-use crate::events::EventType;
+use crate::event_model::EventType;
 
 #[async_trait]
 impl<D: Dialect> OutboxRepo for SqlRepo<D> {
@@ -49,7 +49,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
                     .map(|raw| {
                         let names: Vec<String> = serde_json::from_str(&raw)
                             .map_err(|e| RepoError::Corrupt(format!("event types {raw}: {e}")))?;
-                        crate::events::parse_types(names.iter().map(String::as_str))
+                        crate::event_model::parse_types(names.iter().map(String::as_str))
                             .map_err(|e| RepoError::Corrupt(e.to_string()))
                     })
                     .transpose()?
@@ -265,7 +265,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
         };
         let event_type: EventType = event_type
             .parse()
-            .map_err(|e: crate::events::EndpointError| RepoError::Corrupt(e.to_string()))?;
+            .map_err(|e: crate::event_model::EndpointError| RepoError::Corrupt(e.to_string()))?;
         D::query(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
                     leased_until = NULL \

@@ -8,7 +8,7 @@ use super::dialect::{Arg, DbId, DbTime, Dialect};
 use super::sql::{FileRow, SqlRepo, SweepRow, files};
 use super::{ClaimedFile, Result, StateCount, StorageStats, SweepRepo, SweepRun, parse_named};
 use crate::domain::{FileRecord, FileState};
-use crate::events::EventType;
+use crate::event_model::{EventRules, EventType};
 
 #[async_trait]
 impl<D: Dialect> SweepRepo for SqlRepo<D> {
@@ -35,7 +35,12 @@ impl<D: Dialect> SweepRepo for SqlRepo<D> {
             .collect()
     }
 
-    async fn expire_due(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<ClaimedFile>> {
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        rules: &dyn EventRules,
+    ) -> Result<Vec<ClaimedFile>> {
         // A synchronous commit: the tombstone must outlive a crash, since the object
         // goes next.
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
@@ -47,7 +52,7 @@ impl<D: Dialect> SweepRepo for SqlRepo<D> {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             let file = FileRecord::try_from(row)?;
-            Self::write_file_event(&mut tx, EventType::FileExpired, &file, now).await?;
+            Self::write_file_event(&mut tx, rules, EventType::FileExpired, &file, now).await?;
             claimed.push(ClaimedFile {
                 id: file.id,
                 staging_key: file.staging_key,

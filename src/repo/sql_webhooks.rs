@@ -8,7 +8,7 @@ use super::dialect::{DbId, DbTime, Dialect};
 use super::sql::{FileRow, SqlRepo, WebhookRow, files};
 use super::{BindAttempt, NewWebhook, RepoError, Result, SlotRow, WebhookRepo, parse_named};
 use crate::domain::{FileRecord, Slot, WebhookRecord};
-use crate::events::EventType;
+use crate::event_model::{EventRules, EventType};
 
 #[async_trait]
 impl<D: Dialect> WebhookRepo for SqlRepo<D> {
@@ -162,6 +162,7 @@ impl<D: Dialect> WebhookRepo for SqlRepo<D> {
         webhook: &WebhookRecord,
         result: &str,
         moved: &[FileRecord],
+        rules: &dyn EventRules,
     ) -> Result<Vec<Uuid>> {
         let now = Utc::now();
         // One (relaxed) commit for the files, their events and the webhook together.
@@ -172,8 +173,7 @@ impl<D: Dialect> WebhookRepo for SqlRepo<D> {
                 continue;
             };
             let file = file.promoted(key, now);
-            let event =
-                crate::events::NewEvent::file(EventType::FilePromoted, &file, Some(webhook), now);
+            let event = rules.file(EventType::FilePromoted, &file, Some(webhook), now);
             if !D::promote(&mut tx, file.id, key, &event).await? {
                 not_bound.push(file.id);
             }
@@ -191,11 +191,16 @@ impl<D: Dialect> WebhookRepo for SqlRepo<D> {
         Ok(not_bound)
     }
 
-    async fn mark_promoted(&self, file: &FileRecord, promoted_key: &str) -> Result<bool> {
+    async fn mark_promoted(
+        &self,
+        file: &FileRecord,
+        promoted_key: &str,
+        rules: &dyn EventRules,
+    ) -> Result<bool> {
         let now = Utc::now();
         let mut tx = self.relaxed.begin_with(D::BEGIN_WRITE).await?;
         let file = file.promoted(promoted_key, now);
-        let event = Self::file_event(&mut tx, EventType::FilePromoted, &file, now).await?;
+        let event = Self::file_event(&mut tx, rules, EventType::FilePromoted, &file, now).await?;
         if !D::promote(&mut tx, file.id, promoted_key, &event).await? {
             tx.rollback().await?;
             return Ok(false);
