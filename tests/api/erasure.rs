@@ -352,16 +352,7 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
     }
 
     // The command line does the same.
-    let out = crate::crash::stowage_on(&app)
-        .args(["erase", "--client", "acme", "--user-id", "u-2", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = erase_by_cli(&app, &["--client", "acme", "--user-id", "u-2"]);
     assert_eq!(printed, json!({ "erased": [other] }));
     assert_eq!(stored(&app).await, HashSet::new());
 
@@ -376,16 +367,7 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
 
     // One file needs only its id: it names its client.
     let loose = stage(&app, "loose.pdf", fixtures::pdf(3_000)).await;
-    let out = crate::crash::stowage_on(&app)
-        .args(["erase", "--file", loose.as_str(), "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = erase_by_cli(&app, &["--file", loose.as_str()]);
     assert_eq!(printed, json!({ "erased": [loose] }));
     let record = app.get_json(&format!("/files/{loose}")).await;
     assert_eq!(record["state"], "erased", "{record}");
@@ -397,6 +379,22 @@ async fn erasing_a_candidate_erases_their_files_and_webhook_data(backend: Backen
         let out = crate::crash::stowage_on(&app).args(&args).output().unwrap();
         assert!(!out.status.success(), "{args:?}");
     }
+}
+
+/// `stowage erase ARGS --json` against the app's database and store: what it printed.
+fn erase_by_cli(app: &TestApp, args: &[&str]) -> Value {
+    let out = crate::crash::stowage_on(app)
+        .arg("erase")
+        .args(args)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 async fn retention_erases_only_files_past_their_age(backend: Backend) {
