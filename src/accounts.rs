@@ -136,7 +136,7 @@ pub async fn create_key(repo: &dyn Repo, name: &str) -> Result<CreatedKey, Accou
     if !is_valid_client_id(name) {
         return Err(AccountError::InvalidName(name.to_owned()));
     }
-    let key = keys::generate();
+    let key = keys::generate(keys::Kind::ApiKey);
     match repo.create_key(key.id, name, &key.secret_hash).await {
         Ok(()) => Ok(CreatedKey {
             key: name.to_owned(),

@@ -18,7 +18,7 @@ use crate::domain::{
 };
 use crate::repo::{NewFile, RepoError};
 use crate::sniff::DocumentKind;
-use crate::staging::{self, ByteSource, Meter, Refusal, StreamChecks, UploadError, kind_of};
+use crate::staging::{self, Admission, ByteSource, Meter, Refusal, StreamChecks, UploadError};
 use crate::store::{Area, DirectPut, StoreError};
 
 /// What a client declares before sending the bytes.
@@ -44,14 +44,17 @@ pub struct Opened {
 }
 
 /// Checks a declaration the way `POST /uploads` checks a file: name, size, then the SHA-256.
-fn check_declared(app: &App, declared: &Declared) -> Result<(String, DocumentKind), UploadError> {
+fn check_declared(
+    admission: &Admission,
+    declared: &Declared,
+) -> Result<(String, DocumentKind), UploadError> {
     let file_name = sanitize_file_name(&declared.file_name);
-    let kind = kind_of(app, &file_name)?;
+    let kind = admission.kind_of(&file_name)?;
     if declared.file_size == 0 {
         return Err(UploadError::Empty);
     }
-    if declared.file_size > app.uploads().max_bytes {
-        return Err(UploadError::too_large(app.uploads().max_bytes));
+    if declared.file_size > admission.max_bytes {
+        return Err(UploadError::too_large(admission.max_bytes));
     }
     let sha = &declared.sha256;
     if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -67,10 +70,11 @@ fn check_declared(app: &App, declared: &Declared) -> Result<(String, DocumentKin
 pub async fn open(
     app: &App,
     client_id: &str,
+    admission: &Admission,
     declared: &Declared,
     base_url: &str,
 ) -> Result<Opened, UploadError> {
-    let (file_name, _kind) = check_declared(app, declared)?;
+    let (file_name, _kind) = check_declared(admission, declared)?;
     let sha256 = declared.sha256.to_ascii_lowercase();
     let window = app.uploads().direct_window;
     let id = Uuid::new_v4();
@@ -84,6 +88,7 @@ pub async fn open(
         .store()
         .presign_put(&key, declared.file_size, &sha256, window, base_url)
         .await?;
+    admission.open(app).await?;
     app.repo()
         .insert_direct(
             &NewFile {
@@ -99,6 +104,7 @@ pub async fn open(
                 sha256,
                 refusal: None,
                 window_ends_at: put_expires_at,
+                upload_token: admission.token,
             },
         )
         .await?;
@@ -124,8 +130,20 @@ fn delta(d: Duration) -> Result<TimeDelta, UploadError> {
 /// Completion and the sweeper's abort settle on one conditional change of the row: staging is
 /// conditional on the row still `receiving`, and the sweeper deletes the row (conditionally)
 /// before it deletes the object, so a file is never staged without its bytes.
-pub async fn complete(app: &App, client_id: &str, id: Uuid) -> Result<FileRecord, UploadError> {
-    let Some((record, direct)) = app.repo().direct_upload(client_id, id).await? else {
+///
+/// With an upload token (`token`), only an upload that token opened can be completed; any other
+/// id, known or not, is outside its scope.
+pub async fn complete(
+    app: &App,
+    client_id: &str,
+    token: Option<Uuid>,
+    id: Uuid,
+) -> Result<FileRecord, UploadError> {
+    let upload = app.repo().direct_upload(client_id, id).await?;
+    if token.is_some() && upload.as_ref().is_none_or(|(_, d)| d.upload_token != token) {
+        return Err(UploadError::OtherToken);
+    }
+    let Some((record, direct)) = upload else {
         return Err(UploadError::NotDirect);
     };
     if record.state != FileState::Receiving {
@@ -241,7 +259,7 @@ async fn check_arrived(
     record: &FileRecord,
     direct: &DirectUpload,
 ) -> Result<StagedFacts, UploadError> {
-    let kind = kind_of(app, &record.file_name)?;
+    let kind = Admission::service(app).kind_of(&record.file_name)?;
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
     let Some((reader, size)) = app.store().read(Area::Staging, &record.staging_key).await? else {
         return Err(UploadError::NotReceived);

@@ -489,6 +489,9 @@ pub struct DirectUpload {
     pub refusal: Option<String>,
     /// When its upload URL stops working: completing later finds nothing to complete.
     pub window_ends_at: DateTime<Utc>,
+    /// The upload token it was opened with, if any: only that token (or an API key of the
+    /// client) may complete it.
+    pub upload_token: Option<Uuid>,
 }
 
 /// JSON with object keys sorted at every level, whatever serde_json's map type is.

@@ -34,6 +34,7 @@ pub mod store;
 pub mod sweeper;
 pub mod telemetry;
 pub mod text;
+pub mod upload_tokens;
 pub mod webhooks;
 pub mod worker;
 

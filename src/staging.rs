@@ -8,6 +8,7 @@
 //! byte reaches storage, and a guard removes the row and whatever reached storage on every
 //! failure.
 
+use std::collections::BTreeSet;
 use std::io::BufReader;
 
 use async_trait::async_trait;
@@ -37,6 +38,12 @@ pub trait ByteSource: Send {
 pub enum UploadError {
     #[error("No file part: send multipart/form-data with one part named 'file'")]
     Missing,
+    /// The upload token is used up, expired or revoked (checked as the upload opens).
+    #[error("This upload token is used up, expired or revoked")]
+    TokenSpent,
+    /// An upload token may complete only the direct uploads it opened.
+    #[error("This upload token did not open this upload")]
+    OtherToken,
     #[error("Send exactly one part named 'file'")]
     MultipleFiles,
     #[error("File name '{name}' has no extension. Allowed extensions: {allowed}")]
@@ -144,6 +151,8 @@ impl UploadError {
             UploadError::ChecksumMismatch => "file_checksum_mismatch",
             UploadError::NotReceived => "upload_not_received",
             UploadError::Aborted => "upload_aborted",
+            UploadError::TokenSpent => "unauthorized",
+            UploadError::OtherToken => "token_scope",
             UploadError::Recorded(refusal) => &refusal.code,
             UploadError::NotDirect
             | UploadError::Busy
@@ -173,7 +182,11 @@ impl UploadError {
     pub fn refusal(&self) -> Option<Refusal> {
         if matches!(
             self,
-            UploadError::NotReceived | UploadError::Aborted | UploadError::TimedOut
+            UploadError::NotReceived
+                | UploadError::Aborted
+                | UploadError::TimedOut
+                | UploadError::TokenSpent
+                | UploadError::OtherToken
         ) {
             return None;
         }
@@ -204,30 +217,61 @@ fn human_size(bytes: u64) -> String {
     }
 }
 
-/// The allowed extensions as the error messages list them: `.doc, .docx, .pdf`.
-fn allowed_list(app: &App) -> String {
-    app.uploads()
-        .allowed_extensions
-        .iter()
-        .map(|k| k.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// What one upload may be: the service's limits, narrowed by the upload token it is opened
+/// with, if any — which it then counts towards (`src/upload_tokens.rs`).
+#[derive(Clone, Debug)]
+pub struct Admission {
+    pub max_bytes: u64,
+    pub extensions: BTreeSet<DocumentKind>,
+    /// The upload token the upload is opened with.
+    pub token: Option<Uuid>,
 }
 
-/// The document kind a (sanitised) file name claims, if it is allowed.
-pub(crate) fn kind_of(app: &App, file_name: &str) -> Result<DocumentKind, UploadError> {
-    let Some(ext) = sniff::extension_of(file_name) else {
-        return Err(UploadError::NoExtension {
-            name: file_name.to_owned(),
-            allowed: allowed_list(app),
-        });
-    };
-    DocumentKind::from_extension(&ext)
-        .filter(|kind| app.uploads().allowed_extensions.contains(kind))
-        .ok_or_else(|| UploadError::ExtensionNotAllowed {
-            ext,
-            allowed: allowed_list(app),
-        })
+impl Admission {
+    /// The service's own limits (`STOWAGE_MAX_UPLOAD_BYTES`, `STOWAGE_ALLOWED_EXTENSIONS`).
+    pub fn service(app: &App) -> Self {
+        Admission {
+            max_bytes: app.uploads().max_bytes,
+            extensions: app.uploads().allowed_extensions.clone(),
+            token: None,
+        }
+    }
+
+    /// The allowed extensions as the error messages list them: `.doc, .docx, .pdf`.
+    fn allowed_list(&self) -> String {
+        self.extensions
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The document kind a (sanitised) file name claims, if it is allowed.
+    pub fn kind_of(&self, file_name: &str) -> Result<DocumentKind, UploadError> {
+        let Some(ext) = sniff::extension_of(file_name) else {
+            return Err(UploadError::NoExtension {
+                name: file_name.to_owned(),
+                allowed: self.allowed_list(),
+            });
+        };
+        DocumentKind::from_extension(&ext)
+            .filter(|kind| self.extensions.contains(kind))
+            .ok_or_else(|| UploadError::ExtensionNotAllowed {
+                ext,
+                allowed: self.allowed_list(),
+            })
+    }
+
+    /// Counts the upload being opened towards its token, if any: one conditional update, so
+    /// every replica shares the count; refused once the token is used up, expired or revoked.
+    pub async fn open(&self, app: &App) -> Result<(), UploadError> {
+        match self.token {
+            Some(token) if !app.repo().use_upload_token(token, Utc::now()).await? => {
+                Err(UploadError::TokenSpent)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// The last chunks of a stream, at least [`sniff::TAIL_LEN`] bytes of them (not copied).
@@ -646,13 +690,15 @@ pub struct Pending {
 pub async fn receive(
     app: &App,
     client_id: &str,
+    admission: &Admission,
     raw_file_name: &str,
     source: &mut dyn ByteSource,
 ) -> Result<Pending, UploadError> {
     let file_name = sanitize_file_name(raw_file_name);
-    let kind = kind_of(app, &file_name)?;
-    let mut meter = Meter::new(app.uploads().max_bytes);
+    let kind = admission.kind_of(&file_name)?;
+    let mut meter = Meter::new(admission.max_bytes);
     let head = read_head(kind, source, &mut meter).await?;
+    admission.open(app).await?;
 
     let id = Uuid::new_v4();
     let key = storage_key(client_id, id);

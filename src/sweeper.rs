@@ -376,9 +376,17 @@ async fn delete_orphans(app: &App, tally: &mut Tally) {
     }
 }
 
-/// Tombstones older than the retention period.
+/// Tombstones older than the retention period, and upload tokens a day after they expired (until
+/// then a late request hears "expired" rather than "unknown").
 async fn purge(app: &App, tally: &mut Tally) {
     let now = Utc::now();
+    if let Err(e) = app
+        .repo()
+        .purge_upload_tokens(now - chrono::TimeDelta::days(1))
+        .await
+    {
+        tally.error("purge", e);
+    }
     let before = now - to_delta(app.sweep().tombstone_retention);
     let erasures_before = now - to_delta(app.sweep().erasure_log_retention);
     match app.repo().purge_tombstones(before, erasures_before).await {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::Uploader;
 use super::error::{ApiError, ErrorCode, Result, json_body};
 use super::parse_file_id;
 use super::uploads::StagedUpload;
@@ -79,8 +79,8 @@ pub(super) struct DirectUpload {
 #[utoipa::path(
     post, path = "/uploads/direct", tag = "uploads", operation_id = "openDirectUpload",
     request_body = DirectRequest,
-    params(("X-ATS-Client-ID" = String, Header, description = "The client id (workspace)")),
-    security(("api_key" = [], "client_id" = [])),
+    params(("X-ATS-Client-ID" = Option<String>, Header, description = "The client id (workspace); not with an upload token")),
+    security(("api_key" = [], "client_id" = []), ("upload_token" = [])),
     responses(
         (status = 201, description = "Send the bytes to `upload.url`, then complete", body = DirectUpload),
         (status = 422, description = "Refused: extension, size or SHA-256", body = super::error::ErrorEnvelope),
@@ -89,7 +89,7 @@ pub(super) struct DirectUpload {
 )]
 async fn open_direct(
     State(state): State<ApiState>,
-    caller: Caller,
+    caller: Uploader,
     headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<DirectUpload>)> {
@@ -100,7 +100,8 @@ async fn open_direct(
         sha256: request.sha256,
     };
     let base = super::base_url(&state, &headers);
-    let opened = direct::open(&state, &caller.client_id, &declared, &base).await?;
+    let admission = caller.admission(&state);
+    let opened = direct::open(&state, &caller.client_id, &admission, &declared, &base).await?;
     tracing::info!(file_id = %opened.id, size = opened.file_size, "direct upload opened");
     Ok((
         StatusCode::CREATED,
@@ -122,8 +123,8 @@ async fn open_direct(
 /// Complete a direct upload: check what arrived and stage it.
 #[utoipa::path(
     post, path = "/uploads/{carv_file_id}/complete", tag = "uploads", operation_id = "completeDirectUpload",
-    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads/direct` answered"), ("X-ATS-Client-ID" = String, Header)),
-    security(("api_key" = [], "client_id" = [])),
+    params(("carv_file_id" = String, Path, format = Uuid, description = "The id `POST /uploads/direct` answered"), ("X-ATS-Client-ID" = Option<String>, Header, description = "The client id (workspace); not with an upload token")),
+    security(("api_key" = [], "client_id" = []), ("upload_token" = [])),
     responses(
         (status = 201, description = "Staged (again: completing twice answers the same)", body = StagedUpload),
         (status = 404, description = "No such direct upload for this client", body = super::error::ErrorEnvelope),
@@ -134,12 +135,12 @@ async fn open_direct(
 )]
 async fn complete_direct(
     State(state): State<ApiState>,
-    caller: Caller,
+    caller: Uploader,
     Path(id): Path<String>,
 ) -> Result<super::uploads::Staged> {
     let id = parse_file_id(&id)?;
     let started = std::time::Instant::now();
-    let result = direct::complete(&state, &caller.client_id, id)
+    let result = direct::complete(&state, &caller.client_id, caller.token_id(), id)
         .await
         .map_err(ApiError::from);
     let (label, bytes) = match &result {

@@ -64,6 +64,8 @@ error_codes! {
     RequestTimeout => "request_timeout", REQUEST_TIMEOUT;
     Unauthorized => "unauthorized", UNAUTHORIZED;
     Forbidden => "forbidden", FORBIDDEN;
+    /// An upload token used for anything but opening and completing its own uploads.
+    TokenScope => "token_scope", FORBIDDEN;
     NotFound => "not_found", NOT_FOUND;
     MethodNotAllowed => "method_not_allowed", METHOD_NOT_ALLOWED;
     FileNotFound => "file_not_found", NOT_FOUND;
@@ -109,6 +111,7 @@ error_codes! {
     /// A client already has as many event endpoints as it may.
     TooManyEndpoints => "too_many_endpoints", CONFLICT;
     EventNotFound => "event_not_found", NOT_FOUND;
+    UploadTokenNotFound => "upload_token_not_found", NOT_FOUND;
     RateLimited => "rate_limited", TOO_MANY_REQUESTS;
     TooManyUploads => "too_many_uploads", TOO_MANY_REQUESTS;
     ServiceUnavailable => "service_unavailable", SERVICE_UNAVAILABLE;
@@ -163,10 +166,10 @@ pub enum ClientFailures {
     /// Bad request: no X-ATS-Client-ID header, a multipart body that cannot be parsed, a body that is not JSON
     #[response(status = 400)]
     BadRequest(ErrorEnvelope),
-    /// Missing, unknown or revoked key
+    /// Missing, unknown or revoked key; or an unknown, expired, used-up or revoked upload token
     #[response(status = 401)]
     Unauthorized(ErrorEnvelope),
-    /// Key not mapped to this client id
+    /// Key not mapped to this client id (`forbidden`); an upload token used for anything but its own uploads (`token_scope`)
     #[response(status = 403)]
     Forbidden(ErrorEnvelope),
     /// Rate limited

@@ -12,6 +12,7 @@ pub mod openapi;
 mod ops;
 mod paging;
 mod query;
+mod tokens;
 mod uploads;
 mod webhooks;
 
@@ -45,6 +46,8 @@ use openapi::Security as OpenApiSecurity;
         uploads::delete_upload,
         direct::open_direct,
         direct::complete_direct,
+        tokens::create_token,
+        tokens::revoke_token,
         webhooks::candidates,
         webhooks::applications,
         files::get_file,
@@ -153,6 +156,7 @@ pub fn app(app: App) -> Router {
     let client_routes = Router::new()
         .merge(direct::routes())
         .merge(uploads::routes())
+        .merge(tokens::routes())
         .merge(webhooks::routes())
         .merge(files::routes())
         .merge(events::routes())

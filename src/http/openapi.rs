@@ -22,6 +22,18 @@ impl Modify for Security {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-ATS-Client-ID"))),
         );
         components.add_security_scheme(
+            "upload_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("stu_…")
+                    .description(Some(
+                        "An upload token (`POST /upload-tokens`): opens and completes its own uploads only",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
             "ops_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::auth::Caller;
+use super::auth::{Caller, Uploader};
 use super::error::{ApiError, ErrorCode, Result};
 use super::multipart::{self, BodyError, MultipartError, MultipartLimits, MultipartReader};
 use super::{ApiState, parse_file_id};
@@ -144,8 +144,8 @@ fn is_multipart(headers: &HeaderMap) -> bool {
 #[utoipa::path(
     post, path = "/uploads", tag = "uploads", operation_id = "stageUpload",
     request_body(content = UploadForm, content_type = "multipart/form-data"),
-    params(("X-ATS-Client-ID" = String, Header, description = "The client id (workspace)")),
-    security(("api_key" = [], "client_id" = [])),
+    params(("X-ATS-Client-ID" = Option<String>, Header, description = "The client id (workspace); not with an upload token")),
+    security(("api_key" = [], "client_id" = []), ("upload_token" = [])),
     responses(
         (status = 201, description = "Staged", body = StagedUpload,
             headers(("Location" = String, description = "`/uploads/{carv_file_id}`: the new file's record"))),
@@ -155,7 +155,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
 )]
 async fn create_upload(
     State(state): State<ApiState>,
-    caller: Caller,
+    caller: Uploader,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Staged> {
@@ -171,7 +171,7 @@ async fn create_upload(
 
 async fn stage(
     state: &ApiState,
-    caller: Caller,
+    caller: Uploader,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Staged> {
@@ -185,10 +185,10 @@ async fn stage(
     let boundary = multipart::boundary(content_type)
         .map_err(|e| ApiError::new(ErrorCode::MalformedMultipart, e.to_string()))?;
     let slot = state.limits().upload_slot(caller.key_id)?;
-    let max = state.uploads().max_bytes;
+    let admission = caller.admission(state);
     let limits = MultipartLimits {
         // The file's own limit is enforced exactly while streaming; this bounds the framing.
-        max_body_bytes: max.saturating_add(1024 * 1024),
+        max_body_bytes: admission.max_bytes.saturating_add(1024 * 1024),
         ..MultipartLimits::default()
     };
     let stream = body
@@ -200,7 +200,8 @@ async fn stage(
     let record = tokio::spawn(
         async move {
             let mut reader = MultipartReader::new(stream, &boundary, limits);
-            let staged = receive_upload(&task_state, &caller.client_id, &mut reader, max).await;
+            let staged =
+                receive_upload(&task_state, &caller.client_id, &admission, &mut reader).await;
             if staged.is_err() {
                 reader.drain().await;
             }
@@ -243,12 +244,13 @@ fn body_error(e: axum::Error) -> BodyError {
 async fn receive_upload<S>(
     state: &ApiState,
     client_id: &str,
+    admission: &staging::Admission,
     reader: &mut MultipartReader<S>,
-    max: u64,
 ) -> std::result::Result<FileRecord, UploadError>
 where
     S: futures_util::Stream<Item = std::result::Result<bytes::Bytes, BodyError>> + Unpin + Send,
 {
+    let max = admission.max_bytes;
     let mut pending: Option<staging::Pending> = None;
     loop {
         let part = match reader.next_part().await {
@@ -270,7 +272,8 @@ where
         }
         let mut source = PartSource { reader, max };
         let file_name = part.file_name.unwrap_or_default();
-        pending = Some(staging::receive(state, client_id, &file_name, &mut source).await?);
+        pending =
+            Some(staging::receive(state, client_id, admission, &file_name, &mut source).await?);
     }
     pending.ok_or(UploadError::Missing)?.complete().await
 }

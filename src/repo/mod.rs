@@ -14,6 +14,7 @@ mod sql_jobs;
 mod sql_keys;
 mod sql_outbox;
 mod sql_sweep;
+mod sql_tokens;
 mod sql_webhooks;
 mod sqlite;
 
@@ -435,9 +436,56 @@ pub struct StateCount {
 
 /// Everything Stowage keeps in its database, by role: each role a trait, and the repository
 /// every one of them.
-pub trait Repo: KeyRepo + OutboxRepo + FileRepo + WebhookRepo + JobRepo + SweepRepo {}
+pub trait Repo:
+    KeyRepo + TokenRepo + OutboxRepo + FileRepo + WebhookRepo + JobRepo + SweepRepo
+{
+}
 
-impl<T: KeyRepo + OutboxRepo + FileRepo + WebhookRepo + JobRepo + SweepRepo> Repo for T {}
+impl<T: KeyRepo + TokenRepo + OutboxRepo + FileRepo + WebhookRepo + JobRepo + SweepRepo> Repo
+    for T
+{
+}
+
+/// An upload token as stored (src/upload_tokens.rs): only the SHA-256 of its secret.
+#[derive(Clone, Debug)]
+pub struct UploadTokenRecord {
+    pub id: Uuid,
+    pub client_id: String,
+    /// The API key that minted it.
+    pub key_id: Uuid,
+    pub secret_hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub max_files: i32,
+    pub max_size: i64,
+    /// Comma-separated, as `STOWAGE_ALLOWED_EXTENSIONS` spells them.
+    pub allowed_extensions: String,
+    pub created_at: DateTime<Utc>,
+    /// Uploads opened with it so far.
+    pub used: i32,
+    /// Revoked itself, or its key revoked, or the client taken from its key.
+    pub revoked: bool,
+}
+
+/// Upload tokens: minted by an API key for one client, counted at each upload they open.
+#[async_trait]
+pub trait TokenRepo: Send + Sync {
+    /// Stores a new token (its `used` and `revoked` are ignored).
+    async fn create_upload_token(&self, token: &UploadTokenRecord) -> Result<()>;
+    /// The token with this id, whatever its state.
+    async fn upload_token(&self, id: Uuid) -> Result<Option<UploadTokenRecord>>;
+    /// Counts one more upload opened with the token, in one conditional update: `false` if it
+    /// is used up, expired at `now` or revoked (itself, its key or its key's grant).
+    async fn use_upload_token(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool>;
+    /// Revokes a token of this client; `false` if the client has no such token.
+    async fn revoke_upload_token(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Deletes the tokens that expired before `before`; how many.
+    async fn purge_upload_tokens(&self, before: DateTime<Utc>) -> Result<u64>;
+}
 
 /// API keys and the client ids they act for.
 #[async_trait]

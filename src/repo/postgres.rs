@@ -237,6 +237,7 @@ impl Dialect for Pg {
             .bind(direct.window_ends_at)
             .bind(direct.file_size)
             .bind(&direct.sha256)
+            .bind(direct.upload_token)
             .execute(pool)
             .await?;
         Ok(())
@@ -423,8 +424,8 @@ const FINISH_TEXT_JOB: &str = concat!(
 const INSERT_DIRECT: &str = "WITH f AS (INSERT INTO files (id, client_id, state, file_name, staging_key, created_at, \
                                   state_changed_at, active_at) \
                 VALUES ($1, $2, 'receiving', $3, $4, $5, $5, $6) RETURNING id) \
-     INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at) \
-         SELECT id, $7, $8, $6 FROM f";
+     INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at, upload_token) \
+         SELECT id, $7, $8, $6, $9 FROM f";
 
 /// A bound file promoted (`$1`: id, `$2`: long-term key, at `$3`) with its text job (`$4`, kind
 /// `$5`) and its event (`$6`–`$9`) and deliveries (`$10`: the subscription pattern), in one

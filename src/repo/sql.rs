@@ -744,13 +744,14 @@ pub(super) async fn insert_direct_by_steps<D: Dialect>(
     .execute(pool)
     .await?;
     D::query(
-        "INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at) \
-         VALUES ($1, $2, $3, $4)",
+        "INSERT INTO direct_uploads (file_id, file_size, sha256, window_ends_at, upload_token) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(file.id)
     .bind(direct.file_size)
     .bind(&direct.sha256)
     .bind(direct.window_ends_at)
+    .bind(direct.upload_token)
     .execute(pool)
     .await?;
     Ok(())

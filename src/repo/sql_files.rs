@@ -133,13 +133,15 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
             declared_sha256: Option<String>,
             refusal: Option<String>,
             window_ends_at: Option<DbTime>,
+            upload_token: Option<DbId>,
         }
         let row: Option<DirectRow> = D::query(concat!(
             "SELECT ", file_columns!(), ", \
                     (SELECT file_size FROM direct_uploads WHERE file_id = $1) AS declared_size, \
                     (SELECT sha256 FROM direct_uploads WHERE file_id = $1) AS declared_sha256, \
                     (SELECT refusal FROM direct_uploads WHERE file_id = $1) AS refusal, \
-                    (SELECT window_ends_at FROM direct_uploads WHERE file_id = $1) AS window_ends_at \
+                    (SELECT window_ends_at FROM direct_uploads WHERE file_id = $1) AS window_ends_at, \
+                    (SELECT upload_token FROM direct_uploads WHERE file_id = $1) AS upload_token \
              FROM files WHERE id = $1 AND client_id = $2"
         ))
         .bind(file_id)
@@ -159,6 +161,7 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
             sha256,
             refusal: row.refusal,
             window_ends_at: window_ends_at.0,
+            upload_token: row.upload_token.map(|id| id.0),
         };
         Ok(Some((FileRecord::try_from(row.file)?, direct)))
     }

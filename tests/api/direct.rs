@@ -27,7 +27,7 @@ both_backends!(
     a_still_signed_url_cannot_bring_erased_bytes_back,
 );
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -41,7 +41,7 @@ async fn open(app: &TestApp, name: &str, size: usize, sha256: &str) -> reqwest::
 }
 
 /// Sends `bytes` as the answer to `POST /uploads/direct` says: its URL, its headers, no API key.
-async fn put(app: &TestApp, opened: &Value, bytes: Vec<u8>) -> reqwest::Response {
+pub(crate) async fn put(app: &TestApp, opened: &Value, bytes: Vec<u8>) -> reqwest::Response {
     let upload = &opened["upload"];
     assert_eq!(upload["method"], "PUT");
     let mut request = app

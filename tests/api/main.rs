@@ -23,5 +23,6 @@ pub mod receiver;
 mod replicas;
 mod sweeper;
 mod text;
+mod tokens;
 mod uploads;
 mod webhooks;
