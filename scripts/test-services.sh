@@ -31,11 +31,13 @@ ensure_moto() {
   python3 -m pip install -q 'moto[server]>=5,<6'
 }
 
-# The docs' examples are run with curl (shell), python3 and node (signature checks).
+# The docs' examples are run with curl (shell), python3 and node (signature checks); the browser
+# pattern with the distribution's headless Chromium.
 ensure_example_tools() {
   local missing=()
   command -v curl >/dev/null || missing+=(curl)
   command -v node >/dev/null || missing+=(nodejs)
+  command -v chromium >/dev/null || missing+=(chromium)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]}"
   local sudo=""

@@ -103,7 +103,13 @@ fn parse_kind(raw: &str) -> Result<crate::sniff::DocumentKind, String> {
 #[derive(Subcommand, Debug)]
 pub enum StorageCommand {
     /// Create both buckets (or directories) and the staging lifecycle rule.
-    Init,
+    Init {
+        /// Also let browsers on STOWAGE_CORS_ORIGINS reach the buckets directly (S3 bucket
+        /// CORS: PUT to staging for direct uploads, GET from files for downloads); prints the
+        /// rules applied.
+        #[arg(long)]
+        cors: bool,
+    },
 }
 
 /// `stowage keys …`
@@ -464,11 +470,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Storage {
-            command: StorageCommand::Init,
+            command: StorageCommand::Init { cors },
         } => {
+            let origins: Vec<String> = (config.cors_origins.iter())
+                .filter(|o| !o.is_empty())
+                .cloned()
+                .collect();
+            if cors && origins.is_empty() {
+                return Err(CliError::Invalid(
+                    "--cors applies STOWAGE_CORS_ORIGINS to the buckets: set it first".into(),
+                ));
+            }
             let spill = crate::spill::Spill::new(std::env::temp_dir(), 0);
             let store = store::connect(&config, &spill).await?;
             store.init(config.upload_ttl).await?;
+            if cors {
+                store.allow_browsers(&origins).await?;
+                for area in [Area::Staging, Area::Files] {
+                    println!("{:?} CORS: {}", area, area.browser_rule_json(&origins));
+                }
+            }
             println!("storage ready: {}", store.describe());
             Ok(())
         }

@@ -230,6 +230,10 @@ impl Store for FsStore {
         Ok(())
     }
 
+    async fn allow_browsers(&self, _origins: &[String]) -> Result<()> {
+        Ok(())
+    }
+
     async fn check(&self, area: Area) -> Result<()> {
         let dir = self.area_dir(area);
         match tokio::fs::metadata(dir).await {

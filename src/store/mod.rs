@@ -29,6 +29,59 @@ pub enum Area {
     Files,
 }
 
+/// What a browser on an allowed origin (`STOWAGE_CORS_ORIGINS`) sends straight to an area's
+/// bucket: a direct upload's `PUT` (with the headers the presigned URL binds) to staging, a
+/// download's `GET` from long-term storage. `stowage storage init --cors` applies it on S3;
+/// docs/api.md shows it as JSON.
+#[derive(Clone, Copy, Debug)]
+pub struct BrowserRule {
+    pub methods: &'static [&'static str],
+    pub headers: &'static [&'static str],
+    pub expose: &'static [&'static str],
+}
+
+/// How long a browser may cache a preflight's answer, in seconds.
+pub const BROWSER_RULE_MAX_AGE: i32 = 600;
+
+impl Area {
+    /// The bucket CORS rule browsers need for this area.
+    pub fn browser_rule(self) -> BrowserRule {
+        match self {
+            Area::Staging => BrowserRule {
+                methods: &["PUT"],
+                headers: &[
+                    "content-type",
+                    "x-amz-checksum-sha256",
+                    "x-amz-sdk-checksum-algorithm",
+                    "x-amz-server-side-encryption",
+                    "x-amz-server-side-encryption-aws-kms-key-id",
+                ],
+                expose: &["ETag"],
+            },
+            Area::Files => BrowserRule {
+                methods: &["GET", "HEAD"],
+                headers: &[],
+                expose: &["Content-Disposition", "Content-Length", "Content-Type"],
+            },
+        }
+    }
+
+    /// The area's rule for these origins, in the JSON `aws s3api put-bucket-cors` takes.
+    pub fn browser_rule_json(self, origins: &[String]) -> serde_json::Value {
+        let rule = self.browser_rule();
+        let mut json = serde_json::json!({
+            "AllowedOrigins": origins,
+            "AllowedMethods": rule.methods,
+            "ExposeHeaders": rule.expose,
+            "MaxAgeSeconds": BROWSER_RULE_MAX_AGE,
+        });
+        if !rule.headers.is_empty() {
+            json["AllowedHeaders"] = serde_json::json!(rule.headers);
+        }
+        serde_json::json!({ "CORSRules": [json] })
+    }
+}
+
 /// What can go wrong in the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -129,6 +182,10 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
     /// Creates both areas (buckets or directories) and, on S3, the staging lifecycle rule.
     async fn init(&self, upload_ttl: Duration) -> Result<()>;
+    /// Lets browsers on these origins reach the areas directly ([`Area::browser_rule`]): the
+    /// buckets' CORS configuration on S3, replaced whole; nothing on the local directory,
+    /// whose URLs Stowage serves itself under `STOWAGE_CORS_ORIGINS`.
+    async fn allow_browsers(&self, origins: &[String]) -> Result<()>;
     /// Whether an area is reachable.
     async fn check(&self, area: Area) -> Result<()>;
     /// Starts writing an object into the staging area.

@@ -12,8 +12,9 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     AbortIncompleteMultipartUpload, BucketLifecycleConfiguration, BucketLocationConstraint,
-    CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration, Delete, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule, LifecycleRuleFilter, ObjectIdentifier,
+    CompletedMultipartUpload, CompletedPart, CorsConfiguration, CorsRule,
+    CreateBucketConfiguration, Delete, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, ObjectIdentifier,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -595,6 +596,33 @@ impl Store for S3Store {
         self.create_bucket(&self.staging).await?;
         self.create_bucket(&self.files).await?;
         self.put_lifecycle(upload_ttl).await
+    }
+
+    async fn allow_browsers(&self, origins: &[String]) -> Result<()> {
+        for area in [Area::Staging, Area::Files] {
+            let rule = area.browser_rule();
+            let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect();
+            let cors = CorsRule::builder()
+                .set_allowed_origins(Some(origins.to_vec()))
+                .set_allowed_methods(Some(strings(rule.methods)))
+                .set_allowed_headers((!rule.headers.is_empty()).then(|| strings(rule.headers)))
+                .set_expose_headers(Some(strings(rule.expose)))
+                .max_age_seconds(super::BROWSER_RULE_MAX_AGE)
+                .build()
+                .map_err(|e| StoreError::Other(format!("CORS rule: {e}")))?;
+            let configuration = CorsConfiguration::builder()
+                .cors_rules(cors)
+                .build()
+                .map_err(|e| StoreError::Other(format!("CORS configuration: {e}")))?;
+            self.client
+                .put_bucket_cors()
+                .bucket(self.bucket(area))
+                .cors_configuration(configuration)
+                .send()
+                .await
+                .map_err(|e| sdk_err("put bucket CORS", e))?;
+        }
+        Ok(())
     }
 
     async fn check(&self, area: Area) -> Result<()> {

@@ -20,7 +20,7 @@ fn shell_blocks(markdown: &str) -> Vec<String> {
 }
 
 /// The code blocks of a Markdown document in one language, in order.
-fn code_blocks(markdown: &str, language: &str) -> Vec<String> {
+pub(crate) fn code_blocks(markdown: &str, language: &str) -> Vec<String> {
     let fence = format!("```{language}");
     let mut blocks = Vec::new();
     let mut current: Option<String> = None;

@@ -653,7 +653,7 @@ async fn every_object_written_is_encrypted_at_rest() {
     let small = stage(&app, "small.pdf", fixtures::pdf(10_000)).await;
     let large = stage(&app, "large.pdf", fixtures::pdf(9 * 1024 * 1024)).await;
     let moved = promoted(&app, "moved.pdf", "u-1").await;
-    let s3 = raw_s3(&app).await;
+    let s3 = app.raw_s3().await;
     for (bucket, id) in [
         (&app.config.staging_bucket, &small),
         (&app.config.staging_bucket, &large),
@@ -680,7 +680,8 @@ async fn every_object_written_is_encrypted_at_rest() {
     })
     .await;
     let id = stage(&kms, "kms.pdf", fixtures::pdf(10_000)).await;
-    let head = raw_s3(&kms)
+    let head = kms
+        .raw_s3()
         .await
         .head_object()
         .bucket(&kms.config.staging_bucket)
@@ -698,26 +699,6 @@ async fn every_object_written_is_encrypted_at_rest() {
         key == "alias/stowage-test" || key.ends_with(":key/alias/stowage-test"),
         "{key}"
     );
-}
-
-/// A plain S3 client on the test server: what is stored, seen without Stowage.
-async fn raw_s3(app: &TestApp) -> aws_sdk_s3::Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-            aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-        ))
-        .build_https();
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .http_client(http)
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .endpoint_url(app.config.s3_endpoint.clone().unwrap())
-        .force_path_style(true)
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
 }
 
 async fn a_download_racing_an_erasure_hands_nothing_out(backend: Backend) {

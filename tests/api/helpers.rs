@@ -255,6 +255,26 @@ impl TestApp {
             .expect("upload request")
     }
 
+    /// A plain S3 client on the test server: what is stored, seen without Stowage.
+    pub async fn raw_s3(&self) -> aws_sdk_s3::Client {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
+                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .http_client(http)
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(self.config.s3_endpoint.clone().expect("an S3 backend"))
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "test", "test", None, None, "tests",
+            ))
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
     /// Keys of every object in an area.
     pub async fn objects(&self, area: Area) -> Vec<String> {
         self.state

@@ -6,6 +6,7 @@ mod fixtures;
 mod helpers;
 mod hostile;
 
+mod browser;
 pub mod cli;
 mod crash;
 mod deliveries;

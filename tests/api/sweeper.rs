@@ -448,6 +448,9 @@ impl Store for CountingStore {
     async fn init(&self, ttl: Duration) -> stowage::store::Result<()> {
         self.inner.init(ttl).await
     }
+    async fn allow_browsers(&self, origins: &[String]) -> stowage::store::Result<()> {
+        self.inner.allow_browsers(origins).await
+    }
     async fn check(&self, area: Area) -> stowage::store::Result<()> {
         self.inner.check(area).await
     }
