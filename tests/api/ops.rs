@@ -177,6 +177,7 @@ async fn the_openapi_document_describes_every_route() {
         "text_too_short",
         "text_unavailable",
         "text_unreadable",
+        "token_scope",
         "too_many_endpoints",
         "too_many_uploads",
         "unauthorized",
@@ -184,6 +185,7 @@ async fn the_openapi_document_describes_every_route() {
         "upload_closed",
         "upload_in_progress",
         "upload_not_received",
+        "upload_token_not_found",
     ];
     documented.sort_unstable();
     assert_eq!(codes, documented);
