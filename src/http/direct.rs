@@ -44,6 +44,7 @@ pub(super) struct DirectRequest {
     file_name: String,
     /// Exactly the bytes that will be sent.
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "super::error::whole::required")]
     file_size: u64,
     /// The file's SHA-256, 64 hexadecimal digits.
     #[schema(pattern = "^[0-9a-fA-F]{64}$")]

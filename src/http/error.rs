@@ -321,3 +321,89 @@ impl IntoResponse for ApiError {
 
 /// The `Retry-After` of a `503`, in seconds.
 const UNAVAILABLE_RETRY_AFTER_SECONDS: u32 = 5;
+
+/// A count in a JSON body: JSON Schema's `integer` includes `2583.0`, so a whole number written
+/// with a fraction of zero is that number; anything else is the wrong type.
+pub mod whole {
+    use serde::de::{Deserializer, Error, Visitor};
+
+    struct Whole;
+
+    impl Visitor<'_> for Whole {
+        type Value = u64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a non-negative whole number")
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<u64, E> {
+            Ok(v)
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<u64, E> {
+            u64::try_from(v).map_err(|_| E::custom(format!("{v} is negative")))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<u64, E> {
+            // Exactly representable whole numbers only (below 2^53).
+            if v.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(&v) {
+                Ok(v as u64)
+            } else {
+                Err(E::custom(format!("{v} is not a non-negative whole number")))
+            }
+        }
+    }
+
+    /// `#[serde(deserialize_with = "whole::required")]`
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(Whole)
+    }
+
+    /// `#[serde(default, deserialize_with = "whole::optional")]`: absent or `null` is `None`.
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        struct Maybe;
+        impl<'de> Visitor<'de> for Maybe {
+            type Value = Option<u64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a non-negative whole number or null")
+            }
+            fn visit_none<E: Error>(self) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: Error>(self) -> Result<Option<u64>, E> {
+                Ok(None)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<u64>, D2::Error> {
+                required(d).map(Some)
+            }
+        }
+        d.deserialize_option(Maybe)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[derive(serde::Deserialize)]
+        struct Counts {
+            #[serde(deserialize_with = "super::required")]
+            n: u64,
+            #[serde(default, deserialize_with = "super::optional")]
+            m: Option<u64>,
+        }
+
+        fn parse(json: &str) -> Result<Counts, serde_json::Error> {
+            serde_json::from_str(json)
+        }
+
+        #[test]
+        fn whole_numbers_may_be_written_with_a_zero_fraction() {
+            let c = parse(r#"{"n": 2583.0, "m": 7}"#).unwrap();
+            assert_eq!((c.n, c.m), (2583, Some(7)));
+            assert_eq!(parse(r#"{"n": 1, "m": null}"#).unwrap().m, None);
+            assert_eq!(parse(r#"{"n": 1}"#).unwrap().m, None);
+            assert!(parse(r#"{"n": 1.5}"#).is_err());
+            assert!(parse(r#"{"n": -1}"#).is_err());
+            assert!(parse(r#"{"n": "1"}"#).is_err());
+            assert!(parse(r#"{"n": 1e300}"#).is_err());
+        }
+    }
+}

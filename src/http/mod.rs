@@ -89,9 +89,14 @@ pub fn openapi_document() -> &'static serde_json::Value {
     &DOCUMENT
 }
 
-/// `GET /openapi.json`.
-async fn openapi_json() -> axum::Json<&'static serde_json::Value> {
-    axum::Json(openapi_document())
+/// `GET /openapi.json`: the document with this service's own limits filled in.
+async fn openapi_json(
+    axum::extract::State(state): axum::extract::State<ApiState>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::for_service(
+        openapi_document().clone(),
+        state.uploads(),
+    ))
 }
 
 /// The address clients reach Stowage on: `STOWAGE_PUBLIC_URL`, else the request's `Host`.

@@ -157,3 +157,21 @@ pub(super) fn finish(mut doc: Value) -> Value {
     }
     doc
 }
+
+/// The document as this service answers it: what depends on the configuration — the largest
+/// upload an upload token may allow, the extensions it may name — filled in.
+pub(super) fn for_service(mut doc: Value, uploads: &crate::policy::UploadPolicy) -> Value {
+    let token = &mut doc["components"]["schemas"]["NewUploadToken"]["properties"];
+    if let Some(max_size) = token.get_mut("max_size") {
+        max_size["maximum"] = json!(uploads.max_bytes);
+    }
+    if let Some(extensions) = token.get_mut("allowed_extensions") {
+        let names: Vec<&str> = uploads
+            .allowed_extensions
+            .iter()
+            .map(|k| k.extension())
+            .collect();
+        extensions["items"] = json!({ "type": "string", "enum": names });
+    }
+    doc
+}

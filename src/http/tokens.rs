@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ErrorCode, Result, json_body};
+use super::error::{ApiError, ErrorCode, Result, json_body, whole};
 use crate::file_view::api_time;
 use crate::upload_tokens::{self, TokenError, TokenRequest};
 
@@ -28,15 +28,19 @@ pub(super) fn routes() -> Router<ApiState> {
 pub(super) struct NewUploadToken {
     /// Seconds until it expires: default 900, at most 86400.
     #[schema(minimum = 1, maximum = 86400)]
+    #[serde(default, deserialize_with = "whole::optional")]
     expires_in: Option<u64>,
     /// How many uploads (proxied or direct) it may open: default 1, at most 20. A refused
     /// upload counts too.
     #[schema(minimum = 1, maximum = 20)]
+    #[serde(default, deserialize_with = "whole::optional")]
     max_files: Option<u64>,
     /// Largest file it may upload, in bytes: default and at most the service's limit.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole::optional")]
     max_size: Option<u64>,
     /// Extensions it may upload (`pdf`, `docx`…): default and at most the service's.
+    #[schema(min_items = 1)]
     allowed_extensions: Option<Vec<String>>,
 }
 
@@ -57,7 +61,7 @@ pub(super) struct CreatedUploadToken {
 /// Mint an upload token for a browser.
 #[utoipa::path(
     post, path = "/upload-tokens", tag = "uploads", operation_id = "createUploadToken",
-    request_body(content = NewUploadToken, content_type = "application/json"),
+    request_body(content = Option<NewUploadToken>, content_type = "application/json", description = "Optional: no body asks for the defaults"),
     params(("X-ATS-Client-ID" = String, Header)),
     security(("api_key" = [], "client_id" = [])),
     responses(
@@ -71,9 +75,10 @@ async fn create_token(
     caller: Caller,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreatedUploadToken>)> {
+    // No body, or `null`, asks for the defaults.
     let request: NewUploadToken = match &body {
         Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => NewUploadToken::default(),
-        _ => json_body(body, "upload token")?,
+        _ => json_body::<Option<NewUploadToken>>(body, "upload token")?.unwrap_or_default(),
     };
     let request = TokenRequest {
         expires_in: request.expires_in,
