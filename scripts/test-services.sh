@@ -32,19 +32,32 @@ ensure_moto() {
 }
 
 # The docs' examples are run with curl (shell), python3 and node (signature checks); the browser
-# pattern with the distribution's headless Chromium.
+# pattern with the distribution's headless Chromium; real deliveries are verified with the
+# Standard Webhooks libraries from PyPI and npm, unchanged.
 ensure_example_tools() {
   local missing=()
   command -v curl >/dev/null || missing+=(curl)
   command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
   command -v chromium >/dev/null || missing+=(chromium)
-  [ ${#missing[@]} -eq 0 ] && return
-  log "installing ${missing[*]}"
-  local sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  python3 -c 'import standardwebhooks' 2>/dev/null || {
+    log "installing standardwebhooks (PyPI)"
+    python3 -m pip install -q 'standardwebhooks>=1.3,<2'
+  }
+  [ -d "$NODE_TOOLS/node_modules/standardwebhooks" ] || {
+    log "installing standardwebhooks (npm)"
+    mkdir -p "$NODE_TOOLS"
+    npm install -s --prefix "$NODE_TOOLS" --no-audit --no-fund 'standardwebhooks@^1.3' >/dev/null
+  }
 }
+NODE_TOOLS=${NODE_TOOLS:-$(cd "$(dirname "$0")/.." && pwd)/target/node-tools}
 
 as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
@@ -113,5 +126,6 @@ export STOWAGE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export STOWAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3PORT"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+export NODE_PATH="$NODE_TOOLS/node_modules"
 
 "$@"

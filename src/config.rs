@@ -267,6 +267,16 @@ pub struct Config {
     )]
     pub event_endpoints_per_client: usize,
 
+    /// After `POST /event-endpoints/{id}/rotate-secret`, how long deliveries are signed by the
+    /// old secret too, so receivers can switch without losing one.
+    #[arg(long, env = "STOWAGE_EVENT_SECRET_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration, global = true)]
+    pub event_secret_overlap: Duration,
+
+    /// An endpoint failing every attempt for this long is disabled (a metric and a log line
+    /// say so); `0s`: never.
+    #[arg(long, env = "STOWAGE_EVENT_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration, global = true)]
+    pub event_disable_after: Duration,
+
     /// Erase promoted files this long after their promotion (unset: kept until erased on
     /// request). The sweeper erases them in batches, with `"reason": "retention"` on the event.
     #[arg(long, env = "STOWAGE_FILE_RETENTION", value_parser = parse_retention, global = true)]

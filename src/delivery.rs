@@ -24,10 +24,14 @@ pub(crate) fn lease(timeout: Duration) -> Duration {
 
 /// Attempts one leased delivery and records the outcome.
 pub(crate) async fn deliver(app: &App, due: DueDelivery) -> Result<(), RepoError> {
+    let secrets: Vec<&str> = std::iter::once(due.secret.as_str())
+        .chain(due.previous_secret.as_deref())
+        .collect();
     let attempt = app
         .sender()
-        .send(&due.url, &due.secret, due.event_id, &due.body)
+        .send(&due.url, &secrets, due.event_id, &due.body)
         .await;
+    let delivered = attempt.delivered();
     let policy = app.events();
     let number = due.attempt_count.saturating_add(1);
     let (status, retry_in) = events::after_attempt(
@@ -65,6 +69,32 @@ pub(crate) async fn deliver(app: &App, due: DueDelivery) -> Result<(), RepoError
         tracing::debug!(event = %due.event_id, endpoint = %due.endpoint_id,
             "another worker recorded this attempt first");
     }
+    endpoint_outcome(app, &due, delivered, finished_at).await
+}
+
+/// Keeps the endpoint's run of failures, and disables it once every attempt has failed for
+/// `STOWAGE_EVENT_DISABLE_AFTER`.
+async fn endpoint_outcome(
+    app: &App,
+    due: &DueDelivery,
+    delivered: bool,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<(), RepoError> {
+    let disable_before = app
+        .events()
+        .disable_after
+        .and_then(|after| chrono::TimeDelta::from_std(after).ok())
+        .map(|after| at - after);
+    if app
+        .repo()
+        .endpoint_outcome(due.endpoint_id, delivered, at, disable_before)
+        .await?
+    {
+        app.telemetry().endpoint_disabled();
+        tracing::warn!(endpoint = %due.endpoint_id, url = %due.url,
+            disable_after = %humantime::format_duration(app.events().disable_after.unwrap_or_default()),
+            "event endpoint disabled: every attempt failed for too long; PATCH it with \"disabled\": false to deliver again");
+    }
     Ok(())
 }
 
@@ -101,6 +131,8 @@ pub async fn register_endpoint(
         event_types: types,
         secret: events::new_secret(),
         created_at: chrono::Utc::now(),
+        previous_secret: None,
+        disabled_at: None,
     };
     repo.create_endpoint(&endpoint).await?;
     Ok(endpoint)

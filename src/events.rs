@@ -144,11 +144,73 @@ pub async fn check_url(raw: &str, allow_private: bool) -> Result<url::Url, Endpo
     Ok(url)
 }
 
-/// A new signing secret: `whsec_` and 256 random bits, hex.
+/// A new signing secret: `whsec_` and 256 random bits in base64, as the Standard Webhooks
+/// specification has them. (Secrets made before were `whsec_` and hex; hex is base64 too, so
+/// those keep working with its libraries.)
 pub fn new_secret() -> String {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).expect("the operating system's random source failed");
-    format!("whsec_{}", hex::encode(secret))
+    format!("whsec_{}", aws_smithy_types::base64::encode(secret))
+}
+
+/// The key the Standard Webhooks signature is made with: the secret after `whsec_`, base64
+/// decoded (padding optional, as its libraries read it).
+fn standard_key(secret: &str) -> Vec<u8> {
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let mut padded = encoded.trim_end_matches('=').to_owned();
+    while !padded.len().is_multiple_of(4) {
+        padded.push('=');
+    }
+    aws_smithy_types::base64::decode(&padded).unwrap_or_else(|_| secret.as_bytes().to_vec())
+}
+
+/// The Standard Webhooks signature of a delivery (`webhook-signature`): `v1,` and the base64
+/// HMAC-SHA256, keyed with the secret's decoded bytes, over `<id>.<timestamp>.<raw body>`.
+pub fn sign_standard(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&standard_key(secret))
+        .expect("HMAC takes a key of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!(
+        "v1,{}",
+        aws_smithy_types::base64::encode(mac.finalize().into_bytes())
+    )
+}
+
+/// Every header that identifies and signs a delivery: ours (`X-Webhook-*`, signed with the
+/// endpoint's current secret; during a rotation's overlap `X-Webhook-Previous-Signature` by the
+/// one before) and the Standard Webhooks ones (`webhook-signature` lists a signature by each
+/// secret in force, current first). `secrets`: the current secret, then the previous one while
+/// it overlaps.
+pub fn signature_headers(
+    secrets: &[&str],
+    event_id: uuid::Uuid,
+    timestamp: i64,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let id = event_id.to_string();
+    let mut headers = vec![
+        ("X-Webhook-Id", id.clone()),
+        ("X-Webhook-Timestamp", timestamp.to_string()),
+    ];
+    if let Some(current) = secrets.first() {
+        headers.push(("X-Webhook-Signature", sign(current, timestamp, body)));
+    }
+    if let Some(previous) = secrets.get(1) {
+        headers.push((
+            "X-Webhook-Previous-Signature",
+            sign(previous, timestamp, body),
+        ));
+    }
+    let standard: Vec<String> = secrets
+        .iter()
+        .map(|secret| sign_standard(secret, &id, timestamp, body))
+        .collect();
+    headers.push(("webhook-id", id));
+    headers.push(("webhook-timestamp", timestamp.to_string()));
+    headers.push(("webhook-signature", standard.join(" ")));
+    headers
 }
 
 /// The signature of a delivery: lowercase hex HMAC-SHA256 with the endpoint's secret over
@@ -579,6 +641,49 @@ mod tests {
     }
 
     #[test]
+    fn the_standard_signature_is_the_specifications() {
+        // The example of the Standard Webhooks specification.
+        assert_eq!(
+            sign_standard(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1_614_265_330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        // A secret of the hex form made before: its hex read as base64, as the libraries do.
+        let hex_secret = format!("whsec_{}", "ab".repeat(32));
+        assert_eq!(
+            sign_standard(&hex_secret, "id", 1, b"{}"),
+            "v1,/ANt6rwGE+IHAqie7u1sKKyrdRU/jXFuPAbq7EzVcPw="
+        );
+    }
+
+    #[test]
+    fn during_an_overlap_both_secrets_sign() {
+        let id = uuid::Uuid::nil();
+        let one = signature_headers(&["whsec_new"], id, 5, b"{}");
+        let names: Vec<_> = one.iter().map(|(n, _)| *n).collect();
+        assert!(!names.contains(&"X-Webhook-Previous-Signature"));
+        let both = signature_headers(&["whsec_new", "whsec_old"], id, 5, b"{}");
+        let get = |name: &str| both.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(get("X-Webhook-Signature"), sign("whsec_new", 5, b"{}"));
+        assert_eq!(
+            get("X-Webhook-Previous-Signature"),
+            sign("whsec_old", 5, b"{}")
+        );
+        let standard = get("webhook-signature");
+        let listed: Vec<_> = standard.split(' ').collect();
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            listed[1],
+            sign_standard("whsec_old", &id.to_string(), 5, b"{}")
+        );
+        assert_eq!(get("webhook-id"), get("X-Webhook-Id"));
+    }
+
+    #[test]
     fn types_parse_by_name_and_an_empty_list_means_all() {
         assert_eq!(parse_types([]).unwrap(), None);
         assert_eq!(
@@ -587,6 +692,7 @@ mod tests {
         );
         assert!(parse_types(["file.exploded"]).is_err());
         assert!(new_secret().starts_with("whsec_"));
-        assert_eq!(new_secret().len(), 6 + 64);
+        assert_eq!(new_secret().len(), 6 + 44);
+        assert_eq!(standard_key(&new_secret()).len(), 32);
     }
 }

@@ -74,6 +74,10 @@ pub struct EventPolicy {
     pub endpoint_concurrency: u32,
     /// Endpoints one client may register.
     pub endpoints_per_client: usize,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_overlap: Duration,
+    /// An endpoint failing every attempt this long is disabled; `None`: never.
+    pub disable_after: Option<Duration>,
 }
 
 /// Every policy, by role.
@@ -124,6 +128,8 @@ impl Policies {
                 max_attempts: config.event_max_attempts,
                 endpoint_concurrency: config.event_endpoint_concurrency,
                 endpoints_per_client: config.event_endpoints_per_client,
+                secret_overlap: config.event_secret_overlap,
+                disable_after: Some(config.event_disable_after).filter(|d| !d.is_zero()),
             },
             text: TextPolicy::from_config(config),
         }

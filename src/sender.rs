@@ -121,11 +121,12 @@ impl Sender {
         })
     }
 
-    /// Posts `body` (an event) to `url`, signed with `secret`.
-    pub async fn send(&self, url: &str, secret: &str, event_id: Uuid, body: &str) -> Attempt {
+    /// Posts `body` (an event) to `url`, signed with `secrets` (the endpoint's current secret,
+    /// then the previous one while a rotation overlaps).
+    pub async fn send(&self, url: &str, secrets: &[&str], event_id: Uuid, body: &str) -> Attempt {
         let started_at = Utc::now();
         let started = Instant::now();
-        let (status_code, error) = match self.post(url, secret, event_id, body).await {
+        let (status_code, error) = match self.post(url, secrets, event_id, body).await {
             Ok(status) => (Some(status), None),
             Err((status, error)) => (status, Some(error)),
         };
@@ -140,7 +141,7 @@ impl Sender {
     async fn post(
         &self,
         url: &str,
-        secret: &str,
+        secrets: &[&str],
         event_id: Uuid,
         body: &str,
     ) -> Result<u16, (Option<u16>, String)> {
@@ -153,14 +154,16 @@ impl Sender {
                 .map_err(|e| (None, e.to_string()))?;
         }
         let timestamp = Utc::now().timestamp();
-        let signature = events::sign(secret, timestamp, body.as_bytes());
-        let response = self
+        let mut request = self
             .client()
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("X-Webhook-Id", event_id.to_string())
-            .header("X-Webhook-Timestamp", timestamp.to_string())
-            .header("X-Webhook-Signature", signature)
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
+        for (name, value) in
+            events::signature_headers(secrets, event_id, timestamp, body.as_bytes())
+        {
+            request = request.header(name, value);
+        }
+        let response = request
             .body(body.to_owned())
             .send()
             .await

@@ -114,6 +114,10 @@ impl Telemetry {
                 "stowage_event_deliveries_total",
                 "Event delivery attempts by outcome (delivered, retrying, failed)."
             );
+            describe_counter!(
+                "stowage_event_endpoints_disabled_total",
+                "Event endpoints disabled after failing every attempt for STOWAGE_EVENT_DISABLE_AFTER."
+            );
             describe_histogram!(
                 "stowage_event_delivery_duration_seconds",
                 "Time an event endpoint took to answer (or to fail) one delivery attempt."
@@ -172,6 +176,7 @@ impl Telemetry {
                 counter!("stowage_event_deliveries_total", "outcome" => outcome).absolute(0);
             }
             let _ = histogram!("stowage_event_delivery_duration_seconds");
+            counter!("stowage_event_endpoints_disabled_total").absolute(0);
             counter!("stowage_text_extractions_total", "status" => "extracted", "reason" => "none")
                 .absolute(0);
             for reason in crate::text::FailureReason::ALL {
@@ -255,6 +260,11 @@ impl Telemetry {
                 histogram!("stowage_event_delivery_lag_seconds").record(lag);
             }
         });
+    }
+
+    /// An event endpoint disabled after failing every attempt for too long.
+    pub fn endpoint_disabled(&self) {
+        self.record(|| counter!("stowage_event_endpoints_disabled_total").increment(1));
     }
 
     /// One text extraction finished (`reason` when it failed).

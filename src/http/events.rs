@@ -25,7 +25,11 @@ pub(super) fn routes() -> Router<ApiState> {
             "/event-endpoints",
             get(list_endpoints).post(create_endpoint),
         )
-        .route("/event-endpoints/{id}", delete(delete_endpoint))
+        .route(
+            "/event-endpoints/{id}",
+            delete(delete_endpoint).patch(update_endpoint),
+        )
+        .route("/event-endpoints/{id}/rotate-secret", post(rotate_secret))
         .route("/event-endpoints/{id}/test", post(test_endpoint))
         .route("/events", get(list_events))
         .route("/events/{id}", get(get_event))
@@ -53,6 +57,12 @@ pub(super) struct EndpointView {
     events: Vec<EventType>,
     #[schema(format = DateTime)]
     created_at: String,
+    /// Nothing is delivered to it (`PATCH` it with `"disabled": false` to deliver again).
+    disabled: bool,
+    /// Since when: disabled by the client, or after failing every attempt for
+    /// `STOWAGE_EVENT_DISABLE_AFTER`.
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
+    disabled_at: Option<String>,
 }
 
 /// A new endpoint, with its signing secret — shown only here.
@@ -76,6 +86,8 @@ fn view(endpoint: &EndpointRecord) -> EndpointView {
         url: endpoint.url.clone(),
         events: endpoint.delivered_types(),
         created_at: api_time(endpoint.created_at),
+        disabled: endpoint.disabled_at.is_some(),
+        disabled_at: endpoint.disabled_at.map(api_time),
     }
 }
 
@@ -151,6 +163,128 @@ async fn list_endpoints(
     }))
 }
 
+/// What `PATCH /event-endpoints/{id}` changes; a field left out stays as it is.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct EndpointPatch {
+    /// `https://` to a public address (see STOWAGE_EVENTS_ALLOW_PRIVATE).
+    #[schema(min_length = 1, pattern = "^https?://")]
+    url: Option<String>,
+    /// The types to deliver; `null` or empty: every type.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<EventType>>)]
+    events: Option<Option<Vec<String>>>,
+    /// `true`: deliver nothing (pending deliveries fail); `false`: deliver new events again
+    /// (nothing is redelivered by itself).
+    disabled: Option<bool>,
+}
+
+/// A field that is present, even as `null`: `Some(None)`; absent: `None` (by `default`).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Change an endpoint: where it points, what it gets, whether it is disabled.
+#[utoipa::path(
+    patch, path = "/event-endpoints/{id}", tag = "events", operation_id = "updateEventEndpoint",
+    request_body(content = EndpointPatch, content_type = "application/json"),
+    params(("id" = String, Path, format = Uuid), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The endpoint as it is now", body = EndpointView),
+        (status = 404, description = "No such endpoint for this client", body = super::error::ErrorEnvelope),
+        (status = 422, description = "invalid_payload: not https, not a public address, unknown event type", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn update_endpoint(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Json<EndpointView>> {
+    let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
+    let patch: EndpointPatch = json_body(body, "endpoint change")?;
+    let url = match &patch.url {
+        Some(url) => Some(
+            events::check_url(url, state.events().allow_private)
+                .await
+                .map_err(|e| invalid("url", e.to_string()))?
+                .to_string(),
+        ),
+        None => None,
+    };
+    let event_types = match patch.events {
+        Some(names) => Some(
+            events::parse_types(names.iter().flatten().map(String::as_str))
+                .map_err(|e| invalid("events", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let change = crate::repo::EndpointChange {
+        url,
+        event_types,
+        disabled: patch.disabled,
+    };
+    let endpoint = state
+        .repo()
+        .update_endpoint(&caller.client_id, id, &change, chrono::Utc::now())
+        .await?
+        .ok_or_else(endpoint_not_found)?;
+    tracing::info!(endpoint_id = %id, disabled = endpoint.disabled_at.is_some(), "event endpoint changed");
+    Ok(Json(view(&endpoint)))
+}
+
+/// A new signing secret.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RotatedSecret {
+    /// `whsec_…`: signs every delivery from now on. Store it now; it is not shown again.
+    secret: String,
+    /// Until then deliveries are also signed by the secret before (`webhook-signature` lists
+    /// both; `X-Webhook-Previous-Signature` carries the old one).
+    #[schema(format = DateTime)]
+    previous_secret_expires_at: String,
+}
+
+/// Replace an endpoint's signing secret; the old one keeps signing for `STOWAGE_EVENT_SECRET_OVERLAP`.
+#[utoipa::path(
+    post, path = "/event-endpoints/{id}/rotate-secret", tag = "events", operation_id = "rotateEventEndpointSecret",
+    params(("id" = String, Path, format = Uuid), ("X-ATS-Client-ID" = String, Header)),
+    security(("api_key" = [], "client_id" = [])),
+    responses(
+        (status = 200, description = "The new secret, shown only here", body = RotatedSecret),
+        (status = 404, description = "No such endpoint for this client", body = super::error::ErrorEnvelope),
+        super::error::ClientFailures,
+    )
+)]
+async fn rotate_secret(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RotatedSecret>> {
+    let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
+    let secret = events::new_secret();
+    let overlap =
+        chrono::TimeDelta::from_std(state.events().secret_overlap).map_err(ApiError::internal)?;
+    let until = chrono::Utc::now() + overlap;
+    if !state
+        .repo()
+        .rotate_secret(&caller.client_id, id, &secret, until)
+        .await?
+    {
+        return Err(endpoint_not_found());
+    }
+    tracing::info!(endpoint_id = %id, "event endpoint secret rotated");
+    Ok(Json(RotatedSecret {
+        secret,
+        previous_secret_expires_at: api_time(until),
+    }))
+}
+
 /// Stop delivering to an endpoint.
 #[utoipa::path(
     delete, path = "/event-endpoints/{id}", tag = "events", operation_id = "deleteEventEndpoint",
@@ -218,7 +352,12 @@ async fn test_endpoint(
     let ping = events::NewEvent::ping(&caller.client_id, chrono::Utc::now());
     let attempt = state
         .sender()
-        .send(&endpoint.url, &endpoint.secret, ping.id, &ping.body)
+        .send(
+            &endpoint.url,
+            &endpoint.signing_secrets(chrono::Utc::now()),
+            ping.id,
+            &ping.body,
+        )
         .await;
     Ok(Json(TestDelivery {
         delivered: attempt.delivered(),

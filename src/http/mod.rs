@@ -59,6 +59,8 @@ use openapi::Security as OpenApiSecurity;
         events::create_endpoint,
         events::list_endpoints,
         events::delete_endpoint,
+        events::update_endpoint,
+        events::rotate_secret,
         events::test_endpoint,
         events::list_events,
         events::get_event,
@@ -222,7 +224,13 @@ fn cors_layer(origins: &[String]) -> tower_http::cors::CorsLayer {
     }
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::CONTENT_TYPE,
             header::AUTHORIZATION,

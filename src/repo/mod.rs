@@ -122,9 +122,26 @@ pub struct EndpointRecord {
     pub event_types: Option<Vec<crate::event_model::EventType>>,
     pub secret: String,
     pub created_at: DateTime<Utc>,
+    /// The secret before the last rotation, and until when it still signs.
+    pub previous_secret: Option<(String, DateTime<Utc>)>,
+    /// Since when no deliveries are made to it (disabled by its client, or after failing
+    /// every attempt for `STOWAGE_EVENT_DISABLE_AFTER`).
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl EndpointRecord {
+    /// The secrets a delivery made at `now` is signed with: the current one, then the previous
+    /// one while its overlap lasts.
+    pub fn signing_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let Some((previous, until)) = &self.previous_secret
+            && *until > now
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+
     /// The types delivered to it: its list, or every type.
     pub fn delivered_types(&self) -> Vec<crate::event_model::EventType> {
         self.event_types
@@ -165,10 +182,21 @@ pub struct DueDelivery {
     pub attempt_count: i32,
     pub url: String,
     pub secret: String,
+    /// The secret before the last rotation, while it still signs.
+    pub previous_secret: Option<String>,
     /// The event, byte for byte as recorded.
     pub body: String,
     /// When the event happened.
     pub event_created_at: DateTime<Utc>,
+}
+
+/// What `PATCH /event-endpoints/{id}` changes; `None`: unchanged.
+#[derive(Clone, Debug, Default)]
+pub struct EndpointChange {
+    pub url: Option<String>,
+    /// `Some(None)`: every type.
+    pub event_types: Option<Option<Vec<crate::event_model::EventType>>>,
+    pub disabled: Option<bool>,
 }
 
 /// One attempt at a delivery, and what the delivery becomes after it.
@@ -526,6 +554,36 @@ pub trait OutboxRepo: Send + Sync {
     async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()>;
     /// The endpoints in use, oldest first: a client's, or every client's.
     async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>>;
+    /// Changes an endpoint of this client (url, types, disabled or enabled); `None` if it has
+    /// none in use with this id. Disabling fails its pending deliveries (as removing does);
+    /// enabling redelivers nothing by itself.
+    async fn update_endpoint(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        change: &EndpointChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EndpointRecord>>;
+    /// Replaces an endpoint's secret; the one before keeps signing until `overlap_until`.
+    /// `false` if the client has no such endpoint in use.
+    async fn rotate_secret(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        secret: &str,
+        overlap_until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Records whether an attempt at `at` delivered. A failure starts (or continues) the
+    /// endpoint's run of failures; a delivery ends it. With `disable_before`, an endpoint whose
+    /// run of failures began before then is disabled (its pending deliveries failed): `true` if
+    /// this call disabled it.
+    async fn endpoint_outcome(
+        &self,
+        id: Uuid,
+        delivered: bool,
+        at: DateTime<Utc>,
+        disable_before: Option<DateTime<Utc>>,
+    ) -> Result<bool>;
     /// Removes an endpoint (of this client, if given); `false` if there is none in use. Nothing
     /// more is delivered to it (its pending deliveries fail); its delivery log stays.
     async fn remove_endpoint(&self, client_id: Option<&str>, id: Uuid) -> Result<bool>;

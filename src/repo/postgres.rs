@@ -375,6 +375,7 @@ macro_rules! deliveries_of_e {
             "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
              SELECT e.id, ep.id, 'pending', 0, ", $at, " FROM e, event_endpoints ep \
              WHERE ep.client_id = ", $client, " AND ep.deleted_at IS NULL \
+               AND ep.disabled_at IS NULL \
                AND (ep.event_types IS NULL OR ep.event_types LIKE ", $pattern, ") \
              ON CONFLICT DO NOTHING"
         )

@@ -64,7 +64,7 @@ pub(super) const CLAIM_DUE: &str = "UPDATE deliveries SET leased_until = $2 \
                FROM deliveries d JOIN event_endpoints ep ON ep.id = d.endpoint_id \
                WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
                  AND (d.leased_until IS NULL OR d.leased_until <= $1) \
-                 AND ep.deleted_at IS NULL) due \
+                 AND ep.deleted_at IS NULL AND ep.disabled_at IS NULL) due \
          LEFT JOIN (SELECT endpoint_id, COUNT(*) AS busy FROM deliveries \
                     WHERE status = 'pending' AND leased_until > $1 GROUP BY endpoint_id) b \
            ON b.endpoint_id = due.endpoint_id \
@@ -73,6 +73,8 @@ pub(super) const CLAIM_DUE: &str = "UPDATE deliveries SET leased_until = $2 \
      RETURNING event_id, endpoint_id, attempt_count, \
          (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
          (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+         (SELECT previous_secret FROM event_endpoints \
+          WHERE id = deliveries.endpoint_id AND previous_secret_until > $1), \
          (SELECT body FROM events WHERE id = deliveries.event_id), \
          (SELECT created_at FROM events WHERE id = deliveries.event_id)";
 
@@ -433,7 +435,7 @@ impl<D: Dialect> SqlRepo<D> {
         D::query(
             "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
              SELECT $1, id, 'pending', 0, $2 FROM event_endpoints \
-             WHERE client_id = $3 AND deleted_at IS NULL \
+             WHERE client_id = $3 AND deleted_at IS NULL AND disabled_at IS NULL \
                AND (event_types IS NULL OR event_types LIKE $4) \
              ON CONFLICT DO NOTHING",
         )

@@ -4,21 +4,75 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::dialect::{Arg, DbId, DbTime, Dialect};
+use super::dialect::{Arg, Conn, DbId, DbTime, Dialect};
 use super::sql::{DeliveryRow, EventRow, SqlRepo};
 use super::{
-    AttemptLog, AttemptRecord, DeliveryRecord, DueDelivery, EndpointRecord, EventRecord,
-    OutboxRepo, PageCursor, RepoError, Result,
+    AttemptLog, AttemptRecord, DeliveryRecord, DueDelivery, EndpointChange, EndpointRecord,
+    EventRecord, OutboxRepo, PageCursor, RepoError, Result,
 };
+
+/// An endpoint's columns, as [`EndpointRow`] reads them.
+macro_rules! endpoint_columns {
+    () => {
+        "id, client_id, url, event_types, secret, created_at, previous_secret, \
+         previous_secret_until, disabled_at"
+    };
+}
+
+/// An endpoint as stored.
+#[derive(sqlx::FromRow)]
+struct EndpointRow {
+    id: DbId,
+    client_id: String,
+    url: String,
+    event_types: Option<String>,
+    secret: String,
+    created_at: DbTime,
+    previous_secret: Option<String>,
+    previous_secret_until: Option<DbTime>,
+    disabled_at: Option<DbTime>,
+}
+
+impl EndpointRow {
+    fn record(self) -> Result<EndpointRecord> {
+        let event_types = self
+            .event_types
+            .map(|raw| {
+                let names: Vec<String> = serde_json::from_str(&raw)
+                    .map_err(|e| RepoError::Corrupt(format!("event types {raw}: {e}")))?;
+                crate::event_model::parse_types(names.iter().map(String::as_str))
+                    .map_err(|e| RepoError::Corrupt(e.to_string()))
+            })
+            .transpose()?
+            .flatten();
+        Ok(EndpointRecord {
+            id: self.id.0,
+            client_id: self.client_id,
+            url: self.url,
+            event_types,
+            secret: self.secret,
+            created_at: self.created_at.0,
+            previous_secret: self
+                .previous_secret
+                .zip(self.previous_secret_until.map(|t| t.0)),
+            disabled_at: self.disabled_at.map(|t| t.0),
+        })
+    }
+}
+
+/// An endpoint's types as stored: a JSON array of names; `None`: every type.
+fn types_json(types: Option<&[EventType]>) -> Option<String> {
+    types.map(|types| {
+        serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
+            .expect("names serialize")
+    })
+}
 use crate::event_model::EventType;
 
 #[async_trait]
 impl<D: Dialect> OutboxRepo for SqlRepo<D> {
     async fn create_endpoint(&self, endpoint: &EndpointRecord) -> Result<()> {
-        let types = endpoint.event_types.as_ref().map(|types| {
-            serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
-                .expect("names serialize")
-        });
+        let types = types_json(endpoint.event_types.as_deref());
         D::query(
             "INSERT INTO event_endpoints (id, client_id, url, event_types, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -35,35 +89,151 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
     }
 
     async fn list_endpoints(&self, client_id: Option<&str>) -> Result<Vec<EndpointRecord>> {
-        let rows: Vec<(DbId, String, String, Option<String>, String, DbTime)> = D::query(
-            "SELECT id, client_id, url, event_types, secret, created_at FROM event_endpoints \
+        let rows: Vec<EndpointRow> = D::query(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM event_endpoints \
              WHERE deleted_at IS NULL AND ($1 IS NULL OR client_id = $1) \
-             ORDER BY created_at, id",
-        )
+             ORDER BY created_at, id"
+        ))
         .bind(client_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(endpoint_id, client_id, url, types, secret, created_at)| {
-                let event_types = types
-                    .map(|raw| {
-                        let names: Vec<String> = serde_json::from_str(&raw)
-                            .map_err(|e| RepoError::Corrupt(format!("event types {raw}: {e}")))?;
-                        crate::event_model::parse_types(names.iter().map(String::as_str))
-                            .map_err(|e| RepoError::Corrupt(e.to_string()))
-                    })
-                    .transpose()?
-                    .flatten();
-                Ok(EndpointRecord {
-                    id: endpoint_id.0,
-                    client_id,
-                    url,
-                    event_types,
-                    secret,
-                    created_at: created_at.0,
-                })
-            })
-            .collect()
+        rows.into_iter().map(EndpointRow::record).collect()
+    }
+
+    async fn update_endpoint(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        change: &EndpointChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<EndpointRecord>> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let found: Option<EndpointRow> = D::query(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM event_endpoints WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL"
+        ))
+        .bind(id)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_none() {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        if let Some(url) = &change.url {
+            D::query("UPDATE event_endpoints SET url = $2 WHERE id = $1")
+                .bind(id)
+                .bind(url.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(types) = &change.event_types {
+            D::query("UPDATE event_endpoints SET event_types = $2 WHERE id = $1")
+                .bind(id)
+                .bind(types_json(types.as_deref()))
+                .execute(&mut *tx)
+                .await?;
+        }
+        match change.disabled {
+            Some(true) => Self::disable_in(&mut tx, id, now, "endpoint disabled").await?,
+            Some(false) => {
+                D::query(
+                    "UPDATE event_endpoints SET disabled_at = NULL, failing_since = NULL \
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {}
+        }
+        let row: EndpointRow = D::query(concat!(
+            "SELECT ",
+            endpoint_columns!(),
+            " FROM event_endpoints WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.record().map(Some)
+    }
+
+    async fn rotate_secret(
+        &self,
+        client_id: &str,
+        id: Uuid,
+        secret: &str,
+        overlap_until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let done = D::query(
+            "UPDATE event_endpoints SET previous_secret = secret, \
+                    previous_secret_until = $4, secret = $3 \
+             WHERE id = $1 AND client_id = $2 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .bind(client_id)
+        .bind(secret)
+        .bind(overlap_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn endpoint_outcome(
+        &self,
+        id: Uuid,
+        delivered: bool,
+        at: DateTime<Utc>,
+        disable_before: Option<DateTime<Utc>>,
+    ) -> Result<bool> {
+        if delivered {
+            D::query(
+                "UPDATE event_endpoints SET failing_since = NULL \
+                 WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .bind(id)
+            .execute(&self.relaxed)
+            .await?;
+            return Ok(false);
+        }
+        D::query(
+            "UPDATE event_endpoints SET failing_since = $2 \
+             WHERE id = $1 AND failing_since IS NULL",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&self.relaxed)
+        .await?;
+        let Some(before) = disable_before else {
+            return Ok(false);
+        };
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let due: Option<(DbId,)> = D::query(
+            "SELECT id FROM event_endpoints \
+             WHERE id = $1 AND deleted_at IS NULL AND disabled_at IS NULL \
+               AND failing_since <= $2",
+        )
+        .bind(id)
+        .bind(before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if due.is_none() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        Self::disable_in(
+            &mut tx,
+            id,
+            at,
+            "endpoint disabled after failing every attempt",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn remove_endpoint(&self, client_id: Option<&str>, endpoint_id: Uuid) -> Result<bool> {
@@ -101,17 +271,35 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
         limit: i64,
         per_endpoint: u32,
     ) -> Result<Vec<DueDelivery>> {
-        let rows: Vec<(DbId, DbId, i32, String, String, String, DbTime)> =
-            D::query(super::sql::CLAIM_DUE)
-                .bind(now)
-                .bind(lease_until)
-                .bind(limit)
-                .bind(i64::from(per_endpoint))
-                .fetch_all(&self.pool)
-                .await?;
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(
+            DbId,
+            DbId,
+            i32,
+            String,
+            String,
+            Option<String>,
+            String,
+            DbTime,
+        )> = D::query(super::sql::CLAIM_DUE)
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .bind(i64::from(per_endpoint))
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter()
             .map(
-                |(event_id, endpoint_id, attempt_count, url, secret, body, created_at)| {
+                |(
+                    event_id,
+                    endpoint_id,
+                    attempt_count,
+                    url,
+                    secret,
+                    previous,
+                    body,
+                    created_at,
+                )| {
                     Ok(DueDelivery {
                         event_created_at: created_at.0,
                         event_id: event_id.0,
@@ -119,6 +307,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
                         attempt_count,
                         url,
                         secret,
+                        previous_secret: previous,
                         body,
                     })
                 },
@@ -270,7 +459,8 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
                     leased_until = NULL \
              WHERE event_id = $1 AND endpoint_id IN \
-                 (SELECT id FROM event_endpoints WHERE deleted_at IS NULL)",
+                 (SELECT id FROM event_endpoints \
+                  WHERE deleted_at IS NULL AND disabled_at IS NULL)",
         )
         .bind(event_id)
         .bind(now)
@@ -279,5 +469,28 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
         Self::fan_out(&mut tx, event_id, client_id, event_type, now).await?;
         tx.commit().await?;
         Ok(true)
+    }
+}
+
+impl<D: Dialect> SqlRepo<D> {
+    /// Disables an endpoint at `at` (if it is not already) and fails its pending deliveries
+    /// with `why`: enabling it again redelivers nothing by itself.
+    async fn disable_in(conn: &mut Conn<D>, id: Uuid, at: DateTime<Utc>, why: &str) -> Result<()> {
+        D::query(
+            "UPDATE event_endpoints SET disabled_at = COALESCE(disabled_at, $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+        D::query(
+            "UPDATE deliveries SET status = 'failed', leased_until = NULL, error_message = $2 \
+             WHERE endpoint_id = $1 AND status = 'pending'",
+        )
+        .bind(id)
+        .bind(why)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 }

@@ -450,6 +450,8 @@ async fn private_addresses_are_refused_when_connecting_and_a_test_ping_says_why(
             event_types: None,
             secret: "whsec_test".into(),
             created_at: chrono::Utc::now(),
+            previous_secret: None,
+            disabled_at: None,
         };
         app.state.repo().create_endpoint(&endpoint).await.unwrap();
         let tested = json_with(

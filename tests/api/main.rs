@@ -13,6 +13,7 @@ mod deliveries;
 mod direct;
 mod docs;
 mod edges;
+mod endpoints;
 mod erasure;
 mod events;
 pub mod hardening;

@@ -30,6 +30,8 @@ pub struct Delivery {
     pub signature: String,
     pub content_type: String,
     pub body: String,
+    /// Every header, by lower-case name.
+    pub headers: std::collections::BTreeMap<String, String>,
     /// The receiver checked the signature with the secret it was given.
     pub signature_valid: bool,
     /// What it answered.
@@ -110,6 +112,15 @@ async fn receive(
             signature,
             content_type: header("content-type"),
             body: String::from_utf8_lossy(&body).into_owned(),
+            headers: headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        value.to_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect(),
             signature_valid,
             answered: answer,
         });
