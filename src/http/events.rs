@@ -367,7 +367,7 @@ async fn test_endpoint(
 }
 
 /// An event as recorded, with what became of it at each endpoint.
-#[derive(Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct EventView {
     /// Also `X-Webhook-Id` of every delivery: receivers de-duplicate by it.
     id: Uuid,
@@ -377,11 +377,37 @@ pub(super) struct EventView {
     #[schema(format = DateTime)]
     created_at: String,
     client_id: String,
-    /// `{"file": <the GET /files/{id} record as of the event>}`; `{}` for a ping.
-    #[schema(value_type = Object)]
+    /// Byte for byte what was delivered.
+    #[schema(value_type = EventData)]
     data: serde_json::Value,
-    #[serde(default, skip_deserializing)]
+    /// Its delivery to each endpoint subscribed to it.
     deliveries: Vec<DeliveryView>,
+}
+
+/// An event as it was delivered (its stored body).
+#[derive(Deserialize)]
+struct StoredEvent {
+    id: Uuid,
+    #[serde(rename = "type")]
+    event_type: String,
+    created_at: String,
+    client_id: String,
+    data: serde_json::Value,
+}
+
+/// What an event says: the file as `GET /files/{carv_file_id}` answered when the event happened
+/// (absent for a `ping`, whose `data` is `{}`), and, for some types, more.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(super) struct EventData {
+    file: Option<crate::file_view::FileView>,
+    /// `file.erased`: why — `request` or `retention`.
+    #[schema(pattern = "^(request|retention)$")]
+    reason: Option<String>,
+    /// `file.downloaded`: the name of the API key that read the file.
+    key_name: Option<String>,
+    /// `file.downloaded`: the id of the request that read it.
+    request_id: Option<String>,
 }
 
 /// The delivery of an event to one endpoint.
@@ -454,15 +480,21 @@ fn delivery_view(delivery: DeliveryRecord, with_attempts: bool) -> DeliveryView 
 }
 
 fn event_view(event: EventRecord, with_attempts: bool) -> Result<EventView> {
-    let mut view: EventView = serde_json::from_str(&event.body).map_err(|e| {
+    let stored: StoredEvent = serde_json::from_str(&event.body).map_err(|e| {
         ApiError::internal(format!("event {} has an unreadable body: {e}", event.id))
     })?;
-    view.deliveries = event
-        .deliveries
-        .into_iter()
-        .map(|d| delivery_view(d, with_attempts))
-        .collect();
-    Ok(view)
+    Ok(EventView {
+        id: stored.id,
+        event_type: stored.event_type,
+        created_at: stored.created_at,
+        client_id: stored.client_id,
+        data: stored.data,
+        deliveries: event
+            .deliveries
+            .into_iter()
+            .map(|d| delivery_view(d, with_attempts))
+            .collect(),
+    })
 }
 
 /// The caller's events, newest first: the audit trail of what happened to its files.

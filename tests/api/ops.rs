@@ -192,6 +192,42 @@ async fn the_openapi_document_describes_every_route() {
 
     // Each webhook kind has its own body: a candidate has no cover letter.
     let schemas = &doc["components"]["schemas"];
+
+    // Typed end to end: an event's deliveries and their attempts, its data a file record, and
+    // how each operation authenticates.
+    let event = &schemas["EventView"];
+    assert!(
+        event["required"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("deliveries"))
+    );
+    assert_eq!(
+        event["properties"]["data"]["$ref"],
+        "#/components/schemas/EventData"
+    );
+    assert!(
+        schemas["DeliveryView"]["properties"]
+            .get("attempts")
+            .is_some()
+    );
+    assert!(
+        schemas["EventData"]["properties"]["file"]
+            .to_string()
+            .contains("#/components/schemas/FileView")
+    );
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["upload_token"]["scheme"], "bearer");
+    assert_eq!(schemes["api_key"]["name"], "X-API-Key");
+    for (path, method) in [("/uploads", "post"), ("/uploads/direct", "post")] {
+        let security = doc["paths"][path][method]["security"].to_string();
+        assert!(
+            security.contains("upload_token") && security.contains("api_key"),
+            "{path}: {security}"
+        );
+    }
+    let files = doc["paths"]["/files"]["get"]["security"].to_string();
+    assert!(!files.contains("upload_token"), "{files}");
     assert!(
         schemas["CandidateFiles"]["properties"]
             .get("cover_letter")
