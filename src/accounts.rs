@@ -166,7 +166,12 @@ pub async fn add_client(
     if !is_valid_client_id(client_id) {
         return Err(AccountError::InvalidName(client_id.to_owned()));
     }
-    let workspace = workspace.unwrap_or(client_id).trim();
+    // Without a workspace, the client keeps the label it had (even after it was removed).
+    let known = match workspace {
+        Some(_) => None,
+        None => repo.client_workspace(client_id).await?,
+    };
+    let workspace = workspace.or(known.as_deref()).unwrap_or(client_id).trim();
     if workspace.is_empty() || workspace.len() > 200 {
         return Err(AccountError::InvalidName(workspace.to_owned()));
     }

@@ -542,6 +542,8 @@ pub trait KeyRepo: Send + Sync {
     async fn list_keys(&self) -> Result<Vec<KeySummary>>;
     /// Every client id granted to a key, by client id then key name.
     async fn list_clients(&self) -> Result<Vec<ClientGrant>>;
+    /// The workspace label a client id was last granted with, kept after its grants are removed.
+    async fn client_workspace(&self, client_id: &str) -> Result<Option<String>>;
     /// Takes a client id away from every key (or only from `key_name`); the number of grants
     /// removed. The client's files and webhooks stay.
     async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64>;

@@ -77,6 +77,14 @@ impl<D: Dialect> KeyRepo for SqlRepo<D> {
         .bind(Utc::now())
         .execute(&mut *tx)
         .await?;
+        D::query(
+            "INSERT INTO client_workspaces (client_id, workspace) VALUES ($1, $2) \
+             ON CONFLICT (client_id) DO UPDATE SET workspace = excluded.workspace",
+        )
+        .bind(client_id)
+        .bind(workspace)
+        .execute(&mut *tx)
+        .await?;
         Self::key_change_done(tx, echo, &self.keys).await?;
         Ok(())
     }
@@ -179,6 +187,15 @@ impl<D: Dialect> KeyRepo for SqlRepo<D> {
                 },
             )
             .collect()
+    }
+
+    async fn client_workspace(&self, client_id: &str) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            D::query("SELECT workspace FROM client_workspaces WHERE client_id = $1")
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(workspace,)| workspace))
     }
 
     async fn remove_client(&self, client_id: &str, key_name: Option<&str>) -> Result<u64> {

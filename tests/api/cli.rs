@@ -61,6 +61,20 @@ fn clients_add_creates_the_key_once_and_revoke_takes_effect() {
         "existing key: no secret printed"
     );
 
+    // Removed and added again without a workspace: the label it had stays; another key
+    // granted the client gets the same label.
+    let removed = stowage(dir.path())
+        .args(["clients", "remove", "acme-eu"])
+        .output()
+        .unwrap();
+    assert!(removed.status.success(), "{removed:?}");
+    let readded =
+        run_json(stowage(dir.path()).args(["clients", "add", "acme-eu", "--key", "ats", "--json"]));
+    assert_eq!(readded["workspace"], "Acme Europe");
+    let other_key =
+        run_json(stowage(dir.path()).args(["clients", "add", "acme-eu", "--key", "bi", "--json"]));
+    assert_eq!(other_key["workspace"], "Acme Europe");
+
     let created = run_json(stowage(dir.path()).args(["keys", "create", "other", "--json"]));
     assert_eq!(created["key"], "other");
     let again = stowage(dir.path())
