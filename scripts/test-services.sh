@@ -89,6 +89,8 @@ PGBASE=$(mktemp -d /tmp/stowage-pg.XXXXXX)
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$PGBASE"
 as_pg "$PGBIN/initdb" -D "$PGBASE/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
   --no-sync --no-instructions >/dev/null
+# One role must log in with a password (the test of a wrong password); every other is trusted.
+sed -i '1i host all stowage_password 127.0.0.1/32 scram-sha-256' "$PGBASE/data/pg_hba.conf"
 as_pg "$PGBIN/pg_ctl" -D "$PGBASE/data" -l "$PGBASE/server.log" -w -t 30 \
   -o "-c listen_addresses=127.0.0.1 -p $PGPORT -k $PGBASE -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
   start >/dev/null

@@ -36,7 +36,7 @@ pub use sqlite::SqliteRepo;
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
     /// The database cannot be reached (connection refused, pool exhausted, I/O).
-    #[error("database unavailable: {0}")]
+    #[error("database unavailable: {}", describe(.0))]
     Unavailable(#[source] sqlx::Error),
     /// A uniqueness rule was broken.
     #[error("{0}")]
@@ -45,7 +45,7 @@ pub enum RepoError {
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Any other database error.
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Database(#[source] sqlx::Error),
     /// The URL names no backend Stowage has.
     #[error("unsupported database URL '{0}' (use sqlite://PATH or postgres://…)")]
@@ -56,6 +56,18 @@ pub enum RepoError {
     /// A stored value could not be read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+}
+
+/// A database error as an operator should read it: the server's message and its SQLSTATE, not
+/// the server's source position ("at line 334") that sqlx's own text ends with.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => match db.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", db.message()),
+            None => db.message().to_owned(),
+        },
+        other => other.to_string(),
+    }
 }
 
 impl From<sqlx::Error> for RepoError {

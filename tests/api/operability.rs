@@ -293,3 +293,38 @@ fn a_failed_start_does_not_lose_the_first_run_key() {
         .find(|l| l.starts_with("first run: created client 'default'"));
     assert!(printed.is_some(), "the next start printed no key");
 }
+
+/// A wrong PostgreSQL password stops `serve` with PostgreSQL's reason and its SQLSTATE, not
+/// the server's source position. (scripts/test-services.sh makes role `stowage_password` log in
+/// with a password; every other role is trusted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_database_password_is_said_plainly() {
+    let admin = std::env::var("STOWAGE_TEST_PG_URL").expect("the test PostgreSQL");
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+        .await
+        .unwrap();
+    sqlx::query(
+        "DO $$ BEGIN CREATE ROLE stowage_password LOGIN PASSWORD 'right'; \
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let host = admin
+        .trim_start_matches("postgres://")
+        .split_once('@')
+        .unwrap()
+        .1;
+    let wrong = format!("postgres://stowage_password:wrong@{host}");
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stderr) = start_with(dir.path(), &[("STOWAGE_DATABASE_URL", &wrong)]);
+    assert_eq!(code, 1, "{stderr}");
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.contains("STOWAGE_DATABASE_URL")
+            && last.contains("password authentication failed for user \"stowage_password\"")
+            && last.contains("SQLSTATE 28P01")
+            && !last.contains("at line"),
+        "{last}"
+    );
+}
