@@ -722,8 +722,14 @@ fn init_logging(format: LogFormat) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let _ = match format {
+        // One flat shape for every line (docs/operations.md, "Logs"): timestamp, level,
+        // target, message and the event's fields at the top level, and `span` (the request's
+        // method, path and id) on lines written while a request is handled.
         LogFormat::Json => builder
             .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
             .with_ansi(false)
             .with_writer(std::io::stdout)
             .try_init(),
@@ -742,9 +748,12 @@ fn announce(format: LogFormat, text: &str, message: &str, fields: &[(&str, Strin
     let line = match format {
         LogFormat::Pretty => text.to_owned(),
         LogFormat::Json => {
+            // The shape of every other log line (`init_logging`).
             let mut line = serde_json::Map::new();
-            line.insert("timestamp".into(), chrono::Utc::now().to_rfc3339().into());
+            let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            line.insert("timestamp".into(), now.into());
             line.insert("level".into(), "INFO".into());
+            line.insert("target".into(), "stowage::cli".into());
             line.insert("message".into(), message.into());
             for (name, value) in fields {
                 line.insert((*name).into(), value.clone().into());

@@ -118,13 +118,11 @@ async fn every_request_leaves_one_access_log_line() {
                 .unwrap()
                 .iter()
                 .map(|l| serde_json::from_str::<Value>(l).expect("only JSON on stdout"))
-                .filter(|v| {
-                    v["target"] == "stowage::access" && v["fields"]["request_id"] == request_id
-                })
+                .filter(|v| v["target"] == "stowage::access" && v["request_id"] == request_id)
                 .collect();
             if !found.is_empty() || std::time::Instant::now() > deadline {
                 assert_eq!(found.len(), 1, "one line per request for {request_id}");
-                return found[0]["fields"].clone();
+                return found[0].clone();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -177,6 +175,37 @@ async fn every_request_leaves_one_access_log_line() {
         "the key's secret appears in the log"
     );
     assert!(!all.contains('\u{1b}'), "colour codes in a log");
+
+    // One shape for every line: timestamp, level, target and message at the top level with the
+    // event's own fields, never nested; lines written inside a request name it in `span`.
+    for line in serve.lines.lock().unwrap().iter() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        let time = value["timestamp"].as_str().unwrap_or_default();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok() && time.ends_with('Z'),
+            "{line}"
+        );
+        for key in ["level", "target", "message"] {
+            assert!(value[key].is_string(), "no {key}: {line}");
+        }
+        assert!(value.get("fields").is_none(), "nested fields: {line}");
+        assert!(value.get("spans").is_none(), "a span list: {line}");
+        if let Some(span) = value.get("span") {
+            assert!(span["request_id"].is_string(), "{line}");
+        }
+    }
+    let in_request = serve
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v["message"] == "file staged")
+        .expect("the upload's own line");
+    assert_eq!(
+        in_request["span"]["request_id"], "req-ok.pdf",
+        "{in_request}"
+    );
 }
 
 /// Settings, the setting named, the cause given.
