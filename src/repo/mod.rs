@@ -686,7 +686,8 @@ pub trait FileRepo: Send + Sync {
     async fn refuse_direct(&self, id: Uuid, refusal: &str) -> Result<bool>;
     /// Which client a file (in any state) belongs to.
     async fn file_client(&self, id: Uuid) -> Result<Option<String>>;
-    /// A client's file in any state.
+    /// A client's file in any state — except a direct upload that completion refused, which is
+    /// finished for the client from then on (`None`, and left out of `list_files`).
     async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>>;
     /// Turns a staged file into a `discarded` tombstone (a conditional update).
     async fn discard(&self, client_id: &str, id: Uuid, rules: &dyn EventRules) -> Result<Discard>;

@@ -93,12 +93,23 @@ macro_rules! deliveries_of {
 
 /// A page of a client's files, newest first, after the cursor (`$2`, `$3`); `$filter` adds
 /// the state and user conditions (from `$5`).
+/// A file clients can see: not a direct upload that completion refused (its answer is given
+/// again to a repeated completion; the sweeper deletes its row when the window has closed).
+macro_rules! visible_file {
+    () => {
+        "NOT (state = 'receiving' AND EXISTS (SELECT 1 FROM direct_uploads d \
+              WHERE d.file_id = files.id AND d.refusal IS NOT NULL))"
+    };
+}
+
 macro_rules! list_files {
     ($filter:literal) => {
         concat!(
             "SELECT ",
             file_columns!(),
-            " FROM files WHERE client_id = $1 ",
+            " FROM files WHERE client_id = $1 AND ",
+            visible_file!(),
+            " ",
             $filter,
             " AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4"
         )

@@ -190,7 +190,8 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         let row: Option<FileRow> = D::query(concat!(
             "SELECT ",
             file_columns!(),
-            " FROM files WHERE id = $1 AND client_id = $2"
+            " FROM files WHERE id = $1 AND client_id = $2 AND ",
+            visible_file!()
         ))
         .bind(file_id)
         .bind(client_id)

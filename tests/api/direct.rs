@@ -177,6 +177,17 @@ async fn a_disguised_file_is_refused_as_post_uploads_refuses_it_and_deleted(back
     let again = assert_error(complete(&app, &id).await, 422, "file_content_mismatch").await;
     assert_eq!(again["error"]["message"], refused["error"]["message"]);
     assert_eq!(app.rows_in(FileState::Staged).await, 0);
+    // Refused is finished, as a refused POST /uploads is: no record left `receiving` with
+    // nothing in it, in no listing.
+    let record = app.acme(Method::GET, &format!("/uploads/{id}"));
+    crate::helpers::assert_refused(record, 404, "file_not_found").await;
+    let file = app.acme(Method::GET, &format!("/files/{id}"));
+    crate::helpers::assert_refused(file, 404, "file_not_found").await;
+    let listed = app.get_json("/files?limit=100").await;
+    assert!(
+        !listed.to_string().contains(&id),
+        "a refused upload is listed: {listed}"
+    );
     // Every other refusal of the content checks, read by ranges from storage, answers as
     // POST /uploads answers the same bytes.
     let mut truncated_pdf = fixtures::pdf(20_000);
