@@ -318,3 +318,92 @@ async fn every_documented_series_exists_on_a_fresh_start() {
         assert!(exposed, "{name} is documented but not exposed:\n{text}");
     }
 }
+
+/// The metric names a PromQL expression reads (`stowage_…`, `process_…`), histogram suffixes
+/// kept as written.
+fn series_in(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &expr[i..];
+        let starts = rest.starts_with("stowage_") || rest.starts_with("process_");
+        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if starts && boundary {
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            names.push(rest[..end].to_owned());
+            i += end;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// docs/grafana-dashboard.json shows what the alerts of docs/operations.md watch: every alert's
+/// series is on some panel, and every series a panel reads is on `/metrics` from a fresh start
+/// (a panel of a misspelt series would show "no data" forever); no panel uses a window of one
+/// minute, which is empty at a one-minute scrape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_has_a_panel_and_every_panel_has_its_series() {
+    let app = TestApp::spawn(Backend::SqliteFs).await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/docs/grafana-dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    let on_panels: Vec<String> = exprs.iter().flat_map(|e| series_in(e)).collect();
+    for expr in &exprs {
+        assert!(!expr.contains("[1m]"), "a one-minute window: {expr}");
+    }
+    for name in &on_panels {
+        let exposed = text.lines().any(|l| {
+            !l.starts_with('#')
+                && (l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        });
+        assert!(
+            exposed,
+            "a panel reads {name}, which /metrics does not have"
+        );
+    }
+
+    let operations = std::fs::read_to_string(format!("{root}/docs/operations.md")).unwrap();
+    let alerts = operations
+        .split("Alerts worth having:")
+        .nth(1)
+        .expect("operations.md lists its alerts")
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let watched: Vec<String> = alerts
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .flat_map(series_in)
+        .collect();
+    assert!(watched.len() >= 8, "{watched:?}");
+    for name in watched {
+        assert!(
+            on_panels.contains(&name),
+            "the alert on {name} has no panel in docs/grafana-dashboard.json"
+        );
+    }
+}
