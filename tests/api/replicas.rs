@@ -376,3 +376,74 @@ async fn replicas_stay_within_their_database_connection_budget() {
     drop(children);
     admin.close().await;
 }
+
+/// An upload token minted on one replica works on every replica at once, its count holds across
+/// them, and revoking it on one ends it on the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_upload_token_is_one_token_on_every_replica() {
+    use futures_util::StreamExt;
+
+    let app = TestApp::spawn(Backend::PostgresS3).await;
+    let envs = [("STOWAGE_RATE_LIMIT", "0"), ("RUST_LOG", "error")];
+    let (first, a) = serve_process(&app, &envs).await;
+    let (second, b) = serve_process(&app, &envs).await;
+    let _replicas = (
+        crate::hardening::Reaper(first),
+        crate::hardening::Reaper(second),
+    );
+    let http = crate::helpers::client_builder().build().unwrap();
+    let mint = |base: String, max_files: u32| {
+        let request = http
+            .post(format!("{base}/upload-tokens"))
+            .header("X-API-Key", &app.acme_key)
+            .header("X-ATS-Client-ID", "acme")
+            .json(&json!({ "max_files": max_files }));
+        async move { crate::helpers::json_with(request.send().await.unwrap(), 201).await }
+    };
+    let upload = |base: &str, token: &str| {
+        http.post(format!("{base}/uploads"))
+            .bearer_auth(token)
+            .multipart(file_form("cv.pdf", fixtures::pdf(600), "application/pdf"))
+            .send()
+    };
+
+    // Counted across replicas: eight uploads at once, alternating, three succeed.
+    let token = mint(a.clone(), 3).await;
+    let secret = token["token"].as_str().unwrap().to_owned();
+    let statuses: Vec<u16> = futures_util::stream::iter(0..8)
+        .map(|i| {
+            let base = if i % 2 == 0 { &a } else { &b };
+            let sent = upload(base, &secret);
+            async move { sent.await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        5,
+        "{statuses:?}"
+    );
+
+    // Revoked on one replica: refused on the other at once.
+    let token = mint(b.clone(), 5).await;
+    let secret = token["token"].as_str().unwrap().to_owned();
+    assert_eq!(upload(&a, &secret).await.unwrap().status(), 201);
+    let revoked = http
+        .delete(format!(
+            "{b}/upload-tokens/{}",
+            token["id"].as_str().unwrap()
+        ))
+        .header("X-API-Key", &app.acme_key)
+        .header("X-ATS-Client-ID", "acme")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 204);
+    assert_eq!(upload(&a, &secret).await.unwrap().status(), 401);
+}
