@@ -65,6 +65,8 @@ as_pg() {
 
 PGBASE=""
 S3_PID=""
+CLAMD_PID=""
+CLAMBASE=""
 S3_SERVER=${S3_SERVER:-moto}
 cleanup() {
   set +e
@@ -73,6 +75,12 @@ cleanup() {
     for _ in $(seq 1 100); do kill -0 "$S3_PID" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$S3_PID" 2>/dev/null
   fi
+  if [ -n "$CLAMD_PID" ]; then
+    kill "$CLAMD_PID" 2>/dev/null
+    for _ in $(seq 1 50); do kill -0 "$CLAMD_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$CLAMD_PID" 2>/dev/null
+  fi
+  [ -n "$CLAMBASE" ] && rm -rf "$CLAMBASE"
   if [ -n "$PGBASE" ]; then
     as_pg "$PGBIN/pg_ctl" -D "$PGBASE/data" -m immediate -w stop >/dev/null 2>&1
     rm -rf "$PGBASE"
@@ -80,8 +88,20 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# clamd (Debian's clamav-daemon) with a signature database the tests build offline: the EICAR
+# test file, and whatever a test adds (then RELOAD). No signature is ever downloaded.
+ensure_clamd() {
+  command -v clamd >/dev/null && return
+  log "installing clamav-daemon"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clamav-daemon >/dev/null
+}
+
 ensure_postgres
 ensure_example_tools
+ensure_clamd
 [ "$S3_SERVER" = moto ] && ensure_moto
 
 PGPORT=$(free_port)
@@ -123,6 +143,41 @@ case "$S3_SERVER" in
   *) log "S3_SERVER must be moto or localstack"; exit 1 ;;
 esac
 log "$S3_SERVER S3 on 127.0.0.1:$S3PORT"
+
+CLAMPORT=$(free_port)
+CLAMBASE=$(mktemp -d /tmp/stowage-clamd.XXXXXX)
+chmod 755 "$CLAMBASE"
+mkdir -p "$CLAMBASE/db"
+# EICAR, as hex (assembled here so that no scanner of this repository trips over the script).
+EICAR_HEX=$(printf '%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$' 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' | od -An -tx1 | tr -d ' \n')
+echo "Stowage.Test.EICAR:0:*:$EICAR_HEX" >"$CLAMBASE/db/stowage-test.ndb"
+{
+  echo "Foreground yes"
+  echo "DatabaseDirectory $CLAMBASE/db"
+  echo "TCPSocket $CLAMPORT"
+  echo "TCPAddr 127.0.0.1"
+  echo "LogFile $CLAMBASE/clamd.log"
+  echo "StreamMaxLength 200M"
+  echo "MaxScanSize 400M"
+  echo "MaxFileSize 200M"
+  echo "SelfCheck 3600"
+  [ "$(id -u)" -eq 0 ] && echo "User root"
+} >"$CLAMBASE/clamd.conf"
+clamd -c "$CLAMBASE/clamd.conf" >"$CLAMBASE/out.log" 2>&1 &
+CLAMD_PID=$!
+for _ in $(seq 1 300); do
+  python3 - "$CLAMPORT" <<'PYEOF' 2>/dev/null && break
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b"zPING\0")
+sys.exit(0 if s.recv(16).startswith(b"PONG") else 1)
+PYEOF
+  kill -0 "$CLAMD_PID" 2>/dev/null || { log "clamd did not start:"; tail -20 "$CLAMBASE/out.log" >&2; exit 1; }
+  sleep 0.1
+done
+log "clamd on 127.0.0.1:$CLAMPORT"
+export STOWAGE_TEST_CLAMD="tcp://127.0.0.1:$CLAMPORT"
+export STOWAGE_TEST_CLAMD_DB="$CLAMBASE/db"
 
 export STOWAGE_TEST_PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 export STOWAGE_TEST_S3_ENDPOINT="http://127.0.0.1:$S3PORT"

@@ -17,6 +17,7 @@ struct Shared {
     spill: Spill,
     telemetry: Telemetry,
     sender: crate::sender::Sender,
+    scanner: Option<crate::scan::Scanner>,
     policies: Policies,
 }
 
@@ -39,6 +40,11 @@ impl App {
             spill,
             telemetry: Telemetry::new(),
             sender: crate::sender::Sender::new(policies.events.clone()),
+            scanner: policies
+                .scan
+                .clamd
+                .clone()
+                .map(|addr| crate::scan::Scanner::new(addr, policies.scan.timeout)),
             policies,
         }))
     }
@@ -103,6 +109,16 @@ impl App {
     /// How text is extracted.
     pub fn text(&self) -> &TextPolicy {
         &self.0.policies.text
+    }
+
+    /// clamd, when uploads are scanned (`STOWAGE_CLAMD`).
+    pub fn scanner(&self) -> Option<&crate::scan::Scanner> {
+        self.0.scanner.as_ref()
+    }
+
+    /// What happens to uploads clamd cannot scan.
+    pub fn scan(&self) -> &crate::policy::ScanPolicy {
+        &self.0.policies.scan
     }
 
     /// The sweeper's policy.

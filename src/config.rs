@@ -267,6 +267,25 @@ pub struct Config {
     )]
     pub event_endpoints_per_client: usize,
 
+    /// clamd to scan every upload with (`tcp://host:port` or `unix:/path`); unset: no scanning.
+    #[arg(long, env = "STOWAGE_CLAMD", value_parser = parse_clamd, global = true)]
+    pub clamd: Option<crate::scan::ClamdAddr>,
+
+    /// Longest one exchange with clamd may take (connecting, sending a chunk, the verdict).
+    #[arg(long, env = "STOWAGE_CLAMD_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration, global = true)]
+    pub clamd_timeout: Duration,
+
+    /// Stage files clamd could not scan (unreachable, too slow), marked `"scan": {"status":
+    /// "skipped"}`, instead of refusing them with 503.
+    #[arg(
+        long,
+        env = "STOWAGE_CLAMD_FAIL_OPEN",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub clamd_fail_open: bool,
+
     /// After `POST /event-endpoints/{id}/rotate-secret`, how long deliveries are signed by the
     /// old secret too, so receivers can switch without losing one.
     #[arg(long, env = "STOWAGE_EVENT_SECRET_OVERLAP", default_value = "24h", value_parser = humantime::parse_duration, global = true)]
@@ -491,6 +510,10 @@ fn cors_origin(raw: &str) -> Result<String, String> {
         ));
     }
     Ok(url.origin().ascii_serialization())
+}
+
+fn parse_clamd(raw: &str) -> Result<crate::scan::ClamdAddr, String> {
+    crate::scan::ClamdAddr::parse(raw)
 }
 
 fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {

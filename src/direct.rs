@@ -276,7 +276,7 @@ async fn check_arrived(
         UploadError::TooLarge { .. } => mismatch(size),
         e => e,
     };
-    let head = staging::read_head(kind, &mut source, &mut meter)
+    let head = staging::read_head(app, kind, &mut source, &mut meter)
         .await
         .map_err(taken)?;
     let mut checks = StreamChecks::new(app, kind)?;
@@ -294,8 +294,8 @@ async fn check_arrived(
     if !sha256.eq_ignore_ascii_case(&direct.sha256) {
         return Err(UploadError::ChecksumMismatch);
     }
-    let spool = checks.end().await?;
-    staging::check_document(app, kind, spool).await?;
+    let streamed = checks.end().await?;
+    staging::check_document(app, kind, streamed.spool).await?;
     let now = Utc::now()
         .duration_trunc(TimeDelta::seconds(1))
         .map_err(|e| UploadError::Internal(e.to_string()))?;
@@ -305,6 +305,7 @@ async fn check_arrived(
         sha256,
         uploaded_at: now,
         expires_at: now + delta(app.uploads().ttl)?,
+        scan: streamed.scan,
     })
 }
 

@@ -96,6 +96,8 @@ pub struct FileRecord {
     pub erased_at: Option<DateTime<Utc>>,
     /// The text extraction of a promoted file (`None` before promotion).
     pub text: Option<TextState>,
+    /// Its malware scan (`None`: not scanned, no clamd configured).
+    pub scan: Option<ScanRecord>,
 }
 
 impl FileRecord {
@@ -153,6 +155,52 @@ impl std::str::FromStr for TextStatus {
         .find(|t| t.as_str() == s)
         .ok_or_else(|| format!("unknown text status '{s}'"))
     }
+}
+
+/// What the malware scan of a file said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanStatus {
+    /// clamd found nothing.
+    Clean,
+    /// clamd could not scan it and `STOWAGE_CLAMD_FAIL_OPEN` staged it all the same.
+    Skipped,
+    /// A later scan (`stowage rescan`) found it infected: it is quarantined.
+    Infected,
+}
+
+impl ScanStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanStatus::Clean => "clean",
+            ScanStatus::Skipped => "skipped",
+            ScanStatus::Infected => "infected",
+        }
+    }
+}
+
+impl std::str::FromStr for ScanStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [ScanStatus::Clean, ScanStatus::Skipped, ScanStatus::Infected]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| format!("unknown scan status '{s}'"))
+    }
+}
+
+/// A file's malware scan: its outcome, by which engine and signatures, and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScanRecord {
+    pub status: ScanStatus,
+    /// `ClamAV 1.4.3`; `None` when skipped.
+    pub engine: Option<String>,
+    /// The signature database version clamd reported, if it did.
+    pub signatures: Option<String>,
+    /// The signature that matched (infected only).
+    pub found: Option<String>,
 }
 
 /// A promoted file's text: its status, how many characters were extracted, and why not.
@@ -419,6 +467,8 @@ pub struct StagedFacts {
     pub sha256: String,
     pub uploaded_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// The malware scan, when clamd is configured.
+    pub scan: Option<ScanRecord>,
 }
 
 impl StagedFacts {
@@ -433,6 +483,7 @@ impl StagedFacts {
             multipart_upload_id: None,
             uploaded_at: Some(self.uploaded_at),
             expires_at: Some(self.expires_at),
+            scan: self.scan.clone(),
             ..receiving.clone()
         }
     }

@@ -14,6 +14,34 @@ pub fn api_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A file's malware scan (`STOWAGE_CLAMD`).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScanView {
+    /// `clean`; `skipped` (clamd could not scan it and `STOWAGE_CLAMD_FAIL_OPEN` staged it);
+    /// `infected` (found by `stowage rescan`: quarantined).
+    status: crate::domain::ScanStatus,
+    /// `ClamAV 1.4.3`; `null` when skipped.
+    #[schema(required = true)]
+    engine: Option<String>,
+    /// The signature database version clamd reported.
+    #[schema(required = true)]
+    signatures: Option<String>,
+    /// The signature found (infected only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+}
+
+impl From<&crate::domain::ScanRecord> for ScanView {
+    fn from(scan: &crate::domain::ScanRecord) -> Self {
+        ScanView {
+            status: scan.status,
+            engine: scan.engine.clone(),
+            signatures: scan.signatures.clone(),
+            signature: scan.found.clone(),
+        }
+    }
+}
+
 /// The webhook a file is bound to.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct BoundWebhook {
@@ -73,6 +101,9 @@ pub struct FileRecordView {
     /// The text extraction, once the file is promoted (`GET /files/{id}/text`).
     #[schema(required = true)]
     text: Option<TextView>,
+    /// The malware scan; absent when files are not scanned (`STOWAGE_CLAMD` unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<ScanView>,
 }
 
 /// Where a promoted file's text extraction stands.
@@ -134,6 +165,7 @@ impl FileView {
             storage_key: file.promoted_key,
             webhook,
             text: file.text.as_ref().map(TextView::from),
+            scan: file.scan.as_ref().map(ScanView::from),
         }))
     }
 }

@@ -88,6 +88,17 @@ pub struct Policies {
     pub sweep: SweepPolicy,
     pub events: EventPolicy,
     pub text: TextPolicy,
+    pub scan: ScanPolicy,
+}
+
+/// Malware scanning: where clamd is, how long it may take, and what happens without it.
+#[derive(Clone, Debug)]
+pub struct ScanPolicy {
+    /// `STOWAGE_CLAMD`; `None`: files are not scanned.
+    pub clamd: Option<crate::scan::ClamdAddr>,
+    pub timeout: Duration,
+    /// Stage an unscanned file (marked `skipped`) rather than refuse it.
+    pub fail_open: bool,
 }
 
 impl Policies {
@@ -132,6 +143,11 @@ impl Policies {
                 disable_after: Some(config.event_disable_after).filter(|d| !d.is_zero()),
             },
             text: TextPolicy::from_config(config),
+            scan: ScanPolicy {
+                clamd: config.clamd.clone(),
+                timeout: config.clamd_timeout,
+                fail_open: config.clamd_fail_open,
+            },
         }
     }
 }

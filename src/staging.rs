@@ -44,6 +44,12 @@ pub enum UploadError {
     /// An upload token may complete only the direct uploads it opened.
     #[error("This upload token did not open this upload")]
     OtherToken,
+    /// clamd found malware.
+    #[error("The file is infected: {signature}")]
+    Infected { signature: String },
+    /// clamd could not scan the file, and unscanned files are refused.
+    #[error("{0}")]
+    ScanUnavailable(String),
     #[error("Send exactly one part named 'file'")]
     MultipleFiles,
     #[error("File name '{name}' has no extension. Allowed extensions: {allowed}")]
@@ -153,8 +159,10 @@ impl UploadError {
             UploadError::Aborted => "upload_aborted",
             UploadError::TokenSpent => "unauthorized",
             UploadError::OtherToken => "token_scope",
+            UploadError::Infected { .. } => "file_infected",
             UploadError::Recorded(refusal) => &refusal.code,
             UploadError::NotDirect
+            | UploadError::ScanUnavailable(_)
             | UploadError::Busy
             | UploadError::Repo(_)
             | UploadError::Store(_)
@@ -342,11 +350,22 @@ impl Meter {
 /// checks read afterwards. One pipeline for both ways in: `POST /uploads` feeds it the part as
 /// it arrives, a direct upload's completion the stored object as it is read back.
 pub(crate) struct StreamChecks {
+    app: App,
     kind: DocumentKind,
     tail: Option<Tail>,
     archive: Option<sniff::ArchiveScanner>,
     utf8: Option<sniff::Utf8Stream>,
     spool: Option<(SpillFile, tokio::fs::File)>,
+    /// The malware scan, fed as the bytes pass (`STOWAGE_CLAMD`).
+    scan: Option<crate::scan::ScanSession>,
+}
+
+/// What the stream checks leave for the rest of the pipeline.
+pub(crate) struct Streamed {
+    /// The spool, rewound, for [`check_document`].
+    pub(crate) spool: Option<SpillFile>,
+    /// The scan's outcome, when files are scanned.
+    pub(crate) scan: Option<crate::domain::ScanRecord>,
 }
 
 impl StreamChecks {
@@ -362,11 +381,13 @@ impl StreamChecks {
             None
         };
         Ok(StreamChecks {
+            app: app.clone(),
             kind,
             tail: pdf.then(Tail::default),
             archive: pdf.then(sniff::ArchiveScanner::default),
             utf8: (kind == DocumentKind::Txt).then(sniff::Utf8Stream::default),
             spool,
+            scan: app.scanner().map(|s| s.session()),
         })
     }
 
@@ -390,26 +411,43 @@ impl StreamChecks {
                 .await
                 .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
         }
+        if let Some(scan) = self.scan.as_mut() {
+            scan.feed(chunk).await;
+        }
         Ok(())
     }
 
     /// The checks that needed the whole stream (an archive anywhere in a PDF, its tail, the end
-    /// of UTF-8 text); the spool, rewound, for [`check_document`].
-    pub(crate) async fn end(self) -> Result<Option<SpillFile>, UploadError> {
+    /// of UTF-8 text) and the scan's verdict; the spool, rewound, for [`check_document`].
+    /// Malware is reported as such before any content refusal it may also earn; a content
+    /// refusal before a scan that could not be made.
+    pub(crate) async fn end(self) -> Result<Streamed, UploadError> {
         let kind = self.kind;
-        if let Some(archive) = self.archive {
-            archive
-                .finish()
-                .map_err(|e| UploadError::content(kind, e))?;
-        }
-        if let Some(utf8) = self.utf8 {
-            utf8.finish().map_err(|e| UploadError::content(kind, e))?;
-        }
-        if let Some(tail) = self.tail {
-            sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
-        }
-        match self.spool {
+        let content = (|| {
+            if let Some(archive) = self.archive {
+                archive
+                    .finish()
+                    .map_err(|e| UploadError::content(kind, e))?;
+            }
+            if let Some(utf8) = self.utf8 {
+                utf8.finish().map_err(|e| UploadError::content(kind, e))?;
+            }
+            if let Some(tail) = self.tail {
+                sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
+            }
+            Ok::<_, UploadError>(())
+        })();
+        let scan = match self.scan {
             None => Ok(None),
+            Some(session) => scan_verdict(&self.app, session).await.map(Some),
+        };
+        let scan = match (content, scan) {
+            (_, Err(infected @ UploadError::Infected { .. })) => return Err(infected),
+            (Err(refused), _) => return Err(refused),
+            (Ok(()), scan) => scan?,
+        };
+        let spool = match self.spool {
+            None => None,
             Some((mut file, mut async_file)) => {
                 async_file
                     .flush()
@@ -417,9 +455,71 @@ impl StreamChecks {
                     .map_err(|e| UploadError::Internal(format!("spool: {e}")))?;
                 drop(async_file);
                 file.rewound()?;
-                Ok(Some(file))
+                Some(file)
             }
+        };
+        Ok(Streamed { spool, scan })
+    }
+}
+
+/// The scan's verdict as the pipeline takes it: clean, infected (`file_infected`), or — clamd
+/// unreachable or too slow — refused with 503 (`scan_unavailable`), or staged marked `skipped`
+/// under `STOWAGE_CLAMD_FAIL_OPEN`.
+async fn scan_verdict(
+    app: &App,
+    session: crate::scan::ScanSession,
+) -> Result<crate::domain::ScanRecord, UploadError> {
+    use crate::domain::{ScanRecord, ScanStatus};
+    use crate::scan::Verdict;
+    let (outcome, took) = session.finish().await;
+    let (label, result) = match outcome {
+        Ok((Verdict::Clean, engine)) => (
+            "clean",
+            Ok(ScanRecord {
+                status: ScanStatus::Clean,
+                engine: Some(engine.engine),
+                signatures: engine.signatures,
+                found: None,
+            }),
+        ),
+        Ok((Verdict::Infected(signature), _)) => {
+            tracing::warn!(%signature, "upload refused: clamd found malware");
+            ("infected", Err(UploadError::Infected { signature }))
         }
+        Err(e) if app.scan().fail_open => {
+            tracing::warn!(error = %e, "file staged unscanned (STOWAGE_CLAMD_FAIL_OPEN)");
+            (
+                "skipped",
+                Ok(ScanRecord {
+                    status: ScanStatus::Skipped,
+                    engine: None,
+                    signatures: None,
+                    found: None,
+                }),
+            )
+        }
+        Err(e) => ("error", Err(UploadError::ScanUnavailable(e.to_string()))),
+    };
+    app.telemetry().scan(label, took);
+    result
+}
+
+/// A file refused for its content, scanned as far as it was read: malware is reported as such
+/// (`file_infected`) rather than as the content error it also is.
+async fn infected_or(app: &App, seen: &[Bytes], refused: UploadError) -> UploadError {
+    let Some(scanner) = app.scanner() else {
+        return refused;
+    };
+    let mut session = scanner.session();
+    for chunk in seen {
+        session.feed(chunk).await;
+    }
+    match session.finish().await.0 {
+        Ok((crate::scan::Verdict::Infected(signature), _)) => {
+            tracing::warn!(%signature, "upload refused: clamd found malware");
+            UploadError::Infected { signature }
+        }
+        _ => refused,
     }
 }
 
@@ -463,7 +563,7 @@ async fn receive_body(
     head: Vec<Bytes>,
     source: &mut dyn ByteSource,
     meter: &mut Meter,
-) -> Result<Option<SpillFile>, UploadError> {
+) -> Result<Streamed, UploadError> {
     let mut checks = StreamChecks::new(&cleanup.app, kind)?;
     let mut multipart_recorded = false;
     let heartbeat = cleanup.app.uploads().heartbeat;
@@ -541,6 +641,7 @@ async fn check_text(
 /// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand and checks them:
 /// not empty, the magic bytes of `kind`. Returns the chunks as received.
 pub(crate) async fn read_head(
+    app: &App,
     kind: DocumentKind,
     source: &mut dyn ByteSource,
     meter: &mut Meter,
@@ -560,7 +661,9 @@ pub(crate) async fn read_head(
     if meter.size == 0 {
         return Err(UploadError::Empty);
     }
-    sniff::check_head(kind, &head_bytes(&head)).map_err(|e| UploadError::content(kind, e))?;
+    if let Err(e) = sniff::check_head(kind, &head_bytes(&head)) {
+        return Err(infected_or(app, &head, UploadError::content(kind, e)).await);
+    }
     Ok(head)
 }
 
@@ -682,6 +785,7 @@ pub struct Pending {
     kind: DocumentKind,
     meter: Meter,
     spool: Option<SpillFile>,
+    scan: Option<crate::domain::ScanRecord>,
     now: DateTime<Utc>,
 }
 
@@ -697,7 +801,7 @@ pub async fn receive(
     let file_name = sanitize_file_name(raw_file_name);
     let kind = admission.kind_of(&file_name)?;
     let mut meter = Meter::new(admission.max_bytes);
-    let head = read_head(kind, source, &mut meter).await?;
+    let head = read_head(app, kind, source, &mut meter).await?;
     admission.open(app).await?;
 
     let id = Uuid::new_v4();
@@ -731,12 +835,13 @@ pub async fn receive(
     }
     .await;
     match received {
-        Ok(spool) => Ok(Pending {
+        Ok(streamed) => Ok(Pending {
             cleanup,
             receiving: new_file.receiving(),
             kind,
             meter,
-            spool,
+            spool: streamed.spool,
+            scan: streamed.scan,
             now,
         }),
         Err(e) => {
@@ -768,6 +873,7 @@ impl Pending {
             kind,
             meter,
             spool,
+            scan,
             now,
         } = self;
         let finished = async {
@@ -789,6 +895,7 @@ impl Pending {
                 sha256: meter.sha256_hex(),
                 uploaded_at: now,
                 expires_at: now + ttl,
+                scan,
             };
             match app
                 .repo()

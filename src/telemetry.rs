@@ -115,6 +115,14 @@ impl Telemetry {
                 "Event delivery attempts by outcome (delivered, retrying, failed)."
             );
             describe_counter!(
+                "stowage_scans_total",
+                "Malware scans by outcome (clean, infected, skipped, error)."
+            );
+            describe_histogram!(
+                "stowage_scan_duration_seconds",
+                "From a scan's first byte to clamd's verdict."
+            );
+            describe_counter!(
                 "stowage_event_endpoints_disabled_total",
                 "Event endpoints disabled after failing every attempt for STOWAGE_EVENT_DISABLE_AFTER."
             );
@@ -177,6 +185,10 @@ impl Telemetry {
             }
             let _ = histogram!("stowage_event_delivery_duration_seconds");
             counter!("stowage_event_endpoints_disabled_total").absolute(0);
+            for outcome in ["clean", "infected", "skipped", "error"] {
+                counter!("stowage_scans_total", "outcome" => outcome).absolute(0);
+            }
+            let _ = histogram!("stowage_scan_duration_seconds");
             counter!("stowage_text_extractions_total", "status" => "extracted", "reason" => "none")
                 .absolute(0);
             for reason in crate::text::FailureReason::ALL {
@@ -259,6 +271,14 @@ impl Telemetry {
                 let lag = (chrono::Utc::now() - event_at).as_seconds_f64().max(0.0);
                 histogram!("stowage_event_delivery_lag_seconds").record(lag);
             }
+        });
+    }
+
+    /// One malware scan finished: `clean`, `infected`, `skipped` (fail-open) or `error`.
+    pub fn scan(&self, outcome: &'static str, elapsed: Duration) {
+        self.record(|| {
+            counter!("stowage_scans_total", "outcome" => outcome).increment(1);
+            histogram!("stowage_scan_duration_seconds").record(elapsed.as_secs_f64());
         });
     }
 

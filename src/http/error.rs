@@ -78,6 +78,8 @@ error_codes! {
     FileTooLarge => "file_too_large", UNPROCESSABLE_ENTITY;
     FileContentMismatch => "file_content_mismatch", UNPROCESSABLE_ENTITY;
     FileContentInvalid => "file_content_invalid", UNPROCESSABLE_ENTITY;
+    /// clamd found malware in the file (`message` names the signature).
+    FileInfected => "file_infected", UNPROCESSABLE_ENTITY;
     /// `STOWAGE_MIN_TEXT_CHARS`: the upload holds less text than a complete CV.
     TextTooShort => "text_too_short", UNPROCESSABLE_ENTITY;
     /// `STOWAGE_MIN_TEXT_CHARS`: the upload's text cannot be read.

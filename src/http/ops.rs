@@ -114,6 +114,10 @@ pub(super) struct ReadinessChecks {
     database: String,
     staging_bucket: String,
     files_bucket: String,
+    /// With `STOWAGE_CLAMD` only. While it is unavailable uploads are refused (503), so the
+    /// replica is not ready — unless `STOWAGE_CLAMD_FAIL_OPEN` stages them unscanned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clamd: Option<String>,
 }
 
 /// `ok` or `unavailable`. The cause (which may name internal hosts and paths) goes to the log
@@ -146,18 +150,27 @@ where
     )
 )]
 async fn readyz(State(state): State<ApiState>) -> Response {
-    let (database, staging, files) = tokio::join!(
+    let clamd = async {
+        match state.scanner() {
+            Some(scanner) => Some(probe("clamd", scanner.ping()).await),
+            None => None,
+        }
+    };
+    let (database, staging, files, clamd) = tokio::join!(
         probe("database", state.repo().ping()),
         probe("staging_bucket", state.store().check(Area::Staging)),
         probe("files_bucket", state.store().check(Area::Files)),
+        clamd,
     );
-    let ready = [&database, &staging, &files].iter().all(|s| *s == "ok");
+    let scanning = clamd.as_deref().is_none_or(|c| c == "ok") || state.scan().fail_open;
+    let ready = [&database, &staging, &files].iter().all(|s| *s == "ok") && scanning;
     let body = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         checks: ReadinessChecks {
             database,
             staging_bucket: staging,
             files_bucket: files,
+            clamd,
         },
     };
     let status = if ready {

@@ -59,6 +59,10 @@ pub(super) struct StagedUpload {
     /// Bind it with a webhook before then.
     #[schema(value_type = String, format = DateTime)]
     expires_at: String,
+    /// The malware scan; absent when files are not scanned (`STOWAGE_CLAMD` unset), so the
+    /// answer is then exactly CarvOS's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scan: Option<crate::file_view::ScanView>,
 }
 
 impl StagedUpload {
@@ -71,6 +75,7 @@ impl StagedUpload {
             file_size: record.file_size.ok_or_else(missing)?,
             uploaded_at: api_time(record.uploaded_at.ok_or_else(missing)?),
             expires_at: api_time(record.expires_at.ok_or_else(missing)?),
+            scan: record.scan.as_ref().map(crate::file_view::ScanView::from),
         })
     }
 }
@@ -121,6 +126,7 @@ impl From<UploadError> for ApiError {
             UploadError::Busy => {
                 ApiError::unavailable("text extraction", "every extraction process is busy")
             }
+            UploadError::ScanUnavailable(cause) => ApiError::unavailable("clamd", cause),
             UploadError::Repo(e) => e.into(),
             UploadError::Store(e) => e.into(),
             UploadError::Spill(e) => crate::store::StoreError::from(e).into(),

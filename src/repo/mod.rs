@@ -325,6 +325,7 @@ impl NewFile {
             promoted_at: None,
             erased_at: None,
             text: None,
+            scan: None,
         }
     }
 }

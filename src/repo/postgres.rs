@@ -176,6 +176,9 @@ impl Dialect for Pg {
             .bind(event.event_type.as_str())
             .bind(&event.body)
             .bind(event.event_type.subscription_pattern())
+            .bind(facts.scan.as_ref().map(|s| s.status.as_str()))
+            .bind(facts.scan.as_ref().and_then(|s| s.engine.as_deref()))
+            .bind(facts.scan.as_ref().and_then(|s| s.signatures.as_deref()))
             .fetch_one(pool)
             .await?;
         Ok(changed)
@@ -394,7 +397,8 @@ const EVENT_WITH_DELIVERIES: &str = concat!(
 const MARK_STAGED: &str = concat!(
     "WITH u AS (UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
                        sha256 = $4, uploaded_at = $5, expires_at = $6, state_changed_at = $5, \
-                       multipart_upload_id = NULL \
+                       multipart_upload_id = NULL, scan_status = $12, scan_engine = $13, \
+                       scan_signatures = $14 \
                 WHERE id = $1 AND state = 'receiving' RETURNING id), \
      e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
            SELECT $7, $8, $9, $10, $5, u.id FROM u RETURNING id), \

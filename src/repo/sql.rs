@@ -27,7 +27,7 @@ macro_rules! file_columns {
         "id, client_id, state, file_name, content_type, file_size, sha256, staging_key, \
          multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
          promoted_key, bound_at, promoted_at, erased_at, text_status, text_chars, text_error, \
-         text_reason"
+         text_reason, scan_status, scan_engine, scan_signatures, scan_found"
     };
 }
 
@@ -201,6 +201,10 @@ pub(super) struct FileRow {
     pub(super) text_chars: Option<i64>,
     pub(super) text_error: Option<String>,
     pub(super) text_reason: Option<String>,
+    pub(super) scan_status: Option<String>,
+    pub(super) scan_engine: Option<String>,
+    pub(super) scan_signatures: Option<String>,
+    pub(super) scan_found: Option<String>,
 }
 
 impl TryFrom<FileRow> for FileRecord {
@@ -238,6 +242,15 @@ impl TryFrom<FileRow> for FileRecord {
                             row.text_error.unwrap_or_default(),
                         )),
                     },
+                }),
+            },
+            scan: match row.scan_status {
+                None => None,
+                Some(status) => Some(crate::domain::ScanRecord {
+                    status: parse_named(&status)?,
+                    engine: row.scan_engine,
+                    signatures: row.scan_signatures,
+                    found: row.scan_found,
                 }),
             },
         })
@@ -637,7 +650,8 @@ pub(super) async fn mark_staged_by_steps<D: Dialect>(
     let row: Option<(bool,)> = D::query(
         "UPDATE files SET state = 'staged', content_type = $2, file_size = $3, \
                 sha256 = $4, uploaded_at = $5, expires_at = $6, \
-                state_changed_at = $5, multipart_upload_id = NULL \
+                state_changed_at = $5, multipart_upload_id = NULL, \
+                scan_status = $7, scan_engine = $8, scan_signatures = $9 \
          WHERE id = $1 AND state = 'receiving' RETURNING TRUE",
     )
     .bind(file_id)
@@ -646,6 +660,9 @@ pub(super) async fn mark_staged_by_steps<D: Dialect>(
     .bind(&facts.sha256)
     .bind(facts.uploaded_at)
     .bind(facts.expires_at)
+    .bind(facts.scan.as_ref().map(|s| s.status.as_str()))
+    .bind(facts.scan.as_ref().and_then(|s| s.engine.as_deref()))
+    .bind(facts.scan.as_ref().and_then(|s| s.signatures.as_deref()))
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_none() {

@@ -626,3 +626,33 @@ pub fn with_zip_comment(mut zip: Vec<u8>, len: u16, ending: &[u8]) -> Vec<u8> {
     zip.extend_from_slice(&comment);
     zip
 }
+
+/// The EICAR anti-virus test file: harmless, and detected by every scanner as if it were not.
+pub fn eicar() -> Vec<u8> {
+    // Assembled, so that no scanner of this repository's own files trips over it.
+    let mut bytes = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$".to_vec();
+    bytes.extend_from_slice(b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*");
+    bytes
+}
+
+/// A valid PDF carrying the EICAR test file in a comment after its header.
+pub fn pdf_with_eicar() -> Vec<u8> {
+    let pdf = text_pdf(&[&["Jane Doe", "Engineer"]]);
+    let header_end = pdf.iter().position(|b| *b == b'\n').expect("a header line") + 1;
+    let mut bytes = pdf[..header_end].to_vec();
+    bytes.push(b'%');
+    bytes.extend_from_slice(&eicar());
+    bytes.push(b'\n');
+    bytes.extend_from_slice(&pdf[header_end..]);
+    bytes
+}
+
+/// A valid Word document carrying the EICAR test file as an extra part.
+pub fn docx_with_eicar() -> Vec<u8> {
+    let eicar = eicar();
+    office_zip(
+        WORD_MAIN,
+        "word/document.xml",
+        &[("word/media/readme.txt", &eicar)],
+    )
+}

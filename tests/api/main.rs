@@ -23,6 +23,7 @@ mod ops;
 pub mod outage;
 pub mod receiver;
 mod replicas;
+mod scanning;
 mod sweeper;
 mod text;
 mod tokens;

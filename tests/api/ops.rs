@@ -152,6 +152,7 @@ async fn the_openapi_document_describes_every_route() {
         "file_empty",
         "file_expired",
         "file_extension_not_allowed",
+        "file_infected",
         "file_missing",
         "file_name_invalid",
         "file_not_discardable",
