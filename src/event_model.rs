@@ -30,13 +30,16 @@ pub enum EventType {
     FileTextExtracted,
     #[serde(rename = "file.text_failed")]
     FileTextFailed,
+    /// A promoted file a later scan (`stowage rescan`) found infected: quarantined.
+    #[serde(rename = "file.infected")]
+    FileInfected,
     #[serde(rename = "ping")]
     Ping,
 }
 
 impl EventType {
     /// Every type, in declaration order.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::FileStaged,
         EventType::FilePromoted,
         EventType::FileExpired,
@@ -45,6 +48,7 @@ impl EventType {
         EventType::FileDownloaded,
         EventType::FileTextExtracted,
         EventType::FileTextFailed,
+        EventType::FileInfected,
         EventType::Ping,
     ];
 
@@ -59,6 +63,7 @@ impl EventType {
             EventType::FileDownloaded => "file.downloaded",
             EventType::FileTextExtracted => "file.text_extracted",
             EventType::FileTextFailed => "file.text_failed",
+            EventType::FileInfected => "file.infected",
             EventType::Ping => "ping",
         }
     }
@@ -100,7 +105,7 @@ pub enum EndpointError {
     #[error("{0} does not resolve")]
     Unresolvable(String),
     #[error(
-        "unknown event type '{0}'; types: file.staged, file.promoted, file.expired, file.discarded, file.erased, file.downloaded, file.text_extracted, file.text_failed, ping"
+        "unknown event type '{0}'; types: file.staged, file.promoted, file.expired, file.discarded, file.erased, file.downloaded, file.text_extracted, file.text_failed, file.infected, ping"
     )]
     UnknownEventType(String),
 }

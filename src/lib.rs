@@ -26,6 +26,7 @@ pub mod policy;
 pub mod promotion;
 pub mod repo;
 pub mod report;
+pub mod rescan;
 pub mod scan;
 pub mod sender;
 pub mod sniff;

@@ -105,6 +105,8 @@ error_codes! {
     FileAlreadyConsumed => "file_already_consumed", UNPROCESSABLE_ENTITY;
     IdempotencyKeyReused => "idempotency_key_reused", CONFLICT;
     FileNotPromoted => "file_not_promoted", CONFLICT;
+    /// A promoted file a later scan found infected: its content is not handed out.
+    FileQuarantined => "file_quarantined", GONE;
     /// The text is still being extracted (or the file is not promoted yet).
     TextNotReady => "text_not_ready", CONFLICT;
     /// Extraction failed: the document has no text Stowage can read.

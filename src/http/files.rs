@@ -22,7 +22,7 @@ use super::error::{ApiError, ErrorCode, Result, current_request_id, json_body};
 use super::paging::{Page, bad_parameter};
 use super::{base_url, parse_file_id};
 use crate::domain::storage_key;
-use crate::domain::{FileState, TextStatus};
+use crate::domain::{FileState, ScanStatus, TextStatus};
 use crate::file_view::FileView;
 use crate::file_view::api_time;
 use crate::repo::{Erase, FileFilter};
@@ -413,6 +413,7 @@ async fn get_text(
             headers(("Location" = String, description = "The short-lived URL; fetch it without your headers"))),
         (status = 404, description = "No such file for this client", body = super::error::ErrorEnvelope),
         (status = 409, description = "Not promoted yet", body = super::error::ErrorEnvelope),
+        (status = 410, description = "file_quarantined: a later scan (`stowage rescan`) found it infected", body = super::error::ErrorEnvelope),
         super::error::ClientFailures,
     )
 )]
@@ -430,6 +431,13 @@ async fn get_content(
         .get_file(&caller.client_id, id)
         .await?
         .ok_or_else(ApiError::file_not_found)?;
+    if let Some(scan) = file
+        .scan
+        .as_ref()
+        .filter(|s| s.status == ScanStatus::Infected)
+    {
+        return Err(quarantined(scan));
+    }
     let key = match (&file.state, &file.promoted_key) {
         (FileState::Promoted, Some(key)) => key.clone(),
         (FileState::Erased, _) => {
@@ -502,6 +510,16 @@ struct SignedDownload {
 }
 
 /// Serves a promoted file on the directory store to whoever holds the signed URL
+/// `410 file_quarantined`: a later scan found the file infected.
+fn quarantined(scan: &crate::domain::ScanRecord) -> ApiError {
+    let signature = scan.found.as_deref().unwrap_or("malware");
+    ApiError::new(
+        ErrorCode::FileQuarantined,
+        format!("File is quarantined: a later scan found it infected ({signature})"),
+    )
+    .with_detail("signature", signature)
+}
+
 /// `GET /files/{id}/content` handed out (its "presigned GET"), with the headers signed for.
 async fn serve_signed(
     State(state): State<ApiState>,
@@ -526,6 +544,15 @@ async fn serve_signed(
         || !state.store().verify_signed_get(&get, &query.signature)
     {
         return Err(forbidden());
+    }
+    // Quarantined since the URL was signed: not handed out.
+    if let Some(file) = state.repo().get_file(&client_id, file_id).await?
+        && let Some(scan) = file
+            .scan
+            .as_ref()
+            .filter(|s| s.status == ScanStatus::Infected)
+    {
+        return Err(quarantined(scan));
     }
     // Erased (or never promoted) since the URL was signed: nothing to hand out.
     let Some((reader, length)) = state.store().read(Area::Files, &key).await? else {

@@ -687,6 +687,26 @@ pub trait FileRepo: Send + Sync {
     async fn refuse_direct(&self, id: Uuid, refusal: &str) -> Result<bool>;
     /// Which client a file (in any state) belongs to.
     async fn file_client(&self, id: Uuid) -> Result<Option<String>>;
+    /// Promoted files (promoted at or after `since`, if given) after `after` in id order, at
+    /// most `limit`: what `stowage rescan` walks.
+    async fn promoted_files(
+        &self,
+        since: Option<DateTime<Utc>>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<FileRecord>>;
+    /// Records a later scan of a promoted file that found nothing; `false` if it is no longer
+    /// promoted or is quarantined.
+    async fn record_scan(&self, id: Uuid, scan: &crate::domain::ScanRecord) -> Result<bool>;
+    /// Quarantines a promoted file a later scan found infected, with its `file.infected` event,
+    /// in one transaction; the file as quarantined, or `None` if it is no longer promoted or
+    /// was quarantined already.
+    async fn quarantine(
+        &self,
+        id: Uuid,
+        scan: &crate::domain::ScanRecord,
+        rules: &dyn EventRules,
+    ) -> Result<Option<FileRecord>>;
     /// A client's file in any state — except a direct upload that completion refused, which is
     /// finished for the client from then on (`None`, and left out of `list_files`).
     async fn get_file(&self, client_id: &str, id: Uuid) -> Result<Option<FileRecord>>;

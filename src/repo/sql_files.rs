@@ -186,6 +186,79 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
         Ok(row.map(|(client_id,)| client_id))
     }
 
+    async fn promoted_files(
+        &self,
+        since: Option<DateTime<Utc>>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<FileRecord>> {
+        let rows: Vec<FileRow> = D::query(concat!(
+            "SELECT ",
+            file_columns!(),
+            " FROM files WHERE state = 'promoted' AND ($1 IS NULL OR promoted_at >= $1) \
+               AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(since)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(FileRecord::try_from).collect()
+    }
+
+    async fn record_scan(&self, file_id: Uuid, scan: &crate::domain::ScanRecord) -> Result<bool> {
+        let done = D::query(
+            "UPDATE files SET scan_status = $2, scan_engine = $3, scan_signatures = $4, \
+                    scan_found = $5 \
+             WHERE id = $1 AND state = 'promoted' \
+               AND (scan_status IS NULL OR scan_status <> 'infected')",
+        )
+        .bind(file_id)
+        .bind(scan.status.as_str())
+        .bind(scan.engine.as_deref())
+        .bind(scan.signatures.as_deref())
+        .bind(scan.found.as_deref())
+        .execute(&self.pool)
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn quarantine(
+        &self,
+        file_id: Uuid,
+        scan: &crate::domain::ScanRecord,
+        rules: &dyn EventRules,
+    ) -> Result<Option<FileRecord>> {
+        let now = Utc::now();
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let row: Option<FileRow> = D::query(concat!(
+            "UPDATE files SET scan_status = 'infected', scan_engine = $2, scan_signatures = $3, \
+                    scan_found = $4 \
+             WHERE id = $1 AND state = 'promoted' \
+               AND (scan_status IS NULL OR scan_status <> 'infected') RETURNING ",
+            file_columns!()
+        ))
+        .bind(file_id)
+        .bind(scan.engine.as_deref())
+        .bind(scan.signatures.as_deref())
+        .bind(scan.found.as_deref())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let file = FileRecord::try_from(row)?;
+        let webhook = match file.webhook_id {
+            Some(webhook_id) => Self::webhook_in(&mut tx, webhook_id).await?,
+            None => None,
+        };
+        let event = rules.file(EventType::FileInfected, &file, webhook.as_ref(), now);
+        D::write_event(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(Some(file))
+    }
+
     async fn get_file(&self, client_id: &str, file_id: Uuid) -> Result<Option<FileRecord>> {
         let row: Option<FileRow> = D::query(concat!(
             "SELECT ",

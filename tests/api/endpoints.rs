@@ -252,7 +252,7 @@ async fn an_endpoint_is_changed_disabled_and_enabled(backend: Backend) {
 
     // `null` events: every type again. Bad changes are refused and change nothing.
     let every = json_with(patch(&app, &id, json!({"events": null})).await, 200).await;
-    assert_eq!(every["events"].as_array().unwrap().len(), 9);
+    assert_eq!(every["events"].as_array().unwrap().len(), 10);
     let refused = assert_refused(
         app.acme(Method::PATCH, &format!("/event-endpoints/{id}"))
             .json(&json!({"events": ["file.exploded"]})),

@@ -158,6 +158,7 @@ async fn the_openapi_document_describes_every_route() {
         "file_not_discardable",
         "file_not_found",
         "file_not_promoted",
+        "file_quarantined",
         "file_too_large",
         "file_size_mismatch",
         "file_checksum_mismatch",

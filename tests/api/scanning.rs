@@ -213,3 +213,143 @@ async fn a_clamd_that_never_answers_times_out() {
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(app.rows().await, 0);
 }
+
+/// Waits until the test clamd finds `marker` (after a signature for it was added and clamd told
+/// to reload).
+async fn wait_until_detected(marker: &[u8]) {
+    let scanner = stowage::scan::Scanner::new(clamd(), Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut session = scanner.session();
+        session.feed(marker).await;
+        if let Ok((stowage::scan::Verdict::Infected(_), _)) = session.finish().await.0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "clamd never loaded the new signature"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Adds a body signature for `marker` to the test clamd's database and reloads it.
+async fn add_signature(name: &str, marker: &[u8]) {
+    let db = std::env::var("STOWAGE_TEST_CLAMD_DB").expect("the test clamd's database");
+    std::fs::write(
+        format!("{db}/{name}.ndb"),
+        format!("{name}:0:*:{}\n", hex::encode(marker)),
+    )
+    .unwrap();
+    let stowage::scan::ClamdAddr::Tcp(hostport) = clamd() else {
+        panic!("the test clamd listens on TCP");
+    };
+    let mut socket = tokio::net::TcpStream::connect(hostport).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut socket, b"zRELOAD\0")
+        .await
+        .unwrap();
+    wait_until_detected(marker).await;
+}
+
+both_backends!(a_signature_added_later_is_caught_by_rescan_and_the_file_quarantined);
+
+async fn a_signature_added_later_is_caught_by_rescan_and_the_file_quarantined(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.clamd = Some(clamd());
+        c.events_allow_private = true;
+    })
+    .await;
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let marker = format!("STOWAGE-LATER-MALWARE-{tag}");
+    let mut ids = Vec::new();
+    for (user, text) in [("u-bad", marker.as_str()), ("u-good", "Grace Hopper")] {
+        let staged = json_with(
+            app.upload("cv.pdf", fixtures::text_pdf(&[&["Candidate", text]]))
+                .await,
+            201,
+        )
+        .await;
+        assert_eq!(staged["scan"]["status"], "clean", "unknown at upload time");
+        let id = staged["carv_file_id"].as_str().unwrap().to_owned();
+        json_with(
+            app.post_webhook("candidates", &crate::helpers::resume_webhook(user, &id))
+                .await,
+            200,
+        )
+        .await;
+        ids.push(id);
+    }
+    let (bad, good) = (&ids[0], &ids[1]);
+
+    let signature = format!("Stowage.Test.Later{}", &tag[..8]);
+    add_signature(&signature, marker.as_bytes()).await;
+    let rescan = |since: &str| {
+        let mut command = crate::crash::stowage_on(&app);
+        command
+            .env(
+                "STOWAGE_CLAMD",
+                std::env::var("STOWAGE_TEST_CLAMD").unwrap(),
+            )
+            .args(["rescan", "--json", "--since", since]);
+        command.output().expect("run stowage rescan")
+    };
+    let out = rescan("1h");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["scanned"], 2, "{report}");
+    assert_eq!(report["clean"], 1, "{report}");
+    assert_eq!(
+        report["infected"][0]["carv_file_id"],
+        bad.as_str(),
+        "{report}"
+    );
+    assert!(
+        report["infected"][0]["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with(&signature)
+    );
+
+    // Quarantined: the record says so, the client hears of it, the content is refused.
+    let record = app.get_json(&format!("/files/{bad}")).await;
+    assert_eq!(record["scan"]["status"], "infected", "{record}");
+    assert!(
+        record["scan"]["signature"]
+            .as_str()
+            .unwrap()
+            .starts_with(&signature)
+    );
+    let content = app.acme(Method::GET, &format!("/files/{bad}/content?redirect=false"));
+    let refused = crate::helpers::assert_refused(content, 410, "file_quarantined").await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&signature)
+    );
+    let events = app.events_of("file.infected").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["data"]["file"]["carv_file_id"], bad.as_str());
+    // The clean one is untouched, its scan renewed.
+    let record = app.get_json(&format!("/files/{good}")).await;
+    assert_eq!(record["scan"]["status"], "clean");
+    let content = app
+        .acme(
+            Method::GET,
+            &format!("/files/{good}/content?redirect=false"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(content.status(), 200);
+
+    // Again: nothing new to quarantine; a window that holds no promotion scans nothing.
+    let again: Value = serde_json::from_slice(&rescan("1h").stdout).unwrap();
+    assert_eq!(again["infected"], json!([]), "{again}");
+    let none: Value = serde_json::from_slice(&rescan("2099-01-01T00:00:00Z").stdout).unwrap();
+    assert_eq!(none["scanned"], 0, "{none}");
+}
