@@ -352,6 +352,19 @@ mod documents {
     }
 
     #[test]
+    fn a_pdf_encrypted_with_an_empty_user_password_gives_its_text() {
+        // Made by pypdf (`encrypt(user_password="", owner_password=…)`), content streams
+        // compressed: exported resumes that restrict printing or copying look like this.
+        for bytes in [
+            &include_bytes!("../tests/fixtures/empty-password-aes256.pdf")[..],
+            &include_bytes!("../tests/fixtures/empty-password-rc4-128.pdf")[..],
+        ] {
+            let text = extract(DocumentKind::Pdf, bytes.to_vec()).expect("its text");
+            assert!(text.contains("Senior engineer at Acme"), "{text}");
+        }
+    }
+
+    #[test]
     fn an_encrypted_pdf_says_so() {
         let failure = extract(DocumentKind::Pdf, fixtures::encrypted_pdf()).unwrap_err();
         assert_eq!(failure.reason, FailureReason::Encrypted, "{failure}");
