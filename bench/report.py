@@ -160,6 +160,25 @@ if ev:
                f"**{fmt(e.get('per_s'))} events/s** from the first upload to the last delivery, "
                f"{fmt(e.get('duplicates'))} duplicates; {fmt(e.get('pending_when_load_ended'))} were still "
                f"pending when the load ended and arrived {fmt(e.get('drain_s'), 2)} s later.\n")
+scan = runs.get("scan200k_c16_stowage")
+if scan:
+    base = runs.get("upload200k_c16_stowage", {})
+    out.append("## Malware scanning (clamd, an offline signature database)\n")
+    out.append("The 200 KB upload workload, 16 clients, through a Stowage that streams every upload to")
+    out.append("clamd (`STOWAGE_CLAMD`), as ratios to the same workload without scanning in this run:\n")
+    out.append("| figure | scanned | not scanned | ratio |")
+    out.append("| --- | --- | --- | --- |")
+
+    def scan_pair(figure, with_, without, digits=1):
+        out.append(f"| {figure} | {fmt(with_, digits)} | {fmt(without, digits)} | {fmt(ratio(with_, without), 2)} |")
+
+    scan_pair("200 KB uploads/s", scan.get("per_s"), base.get("per_s"))
+    scan_pair("200 KB upload p99 ms", scan.get("p99_ms"), base.get("p99_ms"))
+    scan_cpu, base_cpu = scan.get("cpu_ms_per_op") or {}, base.get("cpu_ms_per_op") or {}
+    scan_pair("Stowage CPU ms per upload", scan_cpu.get("stowage"), base_cpu.get("stowage"), 2)
+    own = (scan_cpu.get("stowage") or 0) + (scan_cpu.get("clamd") or 0)
+    scan_pair("Stowage + clamd CPU ms per upload", own, base_cpu.get("stowage"), 2)
+    out.append("")
 out.append("## Every run\n")
 out.append("| run | ok | errors | /s | MB/s | p50 ms | p90 ms | p99 ms | max ms | peak RSS MB |")
 out.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -174,7 +193,7 @@ cpu_rows = [(n, r["cpu_ms_per_op"]) for n, r in sorted(runs.items()) if r.get("c
 if cpu_rows:
     out.append("\nCPU time per operation (ms), by process tree, from /proc (100 Hz ticks; \"all\" is every process")
     out.append("the script started — load generator, S3 server, Stowage, peer — PostgreSQL is separate):\n")
-    names = ["all", "s3", "stowage", "postgres", "peer"]
+    names = ["all", "s3", "stowage", "postgres", "peer", "clamd"]
     out.append("| run | " + " | ".join(names) + " |")
     out.append("| --- |" + " --- |" * len(names))
     for n, cpu in cpu_rows:

@@ -187,6 +187,32 @@ done
 # The same upload and webhook workloads with an event endpoint registered (ratios to the two above).
 run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU"
 
+# Malware scanning: the 200 KB upload workload through a Stowage that streams every upload to
+# clamd (Debian's clamav-daemon, an offline signature database: EICAR), against the same workload
+# without scanning above (upload200k_c16_stowage). clamd's CPU is counted beside Stowage's.
+if wanted scan200k_c16_stowage; then
+  if ! command -v clamd >/dev/null; then
+    log "installing clamav-daemon"; apt-get update -qq && apt-get install -y -qq clamav-daemon >/dev/null
+  fi
+  CLAMPORT=$(free_port)
+  mkdir -p "$WORK/clamd/db"
+  EICAR_HEX=$(printf '%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$' 'EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*' | od -An -tx1 | tr -d ' \n')
+  echo "Bench.EICAR:0:*:$EICAR_HEX" >"$WORK/clamd/db/bench.ndb"
+  printf '%s\n' "Foreground yes" "DatabaseDirectory $WORK/clamd/db" "TCPSocket $CLAMPORT" \
+    "TCPAddr 127.0.0.1" "StreamMaxLength 100M" "MaxThreads 16" >"$WORK/clamd/clamd.conf"
+  [ "$(id -u)" -eq 0 ] && echo "User root" >>"$WORK/clamd/clamd.conf"
+  clamd -c "$WORK/clamd/clamd.conf" >"$WORK/clamd/out.log" 2>&1 &
+  CLAMD_PID=$!; PIDS+=($CLAMD_PID)
+  for _ in $(seq 1 300); do
+    python3 -c "import socket;s=socket.create_connection(('127.0.0.1',$CLAMPORT),timeout=1);s.sendall(b'zPING\0');exit(0 if s.recv(8).startswith(b'PONG') else 1)" 2>/dev/null && break
+    sleep 0.1
+  done
+  STOWAGE_CLAMD=tcp://127.0.0.1:$CLAMPORT start_stowage
+  BENCH_STOWAGE_URL=$STOWAGE_URL run scan200k_c16_stowage upload --target stowage --size $KB200 --concurrency 16 \
+    --count "$(n 4000 500)" --cpu "s3=$S3_PID,postgres=$PGPID,stowage=$STOWAGE_PID,clamd=$CLAMD_PID,all=$$"
+  stop_pid "$STOWAGE_PID"
+fi
+
 # Sweep: 20,000 files staged through a second Stowage process whose TTL is one second (same
 # database and buckets), then one pass of `stowage sweep` on the main configuration.
 SWEEP_N=$(n 20000 2000)
