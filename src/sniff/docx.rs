@@ -57,103 +57,40 @@ const MAX_RELS_BYTES: u64 = 4 * 1024 * 1024;
 /// Inspects a whole `.docx`: the package's main part — the one `_rels/.rels` names as the
 /// office document — must be declared WordprocessingML, and nothing in the package may be a
 /// VBA project, whatever its name.
-pub fn check_docx<R: Read + Seek>(mut reader: R, limits: &DocxLimits) -> Result<(), ContentError> {
-    // Duplicates first, from the central directory itself: the ZIP reader keeps one entry of
-    // each name, so it cannot show them.
-    let listed = central_directory_names(&mut reader, limits)?;
-    let mut seen = std::collections::HashSet::new();
-    for name in &listed {
-        let name = String::from_utf8_lossy(name);
-        if !seen.insert(part_key(&name)) {
-            return Err(ContentError::invalid(format!(
-                "the archive holds two entries named '{name}'"
-            )));
-        }
-    }
-    reader
-        .seek(io::SeekFrom::Start(0))
-        .map_err(|e| ContentError::invalid(format!("the archive cannot be read ({e})")))?;
-    let mut archive = zip::ZipArchive::new(reader)
-        .map_err(|e| ContentError::invalid(format!("the ZIP archive cannot be read ({e})")))?;
-    if archive.len() > limits.max_entries {
-        return Err(ContentError::invalid(format!(
-            "the archive holds {} entries, more than the {} allowed",
-            archive.len(),
-            limits.max_entries
-        )));
-    }
-
+pub fn check_docx<R: Read + Seek>(reader: R, limits: &DocxLimits) -> Result<(), ContentError> {
+    let mut rels_total: u64 = 0;
+    let archive = inflate_entries(
+        reader,
+        limits,
+        |name, declared| {
+            if is_macro_part(name) {
+                return Err(ContentError::mismatch(MACRO_ENABLED));
+            }
+            if name == CONTENT_TYPES && declared > limits.max_content_types {
+                return Err(ContentError::invalid(format!(
+                    "{CONTENT_TYPES} is too large"
+                )));
+            }
+            if name.to_ascii_lowercase().ends_with(".rels") {
+                rels_total += declared;
+                if rels_total > MAX_RELS_BYTES {
+                    return Err(ContentError::invalid(
+                        "the relationship parts are too large",
+                    ));
+                }
+            }
+            Ok(())
+        },
+        |name| name == CONTENT_TYPES || name.to_ascii_lowercase().ends_with(".rels"),
+    )?;
+    let names = archive.names;
     let mut content_types = None;
     let mut rels: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut rels_total: u64 = 0;
-    let mut names = std::collections::HashSet::new();
-    let mut total: u64 = 0;
-    for index in 0..archive.len() {
-        let mut entry = archive
-            .by_index(index)
-            .map_err(|e| ContentError::invalid(format!("an archive entry cannot be read ({e})")))?;
-        let name = entry
-            .name()
-            .map_err(|e| ContentError::invalid(format!("an entry name cannot be read ({e})")))?
-            .into_owned();
-        // Part names are case-insensitive; two entries of one name make the package ambiguous
-        // (tools disagree on which one counts).
-        if !names.insert(part_key(&name)) {
-            return Err(ContentError::invalid(format!(
-                "the archive holds two entries named '{name}'"
-            )));
-        }
-        if is_macro_part(&name) {
-            return Err(ContentError::mismatch(MACRO_ENABLED));
-        }
-        let declared = entry.size();
-        let compressed = entry.compressed_size().max(1);
-        if declared > limits.ratio_floor && declared / compressed > limits.max_ratio {
-            return Err(ContentError::invalid(format!(
-                "entry '{name}' inflates {}-fold, more than the {}-fold allowed",
-                declared / compressed,
-                limits.max_ratio
-            )));
-        }
-        if total + declared > limits.max_total_inflated {
-            return Err(inflated_too_much(limits));
-        }
-        // Inflate for real: a header can lie about its size, and reading to the end checks the CRC.
-        let budget = declared.min(limits.max_total_inflated - total);
-        let mut bounded = (&mut entry).take(budget + 1);
-        let is_content_types = name == CONTENT_TYPES;
-        let is_rels = name.to_ascii_lowercase().ends_with(".rels");
-        if is_content_types && declared > limits.max_content_types {
-            return Err(ContentError::invalid(format!(
-                "{CONTENT_TYPES} is too large"
-            )));
-        }
-        if is_rels {
-            rels_total += declared;
-            if rels_total > MAX_RELS_BYTES {
-                return Err(ContentError::invalid(
-                    "the relationship parts are too large",
-                ));
-            }
-        }
-        let keep = is_content_types || is_rels;
-        let mut buf = Vec::new();
-        let read = if keep {
-            bounded.read_to_end(&mut buf).map(|n| n as u64)
+    for (name, bytes) in archive.kept {
+        if name == CONTENT_TYPES {
+            content_types = Some(bytes);
         } else {
-            io::copy(&mut bounded, &mut io::sink())
-        }
-        .map_err(|e| ContentError::invalid(format!("entry '{name}' is damaged ({e})")))?;
-        if read > declared {
-            return Err(ContentError::invalid(format!(
-                "entry '{name}' inflates past the size it declares"
-            )));
-        }
-        total += read;
-        if is_content_types {
-            content_types = Some(buf);
-        } else if is_rels {
-            rels.push((name, buf));
+            rels.push((name, bytes));
         }
     }
 
@@ -194,6 +131,117 @@ pub fn check_docx<R: Read + Seek>(mut reader: R, limits: &DocxLimits) -> Result<
         )));
     }
     classify(types.of(&main).unwrap_or(""))
+}
+
+/// An archive every entry of which was inflated within the limits.
+pub(super) struct Inflated {
+    /// Every entry's part key (`part_key`), in archive order.
+    pub(super) names: std::collections::HashSet<String>,
+    /// The first entry's name, as written.
+    pub(super) first: Option<String>,
+    /// The entries `keep` asked for, inflated.
+    pub(super) kept: Vec<(String, Vec<u8>)>,
+}
+
+/// Most bytes a kept entry may have.
+const MAX_KEPT_ENTRY: u64 = 64 * 1024 * 1024;
+
+/// Reads a ZIP package the way every ZIP-based format is checked (`.docx`, `.odt`): no two
+/// entries of one name (from the central directory itself), at most `max_entries`, every entry
+/// inflated for real (a header can lie about its size; reading to the end checks the CRC)
+/// within the ratio and total limits. `check` sees each entry's name and declared size before
+/// it is inflated; the entries `keep` names are returned inflated.
+pub(super) fn inflate_entries<R: Read + Seek>(
+    mut reader: R,
+    limits: &DocxLimits,
+    mut check: impl FnMut(&str, u64) -> Result<(), ContentError>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Inflated, ContentError> {
+    // Duplicates first, from the central directory itself: the ZIP reader keeps one entry of
+    // each name, so it cannot show them.
+    let listed = central_directory_names(&mut reader, limits)?;
+    let mut seen = std::collections::HashSet::new();
+    for name in &listed {
+        let name = String::from_utf8_lossy(name);
+        if !seen.insert(part_key(&name)) {
+            return Err(ContentError::invalid(format!(
+                "the archive holds two entries named '{name}'"
+            )));
+        }
+    }
+    reader
+        .seek(io::SeekFrom::Start(0))
+        .map_err(|e| ContentError::invalid(format!("the archive cannot be read ({e})")))?;
+    let mut archive = zip::ZipArchive::new(reader)
+        .map_err(|e| ContentError::invalid(format!("the ZIP archive cannot be read ({e})")))?;
+    if archive.len() > limits.max_entries {
+        return Err(ContentError::invalid(format!(
+            "the archive holds {} entries, more than the {} allowed",
+            archive.len(),
+            limits.max_entries
+        )));
+    }
+    let mut inflated = Inflated {
+        names: std::collections::HashSet::new(),
+        first: None,
+        kept: Vec::new(),
+    };
+    let mut total: u64 = 0;
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| ContentError::invalid(format!("an archive entry cannot be read ({e})")))?;
+        let name = entry
+            .name()
+            .map_err(|e| ContentError::invalid(format!("an entry name cannot be read ({e})")))?
+            .into_owned();
+        // Part names are case-insensitive; two entries of one name make the package ambiguous
+        // (tools disagree on which one counts).
+        if !inflated.names.insert(part_key(&name)) {
+            return Err(ContentError::invalid(format!(
+                "the archive holds two entries named '{name}'"
+            )));
+        }
+        if index == 0 {
+            inflated.first = Some(name.clone());
+        }
+        let declared = entry.size();
+        check(&name, declared)?;
+        let compressed = entry.compressed_size().max(1);
+        if declared > limits.ratio_floor && declared / compressed > limits.max_ratio {
+            return Err(ContentError::invalid(format!(
+                "entry '{name}' inflates {}-fold, more than the {}-fold allowed",
+                declared / compressed,
+                limits.max_ratio
+            )));
+        }
+        if total + declared > limits.max_total_inflated {
+            return Err(inflated_too_much(limits));
+        }
+        let budget = declared.min(limits.max_total_inflated - total);
+        let mut bounded = (&mut entry).take(budget + 1);
+        let wanted = keep(&name);
+        if wanted && declared > MAX_KEPT_ENTRY {
+            return Err(ContentError::invalid(format!("entry '{name}' is too large")));
+        }
+        let mut buf = Vec::new();
+        let read = if wanted {
+            bounded.read_to_end(&mut buf).map(|n| n as u64)
+        } else {
+            io::copy(&mut bounded, &mut io::sink())
+        }
+        .map_err(|e| ContentError::invalid(format!("entry '{name}' is damaged ({e})")))?;
+        if read > declared {
+            return Err(ContentError::invalid(format!(
+                "entry '{name}' inflates past the size it declares"
+            )));
+        }
+        total += read;
+        if wanted {
+            inflated.kept.push((name, buf));
+        }
+    }
+    Ok(inflated)
 }
 
 /// Most bytes a central directory may have.
