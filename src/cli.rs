@@ -91,7 +91,7 @@ pub enum Command {
     /// it has none as JSON (exit 3). The service runs this for every document, as a child
     /// process that limits its own memory (`STOWAGE_TEXT_MEMORY_MB`) and CPU time.
     Extract {
-        /// The document's type: pdf, doc, docx or txt.
+        /// The document's type: pdf, doc, docx, txt, rtf or odt.
         #[arg(long, value_parser = parse_kind)]
         kind: crate::sniff::DocumentKind,
         /// CPU seconds the extraction may use before the system stops it.
@@ -119,7 +119,7 @@ fn parse_since(raw: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 fn parse_kind(raw: &str) -> Result<crate::sniff::DocumentKind, String> {
     crate::sniff::DocumentKind::from_extension(raw.trim_start_matches('.'))
-        .ok_or_else(|| format!("'{raw}' is not pdf, doc, docx or txt"))
+        .ok_or_else(|| format!("'{raw}' is not pdf, doc, docx, txt, rtf or odt"))
 }
 
 /// `stowage storage …`

@@ -127,7 +127,7 @@ pub struct Config {
     )]
     pub max_upload_bytes: u64,
 
-    /// Accepted file extensions, comma separated: any of doc, docx, pdf, txt.
+    /// Accepted file extensions, comma separated: any of doc, docx, pdf, txt, rtf, odt.
     #[arg(
         long,
         env = "STOWAGE_ALLOWED_EXTENSIONS",
@@ -524,7 +524,7 @@ fn parse_extensions(raw: &str) -> Result<BTreeSet<DocumentKind>, String> {
         .map(|ext| {
             let ext = ext.trim_start_matches('.');
             DocumentKind::from_extension(ext).ok_or_else(|| {
-                format!("'{ext}' is not a type Stowage can check (pdf, doc, docx, txt)")
+                format!("'{ext}' is not a type Stowage can check (pdf, doc, docx, txt, rtf, odt)")
             })
         })
         .collect();

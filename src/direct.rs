@@ -276,7 +276,8 @@ async fn check_arrived(
         UploadError::TooLarge { .. } => mismatch(size),
         e => e,
     };
-    let head = staging::read_head(app, kind, &mut source, &mut meter)
+    let allowed = &Admission::service(app).extensions;
+    let (kind, head) = staging::read_head(app, kind, allowed, &mut source, &mut meter)
         .await
         .map_err(taken)?;
     let mut checks = StreamChecks::new(app, kind)?;

@@ -355,6 +355,7 @@ pub(crate) struct StreamChecks {
     tail: Option<Tail>,
     archive: Option<sniff::ArchiveScanner>,
     utf8: Option<sniff::Utf8Stream>,
+    rtf: Option<sniff::RtfStream>,
     spool: Option<(SpillFile, tokio::fs::File)>,
     /// The malware scan, fed as the bytes pass (`STOWAGE_CLAMD`).
     scan: Option<crate::scan::ScanSession>,
@@ -386,6 +387,7 @@ impl StreamChecks {
             tail: pdf.then(Tail::default),
             archive: pdf.then(sniff::ArchiveScanner::default),
             utf8: (kind == DocumentKind::Txt).then(sniff::Utf8Stream::default),
+            rtf: (kind == DocumentKind::Rtf).then(sniff::RtfStream::default),
             spool,
             scan: app.scanner().map(|s| s.session()),
         })
@@ -403,6 +405,9 @@ impl StreamChecks {
         if let Some(utf8) = self.utf8.as_mut() {
             utf8.feed(chunk)
                 .map_err(|e| UploadError::content(kind, e))?;
+        }
+        if let Some(rtf) = self.rtf.as_mut() {
+            rtf.feed(chunk).map_err(|e| UploadError::content(kind, e))?;
         }
         if let Some((file, spool)) = self.spool.as_mut() {
             file.reserve(chunk.len())?;
@@ -431,6 +436,9 @@ impl StreamChecks {
             }
             if let Some(utf8) = self.utf8 {
                 utf8.finish().map_err(|e| UploadError::content(kind, e))?;
+            }
+            if let Some(rtf) = self.rtf {
+                rtf.finish().map_err(|e| UploadError::content(kind, e))?;
             }
             if let Some(tail) = self.tail {
                 sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
@@ -640,12 +648,15 @@ async fn check_text(
 
 /// Reads until at least [`sniff::HEAD_LEN`] bytes (or the end) are in hand and checks them:
 /// not empty, the magic bytes of `kind`. Returns the chunks as received.
+/// What the file turns out to be (an RTF document named `.doc` is RTF, where RTF is
+/// `allowed`) is returned with the head.
 pub(crate) async fn read_head(
     app: &App,
     kind: DocumentKind,
+    allowed: &BTreeSet<DocumentKind>,
     source: &mut dyn ByteSource,
     meter: &mut Meter,
-) -> Result<Vec<Bytes>, UploadError> {
+) -> Result<(DocumentKind, Vec<Bytes>), UploadError> {
     let mut head = Vec::new();
     let mut len = 0;
     while len < sniff::HEAD_LEN {
@@ -661,10 +672,17 @@ pub(crate) async fn read_head(
     if meter.size == 0 {
         return Err(UploadError::Empty);
     }
-    if let Err(e) = sniff::check_head(kind, &head_bytes(&head)) {
+    let first = head_bytes(&head);
+    let actual = sniff::actual_kind(kind, &first);
+    let kind = if allowed.contains(&actual) {
+        actual
+    } else {
+        kind
+    };
+    if let Err(e) = sniff::check_head(kind, &first) {
         return Err(infected_or(app, &head, UploadError::content(kind, e)).await);
     }
-    Ok(head)
+    Ok((kind, head))
 }
 
 /// The first [`sniff::HEAD_LEN`] bytes of the head chunks, contiguous.
@@ -801,7 +819,7 @@ pub async fn receive(
     let file_name = sanitize_file_name(raw_file_name);
     let kind = admission.kind_of(&file_name)?;
     let mut meter = Meter::new(admission.max_bytes);
-    let head = read_head(app, kind, source, &mut meter).await?;
+    let (kind, head) = read_head(app, kind, &admission.extensions, source, &mut meter).await?;
     admission.open(app).await?;
 
     let id = Uuid::new_v4();

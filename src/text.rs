@@ -104,6 +104,8 @@ pub fn extract(kind: DocumentKind, bytes: Vec<u8>) -> Result<String, TextFailure
         DocumentKind::Pdf => pdf(bytes)?,
         DocumentKind::Docx | DocumentKind::Doc => office(kind, bytes)?,
         DocumentKind::Txt => plain(bytes)?,
+        DocumentKind::Rtf => rtf(&bytes)?,
+        DocumentKind::Odt => odt(bytes)?,
     };
     let text = normalize(&raw);
     if text.len() > MAX_TEXT_BYTES {
@@ -148,6 +150,280 @@ fn pdf(bytes: Vec<u8>) -> Result<String, TextFailure> {
         }
     }
     Ok(text)
+}
+
+/// RTF destinations whose text is not the document's (fonts, colours, styles, metadata,
+/// pictures, embedded objects, field instructions, revision tables…).
+const RTF_SKIPPED: &[&[u8]] = &[
+    b"fonttbl",
+    b"colortbl",
+    b"stylesheet",
+    b"info",
+    b"pict",
+    b"object",
+    b"objdata",
+    b"listtable",
+    b"listoverridetable",
+    b"rsidtbl",
+    b"generator",
+    b"xmlnstbl",
+    b"themedata",
+    b"colorschememapping",
+    b"datastore",
+    b"latentstyles",
+    b"pgdsctbl",
+    b"fldinst",
+    b"filetbl",
+    b"revtbl",
+    b"shppict",
+    b"nonshppict",
+    b"mmathPr",
+    b"docvar",
+    b"wgrffmtfilter",
+    b"bkmkstart",
+    b"bkmkend",
+    b"pntext",
+    b"pntxta",
+    b"pntxtb",
+    b"falt",
+    b"panose",
+    b"listtext",
+];
+
+/// Windows-1252, the code page nearly every RTF file declares, for `\'hh` escapes and raw
+/// bytes above 127.
+fn cp1252(byte: u8) -> char {
+    const HIGH: [u16; 32] = [
+        0x20AC, 0x81, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
+        0x2039, 0x0152, 0x8D, 0x017D, 0x8F, 0x90, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013,
+        0x2014, 0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0x9D, 0x017E, 0x0178,
+    ];
+    match byte {
+        0x80..=0x9F => char::from_u32(u32::from(HIGH[usize::from(byte - 0x80)])).unwrap_or(' '),
+        _ => char::from(byte),
+    }
+}
+
+/// The text of an RTF document: groups and control words read, destinations that are not
+/// text skipped, `\uN` and `\'hh` decoded, paragraphs and table rows as lines, cells and tabs
+/// as tabs.
+fn rtf(bytes: &[u8]) -> Result<String, TextFailure> {
+    if !bytes.starts_with(b"{\\rtf") {
+        return Err(TextFailure::unreadable(
+            "RTF",
+            "it does not begin with {\\rtf",
+        ));
+    }
+    let mut out = String::new();
+    // Per group: whether its text is skipped, and how many fallback characters follow `\u`.
+    let mut stack: Vec<(bool, usize)> = Vec::new();
+    let (mut skip, mut uc) = (false, 1usize);
+    // Fallback characters still to drop after a `\u`.
+    let mut fallback = 0usize;
+    let emit = |out: &mut String, skip: bool, fallback: &mut usize, c: char| {
+        if *fallback > 0 {
+            *fallback -= 1;
+        } else if !skip {
+            out.push(c);
+        }
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => {
+                if stack.len() > 10_000 {
+                    return Err(TextFailure::unreadable("RTF", "its groups nest too deep"));
+                }
+                stack.push((skip, uc));
+                i += 1;
+            }
+            b'}' => {
+                if let Some((s, u)) = stack.pop() {
+                    (skip, uc) = (s, u);
+                }
+                fallback = 0;
+                i += 1;
+            }
+            b'\\' => {
+                i += 1;
+                let Some(&c) = bytes.get(i) else { break };
+                if c.is_ascii_alphabetic() {
+                    let start = i;
+                    while i < bytes.len() && bytes[i].is_ascii_alphabetic() && i - start < 32 {
+                        i += 1;
+                    }
+                    let word = &bytes[start..i];
+                    let negative = bytes.get(i) == Some(&b'-');
+                    if negative {
+                        i += 1;
+                    }
+                    let digits = i;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() && i - digits < 10 {
+                        i += 1;
+                    }
+                    let param: Option<i64> = std::str::from_utf8(&bytes[digits..i])
+                        .ok()
+                        .and_then(|d| d.parse().ok())
+                        .map(|n: i64| if negative { -n } else { n });
+                    if bytes.get(i) == Some(&b' ') {
+                        i += 1;
+                    }
+                    match word {
+                        b"par" | b"line" | b"row" | b"sect" | b"page" => {
+                            emit(&mut out, skip, &mut fallback, '\n')
+                        }
+                        b"tab" | b"cell" => emit(&mut out, skip, &mut fallback, '\t'),
+                        b"emdash" => emit(&mut out, skip, &mut fallback, '—'),
+                        b"endash" => emit(&mut out, skip, &mut fallback, '–'),
+                        b"bullet" => emit(&mut out, skip, &mut fallback, '•'),
+                        b"lquote" => emit(&mut out, skip, &mut fallback, '‘'),
+                        b"rquote" => emit(&mut out, skip, &mut fallback, '’'),
+                        b"ldblquote" => emit(&mut out, skip, &mut fallback, '“'),
+                        b"rdblquote" => emit(&mut out, skip, &mut fallback, '”'),
+                        b"uc" => uc = param.unwrap_or(1).clamp(0, 10) as usize,
+                        b"u" => {
+                            let n = param.unwrap_or(0);
+                            let n = if n < 0 { n + 65_536 } else { n };
+                            let c = u32::try_from(n)
+                                .ok()
+                                .and_then(char::from_u32)
+                                .unwrap_or('\u{fffd}');
+                            fallback = 0;
+                            emit(&mut out, skip, &mut fallback, c);
+                            fallback = uc;
+                        }
+                        w if RTF_SKIPPED.contains(&w) => skip = true,
+                        _ => {}
+                    }
+                } else {
+                    i += 1;
+                    match c {
+                        b'\'' => {
+                            let hex = bytes
+                                .get(i..i + 2)
+                                .and_then(|h| std::str::from_utf8(h).ok());
+                            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                                emit(&mut out, skip, &mut fallback, cp1252(byte));
+                                i += 2;
+                            }
+                        }
+                        // An ignorable destination: skipped unless understood (none are).
+                        b'*' => skip = true,
+                        b'~' => emit(&mut out, skip, &mut fallback, '\u{a0}'),
+                        b'_' => emit(&mut out, skip, &mut fallback, '-'),
+                        b'\\' | b'{' | b'}' => emit(&mut out, skip, &mut fallback, char::from(c)),
+                        b'\n' | b'\r' => emit(&mut out, skip, &mut fallback, '\n'),
+                        _ => {}
+                    }
+                }
+            }
+            b'\r' | b'\n' => i += 1,
+            byte => {
+                emit(&mut out, skip, &mut fallback, cp1252(byte));
+                i += 1;
+            }
+        }
+        if out.len() > MAX_TEXT_BYTES * 2 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Most bytes of `content.xml` read.
+const MAX_ODT_CONTENT: u64 = 64 * 1024 * 1024;
+
+/// The text of an OpenDocument text: `content.xml`'s paragraphs and headings as lines, table
+/// cells separated by tabs and rows by lines, `text:s`, `text:tab` and `text:line-break`
+/// honoured; annotations and tracked deletions left out.
+fn odt(bytes: Vec<u8>) -> Result<String, TextFailure> {
+    use std::io::Read;
+    let unreadable = |why: &dyn fmt::Display| TextFailure::unreadable("ODT", why);
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| unreadable(&e))?;
+    let mut entry = archive.by_name("content.xml").map_err(|e| unreadable(&e))?;
+    let mut xml = Vec::new();
+    (&mut entry)
+        .take(MAX_ODT_CONTENT)
+        .read_to_end(&mut xml)
+        .map_err(|e| unreadable(&e))?;
+    drop(entry);
+
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_reader(xml.as_slice());
+    let mut buf = Vec::new();
+    let mut out = String::new();
+    // Inside elements whose text is not the document's (annotations, deleted changes).
+    let mut hidden = 0usize;
+    // Inside table cells a paragraph ends with a space: a row is one line.
+    let mut cells = 0usize;
+    loop {
+        let event = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| unreadable(&e))?;
+        match event {
+            Event::Start(e) => match e.name().as_ref() {
+                "office:annotation" | "text:tracked-changes" | "text:note-citation" => hidden += 1,
+                _ if hidden > 0 => {}
+                "table:table-cell" | "table:covered-table-cell" => cells += 1,
+                "text:tab" => out.push('\t'),
+                "text:line-break" => out.push('\n'),
+                _ => {}
+            },
+            Event::Empty(e) if hidden == 0 => match e.name().as_ref() {
+                "text:s" => {
+                    let count = e
+                        .try_get_attribute("text:c")
+                        .ok()
+                        .flatten()
+                        .and_then(|a| a.value.trim().parse::<usize>().ok())
+                        .unwrap_or(1)
+                        .min(1000);
+                    out.extend(std::iter::repeat_n(' ', count));
+                }
+                "text:tab" => out.push('\t'),
+                "text:line-break" => out.push('\n'),
+                "text:p" | "text:h" => out.push('\n'),
+                _ => {}
+            },
+            Event::End(e) => match e.name().as_ref() {
+                "office:annotation" | "text:tracked-changes" | "text:note-citation" => {
+                    hidden = hidden.saturating_sub(1)
+                }
+                _ if hidden > 0 => {}
+                "text:p" | "text:h" => out.push(if cells > 0 { ' ' } else { '\n' }),
+                "table:table-cell" | "table:covered-table-cell" => {
+                    cells = cells.saturating_sub(1);
+                    out.push('\t');
+                }
+                "table:table-row" => out.push('\n'),
+                _ => {}
+            },
+            Event::Text(t) if hidden == 0 => out.push_str(&t.xml10_content()),
+            Event::CData(t) if hidden == 0 => out.push_str(&t.xml10_content()),
+            Event::GeneralRef(r) if hidden == 0 => {
+                if let Ok(Some(c)) = r.resolve_char_ref() {
+                    out.push(c);
+                } else {
+                    out.push(match r.into_inner().as_ref() {
+                        "amp" => '&',
+                        "lt" => '<',
+                        "gt" => '>',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        _ => ' ',
+                    });
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+        if out.len() > MAX_TEXT_BYTES * 2 {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 fn pdf_failure(error: &pdf_oxide::Error) -> TextFailure {
@@ -300,6 +576,27 @@ mod tests {
         assert_eq!(text.as_deref(), Ok("Grace Hopper\nCOBOL\n"));
         let latin1 = extract(DocumentKind::Txt, b"Jos\xe9".to_vec()).unwrap_err();
         assert_eq!(latin1.reason, FailureReason::Unreadable);
+    }
+
+    #[test]
+    fn rtf_gives_its_text_without_its_tables_of_fonts_and_metadata() {
+        let text = extract(DocumentKind::Rtf, crate::sniff::fixtures::rtf("Jane Doe")).unwrap();
+        assert_eq!(text, "Jane Doe\nCafé €uro Rust\n");
+        let table = br"{\rtf1\ansi{\*\generator Writer;}\trowd\cellx100\cellx200 Skill\cell Years\cell\row Rust\cell 6\cell\row}";
+        let text = extract(DocumentKind::Rtf, table.to_vec()).unwrap();
+        assert_eq!(text, "Skill Years\nRust 6\n");
+        // \uc2: two fallback bytes after each \u.
+        let wide = br"{\rtf1\uc2 \u26085\'93\'fa\u26412\'96\'7b}";
+        assert_eq!(extract(DocumentKind::Rtf, wide.to_vec()).unwrap(), "日本\n");
+    }
+
+    #[test]
+    fn odt_gives_its_paragraphs_and_table_cells() {
+        let text = extract(DocumentKind::Odt, crate::sniff::fixtures::odt("Jane Doe")).unwrap();
+        assert_eq!(
+            text,
+            "Jane Doe\nSenior engineer Acme\n2019 – 2024\nSkill Years\nRust 6\n"
+        );
     }
 
     #[test]

@@ -222,7 +222,9 @@ pub(super) fn inflate_entries<R: Read + Seek>(
         let mut bounded = (&mut entry).take(budget + 1);
         let wanted = keep(&name);
         if wanted && declared > MAX_KEPT_ENTRY {
-            return Err(ContentError::invalid(format!("entry '{name}' is too large")));
+            return Err(ContentError::invalid(format!(
+                "entry '{name}' is too large"
+            )));
         }
         let mut buf = Vec::new();
         let read = if wanted {

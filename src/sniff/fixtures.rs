@@ -656,3 +656,28 @@ pub fn docx_with_eicar() -> Vec<u8> {
         &[("word/media/readme.txt", &eicar)],
     )
 }
+
+/// An OpenDocument text package of these entries, in order (`mimetype` should come first).
+pub fn odt_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    zip_of(entries)
+}
+
+/// A minimal OpenDocument text whose one paragraph is `text`.
+pub fn odt(text: &str) -> Vec<u8> {
+    let content = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.2"><office:body><office:text><text:h text:outline-level="1">{text}</text:h><text:p>Senior<text:s text:c="2"/>engineer<text:tab/>Acme<text:line-break/>2019 – 2024</text:p><table:table><table:table-row><table:table-cell><text:p>Skill</text:p></table:table-cell><table:table-cell><text:p>Years</text:p></table:table-cell></table:table-row><table:table-row><table:table-cell><text:p>Rust</text:p></table:table-cell><table:table-cell><text:p>6</text:p></table:table-cell></table:table-row></table:table></office:text></office:body></office:document-content>"#
+    );
+    odt_of(&[
+        ("mimetype", b"application/vnd.oasis.opendocument.text"),
+        ("content.xml", content.as_bytes()),
+        ("META-INF/manifest.xml", b"<manifest:manifest xmlns:manifest=\"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0\"/>"),
+    ])
+}
+
+/// A minimal RTF resume.
+pub fn rtf(text: &str) -> Vec<u8> {
+    format!(
+        "{{\\rtf1\\ansi\\deff0{{\\fonttbl{{\\f0 Arial;}}}}{{\\info{{\\author Someone}}}}\\f0\\fs24 {text}\\par Caf\\'e9 \\u8364?uro\\tab Rust\\par}}"
+    )
+    .into_bytes()
+}

@@ -7,12 +7,16 @@ mod doc;
 mod docx;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod odt;
+mod rtf;
 
 use std::fmt;
 use std::io::{Read, Seek};
 
 pub use doc::check_doc;
 pub use docx::{DocxLimits, check_docx};
+pub use odt::check_odt;
+pub use rtf::RtfStream;
 
 /// MIME type reported when nothing recognisable is found.
 pub const OCTET_STREAM: &str = "application/octet-stream";
@@ -31,15 +35,22 @@ pub enum DocumentKind {
     Pdf,
     /// Plain text, UTF-8 only; accepted only when `STOWAGE_ALLOWED_EXTENSIONS` names it.
     Txt,
+    /// Rich Text Format; only when `STOWAGE_ALLOWED_EXTENSIONS` names it (then also what a
+    /// `.doc` that is really RTF is accepted as).
+    Rtf,
+    /// OpenDocument text; only when `STOWAGE_ALLOWED_EXTENSIONS` names it.
+    Odt,
 }
 
 impl DocumentKind {
     /// Every kind Stowage knows how to verify.
-    pub const ALL: [DocumentKind; 4] = [
+    pub const ALL: [DocumentKind; 6] = [
         DocumentKind::Doc,
         DocumentKind::Docx,
         DocumentKind::Pdf,
         DocumentKind::Txt,
+        DocumentKind::Rtf,
+        DocumentKind::Odt,
     ];
 
     /// The extension without its dot, lower case.
@@ -49,6 +60,8 @@ impl DocumentKind {
             DocumentKind::Docx => "docx",
             DocumentKind::Pdf => "pdf",
             DocumentKind::Txt => "txt",
+            DocumentKind::Rtf => "rtf",
+            DocumentKind::Odt => "odt",
         }
     }
 
@@ -61,6 +74,8 @@ impl DocumentKind {
             }
             DocumentKind::Pdf => "application/pdf",
             DocumentKind::Txt => "text/plain",
+            DocumentKind::Rtf => "application/rtf",
+            DocumentKind::Odt => odt::ODT_MIME,
         }
     }
 
@@ -80,7 +95,10 @@ impl DocumentKind {
 
     /// Whether the leading-bytes check is all there is, or the whole file must be inspected.
     pub fn needs_deep_check(self) -> bool {
-        !matches!(self, DocumentKind::Pdf | DocumentKind::Txt)
+        !matches!(
+            self,
+            DocumentKind::Pdf | DocumentKind::Txt | DocumentKind::Rtf
+        )
     }
 }
 
@@ -129,6 +147,18 @@ pub fn detect(head: &[u8]) -> &'static str {
 }
 
 const PDF_MAGIC: &[u8] = b"%PDF-";
+const RTF_MAGIC: &[u8] = b"{\\rtf";
+
+/// What a file really is when that differs, acceptably, from the kind its name claims: Word
+/// saves RTF under `.doc`, so a `.doc` that begins `{\rtf` is RTF (accepted as such only where
+/// RTF is allowed).
+pub fn actual_kind(claimed: DocumentKind, head: &[u8]) -> DocumentKind {
+    if claimed == DocumentKind::Doc && head.starts_with(RTF_MAGIC) {
+        DocumentKind::Rtf
+    } else {
+        claimed
+    }
+}
 const ZIP_MAGIC: &[u8] = b"PK\x03\x04";
 const OLE_MAGIC: &[u8] = &[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
 
@@ -150,6 +180,12 @@ pub fn check_head(kind: DocumentKind, head: &[u8]) -> Result<(), ContentError> {
         // Whether every byte is UTF-8 is decided as the bytes arrive (`Utf8Stream`); here only
         // a recognisable binary type is refused.
         DocumentKind::Txt => detected == OCTET_STREAM || detected.starts_with("text/"),
+        DocumentKind::Rtf => head.starts_with(RTF_MAGIC),
+        // The `mimetype` entry is judged by the deep check.
+        DocumentKind::Odt => {
+            head.starts_with(ZIP_MAGIC)
+                && matches!(detected, "application/zip" | OCTET_STREAM | odt::ODT_MIME)
+        }
     };
     if ok {
         return Ok(());
@@ -374,7 +410,8 @@ pub fn check_whole<R: Read + Seek>(
         DocumentKind::Pdf => Ok(()),
         DocumentKind::Docx => check_docx(reader, limits),
         DocumentKind::Doc => check_doc(reader),
-        DocumentKind::Txt => Ok(()),
+        DocumentKind::Odt => check_odt(reader, limits),
+        DocumentKind::Txt | DocumentKind::Rtf => Ok(()),
     }
 }
 

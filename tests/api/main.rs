@@ -16,6 +16,7 @@ mod edges;
 mod endpoints;
 mod erasure;
 mod events;
+mod formats;
 pub mod hardening;
 mod limits;
 mod operability;

@@ -27,7 +27,7 @@ fn with_txt(config: &mut stowage::config::Config) {
 }
 
 /// Stages a file and binds it with a webhook for `user_id`; its id.
-async fn promote(app: &TestApp, name: &str, bytes: Vec<u8>, user_id: &str) -> String {
+pub(crate) async fn promote(app: &TestApp, name: &str, bytes: Vec<u8>, user_id: &str) -> String {
     let staged = json_with(app.upload(name, bytes).await, 201).await;
     let id = staged["carv_file_id"].as_str().unwrap().to_owned();
     let bound = app
@@ -38,7 +38,7 @@ async fn promote(app: &TestApp, name: &str, bytes: Vec<u8>, user_id: &str) -> St
 }
 
 /// The file record once its text is no longer pending (at most a minute).
-async fn settled(app: &TestApp, id: &str) -> Value {
+pub(crate) async fn settled(app: &TestApp, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let file = app.get_json(&format!("/files/{id}")).await;
@@ -50,7 +50,7 @@ async fn settled(app: &TestApp, id: &str) -> Value {
     }
 }
 
-async fn text_of(app: &TestApp, id: &str) -> String {
+pub(crate) async fn text_of(app: &TestApp, id: &str) -> String {
     let response = app
         .acme(Method::GET, &format!("/files/{id}/text"))
         .send()
