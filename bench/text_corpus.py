@@ -21,7 +21,7 @@ import time
 import unicodedata
 
 WORD = re.compile(r"\w+")
-KINDS = {"pdf": "pdf", "docx": "docx", "doc": "doc"}
+KINDS = {"pdf": "pdf", "docx": "docx", "doc": "doc", "rtf": "rtf", "odt": "odt"}
 
 
 def words(text):
@@ -55,6 +55,14 @@ def docx_reference(path):
 
 
 def reference(kind, path):
+    if kind in ("rtf", "odt"):
+        # LibreOffice's own text export, made beforehand for every file (REF_TEXT/KIND/NAME.txt).
+        import os
+        name = os.path.basename(path).rsplit(".", 1)[0] + ".txt"
+        try:
+            return open(os.path.join(os.environ["REF_TEXT"], kind, name), encoding="utf-8", errors="replace").read()
+        except OSError:
+            return None
     if kind == "pdf":
         run = subprocess.run(["pdftotext", "-enc", "UTF-8", path, "-"], capture_output=True, timeout=120)
         return run.stdout.decode("utf-8", "replace") if run.returncode == 0 else None
@@ -134,7 +142,7 @@ def main():
 
     print(f"{'kind':5} {'files':>5} {'compared':>8} {'pages':>6} {'recovered':>9} {'extra':>6} "
           f"{'<95%':>5} {'failed':>6} {'isolated s':>10} {'library s':>9} {'ref s':>7} {'speed':>6} {'lib speed':>9}")
-    for kind in ("pdf", "docx", "doc"):
+    for kind in ("pdf", "docx", "doc", "rtf", "odt"):
         s = stats.get(kind)
         if not s:
             continue
