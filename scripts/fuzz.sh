@@ -17,7 +17,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-60}
 OUT=docs/fuzz-result.txt
 echo "# cargo fuzz, ${SECONDS_EACH}s per target, $(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$OUT"
 status=0
-TARGETS=${*:-sniff webhook_payload text_pdf text_docx text_doc text_normalize}
+TARGETS=${*:-sniff webhook_payload text_pdf text_docx text_doc text_rtf text_odt text_normalize}
 for target in $TARGETS; do
   echo "== fuzzing $target for ${SECONDS_EACH}s" | tee -a "$OUT"
   log=$(mktemp)

@@ -591,6 +591,26 @@ mod tests {
     }
 
     #[test]
+    fn every_cut_of_an_rtf_or_odt_document_answers_without_panicking() {
+        let rtf = crate::sniff::fixtures::rtf("Jane Doe");
+        for end in 0..rtf.len() {
+            let _ = extract(DocumentKind::Rtf, rtf[..end].to_vec());
+        }
+        // Unbalanced groups, a \u at the end, a stray \' escape.
+        for hostile in [
+            &br"{\rtf1 }}}}{{{ \u"[..],
+            br"{\rtf1 \'",
+            br"{\rtf1 \u-99999999999 x",
+        ] {
+            let _ = extract(DocumentKind::Rtf, hostile.to_vec());
+        }
+        let odt = crate::sniff::fixtures::odt("Jane Doe");
+        for end in (0..odt.len()).step_by(7) {
+            let _ = extract(DocumentKind::Odt, odt[..end].to_vec());
+        }
+    }
+
+    #[test]
     fn odt_gives_its_paragraphs_and_table_cells() {
         let text = extract(DocumentKind::Odt, crate::sniff::fixtures::odt("Jane Doe")).unwrap();
         assert_eq!(
