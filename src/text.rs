@@ -187,8 +187,14 @@ const RTF_SKIPPED: &[&[u8]] = &[
     b"pntxtb",
     b"falt",
     b"panose",
-    b"listtext",
+    b"sp",
+    b"shprslt",
 ];
+
+/// Ignorable destinations (`{\*\word …}`) whose text is the document's: a shape's instructions
+/// hold its text box (`\shptxt`; its property groups `\sp` are skipped), and some writers star
+/// footnotes.
+const RTF_KEPT: &[&[u8]] = &[b"shpinst", b"footnote"];
 
 /// Windows-1252, the code page nearly every RTF file declares, for `\'hh` escapes and raw
 /// bytes above 127.
@@ -218,6 +224,8 @@ fn rtf(bytes: &[u8]) -> Result<String, TextFailure> {
     // Per group: whether its text is skipped, and how many fallback characters follow `\u`.
     let mut stack: Vec<(bool, usize)> = Vec::new();
     let (mut skip, mut uc) = (false, 1usize);
+    // After `\*`: the destination is skipped unless its word is one of `RTF_KEPT`.
+    let mut starred = false;
     // Fallback characters still to drop after a `\u`.
     let mut fallback = 0usize;
     let emit = |out: &mut String, skip: bool, fallback: &mut usize, c: char| {
@@ -268,6 +276,9 @@ fn rtf(bytes: &[u8]) -> Result<String, TextFailure> {
                     if bytes.get(i) == Some(&b' ') {
                         i += 1;
                     }
+                    if std::mem::take(&mut starred) && !RTF_KEPT.contains(&word) {
+                        skip = true;
+                    }
                     match word {
                         b"par" | b"line" | b"row" | b"sect" | b"page" => {
                             emit(&mut out, skip, &mut fallback, '\n')
@@ -307,8 +318,8 @@ fn rtf(bytes: &[u8]) -> Result<String, TextFailure> {
                                 i += 2;
                             }
                         }
-                        // An ignorable destination: skipped unless understood (none are).
-                        b'*' => skip = true,
+                        // An ignorable destination: skipped unless its word is understood.
+                        b'*' => starred = true,
                         b'~' => emit(&mut out, skip, &mut fallback, '\u{a0}'),
                         b'_' => emit(&mut out, skip, &mut fallback, '-'),
                         b'\\' | b'{' | b'}' => emit(&mut out, skip, &mut fallback, char::from(c)),
@@ -363,7 +374,12 @@ fn odt(bytes: Vec<u8>) -> Result<String, TextFailure> {
             .map_err(|e| unreadable(&e))?;
         match event {
             Event::Start(e) => match e.name().as_ref() {
-                "office:annotation" | "text:tracked-changes" | "text:note-citation" => hidden += 1,
+                // Not the document's text: comments, deleted changes, note numbers, alt text.
+                "office:annotation"
+                | "text:tracked-changes"
+                | "text:note-citation"
+                | "svg:title"
+                | "svg:desc" => hidden += 1,
                 _ if hidden > 0 => {}
                 "table:table-cell" | "table:covered-table-cell" => cells += 1,
                 "text:tab" => out.push('\t'),
@@ -387,9 +403,11 @@ fn odt(bytes: Vec<u8>) -> Result<String, TextFailure> {
                 _ => {}
             },
             Event::End(e) => match e.name().as_ref() {
-                "office:annotation" | "text:tracked-changes" | "text:note-citation" => {
-                    hidden = hidden.saturating_sub(1)
-                }
+                "office:annotation"
+                | "text:tracked-changes"
+                | "text:note-citation"
+                | "svg:title"
+                | "svg:desc" => hidden = hidden.saturating_sub(1),
                 _ if hidden > 0 => {}
                 "text:p" | "text:h" => out.push(if cells > 0 { ' ' } else { '\n' }),
                 "table:table-cell" | "table:covered-table-cell" => {
@@ -585,6 +603,11 @@ mod tests {
         let table = br"{\rtf1\ansi{\*\generator Writer;}\trowd\cellx100\cellx200 Skill\cell Years\cell\row Rust\cell 6\cell\row}";
         let text = extract(DocumentKind::Rtf, table.to_vec()).unwrap();
         assert_eq!(text, "Skill Years\nRust 6\n");
+        // A text box's text (in the shape's instructions, not its properties or fallback), a
+        // starred footnote, and a list label.
+        let shapes = br"{\rtf1{\shp{\*\shpinst{\sp{\sn wzName}{\sv Shape1}}{\shptxt Boxed\par}}{\shprslt Fallback}}{\listtext 1.\tab}Body{\*\footnote Noted}\par}";
+        let text = extract(DocumentKind::Rtf, shapes.to_vec()).unwrap();
+        assert_eq!(text, "Boxed\n1. BodyNoted\n");
         // \uc2: two fallback bytes after each \u.
         let wide = br"{\rtf1\uc2 \u26085\'93\'fa\u26412\'96\'7b}";
         assert_eq!(extract(DocumentKind::Rtf, wide.to_vec()).unwrap(), "日本\n");
