@@ -283,7 +283,8 @@ fn rtf(bytes: &[u8]) -> Result<String, TextFailure> {
                         b"par" | b"line" | b"row" | b"sect" | b"page" => {
                             emit(&mut out, skip, &mut fallback, '\n')
                         }
-                        b"tab" | b"cell" => emit(&mut out, skip, &mut fallback, '\t'),
+                        b"tab" | b"cell" | b"nestcell" => emit(&mut out, skip, &mut fallback, '\t'),
+                        b"nestrow" => emit(&mut out, skip, &mut fallback, '\n'),
                         b"emdash" => emit(&mut out, skip, &mut fallback, '—'),
                         b"endash" => emit(&mut out, skip, &mut fallback, '–'),
                         b"bullet" => emit(&mut out, skip, &mut fallback, '•'),
