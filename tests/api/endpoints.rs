@@ -310,15 +310,7 @@ async fn an_endpoint_failing_for_too_long_is_disabled(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(listed(&app, &healthy_id).await["disabled"], false);
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .lines()

@@ -275,6 +275,18 @@ impl TestApp {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    /// `GET /metrics` as text (no ops token is set in tests).
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     /// Keys of every object in an area.
     pub async fn objects(&self, area: Area) -> Vec<String> {
         self.state

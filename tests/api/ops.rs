@@ -291,15 +291,7 @@ async fn the_openapi_document_describes_every_route() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_series_exists_on_a_fresh_start() {
     let app = TestApp::spawn(Backend::SqliteFs).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
         .unwrap();
     let documented: Vec<&str> = docs
@@ -351,15 +343,7 @@ fn series_in(expr: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_alert_has_a_panel_and_every_panel_has_its_series() {
     let app = TestApp::spawn(Backend::SqliteFs).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let root = env!("CARGO_MANIFEST_DIR");
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/docs/grafana-dashboard.json")).unwrap(),

@@ -101,15 +101,7 @@ async fn infected_files_are_refused_on_both_ways_in_and_nothing_is_kept(backend:
     let mut expected = vec![format!("acme/{id}"), format!("acme/{clean_direct}")];
     expected.sort();
     assert_eq!(staged, expected, "nothing of an infected file is kept");
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("stowage_scans_total{outcome=\"infected\"}") && !l.ends_with(" 0")

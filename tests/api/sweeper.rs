@@ -385,15 +385,7 @@ async fn metrics_and_the_storage_view_match_the_rows(backend: Backend) {
     assert!(text.contains("stowage_webhook_duration_seconds_bucket"));
 
     stowage::sweeper::run_pass(&app.state).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         series(&text, r#"stowage_sweeper_runs_total{result="ok"}"#),
         Some(1.0)
