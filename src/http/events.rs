@@ -209,6 +209,16 @@ async fn update_endpoint(
 ) -> Result<Json<EndpointView>> {
     let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
     let patch: EndpointPatch = json_body(body, "endpoint change")?;
+    // An unknown endpoint is unknown, whatever the change would have been.
+    if !state
+        .repo()
+        .list_endpoints(Some(&caller.client_id))
+        .await?
+        .iter()
+        .any(|e| e.id == id)
+    {
+        return Err(endpoint_not_found());
+    }
     let url = match &patch.url {
         Some(url) => Some(
             events::check_url(url, state.events().allow_private)

@@ -269,6 +269,14 @@ async fn an_endpoint_is_changed_disabled_and_enabled(backend: Backend) {
     )
     .await;
     let unknown = uuid::Uuid::new_v4();
+    // Unknown is 404 even with a change that would be refused.
+    assert_refused(
+        app.acme(Method::PATCH, &format!("/event-endpoints/{unknown}"))
+            .json(&json!({"url": "ftp://nowhere"})),
+        404,
+        "endpoint_not_found",
+    )
+    .await;
     assert_refused(
         app.acme(Method::PATCH, &format!("/event-endpoints/{unknown}"))
             .json(&json!({"disabled": true})),
