@@ -203,6 +203,33 @@ pub struct ScanRecord {
     pub found: Option<String>,
 }
 
+impl ScanRecord {
+    /// A verdict of `engine` (with its `signatures` version): infected if a signature was
+    /// `found`, clean otherwise.
+    pub fn verdict(engine: String, signatures: Option<String>, found: Option<String>) -> Self {
+        ScanRecord {
+            status: if found.is_some() {
+                ScanStatus::Infected
+            } else {
+                ScanStatus::Clean
+            },
+            engine: Some(engine),
+            signatures,
+            found,
+        }
+    }
+
+    /// A file staged unscanned (`STOWAGE_CLAMD_FAIL_OPEN`).
+    pub fn skipped() -> Self {
+        ScanRecord {
+            status: ScanStatus::Skipped,
+            engine: None,
+            signatures: None,
+            found: None,
+        }
+    }
+}
+
 /// A promoted file's text: its status, how many characters were extracted, and why not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TextState {

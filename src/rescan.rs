@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::domain::{FileRecord, ScanRecord, ScanStatus};
+use crate::domain::{FileRecord, ScanRecord};
 use crate::scan::Verdict;
 use crate::store::Area;
 
@@ -99,12 +99,7 @@ async fn scan_one(app: &App, file: &FileRecord) -> Result<Option<Infected>, Stri
     match verdict {
         Verdict::Clean => {
             app.telemetry().scan("clean", took);
-            let scan = ScanRecord {
-                status: ScanStatus::Clean,
-                engine: Some(engine.engine),
-                signatures: engine.signatures,
-                found: None,
-            };
+            let scan = ScanRecord::verdict(engine.engine, engine.signatures, None);
             app.repo()
                 .record_scan(file.id, &scan)
                 .await
@@ -113,12 +108,8 @@ async fn scan_one(app: &App, file: &FileRecord) -> Result<Option<Infected>, Stri
         }
         Verdict::Infected(signature) => {
             app.telemetry().scan("infected", took);
-            let scan = ScanRecord {
-                status: ScanStatus::Infected,
-                engine: Some(engine.engine),
-                signatures: engine.signatures,
-                found: Some(signature.clone()),
-            };
+            let scan =
+                ScanRecord::verdict(engine.engine, engine.signatures, Some(signature.clone()));
             let quarantined = app
                 .repo()
                 .quarantine(file.id, &scan, &crate::events::Events)

@@ -477,18 +477,13 @@ async fn scan_verdict(
     app: &App,
     session: crate::scan::ScanSession,
 ) -> Result<crate::domain::ScanRecord, UploadError> {
-    use crate::domain::{ScanRecord, ScanStatus};
+    use crate::domain::ScanRecord;
     use crate::scan::Verdict;
     let (outcome, took) = session.finish().await;
     let (label, result) = match outcome {
         Ok((Verdict::Clean, engine)) => (
             "clean",
-            Ok(ScanRecord {
-                status: ScanStatus::Clean,
-                engine: Some(engine.engine),
-                signatures: engine.signatures,
-                found: None,
-            }),
+            Ok(ScanRecord::verdict(engine.engine, engine.signatures, None)),
         ),
         Ok((Verdict::Infected(signature), _)) => {
             tracing::warn!(%signature, "upload refused: clamd found malware");
@@ -496,15 +491,7 @@ async fn scan_verdict(
         }
         Err(e) if app.scan().fail_open => {
             tracing::warn!(error = %e, "file staged unscanned (STOWAGE_CLAMD_FAIL_OPEN)");
-            (
-                "skipped",
-                Ok(ScanRecord {
-                    status: ScanStatus::Skipped,
-                    engine: None,
-                    signatures: None,
-                    found: None,
-                }),
-            )
+            ("skipped", Ok(ScanRecord::skipped()))
         }
         Err(e) => ("error", Err(UploadError::ScanUnavailable(e.to_string()))),
     };

@@ -91,6 +91,17 @@ fn view(endpoint: &EndpointRecord) -> EndpointView {
     }
 }
 
+/// The caller's endpoint in use with this id, or `404 endpoint_not_found`.
+async fn own_endpoint(state: &ApiState, caller: &Caller, id: Uuid) -> Result<EndpointRecord> {
+    state
+        .repo()
+        .list_endpoints(Some(&caller.client_id))
+        .await?
+        .into_iter()
+        .find(|e| e.id == id)
+        .ok_or_else(endpoint_not_found)
+}
+
 fn endpoint_not_found() -> ApiError {
     ApiError::new(ErrorCode::EndpointNotFound, "Event endpoint not found")
 }
@@ -210,15 +221,7 @@ async fn update_endpoint(
     let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
     let patch: EndpointPatch = json_body(body, "endpoint change")?;
     // An unknown endpoint is unknown, whatever the change would have been.
-    if !state
-        .repo()
-        .list_endpoints(Some(&caller.client_id))
-        .await?
-        .iter()
-        .any(|e| e.id == id)
-    {
-        return Err(endpoint_not_found());
-    }
+    own_endpoint(&state, &caller, id).await?;
     let url = match &patch.url {
         Some(url) => Some(
             events::check_url(url, state.events().allow_private)
@@ -352,13 +355,7 @@ async fn test_endpoint(
     Path(id): Path<String>,
 ) -> Result<Json<TestDelivery>> {
     let id = Uuid::parse_str(&id).map_err(|_| endpoint_not_found())?;
-    let endpoint = state
-        .repo()
-        .list_endpoints(Some(&caller.client_id))
-        .await?
-        .into_iter()
-        .find(|e| e.id == id)
-        .ok_or_else(endpoint_not_found)?;
+    let endpoint = own_endpoint(&state, &caller, id).await?;
     let ping = events::NewEvent::ping(&caller.client_id, chrono::Utc::now());
     let attempt = state
         .sender()

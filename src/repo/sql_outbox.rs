@@ -252,14 +252,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
             tx.rollback().await?;
             return Ok(false);
         }
-        D::query(
-            "UPDATE deliveries SET status = 'failed', leased_until = NULL, \
-                    error_message = 'endpoint removed' \
-             WHERE endpoint_id = $1 AND status = 'pending'",
-        )
-        .bind(endpoint_id)
-        .execute(&mut *tx)
-        .await?;
+        Self::fail_pending_in(&mut tx, endpoint_id, "endpoint removed").await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -483,6 +476,11 @@ impl<D: Dialect> SqlRepo<D> {
         .bind(at)
         .execute(&mut *conn)
         .await?;
+        Self::fail_pending_in(conn, id, why).await
+    }
+
+    /// Fails an endpoint's pending deliveries with `why` (it was removed or disabled).
+    async fn fail_pending_in(conn: &mut Conn<D>, id: Uuid, why: &str) -> Result<()> {
         D::query(
             "UPDATE deliveries SET status = 'failed', leased_until = NULL, error_message = $2 \
              WHERE endpoint_id = $1 AND status = 'pending'",
