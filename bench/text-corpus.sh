@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures text extraction on real PDF and Word documents nobody here wrote, downloaded now and
 # not committed, against reference extractors, and writes bench/text-corpus.txt:
-#   PDF  — the documentation PDFs of two Debian TeX Live packages (apt-get download),
+#   PDF  — the documentation PDFs of two Debian TeX Live packages (apt-get download) and the
+#          test PDFs of pypdf, tabula-py and ocrmypdf (PyPI sdists: forms, tables, CJK, scans),
 #          reference poppler's pdftotext;
 #   DOCX — the test documents of python-docx and pydocx (PyPI sdists) and mammoth (npm),
 #          reference python-docx (paragraphs and tables in document order);
@@ -27,9 +28,9 @@ trap 'rm -rf "$WORK"' EXIT
 }
 for deb in "$WORK"/*.deb; do dpkg-deb -x "$deb" "$WORK/pdf"; done
 
-# DOCX: the sdists' and npm package's own test documents
+# DOCX (and the PDF libraries' test PDFs): the sdists' and npm package's own test documents
 mkdir -p "$WORK/docx" "$WORK/src"
-python3 - "$WORK/src" python-docx pydocx odfpy <<'EOF'
+python3 - "$WORK/src" python-docx pydocx odfpy pypdf tabula-py ocrmypdf <<'EOF'
 import io, json, sys, tarfile, urllib.parse, urllib.request, zipfile
 root = sys.argv[1]
 for project in sys.argv[2:]:
@@ -48,6 +49,12 @@ while IFS= read -r -d '' f; do
   n=$((n + 1))
   cp "$f" "$WORK/docx/$n-$(basename "$f")"
 done < <(find "$WORK/src" -iname '*.docx' -print0 | sort -z)
+mkdir -p "$WORK/pdf/tests"
+n=0
+while IFS= read -r -d '' f; do
+  n=$((n + 1))
+  cp "$f" "$WORK/pdf/tests/$n-$(basename "$f" | tr ' ' _)"
+done < <(find "$WORK/src/pypdf" "$WORK/src/tabula-py" "$WORK/src/ocrmypdf" -iname '*.pdf' -print0 | sort -z)
 
 # DOC: LibreOffice saves each DOCX as Word 97-2003
 mkdir -p "$WORK/doc"
@@ -73,12 +80,13 @@ cargo build --release --bin stowage --example text_corpus >/dev/null 2>&1
   echo "# Text extraction on real documents ($(date -u +%Y-%m-%d), $(nproc) cores)"
   echo "# stowage: \`stowage extract\` per document (pdf_oxide for PDF, office_oxide for DOCX/DOC)"
   echo "# reference: pdftotext $(pdftotext -v 2>&1 | head -1 | awk '{print $3}'), python-docx $(python3 -c 'import docx; print(docx.__version__)'), antiword"
-  echo "# corpus: PDFs of texlive-latex-base-doc and texlive-latex-recommended-doc;"
+  echo "# corpus: PDFs of texlive-latex-base-doc and texlive-latex-recommended-doc, and the test PDFs of pypdf, tabula-py, ocrmypdf (PyPI);"
   echo "#   DOCX test files of python-docx, pydocx (PyPI) and mammoth (npm); DOC = those saved by LibreOffice;"
   echo "#   ODT = odfpy's test files (PyPI) and the DOCX saved by LibreOffice; RTF = the DOCX and odfpy's saved by LibreOffice"
   echo "# reference for ODT and RTF: LibreOffice $(soffice --version 2>/dev/null | awk '{print $2}')'s text export"
   echo "# isolated = \`stowage extract\` as a child process per document, as the service runs it;"
   echo "#   library = the same extraction in one process (examples/text_corpus.rs)"
+  echo "# glued = Stowage tokens that are 2-4 consecutive reference tokens run together (cells, fields)"
   echo "# speed = reference seconds / stowage isolated seconds, lib speed = reference / library (above 1: stowage is faster)"
   echo "# python-docx runs in one process; pdftotext and antiword as a process per document"
   find "$WORK/pdf" "$WORK/docx" "$WORK/doc" "$WORK/odt" "$WORK/rtf" -type f \

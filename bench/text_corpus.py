@@ -9,7 +9,9 @@ document on stdin (a child process per document, with its limits), and by the re
 poppler's `pdftotext` for PDF, python-docx (paragraphs and tables in document order) for DOCX,
 `antiword` for DOC. Words are compared as multisets after NFKC folding and lower-casing
 (`\\w+`): "recovered" is the share of the reference's words that Stowage's text also has, "extra"
-the share of Stowage's words the reference lacks. Documents where the reference finds no words
+the share of Stowage's words the reference lacks, "glued" how many of Stowage's
+whitespace-separated tokens are two to four consecutive tokens of the reference run together
+(table cells or form fields the reference keeps apart). Documents where the reference finds no words
 (scanned pages, empty test files) are counted but left out of the word figures.
 """
 
@@ -26,6 +28,18 @@ KINDS = {"pdf": "pdf", "docx": "docx", "doc": "doc", "rtf": "rtf", "odt": "odt"}
 
 def words(text):
     return collections.Counter(WORD.findall(unicodedata.normalize("NFKC", text).lower()))
+
+
+def glued(ours, ref):
+    """Stowage's tokens that are 2-4 consecutive reference tokens without their separators."""
+    ref_tokens = ref.split()
+    known = set(ref_tokens)
+    runs = set()
+    for i in range(len(ref_tokens)):
+        for k in (2, 3, 4):
+            if i + k <= len(ref_tokens):
+                runs.add("".join(ref_tokens[i:i + k]))
+    return sum(1 for token in ours.split() if token not in known and token in runs)
 
 
 def docx_reference(path):
@@ -134,6 +148,7 @@ def main():
         s["ref_words"] += sum(ref_words.values())
         s["our_words"] += sum(our_words.values())
         s["common"] += common
+        s["glued"] += glued(ours or "", ref)
         if failure is not None:
             failures[kind].append((path, failure.strip()))
         recall = common / sum(ref_words.values())
@@ -141,7 +156,7 @@ def main():
             low[kind].append((recall, path))
 
     print(f"{'kind':5} {'files':>5} {'compared':>8} {'pages':>6} {'recovered':>9} {'extra':>6} "
-          f"{'<95%':>5} {'failed':>6} {'isolated s':>10} {'library s':>9} {'ref s':>7} {'speed':>6} {'lib speed':>9}")
+          f"{'glued':>5} {'<95%':>5} {'failed':>6} {'isolated s':>10} {'library s':>9} {'ref s':>7} {'speed':>6} {'lib speed':>9}")
     for kind in ("pdf", "docx", "doc", "rtf", "odt"):
         s = stats.get(kind)
         if not s:
@@ -152,7 +167,7 @@ def main():
         lib_s = s["lib_seconds_x1e6"] / 1e6
         ref_s = s["ref_seconds_x1e6"] / 1e6
         print(f"{kind:5} {s['files']:>5} {s['compared']:>8} {s['pages']:>6} {recovered:>9.2%} {extra:>6.2%} "
-              f"{len(low[kind]):>5} {len(failures[kind]):>6} {ours_s:>10.2f} {lib_s:>9.2f} {ref_s:>7.2f} "
+              f"{s['glued']:>5} {len(low[kind]):>5} {len(failures[kind]):>6} {ours_s:>10.2f} {lib_s:>9.2f} {ref_s:>7.2f} "
               f"{ref_s / max(ours_s, 1e-9):>5.2f}x {ref_s / max(lib_s, 1e-9):>8.2f}x")
         if s["pages"]:
             print(f"      pages/s: stowage isolated {s['pages'] / max(ours_s, 1e-9):.0f}, library alone "

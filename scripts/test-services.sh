@@ -99,9 +99,22 @@ ensure_clamd() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq clamav-daemon >/dev/null
 }
 
+# OCR (STOWAGE_OCR): Debian's Tesseract with its English data, and poppler's pdftoppm, which
+# also renders the tests' scanned pages.
+ensure_ocr() {
+  command -v tesseract >/dev/null && command -v pdftoppm >/dev/null && return
+  log "installing tesseract-ocr and poppler-utils"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq tesseract-ocr tesseract-ocr-eng \
+    poppler-utils >/dev/null
+}
+
 ensure_postgres
 ensure_example_tools
 ensure_clamd
+ensure_ocr
 [ "$S3_SERVER" = moto ] && ensure_moto
 
 PGPORT=$(free_port)

@@ -97,6 +97,15 @@ pub enum Command {
         /// CPU seconds the extraction may use before the system stops it.
         #[arg(long, default_value = "60")]
         cpu_seconds: u64,
+        /// Seconds the extraction may take (the programs OCR runs are stopped past it).
+        #[arg(long, default_value = "60")]
+        seconds: f64,
+        /// poppler's `pdftoppm`, for OCR (`--ocr`; default: found on `PATH`).
+        #[arg(long)]
+        ocr_pdftoppm: Option<std::path::PathBuf>,
+        /// Tesseract, for OCR (`--ocr`; default: found on `PATH`).
+        #[arg(long)]
+        ocr_tesseract: Option<std::path::PathBuf>,
     },
     /// Files and bytes per state, what expires within 1 h / 24 h, the last sweep.
     Stats {
@@ -666,10 +675,27 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 /// space first, and is better off without a runtime's threads and their reservations.
 pub fn run_without_runtime(cli: &Cli) -> Option<std::process::ExitCode> {
     match cli.command {
-        Command::Extract { kind, cpu_seconds } => Some(crate::extraction::child_main(
+        Command::Extract {
+            kind,
+            cpu_seconds,
+            seconds,
+            ref ocr_pdftoppm,
+            ref ocr_tesseract,
+        } => Some(crate::extraction::child_main(
             kind,
             cli.config.text_memory_mb,
             cpu_seconds,
+            seconds,
+            cli.config.ocr.then(|| {
+                let mut ocr = crate::ocr::Ocr::locate(&cli.config.ocr_languages);
+                if let Some(path) = ocr_pdftoppm {
+                    ocr.pdftoppm.clone_from(path);
+                }
+                if let Some(path) = ocr_tesseract {
+                    ocr.tesseract.clone_from(path);
+                }
+                ocr
+            }),
         )),
         _ => None,
     }
@@ -851,6 +877,11 @@ fn write_secret_file(path: &std::path::Path, secret: &str) -> std::io::Result<()
 }
 
 async fn serve(config: &Config) -> Result<(), CliError> {
+    if config.ocr {
+        crate::ocr::Ocr::locate(&config.ocr_languages)
+            .check()
+            .map_err(CliError::Invalid)?;
+    }
     let state = start_app(config).await?;
     let scheduler = crate::sweeper::start(state.clone(), &config.sweep_schedule)
         .await

@@ -340,6 +340,33 @@ pub struct Config {
     /// `stowage` binary itself).
     #[arg(long, env = "STOWAGE_TEXT_EXTRACTOR", global = true)]
     pub text_extractor: Option<PathBuf>,
+
+    /// Read scanned PDFs (no text layer) by OCR: pages rendered by poppler's `pdftoppm` and
+    /// read by Tesseract inside the extraction child, with its limits; the text record says
+    /// `"source": "ocr"`. Needs `pdftoppm` and `tesseract` on `PATH` (checked at start).
+    #[arg(
+        long,
+        env = "STOWAGE_OCR",
+        default_value = "false",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub ocr: bool,
+
+    /// The languages OCR recognises, as Tesseract names them, `+`-separated (`eng`,
+    /// `eng+deu`); each needs its package (`tesseract-ocr-deu`).
+    #[arg(long, env = "STOWAGE_OCR_LANGUAGES", default_value = "eng", value_parser = parse_ocr_languages, global = true)]
+    pub ocr_languages: String,
+}
+
+fn parse_ocr_languages(raw: &str) -> Result<String, String> {
+    if crate::ocr::valid_languages(raw) {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!(
+            "'{raw}' is not a Tesseract language list (names such as eng or chi_sim, joined by +)"
+        ))
+    }
 }
 
 fn parse_text_timeout(raw: &str) -> Result<Duration, String> {

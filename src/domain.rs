@@ -112,6 +112,7 @@ impl FileRecord {
             text: Some(TextState {
                 status: TextStatus::Pending,
                 chars: None,
+                source: None,
                 failure: None,
             }),
             ..self.clone()
@@ -230,26 +231,30 @@ impl ScanRecord {
     }
 }
 
-/// A promoted file's text: its status, how many characters were extracted, and why not.
+/// A promoted file's text: its status, how many characters were extracted, where they came
+/// from, and why not.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TextState {
     pub status: TextStatus,
     pub chars: Option<i64>,
+    pub source: Option<crate::text::TextSource>,
     pub failure: Option<crate::text::TextFailure>,
 }
 
 impl TextState {
     /// The text state an extraction's outcome leaves a file in.
-    pub fn after(outcome: &Result<String, crate::text::TextFailure>) -> TextState {
+    pub fn after(outcome: &Result<crate::text::Text, crate::text::TextFailure>) -> TextState {
         match outcome {
             Ok(text) => TextState {
                 status: TextStatus::Extracted,
-                chars: Some(crate::text::char_count(text)),
+                chars: Some(crate::text::char_count(&text.body)),
+                source: Some(text.source),
                 failure: None,
             },
             Err(failure) => TextState {
                 status: TextStatus::Failed,
                 chars: None,
+                source: None,
                 failure: Some(failure.clone()),
             },
         }

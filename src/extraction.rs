@@ -19,11 +19,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use crate::repo::RepoError;
 use crate::sniff::DocumentKind;
 use crate::store::StoreError;
-use crate::text::{self, FailureReason, TextFailure};
+use crate::text::{self, FailureReason, Text, TextFailure, TextSource};
 
 /// The exit code of a child that judged its document unreadable (its stdout holds the
 /// [`TextFailure`] as JSON).
 const EXIT_DOCUMENT_FAILED: u8 = 3;
+/// The exit code of a child whose text (on stdout) was recognised by OCR, not read from the
+/// document.
+const EXIT_OCR_TEXT: u8 = 4;
 /// How much of a child's stderr is kept to explain a crash.
 const STDERR_BYTES: u64 = 4096;
 /// How long an extraction waits for one of the replica's extraction processes.
@@ -60,7 +63,7 @@ pub async fn extract_isolated<R>(
     kind: DocumentKind,
     mut input: R,
     wait: Wait,
-) -> Result<Result<String, TextFailure>, RunError>
+) -> Result<Result<Text, TextFailure>, RunError>
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
@@ -75,7 +78,8 @@ where
         _ => return Err(RunError::Busy),
     };
     let cpu_seconds = policy.timeout.as_secs().saturating_add(2);
-    let mut child = tokio::process::Command::new(&policy.extractor)
+    let mut command = tokio::process::Command::new(&policy.extractor);
+    command
         .arg("extract")
         .arg("--kind")
         .arg(kind.extension())
@@ -83,6 +87,12 @@ where
         .arg((policy.memory_bytes / (1024 * 1024)).to_string())
         .arg("--cpu-seconds")
         .arg(cpu_seconds.to_string())
+        .arg("--seconds")
+        .arg(policy.timeout.as_secs_f64().to_string());
+    if let Some(ocr) = &policy.ocr {
+        command.arg("--ocr").args(ocr.child_args());
+    }
+    let mut child = command
         // The parser needs nothing from the service's environment (credentials among it).
         .env_clear()
         .stdin(Stdio::piped())
@@ -163,7 +173,7 @@ fn judge(
     status: std::process::ExitStatus,
     out: Vec<u8>,
     err: &[u8],
-) -> Result<String, TextFailure> {
+) -> Result<Text, TextFailure> {
     use std::os::unix::process::ExitStatusExt;
 
     let stderr = String::from_utf8_lossy(err);
@@ -179,18 +189,24 @@ fn judge(
     if stderr.contains("memory allocation") || stderr.contains("capacity overflow") {
         return Err(out_of_memory());
     }
+    let source = match status.code() {
+        Some(code) if code == i32::from(EXIT_OCR_TEXT) => TextSource::Ocr,
+        _ => TextSource::Document,
+    };
     match (status.code(), status.signal()) {
-        (Some(0), _) => match String::from_utf8(out) {
-            Ok(text) if text.len() <= text::MAX_TEXT_BYTES => Ok(text),
-            Ok(_) => Err(TextFailure::new(
-                FailureReason::TooLarge,
-                "the document holds more text than is kept",
-            )),
-            Err(_) => Err(TextFailure::new(
-                FailureReason::Unreadable,
-                "the extractor's output was not UTF-8",
-            )),
-        },
+        (Some(code), _) if code == 0 || code == i32::from(EXIT_OCR_TEXT) => {
+            match String::from_utf8(out) {
+                Ok(body) if body.len() <= text::MAX_TEXT_BYTES => Ok(Text { body, source }),
+                Ok(_) => Err(TextFailure::new(
+                    FailureReason::TooLarge,
+                    "the document holds more text than is kept",
+                )),
+                Err(_) => Err(TextFailure::new(
+                    FailureReason::Unreadable,
+                    "the extractor's output was not UTF-8",
+                )),
+            }
+        }
         (Some(code), _) if code == i32::from(EXIT_DOCUMENT_FAILED) => serde_json::from_slice(&out)
             .map_or_else(
                 |_| {
@@ -222,12 +238,20 @@ fn judge(
 }
 
 /// The child: `stowage extract --kind K`. Lowers its own limits, reads the document from
-/// stdin, writes its text to stdout (exit 0) or the failure as JSON (exit 3).
-pub fn child_main(kind: DocumentKind, memory_mb: u64, cpu_seconds: u64) -> ExitCode {
+/// stdin, writes its text to stdout (exit 0; exit 4 when OCR read it) or the failure as JSON
+/// (exit 3). `seconds` is its wall-clock time: OCR's programs are stopped past it.
+pub fn child_main(
+    kind: DocumentKind,
+    memory_mb: u64,
+    cpu_seconds: u64,
+    seconds: f64,
+    ocr: Option<crate::ocr::Ocr>,
+) -> ExitCode {
     use std::io::{Read, Write};
 
     use rlimit::Resource;
 
+    let started = Instant::now();
     let memory = memory_mb.saturating_mul(1024 * 1024);
     let cpu = cpu_seconds;
     let limits = [
@@ -246,9 +270,36 @@ pub fn child_main(kind: DocumentKind, memory_mb: u64, cpu_seconds: u64) -> ExitC
         eprintln!("stowage extract: reading stdin: {e}");
         return ExitCode::FAILURE;
     }
+    // A scanned PDF is read again by OCR: keep its bytes only when OCR may need them.
+    let scanned = (kind == DocumentKind::Pdf && ocr.is_some()).then(|| bytes.clone());
+    let outcome = match (text::extract(kind, bytes), ocr, scanned) {
+        (Err(failure), Some(ocr), Some(pdf)) if failure.reason == FailureReason::NoTextLayer => {
+            let deadline = started + Duration::from_secs_f64(seconds.max(0.0));
+            crate::ocr::read_pages(&ocr, &pdf, deadline)
+                .map(|raw| text::normalize(&raw))
+                .map(|body| Text {
+                    body,
+                    source: TextSource::Ocr,
+                })
+        }
+        (outcome, _, _) => outcome.map(|body| Text {
+            body,
+            source: TextSource::Document,
+        }),
+    };
     let mut stdout = std::io::stdout().lock();
-    let (written, code) = match text::extract(kind, bytes) {
-        Ok(text) => (stdout.write_all(text.as_bytes()), ExitCode::SUCCESS),
+    let (written, code) = match outcome {
+        Ok(Text {
+            body,
+            source: TextSource::Document,
+        }) => (stdout.write_all(body.as_bytes()), ExitCode::SUCCESS),
+        Ok(Text {
+            body,
+            source: TextSource::Ocr,
+        }) => (
+            stdout.write_all(body.as_bytes()),
+            ExitCode::from(EXIT_OCR_TEXT),
+        ),
         Err(failure) => (
             serde_json::to_writer(&mut stdout, &failure).map_err(std::io::Error::other),
             ExitCode::from(EXIT_DOCUMENT_FAILED),

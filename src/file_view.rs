@@ -113,6 +113,10 @@ pub struct TextView {
     /// Characters of text extracted.
     #[schema(required = true)]
     chars: Option<i64>,
+    /// Where the text came from: `document` (the document's own text) or `ocr` (recognised
+    /// from the images of a scanned PDF's pages, with `STOWAGE_OCR`); null until extracted.
+    #[schema(value_type = Option<String>, required = true)]
+    source: Option<crate::text::TextSource>,
     /// Why there is no text: `encrypted`, `no_text_layer`, `unreadable`, `timeout`, `too_large`.
     #[schema(value_type = Option<String>, required = true)]
     reason: Option<crate::text::FailureReason>,
@@ -126,6 +130,11 @@ impl From<&TextState> for TextView {
         TextView {
             status: text.status,
             chars: text.chars,
+            source: text.source.or(match text.status {
+                // Extracted before sources were recorded: always the document's own text.
+                TextStatus::Extracted => Some(crate::text::TextSource::Document),
+                _ => None,
+            }),
             reason: text.failure.as_ref().map(|f| f.reason),
             error: text.failure.as_ref().map(|f| f.message.clone()),
         }

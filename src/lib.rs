@@ -22,6 +22,7 @@ pub mod file_view;
 pub mod http;
 pub mod jobs;
 pub mod keys;
+pub mod ocr;
 pub mod policy;
 pub mod promotion;
 pub mod repo;

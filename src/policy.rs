@@ -166,6 +166,8 @@ pub struct TextPolicy {
     pub concurrency: usize,
     /// One permit per extraction process that may run now.
     pub(crate) processes: std::sync::Arc<tokio::sync::Semaphore>,
+    /// OCR for scanned PDFs (`STOWAGE_OCR`), run by the extraction child.
+    pub ocr: Option<crate::ocr::Ocr>,
 }
 
 impl TextPolicy {
@@ -181,6 +183,9 @@ impl TextPolicy {
             timeout: config.text_timeout,
             memory_bytes: config.text_memory_mb.saturating_mul(1024 * 1024),
             min_chars: (config.min_text_chars > 0).then_some(config.min_text_chars),
+            ocr: config
+                .ocr
+                .then(|| crate::ocr::Ocr::locate(&config.ocr_languages)),
             extractor: config.text_extractor.clone().unwrap_or_else(|| {
                 std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stowage"))
             }),

@@ -626,7 +626,7 @@ async fn check_text(
             e => UploadError::Internal(format!("text check: {e}")),
         })?;
     let text = extracted.map_err(UploadError::TextUnreadable)?;
-    let chars = crate::text::char_count(&text);
+    let chars = crate::text::char_count(&text.body);
     if u64::try_from(chars).unwrap_or(0) < min {
         return Err(UploadError::TextTooShort { min, chars });
     }

@@ -9,6 +9,8 @@ use std::fmt;
 
 use crate::sniff::DocumentKind;
 
+mod cells;
+
 /// The most text kept for one document (UTF-8 bytes); a document with more fails as too large.
 pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
 
@@ -60,6 +62,44 @@ impl std::str::FromStr for FailureReason {
             .find(|r| r.as_str() == s)
             .ok_or_else(|| format!("unknown text failure reason {s:?}"))
     }
+}
+
+/// Where a document's text came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSource {
+    /// The document's own text (a PDF's text layer, a Word document's paragraphs…).
+    Document,
+    /// Recognised by OCR from the images of a PDF's pages (`STOWAGE_OCR`).
+    Ocr,
+}
+
+impl TextSource {
+    /// The stored and reported name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextSource::Document => "document",
+            TextSource::Ocr => "ocr",
+        }
+    }
+}
+
+impl std::str::FromStr for TextSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [TextSource::Document, TextSource::Ocr]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown text source {s:?}"))
+    }
+}
+
+/// A document's text and where it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text {
+    pub body: String,
+    pub source: TextSource,
 }
 
 /// A document whose text could not be had: the reason, and a sentence saying what was wrong.
@@ -144,7 +184,21 @@ fn pdf(bytes: Vec<u8>) -> Result<String, TextFailure> {
         if page > 0 {
             text.push_str("\n\n");
         }
-        text.push_str(&doc.extract_text(page).map_err(|e| pdf_failure(&e))?);
+        let page_text = doc.extract_text(page).map_err(|e| pdf_failure(&e))?;
+        // The reader caches the page's pieces: asking again costs a copy, not a second parse.
+        let spans = doc.extract_spans(page).unwrap_or_default();
+        let pieces: Vec<cells::Piece<'_>> = spans
+            .iter()
+            .map(|span| cells::Piece {
+                text: &span.text,
+                left: span.bbox.x,
+                right: span.bbox.x + span.bbox.width,
+                bottom: span.bbox.y,
+                top: span.bbox.y + span.bbox.height,
+                size: span.font_size,
+            })
+            .collect();
+        text.push_str(&cells::separate(&page_text, &pieces));
         if text.len() > MAX_TEXT_BYTES * 2 {
             break;
         }
@@ -684,6 +738,39 @@ mod documents {
         };
         assert!(at("Ada Lovelace") < at("Analyst of engines"));
         assert!(at("Analyst of engines") < at("Difference Engine"));
+    }
+
+    #[test]
+    fn table_cells_and_form_fields_drawn_apart_stay_apart() {
+        // A row of a price table in Chinese (codes, a quantity in a larger font, a product
+        // name) and a radio button's caption drawn over its group's name, as real PDFs from
+        // public test corpora draw them: one text object per cell, no space characters.
+        use crate::sniff::fixtures::{Placed, placed_pdf};
+        let at = |x, y, size, text| Placed { x, y, size, text };
+        let pdf = placed_pdf(&[
+            at(70.47, 685.35, 9.1, "商品编码"),
+            at(115.67, 682.98, 12.0, "数量"),
+            at(195.91, 685.35, 9.1, "商品名称"),
+            at(342.14, 684.23, 9.1, "334010052"),
+            at(397.12, 682.98, 12.0, "2.18"),
+            at(424.88, 682.98, 9.1, "华联绿豆"),
+            at(82.8, 518.8, 12.0, "RdoGrp1"),
+            at(99.9, 515.0, 9.0, "Rdo1"),
+        ]);
+        let text = extract(DocumentKind::Pdf, pdf).unwrap();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        for cell in [
+            "商品编码",
+            "数量",
+            "商品名称",
+            "334010052",
+            "2.18",
+            "华联绿豆",
+            "RdoGrp1",
+            "Rdo1",
+        ] {
+            assert!(words.contains(&cell), "{cell} is not a word of {text:?}");
+        }
     }
 
     #[test]

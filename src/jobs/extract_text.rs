@@ -56,7 +56,7 @@ async fn run_job(app: &App, job: Job) {
                 job_id: job.id,
                 file_id: file.id,
                 state: &state,
-                text: outcome.as_deref().ok(),
+                text: outcome.as_ref().ok().map(|text| text.body.as_str()),
                 event: &event,
             };
             if let Err(e) = app.repo().finish_text_job(write).await {
@@ -91,7 +91,7 @@ fn retry_wait(attempts: i32) -> Duration {
 type Attempt = Option<(
     FileRecord,
     Option<WebhookRecord>,
-    Result<String, TextFailure>,
+    Result<crate::text::Text, TextFailure>,
 )>;
 
 async fn attempt(app: &App, job: &Job) -> Result<Attempt, RunError> {

@@ -224,6 +224,7 @@ impl Dialect for Pg {
             .bind(write.event.created_at)
             .bind(write.event.event_type.subscription_pattern())
             .bind(write.job_id)
+            .bind(write.state.source.map(|s| s.as_str()))
             .fetch_one(pool)
             .await?;
         Ok(taken)
@@ -407,12 +408,12 @@ const MARK_STAGED: &str = concat!(
     ") SELECT EXISTS (SELECT 1 FROM u)"
 );
 
-/// A text job's outcome in one statement: the file's text status (`$1`–`$5`) where it is still
+/// A text job's outcome in one statement: the file's text status (`$1`–`$5`, `$14`) where it is still
 /// promoted and pending, its text (`$6`, if any), the event (`$7`–`$12`) and its deliveries; the
 /// job deleted (`$13`). Whether the file took the outcome.
 const FINISH_TEXT_JOB: &str = concat!(
     "WITH u AS (UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, \
-                       text_reason = $5 \
+                       text_reason = $5, text_source = $14 \
                 WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING id), \
      t AS (INSERT INTO file_texts (file_id, body) SELECT id, $6 FROM u WHERE $6::text IS NOT NULL \
            ON CONFLICT (file_id) DO UPDATE SET body = excluded.body), \
@@ -438,7 +439,7 @@ const INSERT_DIRECT: &str = "WITH f AS (INSERT INTO files (id, client_id, state,
 const PROMOTE_FILE: &str = concat!(
     "WITH u AS (UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                        state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
-                       text_error = NULL, text_reason = NULL \
+                       text_error = NULL, text_reason = NULL, text_source = NULL \
                 WHERE id = $1 AND state = 'bound' RETURNING id), \
      j AS (INSERT INTO jobs (id, kind, file_id, attempts, run_at, created_at) \
            SELECT $4, $5, u.id, 0, $3, $3 FROM u ON CONFLICT DO NOTHING), \

@@ -27,7 +27,7 @@ macro_rules! file_columns {
         "id, client_id, state, file_name, content_type, file_size, sha256, staging_key, \
          multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
          promoted_key, bound_at, promoted_at, erased_at, text_status, text_chars, text_error, \
-         text_reason, scan_status, scan_engine, scan_signatures, scan_found"
+         text_reason, text_source, scan_status, scan_engine, scan_signatures, scan_found"
     };
 }
 
@@ -201,6 +201,7 @@ pub(super) struct FileRow {
     pub(super) text_chars: Option<i64>,
     pub(super) text_error: Option<String>,
     pub(super) text_reason: Option<String>,
+    pub(super) text_source: Option<String>,
     pub(super) scan_status: Option<String>,
     pub(super) scan_engine: Option<String>,
     pub(super) scan_signatures: Option<String>,
@@ -235,6 +236,7 @@ impl TryFrom<FileRow> for FileRecord {
                 Some(status) => Some(crate::domain::TextState {
                     status: parse_named(&status)?,
                     chars: row.text_chars,
+                    source: row.text_source.as_deref().map(parse_named).transpose()?,
                     failure: match row.text_reason {
                         None => None,
                         Some(reason) => Some(crate::text::TextFailure::new(
@@ -530,7 +532,8 @@ impl<D: Dialect> SqlRepo<D> {
                 "UPDATE files SET state = 'erased', file_name = '', content_type = NULL, \
                         file_size = NULL, sha256 = NULL, erased_at = $3, \
                         state_changed_at = $3, objects_deleted_at = NULL, text_status = NULL, \
-                        text_chars = NULL, text_error = NULL, text_reason = NULL \
+                        text_chars = NULL, text_error = NULL, text_reason = NULL, \
+                        text_source = NULL \
                  WHERE id = $1 AND client_id = $2 AND state = $4 RETURNING ",
                 file_columns!()
             ))
@@ -685,7 +688,7 @@ pub(super) async fn promote_by_steps<D: Dialect>(
     let row: Option<(bool,)> = D::query(
         "UPDATE files SET state = 'promoted', promoted_key = $2, promoted_at = $3, \
                 state_changed_at = $3, text_status = 'pending', text_chars = NULL, \
-                text_error = NULL, text_reason = NULL \
+                text_error = NULL, text_reason = NULL, text_source = NULL \
          WHERE id = $1 AND state = 'bound' RETURNING TRUE",
     )
     .bind(file_id)
@@ -720,14 +723,15 @@ pub(super) async fn finish_text_job_by_steps<D: Dialect>(
     let failure = write.state.failure.as_ref();
     let mut tx = pool.begin_with(D::BEGIN_WRITE).await?;
     let row: Option<(bool,)> = D::query(
-        "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, text_reason = $5 \
-         WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING TRUE",
+        "UPDATE files SET text_status = $2, text_chars = $3, text_error = $4, text_reason = $5, \
+         text_source = $6 WHERE id = $1 AND state = 'promoted' AND text_status = 'pending' RETURNING TRUE",
     )
     .bind(write.file_id)
     .bind(write.state.status.as_str())
     .bind(write.state.chars)
     .bind(failure.map(|f| f.message.as_str()))
     .bind(failure.map(|f| f.reason.as_str()))
+    .bind(write.state.source.map(|s| s.as_str()))
     .fetch_optional(&mut *tx)
     .await?;
     let taken = row.is_some();

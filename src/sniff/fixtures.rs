@@ -361,6 +361,75 @@ pub fn text_pdf(pages: &[&[&str]]) -> Vec<u8> {
     pdf_of(&objects, "")
 }
 
+/// One piece of text placed on a page: where its baseline starts, its size in points, and the
+/// text itself (any Unicode of the Basic Multilingual Plane).
+pub struct Placed<'a> {
+    pub x: f32,
+    pub y: f32,
+    pub size: f32,
+    pub text: &'a str,
+}
+
+/// A one-page PDF that draws each piece where it says, as a table or a form lays out its cells:
+/// one text object per piece, no space characters between them. The font is a CID font whose
+/// glyph numbers are the characters' code points, with a ToUnicode map saying so (no font
+/// program is embedded); characters below U+3000 are half an em wide, the rest one em.
+pub fn placed_pdf(pieces: &[Placed<'_>]) -> Vec<u8> {
+    let mut content = String::new();
+    for piece in pieces {
+        let hex: String = piece
+            .text
+            .encode_utf16()
+            .map(|u| format!("{u:04X}"))
+            .collect();
+        content.push_str(&format!(
+            "BT /F1 {} Tf {} {} Td <{hex}> Tj ET\n",
+            piece.size, piece.x, piece.y
+        ));
+    }
+    // A bfrange may only vary its last byte: one range per high byte, at most 100 per block.
+    let ranges: Vec<String> = (0x00..0xD8u32)
+        .map(|hi| format!("<{hi:02X}00> <{hi:02X}FF> <{hi:02X}00>"))
+        .collect();
+    let blocks: String = ranges
+        .chunks(100)
+        .map(|chunk| {
+            format!(
+                "{} beginbfrange\n{}\nendbfrange\n",
+                chunk.len(),
+                chunk.join("\n")
+            )
+        })
+        .collect();
+    let cmap = format!(
+        "/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+         /CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n\
+         /CMapName /Adobe-Identity-UCS def /CMapType 2 def\n\
+         1 begincodespacerange <0000> <FFFF> endcodespacerange\n\
+         {blocks}endcmap CMapName currentdict /CMap defineresource pop end end"
+    );
+    let stream = |body: &str| {
+        format!("<< /Length {} >>\nstream\n{body}\nendstream", body.len()).into_bytes()
+    };
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+           /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"
+            .to_vec(),
+        stream(&content),
+        b"<< /Type /Font /Subtype /Type0 /BaseFont /Placed /Encoding /Identity-H \
+           /DescendantFonts [6 0 R] /ToUnicode 7 0 R >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /CIDFontType2 /BaseFont /Placed \
+           /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> \
+           /DW 1000 /W [0 12287 500] /CIDToGIDMap /Identity >>"
+            .to_vec(),
+        stream(&cmap),
+    ];
+    pdf_of(&objects, "")
+}
+
 /// A PDF from its objects (numbered from 1), with `trailer_extra` in its trailer.
 fn pdf_of(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n".to_vec();
@@ -400,6 +469,38 @@ pub fn scanned_pdf() -> Vec<u8> {
     image.extend_from_slice(&pixels);
     image.extend_from_slice(b"\nendstream");
     let content = "q 468 0 0 648 72 72 cm /Im1 Do Q";
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+           /Resources << /XObject << /Im1 4 0 R >> >> /Contents 5 0 R >>"
+            .to_vec(),
+        image,
+        format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        )
+        .into_bytes(),
+    ];
+    pdf_of(&objects, "")
+}
+
+/// A scanned page: one PDF page showing a `width` × `height` grey image (8 bits a pixel, rows
+/// top to bottom, as a PGM file holds them) over the whole of a US Letter page.
+pub fn gray_image_pdf(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(pixels).unwrap();
+    let compressed = encoder.finish().unwrap();
+    let mut image = format!(
+        "<< /Type /XObject /Subtype /Image /Width {width} /Height {height} \
+         /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode /Length {} >>\nstream\n",
+        compressed.len()
+    )
+    .into_bytes();
+    image.extend_from_slice(&compressed);
+    image.extend_from_slice(b"\nendstream");
+    let content = "q 612 0 0 792 0 0 cm /Im1 Do Q";
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),

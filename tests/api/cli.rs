@@ -475,3 +475,28 @@ fn serve_refuses_cors_origins_that_are_not_exact() {
         );
     }
 }
+
+/// `STOWAGE_OCR` checks at start that Tesseract has every language asked for, and says which
+/// package to install when it has not.
+#[test]
+fn serve_refuses_ocr_languages_tesseract_does_not_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = stowage(dir.path())
+        .arg("serve")
+        .env("STOWAGE_OCR", "true")
+        .env("STOWAGE_OCR_LANGUAGES", "eng+qqq")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("STOWAGE_OCR_LANGUAGES"), "{stderr}");
+    assert!(stderr.contains("tesseract-ocr-qqq"), "{stderr}");
+    let out = stowage(dir.path())
+        .arg("serve")
+        .env("STOWAGE_OCR", "true")
+        .env("STOWAGE_OCR_LANGUAGES", "eng; rm")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Tesseract language list"));
+}

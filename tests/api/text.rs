@@ -20,6 +20,7 @@ both_backends!(
     erasing_a_file_erases_its_text,
     a_short_cv_is_refused_at_upload_when_asked,
     upload_time_checks_share_one_limit_of_extraction_processes,
+    a_scanned_resume_is_read_by_ocr_when_asked,
 );
 
 fn with_txt(config: &mut stowage::config::Config) {
@@ -432,4 +433,79 @@ async fn upload_time_checks_share_one_limit_of_extraction_processes(backend: Bac
         app.objects(stowage::store::Area::Staging).await.len(),
         staged as usize
     );
+}
+
+/// A scanned resume: `lines` typeset in a text PDF, its page rendered by poppler's `pdftoppm`
+/// at 150 dpi in grey, and the image alone put back in a PDF (no text layer), as a scanner
+/// makes it.
+fn scanned_resume(lines: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let typeset = dir.path().join("typeset.pdf");
+    std::fs::write(&typeset, fixtures::text_pdf(&[lines])).unwrap();
+    let rendered = std::process::Command::new("pdftoppm")
+        .args(["-gray", "-r", "150", "-singlefile"])
+        .arg(&typeset)
+        .arg(dir.path().join("page"))
+        .status()
+        .expect("pdftoppm (poppler-utils) runs");
+    assert!(rendered.success());
+    let pgm = std::fs::read(dir.path().join("page.pgm")).unwrap();
+    // P5 WIDTH HEIGHT 255, one whitespace byte, then the pixels.
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        while pgm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        let start = at;
+        while !pgm[at].is_ascii_whitespace() {
+            at += 1;
+        }
+        fields.push(String::from_utf8(pgm[start..at].to_vec()).unwrap());
+    }
+    let (width, height): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    let pixels = &pgm[at + 1..];
+    assert_eq!(pixels.len(), width * height);
+    fixtures::gray_image_pdf(width, height, pixels)
+}
+
+async fn a_scanned_resume_is_read_by_ocr_when_asked(backend: Backend) {
+    let lines = [
+        "Grace Hopper",
+        "Rear Admiral, United States Navy",
+        "Experience: compilers, COBOL, the Harvard Mark I",
+    ];
+    let scan = scanned_resume(&lines);
+    // Without OCR a scan has no text layer, and says so.
+    let app = TestApp::spawn(backend).await;
+    let id = promote(&app, "scan.pdf", scan.clone(), "u-1").await;
+    let file = settled(&app, &id).await;
+    assert_eq!(file["text"]["reason"], "no_text_layer", "{file}");
+    assert_eq!(file["text"]["source"], Value::Null, "{file}");
+
+    let app = TestApp::spawn_with(backend, |config| config.ocr = true).await;
+    let id = promote(&app, "scan.pdf", scan, "u-1").await;
+    let file = settled(&app, &id).await;
+    assert_eq!(file["text"]["status"], "extracted", "{file}");
+    assert_eq!(file["text"]["source"], "ocr", "{file}");
+    let text = text_of(&app, &id).await;
+    in_order(
+        &text,
+        &["Grace Hopper", "United States Navy", "COBOL", "Harvard"],
+    );
+    assert_eq!(
+        file["text"]["chars"].as_i64().unwrap(),
+        text.chars().count() as i64
+    );
+    let extracted = app.events_of("file.text_extracted").await;
+    assert_eq!(
+        extracted[0]["data"]["file"]["text"]["source"], "ocr",
+        "{extracted:?}"
+    );
+
+    // A PDF with a text layer is read as it is, not by OCR.
+    let typeset = fixtures::text_pdf(&[&lines]);
+    let id = promote(&app, "typeset.pdf", typeset, "u-2").await;
+    let file = settled(&app, &id).await;
+    assert_eq!(file["text"]["source"], "document", "{file}");
 }
