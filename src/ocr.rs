@@ -55,7 +55,8 @@ impl Ocr {
             })?;
         let installed = String::from_utf8_lossy(&listed.stdout);
         let installed: Vec<&str> = installed.lines().skip(1).map(str::trim).collect();
-        for language in self.languages.split('+') {
+        // `osd` turns pages scanned sideways or upside down (`--psm 1`).
+        for language in self.languages.split('+').chain(["osd"]) {
             if !installed.contains(&language) {
                 return Err(format!(
                     "STOWAGE_OCR_LANGUAGES names '{language}', which Tesseract does not have \
@@ -168,6 +169,9 @@ fn tesseract(ocr: &Ocr, page: &Path) -> Command {
         .arg(page)
         .arg("stdout")
         .args(["-l", &ocr.languages, "--dpi", &DPI.to_string()])
+        // Page segmentation with orientation detection: a page scanned sideways or upside
+        // down is turned before it is read (10–30 % more time than without).
+        .args(["--psm", "1"])
         // One thread: the child's limits are for one document, and replicas run several.
         .env("OMP_THREAD_LIMIT", "1");
     command
