@@ -60,6 +60,10 @@ pub enum Arg<'q> {
     Time(Option<DateTime<Utc>>),
     /// A list of ids as one value (`= ANY($n)` on PostgreSQL, `json_each` on SQLite).
     Ids(Vec<Uuid>),
+    /// Columns of a batch as one value each (`UNNEST` on PostgreSQL, JSON arrays on SQLite).
+    Texts(Vec<String>),
+    Times(Vec<DateTime<Utc>>),
+    MaybeIds(Vec<Option<Uuid>>),
 }
 
 impl Arg<'_> {
@@ -235,6 +239,20 @@ pub trait Dialect: Sized + Send + Sync + 'static {
         event: &NewEvent,
     ) -> impl Future<Output = Result<()>> + Send {
         super::sql::write_event_by_steps::<Self>(conn, event)
+    }
+
+    /// Writes events of one type (a batch the sweeper expired) and their deliveries, in the
+    /// caller's transaction.
+    fn write_events(
+        conn: &mut Conn<Self>,
+        events: &[NewEvent],
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            for event in events {
+                Self::write_event(&mut *conn, event).await?;
+            }
+            Ok(())
+        }
     }
 
     /// Marks a receiving file staged with its event; whether it was still receiving.

@@ -69,6 +69,9 @@ fn arguments(args: Vec<Arg<'_>>) -> Result<PgArguments> {
             Arg::Id(v) => out.add(v),
             Arg::Time(v) => out.add(v),
             Arg::Ids(v) => out.add(v),
+            Arg::Texts(v) => out.add(v),
+            Arg::Times(v) => out.add(v),
+            Arg::MaybeIds(v) => out.add(v),
         }
         .map_err(sqlx::Error::Encode)?;
     }
@@ -152,6 +155,27 @@ impl Dialect for Pg {
             .bind(event.created_at)
             .bind(event.file_id)
             .bind(event.event_type.subscription_pattern())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Every event and every delivery of a batch in one statement, however long the batch.
+    async fn write_events(conn: &mut sqlx::PgConnection, events: &[NewEvent]) -> Result<()> {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        debug_assert!(events.iter().all(|e| e.event_type == first.event_type));
+        Pg::query(EVENTS_WITH_DELIVERIES)
+            .bind(Arg::Ids(events.iter().map(|e| e.id).collect()))
+            .bind(Arg::Texts(
+                events.iter().map(|e| e.client_id.clone()).collect(),
+            ))
+            .bind(first.event_type.as_str())
+            .bind(Arg::Texts(events.iter().map(|e| e.body.clone()).collect()))
+            .bind(Arg::Times(events.iter().map(|e| e.created_at).collect()))
+            .bind(Arg::MaybeIds(events.iter().map(|e| e.file_id).collect()))
+            .bind(first.event_type.subscription_pattern())
             .execute(conn)
             .await?;
         Ok(())
@@ -392,6 +416,20 @@ const EVENT_WITH_DELIVERIES: &str = concat!(
                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) ",
     deliveries_of_e!("$5", "$2", "$7")
 );
+
+/// Events of one type (`$3`; ids, clients, bodies, times and files as arrays `$1`, `$2`, `$4`,
+/// `$5`, `$6`) and their deliveries (`$7`: the subscription pattern), in one statement.
+const EVENTS_WITH_DELIVERIES: &str = "WITH e AS (INSERT INTO events (id, client_id, event_type, body, created_at, file_id) \
+                SELECT id, client_id, $3, body, created_at, file_id \
+                FROM UNNEST($1::uuid[], $2::text[], $4::text[], $5::timestamptz[], $6::uuid[]) \
+                     AS b (id, client_id, body, created_at, file_id) \
+                RETURNING id, client_id, created_at) \
+     INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+     SELECT e.id, ep.id, 'pending', 0, e.created_at FROM e \
+     JOIN event_endpoints ep ON ep.client_id = e.client_id \
+     WHERE ep.deleted_at IS NULL AND ep.disabled_at IS NULL \
+       AND (ep.event_types IS NULL OR ep.event_types LIKE $7) \
+     ON CONFLICT DO NOTHING";
 
 /// A received file staged (`$1`–`$6`) with its event (`$7`–`$10`, at `$5`) and deliveries
 /// (`$11`: the subscription pattern), in one statement; whether it was still receiving.

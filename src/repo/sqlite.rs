@@ -77,6 +77,19 @@ fn arguments(args: Vec<Arg<'_>>) -> Result<SqliteArguments> {
                 serde_json::to_string(&v.iter().map(Uuid::to_string).collect::<Vec<_>>())
                     .expect("ids serialize"),
             ),
+            Arg::Texts(v) => out.add(serde_json::to_string(&v).expect("texts serialize")),
+            Arg::Times(v) => out.add(
+                serde_json::to_string(&v.iter().map(|t| t.timestamp_micros()).collect::<Vec<_>>())
+                    .expect("times serialize"),
+            ),
+            Arg::MaybeIds(v) => out.add(
+                serde_json::to_string(
+                    &v.iter()
+                        .map(|id| id.map(|id| id.to_string()))
+                        .collect::<Vec<_>>(),
+                )
+                .expect("ids serialize"),
+            ),
         }
         .map_err(sqlx::Error::Encode)?;
     }

@@ -22,6 +22,7 @@ both_backends!(
     private_addresses_are_refused_when_connecting_and_a_test_ping_says_why,
     an_event_committed_before_a_crash_is_delivered_after_restart,
     a_client_with_slow_endpoints_delays_only_its_own_events,
+    a_sweep_that_expires_many_files_notifies_each_client_of_its_own,
 );
 
 /// Registers an endpoint for acme; its id and secret.
@@ -661,4 +662,86 @@ async fn a_client_with_slow_endpoints_delays_only_its_own_events(backend: Backen
         got.iter().any(|d| d.event_type() == "file.staged")
     })
     .await;
+}
+
+/// The sweeper writes a batch's `file.expired` events and their deliveries together: each
+/// client's subscribed endpoints get exactly its own files, once each; an endpoint not
+/// subscribed to the type gets none.
+async fn a_sweep_that_expires_many_files_notifies_each_client_of_its_own(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        private(c);
+        c.upload_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let acme = Receiver::start().await;
+    let (_, secret) = register(&app, &acme.url, Some(&["file.expired"])).await;
+    acme.set_secret(&secret);
+    let unsubscribed = Receiver::start().await;
+    register(&app, &unsubscribed.url, Some(&["file.promoted"])).await;
+    let globex = Receiver::start().await;
+    let created = json_with(
+        app.globex(Method::POST, "/event-endpoints")
+            .json(&json!({ "url": globex.url, "events": ["file.expired"] }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    globex.set_secret(created["secret"].as_str().unwrap());
+
+    let mut acme_ids = Vec::new();
+    for i in 0..5 {
+        let body = json_with(
+            app.upload(&format!("a{i}.pdf"), fixtures::pdf(2_000)).await,
+            201,
+        )
+        .await;
+        acme_ids.push(body["carv_file_id"].as_str().unwrap().to_owned());
+    }
+    let mut globex_ids = Vec::new();
+    for i in 0..3 {
+        let form = file_form(
+            &format!("g{i}.pdf"),
+            fixtures::pdf(2_000),
+            "application/pdf",
+        );
+        let staged = app
+            .globex(Method::POST, "/uploads")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        let body = json_with(staged, 201).await;
+        globex_ids.push(body["carv_file_id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    let run = stowage::sweeper::run_pass(&app.state).await;
+    assert_eq!(run.expired, 8, "{run:?}");
+
+    for (receiver, ids) in [(&acme, &acme_ids), (&globex, &globex_ids)] {
+        receiver
+            .wait_until(Duration::from_secs(20), "every expiry", |got| {
+                got.len() >= ids.len()
+            })
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let got = receiver.received();
+        let mut files: Vec<String> = got
+            .iter()
+            .map(|d| {
+                assert!(d.signature_valid, "bad signature: {d:?}");
+                assert_eq!(d.event_type(), "file.expired");
+                d.json()["data"]["file"]["carv_file_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        files.sort();
+        let mut expected = ids.clone();
+        expected.sort();
+        assert_eq!(files, expected, "{} deliveries", got.len());
+    }
+    assert!(unsubscribed.received().is_empty());
 }
