@@ -214,14 +214,22 @@ if wanted scan200k_c16_stowage; then
 fi
 
 # Sweep: 20,000 files staged through a second Stowage process whose TTL is one second (same
-# database and buckets), then one pass of `stowage sweep` on the main configuration.
+# database and buckets), then one pass of `stowage sweep` on the main configuration, with an
+# event endpoint registered (every expiry writes its event and a delivery).
 SWEEP_N=$(n 20000 2000)
 if wanted sweep_stowage; then
 STOWAGE_UPLOAD_TTL=1s start_stowage
 BENCH_STOWAGE_URL=$STOWAGE_URL run sweep_fill_stowage upload --target stowage --size 1024 --concurrency 16 --count "$SWEEP_N"
 stop_pid "$STOWAGE_PID"
+# The outbox on: an endpoint subscribed to every event, so each expiry writes its event and a
+# delivery (to a closed port: the pass itself delivers nothing; the main process's worker tries).
+SWEEP_ENDPOINT=$(curl -sf -X POST "$BENCH_STOWAGE_URL/event-endpoints" -H "X-API-Key: $BENCH_API_KEY" \
+  -H "X-ATS-Client-ID: $BENCH_CLIENT_ID" -H 'Content-Type: application/json' \
+  -d '{"url": "http://127.0.0.1:9/sweep-bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 sleep 1.5
 "$STOWAGE" sweep --json >"$RESULTS/sweep_stowage.json" 2>>"$WORK/stowage.err"
+curl -sf -X DELETE "$BENCH_STOWAGE_URL/event-endpoints/$SWEEP_ENDPOINT" -H "X-API-Key: $BENCH_API_KEY" \
+  -H "X-ATS-Client-ID: $BENCH_CLIENT_ID" >/dev/null
 log "sweep_stowage"
 run sweep_fill_direct fill-direct --prefix sweep --count "$SWEEP_N"
 run sweep_direct delete-direct --prefix sweep
@@ -231,6 +239,9 @@ if [ -n "$ONLY" ]; then
   for f in "$RESULTS"/*.json; do
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "cpu_ms_per_op", r.get("cpu_ms_per_op"))' "$f" "$(basename "$f" .json)"
   done
+  if [ -f "$RESULTS/sweep_stowage.json" ]; then  # deletions/s as the report counts them
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("sweep_stowage deleted_per_s", round(r["objects_deleted"] / max(r["expire_ms"], 1) * 1000, 1), "expired", r["expired"], "expire_ms", r["expire_ms"])' "$RESULTS/sweep_stowage.json"
+  fi
   exit 0
 fi
 

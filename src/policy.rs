@@ -57,6 +57,9 @@ pub struct SweepPolicy {
     /// How long a write already under way when its file was erased may still land (the store's
     /// operation timeout): the sweeper deletes such a file's objects again after it.
     pub erasure_settle: Duration,
+    /// Batches a pass expires at once: each holds a database connection while it marks its
+    /// rows, so at most a third of the replica's connections (1 to 4).
+    pub expiry_workers: usize,
 }
 
 /// Where events may be delivered.
@@ -131,6 +134,7 @@ impl Policies {
                 timeout: config.sweep_timeout,
                 file_retention: config.file_retention,
                 erasure_settle: config.s3_operation_timeout,
+                expiry_workers: (config.database_max_connections / 3).clamp(1, 4) as usize,
             },
             events: EventPolicy {
                 allow_private: config.events_allow_private,

@@ -132,15 +132,14 @@ async fn run_steps(app: &App, tally: &mut Tally) {
     purge(app, tally).await;
 }
 
-/// Expiry workers per pass: one marks rows while the other waits on DeleteObjects.
-const EXPIRY_WORKERS: usize = 2;
-
 /// Staged files past `expires_at`: mark them `expired` (tombstones), then delete their objects
 /// (≤ 1000 keys a call). An object whose delete fails belongs to a tombstone from then on and
 /// is removed by the orphan step.
 async fn expire(app: &App, tally: &mut Tally) {
-    let results =
-        futures_util::future::join_all((0..EXPIRY_WORKERS).map(|_| expire_worker(app))).await;
+    // Several batches at once (`SweepPolicy::expiry_workers`): while some mark their rows, the
+    // others wait on DeleteObjects (bench/notes.md: 4 against 2, interleaved).
+    let workers = app.sweep().expiry_workers;
+    let results = futures_util::future::join_all((0..workers).map(|_| expire_worker(app))).await;
     for worker in results {
         tally.run.expired += worker.run.expired;
         tally.run.objects_deleted += worker.run.objects_deleted;
