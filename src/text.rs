@@ -774,6 +774,17 @@ mod documents {
     }
 
     #[test]
+    fn a_filled_form_field_stays_apart_from_its_label() {
+        // The field's box right after its label, or overlapping it: its value (drawn by the
+        // field's appearance) is a word of its own, after the label.
+        for field_x in [98.0, 104.0] {
+            let pdf = crate::sniff::fixtures::form_pdf("Name:", field_x, "Ada Lovelace");
+            let text = extract(DocumentKind::Pdf, pdf).unwrap();
+            assert_eq!(text, "Name: Ada Lovelace\n", "field at {field_x}");
+        }
+    }
+
+    #[test]
     fn a_scanned_pdf_has_no_text_layer() {
         let failure = extract(DocumentKind::Pdf, fixtures::scanned_pdf()).unwrap_err();
         assert_eq!(failure.reason, FailureReason::NoTextLayer, "{failure}");

@@ -485,6 +485,42 @@ pub fn scanned_pdf() -> Vec<u8> {
     pdf_of(&objects, "")
 }
 
+/// A one-page form: `label` drawn in Helvetica at (72, 700), and a filled text field whose box
+/// starts at `field_x` (its value drawn 2 points inside it by its appearance stream).
+pub fn form_pdf(label: &str, field_x: f32, value: &str) -> Vec<u8> {
+    let content = format!("BT /F1 12 Tf 72 700 Td ({label}) Tj ET");
+    let appearance = format!("/Tx BMC BT /F1 12 Tf 2 4 Td ({value}) Tj ET EMC");
+    let stream = |dict: &str, body: &str| {
+        format!(
+            "<< {dict} /Length {} >>\nstream\n{body}\nendstream",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let objects = vec![
+        b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [5 0 R] /DA (/F1 12 Tf 0 g) \
+           /DR << /Font << /F1 4 0 R >> >> >> >>"
+            .to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
+           /Resources << /Font << /F1 4 0 R >> >> /Contents 6 0 R /Annots [5 0 R] >>"
+            .to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        format!(
+            "<< /Type /Annot /Subtype /Widget /FT /Tx /T (field) /V ({value}) /F 4 \
+             /Rect [{field_x} 696 {} 716] /P 3 0 R /DA (/F1 12 Tf 0 g) /AP << /N 7 0 R >> >>",
+            field_x + 200.0
+        )
+        .into_bytes(),
+        stream("", &content),
+        stream(
+            "/Type /XObject /Subtype /Form /BBox [0 0 200 20] /Resources << /Font << /F1 4 0 R >> >>",
+            &appearance,
+        ),
+    ];
+    pdf_of(&objects, "")
+}
+
 /// A scanned page: one PDF page showing a `width` × `height` grey image (8 bits a pixel, rows
 /// top to bottom, as a PGM file holds them) over the whole of a US Letter page.
 pub fn gray_image_pdf(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
