@@ -290,15 +290,19 @@ impl Telemetry {
     /// One text extraction finished (`reason` when it failed).
     pub fn text_extraction(
         &self,
-        status: &'static str,
-        reason: Option<crate::text::FailureReason>,
+        outcome: &Result<crate::text::Text, crate::text::TextFailure>,
         elapsed: Duration,
     ) {
-        let reason = reason.map_or("none", crate::text::FailureReason::as_str);
+        let (status, reason, source) = match outcome {
+            Ok(text) => ("extracted", "none", text.source.as_str()),
+            Err(failure) => ("failed", failure.reason.as_str(), "none"),
+        };
         self.record(|| {
-            counter!("stowage_text_extractions_total", "status" => status, "reason" => reason)
-                .increment(1);
-            histogram!("stowage_text_extraction_duration_seconds").record(elapsed.as_secs_f64());
+            counter!("stowage_text_extractions_total", "status" => status, "reason" => reason,
+                "source" => source)
+            .increment(1);
+            histogram!("stowage_text_extraction_duration_seconds", "source" => source)
+                .record(elapsed.as_secs_f64());
         });
     }
 

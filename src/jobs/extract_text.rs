@@ -38,14 +38,7 @@ async fn run_job(app: &App, job: Job) {
     let started = Instant::now();
     match attempt(app, &job).await {
         Ok(Some((file, webhook, outcome))) => {
-            let status = if outcome.is_ok() {
-                "extracted"
-            } else {
-                "failed"
-            };
-            let reason = outcome.as_ref().err().map(|f| f.reason);
-            app.telemetry()
-                .text_extraction(status, reason, started.elapsed());
+            app.telemetry().text_extraction(&outcome, started.elapsed());
             if let Err(failure) = &outcome {
                 tracing::info!(file_id = %job.file_id, reason = failure.reason.as_str(),
                     message = %failure.message, "text extraction failed");

@@ -502,6 +502,15 @@ async fn a_scanned_resume_is_read_by_ocr_when_asked(backend: Backend) {
         extracted[0]["data"]["file"]["text"]["source"], "ocr",
         "{extracted:?}"
     );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("stowage_text_extractions_total{")
+                && l.contains(r#"source="ocr""#)
+                && l.contains(r#"status="extracted""#)),
+        "{metrics}"
+    );
 
     // A PDF with a text layer is read as it is, not by OCR.
     let typeset = fixtures::text_pdf(&[&lines]);
