@@ -92,8 +92,12 @@ pub enum Command {
     /// process that limits its own memory (`STOWAGE_TEXT_MEMORY_MB`) and CPU time.
     Extract {
         /// The document's type: pdf, doc, docx, txt, rtf or odt.
-        #[arg(long, value_parser = parse_kind)]
-        kind: crate::sniff::DocumentKind,
+        #[arg(long, value_parser = parse_kind, required_unless_present = "serve")]
+        kind: Option<crate::sniff::DocumentKind>,
+        /// Read documents one after another, framed, until stdin closes (how the service runs
+        /// its long-lived extraction processes) instead of one document.
+        #[arg(long, conflicts_with = "kind")]
+        serve: bool,
         /// CPU seconds the extraction may use before the system stops it.
         #[arg(long, default_value = "60")]
         cpu_seconds: u64,
@@ -677,16 +681,13 @@ pub fn run_without_runtime(cli: &Cli) -> Option<std::process::ExitCode> {
     match cli.command {
         Command::Extract {
             kind,
+            serve,
             cpu_seconds,
             seconds,
             ref ocr_pdftoppm,
             ref ocr_tesseract,
-        } => Some(crate::extraction::child_main(
-            kind,
-            cli.config.text_memory_mb,
-            cpu_seconds,
-            seconds,
-            cli.config.ocr.then(|| {
+        } => {
+            let ocr = cli.config.ocr.then(|| {
                 let mut ocr = crate::ocr::Ocr::locate(&cli.config.ocr_languages);
                 if let Some(path) = ocr_pdftoppm {
                     ocr.pdftoppm.clone_from(path);
@@ -695,8 +696,15 @@ pub fn run_without_runtime(cli: &Cli) -> Option<std::process::ExitCode> {
                     ocr.tesseract.clone_from(path);
                 }
                 ocr
-            }),
-        )),
+            });
+            let memory_mb = cli.config.text_memory_mb;
+            Some(match kind {
+                Some(kind) if !serve => {
+                    crate::extraction::child_main(kind, memory_mb, cpu_seconds, seconds, ocr)
+                }
+                _ => crate::extraction::child_serve(memory_mb, cpu_seconds, seconds, ocr),
+            })
+        }
         _ => None,
     }
 }

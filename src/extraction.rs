@@ -11,15 +11,19 @@
 //! `serve`); with `STOWAGE_MIN_TEXT_CHARS` an upload's text is extracted before its `201`.
 
 use crate::policy::TextPolicy;
-use std::process::{ExitCode, Stdio};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncRead;
 
 use crate::repo::RepoError;
 use crate::sniff::DocumentKind;
 use crate::store::StoreError;
 use crate::text::{self, FailureReason, Text, TextFailure, TextSource};
+
+mod pool;
+
+pub use pool::IdleWorkers;
 
 /// The exit code of a child that judged its document unreadable (its stdout holds the
 /// [`TextFailure`] as JSON).
@@ -27,8 +31,6 @@ const EXIT_DOCUMENT_FAILED: u8 = 3;
 /// The exit code of a child whose text (on stdout) was recognised by OCR, not read from the
 /// document.
 const EXIT_OCR_TEXT: u8 = 4;
-/// How much of a child's stderr is kept to explain a crash.
-const STDERR_BYTES: u64 = 4096;
 /// How long an extraction waits for one of the replica's extraction processes.
 #[derive(Clone, Copy, Debug)]
 pub enum Wait {
@@ -77,83 +79,70 @@ where
         Ok(Ok(permit)) => permit,
         _ => return Err(RunError::Busy),
     };
-    let cpu_seconds = policy.timeout.as_secs().saturating_add(2);
-    let mut command = tokio::process::Command::new(&policy.extractor);
-    command
-        .arg("extract")
-        .arg("--kind")
-        .arg(kind.extension())
-        .arg("--text-memory-mb")
-        .arg((policy.memory_bytes / (1024 * 1024)).to_string())
-        .arg("--cpu-seconds")
-        .arg(cpu_seconds.to_string())
-        .arg("--seconds")
-        .arg(policy.timeout.as_secs_f64().to_string());
-    if let Some(ocr) = &policy.ocr {
-        command.arg("--ocr").args(ocr.child_args());
-    }
-    let mut child = command
-        // The parser needs nothing from the service's environment (credentials among it).
-        .env_clear()
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| RunError::Spawn(policy.extractor.display().to_string(), e))?;
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let feed = tokio::spawn(async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        loop {
-            let n = match input.read(&mut buffer).await {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) => return Err(e.to_string()),
-            };
-            // A child that stopped reading (it refused the document, or died) is judged by
-            // its exit, not by the broken pipe.
-            if stdin.write_all(&buffer[..n]).await.is_err() {
-                return Ok(());
-            }
-        }
-    });
-    let limit = (text::MAX_TEXT_BYTES + 64 * 1024) as u64;
-    let run = async {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let mut stdout = stdout.take(limit);
-        let mut stderr = stderr.take(STDERR_BYTES);
-        let (read_out, read_err) =
-            tokio::join!(stdout.read_to_end(&mut out), stderr.read_to_end(&mut err),);
-        read_out.map_err(RunError::Pipe)?;
-        read_err.map_err(RunError::Pipe)?;
-        let status = child.wait().await.map_err(RunError::Pipe)?;
-        Ok::<_, RunError>((status, out, err))
+    let mut worker = match policy.idle.take() {
+        Some(worker) => worker,
+        None => pool::Worker::spawn(policy)?,
     };
     let started = Instant::now();
-    let finished = tokio::time::timeout(policy.timeout, run).await;
-    let fed = async {
-        match feed.await {
-            Ok(Err(e)) => Err(RunError::Input(e)),
-            _ => Ok(()),
+    let exchanged = tokio::time::timeout(policy.timeout, worker.exchange(kind, &mut input)).await;
+    match exchanged {
+        Ok(Ok((code, payload))) => {
+            let outcome = judge_answer(code, payload);
+            // A process that failed on a document is not trusted with the next one; one
+            // that has read its share is replaced, giving back what its parsers kept.
+            if outcome.is_ok() && worker.served < pool::DOCUMENTS_PER_PROCESS {
+                policy.idle.put(worker);
+            }
+            Ok(outcome)
         }
-    };
-    let (status, out, err) = match finished {
-        Ok(done) => {
-            let done = done?;
-            fed.await?;
-            done
+        Ok(Err(pool::Broken::Input(e))) => Err(RunError::Input(e)),
+        Ok(Err(pool::Broken::Died)) => {
+            let (status, err) = worker.ended().await.map_err(RunError::Pipe)?;
+            Ok(Err(judge_death(policy, status, &err)))
         }
         Err(_) => {
-            let _ = child.start_kill();
-            let _ = child.wait().await;
+            worker.kill().await;
             tracing::debug!(elapsed = ?started.elapsed(), "text extraction timed out");
-            return Ok(Err(timed_out(policy)));
+            Ok(Err(timed_out(policy)))
         }
-    };
-    Ok(judge(policy, status, out, &err))
+    }
+}
+
+/// What an answer's code and bytes mean: 0 the document's text, 4 OCR's, 3 a failure.
+fn judge_answer(code: u8, payload: Vec<u8>) -> Result<Text, TextFailure> {
+    match code {
+        0 | EXIT_OCR_TEXT => {
+            let source = if code == 0 {
+                TextSource::Document
+            } else {
+                TextSource::Ocr
+            };
+            match String::from_utf8(payload) {
+                Ok(body) if body.len() <= text::MAX_TEXT_BYTES => Ok(Text { body, source }),
+                Ok(_) => Err(TextFailure::new(
+                    FailureReason::TooLarge,
+                    "the document holds more text than is kept",
+                )),
+                Err(_) => Err(TextFailure::new(
+                    FailureReason::Unreadable,
+                    "the extractor's output was not UTF-8",
+                )),
+            }
+        }
+        EXIT_DOCUMENT_FAILED => serde_json::from_slice(&payload).map_or_else(
+            |_| {
+                Err(TextFailure::new(
+                    FailureReason::Unreadable,
+                    "the extractor gave no reason",
+                ))
+            },
+            Err,
+        ),
+        _ => Err(TextFailure::new(
+            FailureReason::Unreadable,
+            "the extractor answered what it cannot mean",
+        )),
+    }
 }
 
 /// The failure of an extraction stopped at its time limit.
@@ -167,13 +156,9 @@ fn timed_out(policy: &TextPolicy) -> TextFailure {
     )
 }
 
-/// What a finished child's exit, stdout and stderr mean.
-fn judge(
-    policy: &TextPolicy,
-    status: std::process::ExitStatus,
-    out: Vec<u8>,
-    err: &[u8],
-) -> Result<Text, TextFailure> {
+/// What the death of an extraction process in the middle of a document means, from its exit
+/// and its stderr.
+fn judge_death(policy: &TextPolicy, status: std::process::ExitStatus, err: &[u8]) -> TextFailure {
     use std::os::unix::process::ExitStatusExt;
 
     let stderr = String::from_utf8_lossy(err);
@@ -187,52 +172,29 @@ fn judge(
         )
     };
     if stderr.contains("memory allocation") || stderr.contains("capacity overflow") {
-        return Err(out_of_memory());
+        return out_of_memory();
     }
-    let source = match status.code() {
-        Some(code) if code == i32::from(EXIT_OCR_TEXT) => TextSource::Ocr,
-        _ => TextSource::Document,
-    };
     match (status.code(), status.signal()) {
-        (Some(code), _) if code == 0 || code == i32::from(EXIT_OCR_TEXT) => {
-            match String::from_utf8(out) {
-                Ok(body) if body.len() <= text::MAX_TEXT_BYTES => Ok(Text { body, source }),
-                Ok(_) => Err(TextFailure::new(
-                    FailureReason::TooLarge,
-                    "the document holds more text than is kept",
-                )),
-                Err(_) => Err(TextFailure::new(
-                    FailureReason::Unreadable,
-                    "the extractor's output was not UTF-8",
-                )),
-            }
-        }
-        (Some(code), _) if code == i32::from(EXIT_DOCUMENT_FAILED) => serde_json::from_slice(&out)
-            .map_or_else(
-                |_| {
-                    Err(TextFailure::new(
-                        FailureReason::Unreadable,
-                        "the extractor gave no reason",
-                    ))
-                },
-                Err,
-            ),
         (Some(101), _) => {
             tracing::warn!(stderr = %stderr.trim(), "a text parser panicked");
-            Err(TextFailure::new(
+            TextFailure::new(
                 FailureReason::Unreadable,
                 "the document could not be parsed (the parser failed on it)",
-            ))
+            )
         }
         // SIGXCPU, or SIGKILL past the hard CPU limit: the time limit, counted in CPU time.
-        (_, Some(24 | 9)) => Err(timed_out(policy)),
-        (_, Some(6)) if stderr.contains("alloc") => Err(out_of_memory()),
+        (_, Some(24 | 9)) => timed_out(policy),
+        (_, Some(6)) if stderr.contains("alloc") => out_of_memory(),
+        (Some(0), _) => TextFailure::new(
+            FailureReason::Unreadable,
+            "the extractor stopped without answering",
+        ),
         (code, signal) => {
             tracing::warn!(?code, ?signal, stderr = %stderr.trim(), "a text parser crashed");
-            Err(TextFailure::new(
+            TextFailure::new(
                 FailureReason::Unreadable,
                 "the document could not be parsed (the parser crashed on it)",
-            ))
+            )
         }
     }
 }
@@ -249,33 +211,106 @@ pub fn child_main(
 ) -> ExitCode {
     use std::io::{Read, Write};
 
-    use rlimit::Resource;
-
     let started = Instant::now();
-    let memory = memory_mb.saturating_mul(1024 * 1024);
-    let cpu = cpu_seconds;
-    let limits = [
-        (Resource::AS, memory, memory),
-        (Resource::CPU, cpu, cpu.saturating_add(1)),
-        (Resource::CORE, 0, 0),
-    ];
-    for (resource, soft, hard) in limits {
-        if let Err(e) = rlimit::setrlimit(resource, soft, hard) {
-            eprintln!("stowage extract: cannot set {resource:?}: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Err(e) = lower_limits(memory_mb, cpu_seconds, cpu_seconds.saturating_add(1)) {
+        eprintln!("stowage extract: {e}");
+        return ExitCode::FAILURE;
     }
     let mut bytes = Vec::new();
     if let Err(e) = std::io::stdin().lock().read_to_end(&mut bytes) {
         eprintln!("stowage extract: reading stdin: {e}");
         return ExitCode::FAILURE;
     }
+    let (code, payload) = answer(outcome_of(kind, bytes, ocr.as_ref(), started, seconds));
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(&payload).and_then(|()| stdout.flush()) {
+        Ok(()) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("stowage extract: writing stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The pooled child: `stowage extract --serve`. Lowers its limits once, then reads documents
+/// one after another from stdin and answers each on stdout (see [`pool`] for the framing),
+/// until stdin closes. Each document gets `cpu_seconds` of CPU time of its own (the soft limit
+/// is moved up before each) and `seconds` of wall-clock time for OCR.
+pub fn child_serve(
+    memory_mb: u64,
+    cpu_seconds: u64,
+    seconds: f64,
+    ocr: Option<crate::ocr::Ocr>,
+) -> ExitCode {
+    use std::io::Write;
+
+    let hard = cpu_seconds.saturating_mul(u64::from(pool::DOCUMENTS_PER_PROCESS) + 1);
+    if let Err(e) = lower_limits(memory_mb, cpu_seconds, hard) {
+        eprintln!("stowage extract: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout().lock();
+    for served in 0u64.. {
+        let (kind, bytes) = match pool::read_request(&mut stdin) {
+            Ok(Some(request)) => request,
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stowage extract: reading a request: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let started = Instant::now();
+        // This document's CPU time: what the process has used so far, and its own budget.
+        let used = pool::cpu_seconds_used().unwrap_or(served.saturating_mul(cpu_seconds));
+        let soft = used.saturating_add(cpu_seconds).min(hard);
+        if let Err(e) = rlimit::setrlimit(rlimit::Resource::CPU, soft, hard) {
+            eprintln!("stowage extract: cannot set the CPU limit: {e}");
+            return ExitCode::FAILURE;
+        }
+        let (code, payload) = answer(outcome_of(kind, bytes, ocr.as_ref(), started, seconds));
+        if let Err(e) =
+            pool::write_answer(&mut stdout, code, &payload).and_then(|()| stdout.flush())
+        {
+            eprintln!("stowage extract: writing an answer: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// Address space, CPU time (soft and hard) and no core dumps, before a byte is read.
+fn lower_limits(memory_mb: u64, cpu_soft: u64, cpu_hard: u64) -> Result<(), String> {
+    use rlimit::Resource;
+
+    let memory = memory_mb.saturating_mul(1024 * 1024);
+    let limits = [
+        (Resource::AS, memory, memory),
+        (Resource::CPU, cpu_soft, cpu_hard),
+        (Resource::CORE, 0, 0),
+    ];
+    for (resource, soft, hard) in limits {
+        rlimit::setrlimit(resource, soft, hard)
+            .map_err(|e| format!("cannot set {resource:?}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A document's text, or why it has none: read by its kind's extractor, and by OCR when it is
+/// a PDF without a text layer and OCR is on.
+fn outcome_of(
+    kind: DocumentKind,
+    bytes: Vec<u8>,
+    ocr: Option<&crate::ocr::Ocr>,
+    started: Instant,
+    seconds: f64,
+) -> Result<Text, TextFailure> {
     // A scanned PDF is read again by OCR: keep its bytes only when OCR may need them.
     let scanned = (kind == DocumentKind::Pdf && ocr.is_some()).then(|| bytes.clone());
-    let outcome = match (text::extract(kind, bytes), ocr, scanned) {
+    match (text::extract(kind, bytes), ocr, scanned) {
         (Err(failure), Some(ocr), Some(pdf)) if failure.reason == FailureReason::NoTextLayer => {
             let deadline = started + Duration::from_secs_f64(seconds.max(0.0));
-            crate::ocr::read_pages(&ocr, &pdf, deadline)
+            crate::ocr::read_pages(ocr, &pdf, deadline)
                 .map(|raw| text::normalize(&raw))
                 .map(|body| Text {
                     body,
@@ -286,30 +321,24 @@ pub fn child_main(
             body,
             source: TextSource::Document,
         }),
-    };
-    let mut stdout = std::io::stdout().lock();
-    let (written, code) = match outcome {
+    }
+}
+
+/// An outcome as the child answers it: its code (0 text, 4 OCR's text, 3 a failure as JSON)
+/// and its bytes.
+fn answer(outcome: Result<Text, TextFailure>) -> (u8, Vec<u8>) {
+    match outcome {
         Ok(Text {
             body,
             source: TextSource::Document,
-        }) => (stdout.write_all(body.as_bytes()), ExitCode::SUCCESS),
+        }) => (0, body.into_bytes()),
         Ok(Text {
             body,
             source: TextSource::Ocr,
-        }) => (
-            stdout.write_all(body.as_bytes()),
-            ExitCode::from(EXIT_OCR_TEXT),
-        ),
+        }) => (EXIT_OCR_TEXT, body.into_bytes()),
         Err(failure) => (
-            serde_json::to_writer(&mut stdout, &failure).map_err(std::io::Error::other),
-            ExitCode::from(EXIT_DOCUMENT_FAILED),
+            EXIT_DOCUMENT_FAILED,
+            serde_json::to_vec(&failure).expect("a failure serializes"),
         ),
-    };
-    match written.and_then(|()| stdout.flush()) {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("stowage extract: writing stdout: {e}");
-            ExitCode::FAILURE
-        }
     }
 }

@@ -172,6 +172,8 @@ pub struct TextPolicy {
     pub(crate) processes: std::sync::Arc<tokio::sync::Semaphore>,
     /// OCR for scanned PDFs (`STOWAGE_OCR`), run by the extraction child.
     pub ocr: Option<crate::ocr::Ocr>,
+    /// The replica's extraction processes waiting for their next document.
+    pub(crate) idle: std::sync::Arc<crate::extraction::IdleWorkers>,
 }
 
 impl TextPolicy {
@@ -184,6 +186,7 @@ impl TextPolicy {
         TextPolicy {
             concurrency,
             processes: std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            idle: std::sync::Arc::default(),
             timeout: config.text_timeout,
             memory_bytes: config.text_memory_mb.saturating_mul(1024 * 1024),
             min_chars: (config.min_text_chars > 0).then_some(config.min_text_chars),

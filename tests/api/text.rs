@@ -377,7 +377,8 @@ async fn a_short_cv_is_refused_at_upload_when_asked(backend: Backend) {
 /// more extraction children than `STOWAGE_TEXT_CONCURRENCY`; one that cannot get a child within
 /// the text time limit is `503` with `Retry-After`, and leaves nothing.
 async fn upload_time_checks_share_one_limit_of_extraction_processes(backend: Backend) {
-    // An extractor that notes when two of it run at once, and takes its time.
+    // An extractor (a wrapper, as a sandbox would be) that notes when two of it run at once;
+    // each document takes its time because it is a scan read by OCR (a second or two a page).
     let dir = tempfile::tempdir().unwrap();
     let marks = dir.path().display().to_string();
     let slow = dir.path().join("slow-extractor");
@@ -394,10 +395,11 @@ async fn upload_time_checks_share_one_limit_of_extraction_processes(backend: Bac
         c.text_extractor = Some(slow.clone());
         c.min_text_chars = 10;
         c.text_concurrency = Some(1);
-        c.text_timeout = Duration::from_millis(2_500);
+        c.text_timeout = Duration::from_millis(4_000);
+        c.ocr = true;
     })
     .await;
-    let cv = fixtures::text_pdf(&[&["Grace Hopper, rear admiral and computer scientist"]]);
+    let cv = scanned_resume(&["Grace Hopper, rear admiral and computer scientist"]);
     let uploads = (0..8).map(|_| {
         let request = app
             .acme(Method::POST, "/uploads")
