@@ -336,8 +336,8 @@ pub struct Config {
     )]
     pub min_text_chars: u64,
 
-    /// The program run for each extraction, as `PROGRAM extract --kind K` (unset: this
-    /// `stowage` binary itself).
+    /// The program run as the extraction processes, `PROGRAM extract --serve …` (unset: this
+    /// `stowage` binary itself); a wrapper (a sandbox) ends by running `stowage extract "$@"`.
     #[arg(long, env = "STOWAGE_TEXT_EXTRACTOR", global = true)]
     pub text_extractor: Option<PathBuf>,
 
