@@ -353,10 +353,7 @@ pub fn text_pdf(pages: &[&[&str]]) -> Vec<u8> {
             )
             .into_bytes(),
         );
-        let mut stream = format!("<< /Length {} >>\nstream\n", content.len()).into_bytes();
-        stream.extend_from_slice(content.as_bytes());
-        stream.extend_from_slice(b"\nendstream");
-        objects.push(stream);
+        objects.push(stream_object("", content.as_bytes()));
     }
     pdf_of(&objects, "")
 }
@@ -408,16 +405,13 @@ pub fn placed_pdf(pieces: &[Placed<'_>]) -> Vec<u8> {
          1 begincodespacerange <0000> <FFFF> endcodespacerange\n\
          {blocks}endcmap CMapName currentdict /CMap defineresource pop end end"
     );
-    let stream = |body: &str| {
-        format!("<< /Length {} >>\nstream\n{body}\nendstream", body.len()).into_bytes()
-    };
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
            /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>"
             .to_vec(),
-        stream(&content),
+        stream_object("", content.as_bytes()),
         b"<< /Type /Font /Subtype /Type0 /BaseFont /Placed /Encoding /Identity-H \
            /DescendantFonts [6 0 R] /ToUnicode 7 0 R >>"
             .to_vec(),
@@ -425,7 +419,7 @@ pub fn placed_pdf(pieces: &[Placed<'_>]) -> Vec<u8> {
            /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> \
            /DW 1000 /W [0 12287 500] /CIDToGIDMap /Identity >>"
             .to_vec(),
-        stream(&cmap),
+        stream_object("", cmap.as_bytes()),
     ];
     pdf_of(&objects, "")
 }
@@ -459,16 +453,27 @@ fn pdf_of(objects: &[Vec<u8>], trailer_extra: &str) -> Vec<u8> {
 
 /// A scanned page: one PDF page that only draws an image (no text layer).
 pub fn scanned_pdf() -> Vec<u8> {
-    let pixels = vec![0x80u8; 64 * 64];
-    let mut image = format!(
-        "<< /Type /XObject /Subtype /Image /Width 64 /Height 64 /ColorSpace /DeviceGray \
-         /BitsPerComponent 8 /Length {} >>\nstream\n",
-        pixels.len()
-    )
-    .into_bytes();
-    image.extend_from_slice(&pixels);
-    image.extend_from_slice(b"\nendstream");
-    let content = "q 468 0 0 648 72 72 cm /Im1 Do Q";
+    image_pdf(64, 64, "", &[0x80u8; 64 * 64], "468 0 0 648 72 72")
+}
+
+/// A stream object: `dict`'s entries with the body's length, and the body.
+fn stream_object(dict: &str, body: &[u8]) -> Vec<u8> {
+    let mut object = format!("<< {dict} /Length {} >>\nstream\n", body.len()).into_bytes();
+    object.extend_from_slice(body);
+    object.extend_from_slice(b"\nendstream");
+    object
+}
+
+/// A one-page PDF (US Letter) that only draws a grey image, `data` (8 bits a pixel, after
+/// `filter`), placed by the matrix `placement`.
+fn image_pdf(width: usize, height: usize, filter: &str, data: &[u8], placement: &str) -> Vec<u8> {
+    let image = stream_object(
+        &format!(
+            "/Type /XObject /Subtype /Image /Width {width} /Height {height} \
+             /ColorSpace /DeviceGray /BitsPerComponent 8 {filter}"
+        ),
+        data,
+    );
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
@@ -476,11 +481,7 @@ pub fn scanned_pdf() -> Vec<u8> {
            /Resources << /XObject << /Im1 4 0 R >> >> /Contents 5 0 R >>"
             .to_vec(),
         image,
-        format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
-        )
-        .into_bytes(),
+        stream_object("", format!("q {placement} cm /Im1 Do Q").as_bytes()),
     ];
     pdf_of(&objects, "")
 }
@@ -490,13 +491,6 @@ pub fn scanned_pdf() -> Vec<u8> {
 pub fn form_pdf(label: &str, field_x: f32, value: &str) -> Vec<u8> {
     let content = format!("BT /F1 12 Tf 72 700 Td ({label}) Tj ET");
     let appearance = format!("/Tx BMC BT /F1 12 Tf 2 4 Td ({value}) Tj ET EMC");
-    let stream = |dict: &str, body: &str| {
-        format!(
-            "<< {dict} /Length {} >>\nstream\n{body}\nendstream",
-            body.len()
-        )
-        .into_bytes()
-    };
     let objects = vec![
         b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [5 0 R] /DA (/F1 12 Tf 0 g) \
            /DR << /Font << /F1 4 0 R >> >> >> >>"
@@ -512,10 +506,10 @@ pub fn form_pdf(label: &str, field_x: f32, value: &str) -> Vec<u8> {
             field_x + 200.0
         )
         .into_bytes(),
-        stream("", &content),
-        stream(
+        stream_object("", content.as_bytes()),
+        stream_object(
             "/Type /XObject /Subtype /Form /BBox [0 0 200 20] /Resources << /Font << /F1 4 0 R >> >>",
-            &appearance,
+            appearance.as_bytes(),
         ),
     ];
     pdf_of(&objects, "")
@@ -528,29 +522,13 @@ pub fn gray_image_pdf(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(pixels).unwrap();
     let compressed = encoder.finish().unwrap();
-    let mut image = format!(
-        "<< /Type /XObject /Subtype /Image /Width {width} /Height {height} \
-         /ColorSpace /DeviceGray /BitsPerComponent 8 /Filter /FlateDecode /Length {} >>\nstream\n",
-        compressed.len()
+    image_pdf(
+        width,
+        height,
+        "/Filter /FlateDecode",
+        &compressed,
+        "612 0 0 792 0 0",
     )
-    .into_bytes();
-    image.extend_from_slice(&compressed);
-    image.extend_from_slice(b"\nendstream");
-    let content = "q 612 0 0 792 0 0 cm /Im1 Do Q";
-    let objects = vec![
-        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] \
-           /Resources << /XObject << /Im1 4 0 R >> >> /Contents 5 0 R >>"
-            .to_vec(),
-        image,
-        format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
-        )
-        .into_bytes(),
-    ];
-    pdf_of(&objects, "")
 }
 
 /// A PDF protected by a user password (the standard security handler, RC4): it cannot be
@@ -561,11 +539,7 @@ pub fn encrypted_pdf() -> Vec<u8> {
         b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
-        format!(
-            "<< /Length {} >>\nstream\n{content}\nendstream",
-            content.len()
-        )
-        .into_bytes(),
+        stream_object("", content.as_bytes()),
         format!(
             "<< /Filter /Standard /V 1 /R 2 /P -44 /O <{}> /U <{}> >>",
             "6a".repeat(32),
