@@ -184,6 +184,29 @@ done
 for t in direct stowage; do
   run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU"
 done
+# Text extraction keeping up with promotion: 2,000 two-page text resumes (bench/resume_pdf.py)
+# promoted by webhooks, 16 clients, then the time from the first webhook until every text is
+# recorded; the drain rate is reported beside the webhook rate of the same workload.
+if wanted backlog_stowage; then
+  python3 bench/resume_pdf.py >"$WORK/resume.pdf"
+  BACKLOG_N=$(n 2000 300)
+  BACKLOG_T0=$(date +%s.%N)
+  BENCH_DOCUMENT=$WORK/resume.pdf run backlog_webhooks_stowage webhook --target stowage --size 0 \
+    --concurrency 16 --count "$BACKLOG_N" --cpu "$CPU"
+  while [ "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM files WHERE text_status = 'pending'")" != 0 ]; do
+    sleep 0.05
+  done
+  python3 - "$BACKLOG_T0" "$(date +%s.%N)" "$RESULTS/backlog_webhooks_stowage.json" "$BACKLOG_N" \
+    "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM files WHERE text_status = 'extracted'")" \
+    >"$RESULTS/backlog_stowage.json" <<'PYEOF'
+import json, sys
+t0, t1, webhooks, n, extracted = float(sys.argv[1]), float(sys.argv[2]), json.load(open(sys.argv[3])), int(sys.argv[4]), int(sys.argv[5])
+print(json.dumps({"documents": n, "extracted": extracted, "drain_s": round(t1 - t0, 3),
+                  "per_s": round(n / (t1 - t0), 1), "webhooks_per_s": webhooks.get("per_s")}))
+PYEOF
+  log "backlog_stowage: $(cat "$RESULTS/backlog_stowage.json")"
+fi
+
 # The same upload and webhook workloads with an event endpoint registered (ratios to the two above).
 run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU"
 

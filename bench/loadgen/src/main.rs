@@ -548,7 +548,12 @@ async fn webhook(
     count: usize,
     cpu: &[String],
 ) -> Value {
-    let body = pdf(size);
+    // BENCH_DOCUMENT: a real document to stage instead of the synthetic body (the extraction
+    // backlog workload promotes resumes whose text is read).
+    let body = match std::env::var_os("BENCH_DOCUMENT") {
+        Some(path) => Bytes::from(std::fs::read(path).expect("BENCH_DOCUMENT")),
+        None => pdf(size),
+    };
     let http = http_client();
     let s3 = s3_client(&cli.s3_endpoint).await;
     let run = uuid::Uuid::new_v4().simple().to_string();
