@@ -20,6 +20,8 @@ import time
 import unicodedata
 import zlib
 
+from minipdf import pdf_of
+
 WORD = re.compile(r"\w+")
 
 
@@ -59,17 +61,7 @@ def image_pdf(width, height, pixels, page_width, page_height):
         f"/BitsPerComponent 8 /Filter /FlateDecode /Length {len(image)} >>\nstream\n".encode() + image + b"\nendstream",
         f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects):
-        offsets.append(len(out))
-        out += f"{i + 1} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for offset in offsets:
-        out += f"{offset:010} 00000 n \n".encode()
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    return pdf_of(objects)
 
 
 def page_size(path, page):

@@ -5,6 +5,8 @@ generator's synthetic bodies, which fail extraction at once)."""
 
 import sys
 
+from minipdf import pdf_of
+
 WORDS = ("experience engineering team platform design delivered services customers data "
          "reliability migration latency throughput mentored hiring roadmap python rust sql "
          "kubernetes observability incident budget stakeholders quarterly launched reduced "
@@ -29,14 +31,4 @@ for i, content in enumerate(pages):
     objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
                    f"/Contents {5 + 2 * i} 0 R >>".encode())
     objects.append(f"<< /Length {len(content)} >>\nstream\n".encode() + content + b"\nendstream")
-out = bytearray(b"%PDF-1.4\n")
-offsets = []
-for i, body in enumerate(objects):
-    offsets.append(len(out))
-    out += f"{i + 1} 0 obj\n".encode() + body + b"\nendobj\n"
-xref = len(out)
-out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-for offset in offsets:
-    out += f"{offset:010} 00000 n \n".encode()
-out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-sys.stdout.buffer.write(bytes(out))
+sys.stdout.buffer.write(pdf_of(objects))

@@ -147,8 +147,8 @@ impl Worker {
         let len = self.stdout.read_u64().await.map_err(|_| Broken::Died)?;
         let limit = (crate::text::MAX_TEXT_BYTES + 64 * 1024) as u64;
         if len > limit {
-            // More than is ever kept: the answer is not read, and the process not used again.
-            self.served = DOCUMENTS_PER_PROCESS;
+            // More than is ever kept: the answer is not read; a failure, so the process is not
+            // used again.
             return Ok((
                 super::EXIT_DOCUMENT_FAILED,
                 serde_json::to_vec(&crate::text::TextFailure::new(

@@ -53,21 +53,25 @@ pub fn separate(text: &str, pieces: &[Piece<'_>]) -> String {
         let mut last = None;
         for piece in line {
             let needle = piece.text.trim();
-            let found = match (previous, first_end, above) {
-                (Some((_, end)), _, _) => follows(text, end, needle),
-                (None, None, Some((_, end))) => follows(text, end, needle),
+            // Where the piece should stand: right after its left neighbour, or, for a line's
+            // first piece, after the last piece found of the line above (`true`).
+            let anchor = match (previous, first_end) {
+                (Some(before), _) => Some((before, false)),
+                (None, None) => above.map(|before| (before, true)),
                 _ => None,
-            }
-            .or_else(|| find_word_start(text, needle, cursor));
+            };
+            let found = anchor
+                .and_then(|((_, end), _)| follows(text, end, needle))
+                .or_else(|| find_word_start(text, needle, cursor));
             let Some(at) = found else {
                 previous = None;
                 continue;
             };
-            match (previous, first_end, above) {
-                (Some((before, end)), _, _) if end == at && apart(before, piece) => {
+            match anchor {
+                Some(((before, end), false)) if end == at && apart(before, piece) => {
                     inserts.push((at, ' '));
                 }
-                (None, None, Some((before, end))) if end == at && below(before, piece) => {
+                Some(((before, end), true)) if end == at && below(before, piece) => {
                     inserts.push((at, '\n'));
                 }
                 _ => {}
