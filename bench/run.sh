@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stowage's benchmark: the same workloads straight to S3 ("direct", the limit), through Stowage
 # (release build, PostgreSQL), and through a peer upload server (@tus/server + @tus/s3-store), all
-# against one s3s-fs server in the same run. Starts everything it needs on 127.0.0.1, stops it
-# all, and writes bench/results.json and bench/REPORT.md.
+# against one S3 server (s3s-fs's storage, bench/s3server) in the same run. Starts everything it
+# needs on 127.0.0.1, stops it all, and writes bench/results.json and bench/REPORT.md.
 #
 #   bench/run.sh            # full run
 #   BENCH_QUICK=1 bench/run.sh   # smaller counts, for trying the harness
@@ -39,9 +39,20 @@ wait_http() { # URL
 }
 
 # --- tools -------------------------------------------------------------------------------------
-if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
-  log "installing s3s-fs 0.14.1 (once, ~4 min)"
-  cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$TOOLS" >/dev/null
+# The S3 server: s3s-fs's storage served with TCP_NODELAY (bench/s3server); BENCH_S3=s3s-fs for
+# the s3s-fs binary as published, whose small responses can wait ~40 ms for a delayed ACK.
+S3SERVER=$TOOLS/s3server-target/release/bench-s3server
+S3_SERVED_BY="(bench/s3server, TCP_NODELAY)"
+[ "${BENCH_S3:-}" = s3s-fs ] && S3_SERVED_BY="(the s3s-fs binary)"
+if [ "${BENCH_S3:-}" = s3s-fs ]; then
+  if [ ! -x "$TOOLS/bin/s3s-fs" ]; then
+    log "installing s3s-fs 0.14.1 (once, ~4 min)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$TOOLS" >/dev/null
+  fi
+else
+  log "building the S3 server (bench/s3server; ~4 min the first time)"
+  cargo build --release --locked --manifest-path bench/s3server/Cargo.toml \
+    --target-dir "$TOOLS/s3server-target" 2>&1 | tail -1 >&2
 fi
 if [ ! -x "$PGBIN/initdb" ]; then
   log "installing postgresql-15"; apt-get update -qq && apt-get install -y -qq postgresql-15 >/dev/null
@@ -59,13 +70,17 @@ STOWAGE=${BENCH_STOWAGE_BIN:-$ROOT/target/release/stowage}
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 S3PORT=$(free_port)
 mkdir -p "$WORK/s3"
-"$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3PORT" --access-key bench --secret-key benchsecret "$WORK/s3" \
-  >"$WORK/s3s.log" 2>&1 &
+if [ "${BENCH_S3:-}" = s3s-fs ]; then
+  "$TOOLS/bin/s3s-fs" --host 127.0.0.1 --port "$S3PORT" --access-key bench --secret-key benchsecret "$WORK/s3" \
+    >"$WORK/s3s.log" 2>&1 &
+else
+  "$S3SERVER" 127.0.0.1 "$S3PORT" bench benchsecret "$WORK/s3" >"$WORK/s3s.log" 2>&1 &
+fi
 S3_PID=$!; PIDS+=($S3_PID)
 wait_http "http://127.0.0.1:$S3PORT/"
 export BENCH_S3_ENDPOINT=http://127.0.0.1:$S3PORT
 "$BENCH" make-buckets direct-staging direct-files peer stowage-staging stowage-files >/dev/null
-log "s3s-fs on 127.0.0.1:$S3PORT"
+log "S3 server (${BENCH_S3:-bench/s3server}) on 127.0.0.1:$S3PORT"
 
 # BENCH_PGSS=1: PostgreSQL counts its time per statement (pg_stat_statements, planning too);
 # the statements that cost most are written to bench/.work/statements.txt at the end.
@@ -193,16 +208,23 @@ if wanted backlog_stowage; then
   BACKLOG_T0=$(date +%s.%N)
   BENCH_DOCUMENT=$WORK/resume.pdf run backlog_webhooks_stowage webhook --target stowage --size 0 \
     --concurrency 16 --count "$BACKLOG_N" --cpu "$CPU"
+  BACKLOG_T1=$(date +%s.%N)
+  BACKLOG_LEFT=$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM files WHERE text_status = 'pending'")
   while [ "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM files WHERE text_status = 'pending'")" != 0 ]; do
     sleep 0.05
   done
-  python3 - "$BACKLOG_T0" "$(date +%s.%N)" "$RESULTS/backlog_webhooks_stowage.json" "$BACKLOG_N" \
+  python3 - "$BACKLOG_T0" "$BACKLOG_T1" "$(date +%s.%N)" "$RESULTS/backlog_webhooks_stowage.json" "$BACKLOG_N" "$BACKLOG_LEFT" \
     "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM files WHERE text_status = 'extracted'")" \
     >"$RESULTS/backlog_stowage.json" <<'PYEOF'
 import json, sys
-t0, t1, webhooks, n, extracted = float(sys.argv[1]), float(sys.argv[2]), json.load(open(sys.argv[3])), int(sys.argv[4]), int(sys.argv[5])
-print(json.dumps({"documents": n, "extracted": extracted, "drain_s": round(t1 - t0, 3),
-                  "per_s": round(n / (t1 - t0), 1), "webhooks_per_s": webhooks.get("per_s")}))
+t0, t1, t2 = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+webhooks, n, left, extracted = json.load(open(sys.argv[4])), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+# per_s: every text recorded, from the first webhook; backlog_per_s: what was still pending when
+# the webhooks stopped, drained with the cores to itself.
+print(json.dumps({"documents": n, "extracted": extracted, "drain_s": round(t2 - t0, 3),
+                  "per_s": round(n / (t2 - t0), 1), "left_after_webhooks": left,
+                  "backlog_per_s": round(left / (t2 - t1), 1) if left and t2 > t1 else None,
+                  "webhooks_per_s": webhooks.get("per_s")}))
 PYEOF
   log "backlog_stowage: $(cat "$RESULTS/backlog_stowage.json")"
 fi
@@ -272,7 +294,7 @@ fi
 {
   echo "{"
   echo "\"machine\": {\"cores\": $(nproc), \"mem_gib\": $(awk '/MemTotal/{printf "%.1f", $2/1048576}' /proc/meminfo), \"kernel\": \"$(uname -r)\", \"cpu\": \"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //;s/"//g')\"},"
-  echo "\"versions\": {\"stowage\": \"$("$STOWAGE" --version)\", \"rustc\": \"$(rustc --version)\", \"node\": \"$(node --version)\", \"s3s_fs\": \"0.14.1\", \"postgres\": \"$("$PGBIN/postgres" --version)\", \"tus_server\": \"$(node -p "require('./bench/peer/node_modules/@tus/server/package.json').version")\", \"tus_s3_store\": \"$(node -p "require('./bench/peer/node_modules/@tus/s3-store/package.json').version")\"},"
+  echo "\"versions\": {\"stowage\": \"$("$STOWAGE" --version)\", \"rustc\": \"$(rustc --version)\", \"node\": \"$(node --version)\", \"s3s_fs\": \"0.14.1 ${S3_SERVED_BY}\", \"postgres\": \"$("$PGBIN/postgres" --version)\", \"tus_server\": \"$(node -p "require('./bench/peer/node_modules/@tus/server/package.json').version")\", \"tus_s3_store\": \"$(node -p "require('./bench/peer/node_modules/@tus/s3-store/package.json').version")\"},"
   echo "\"quick\": $([ "$Q" = 1 ] && echo true || echo false),"
   echo "\"date\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\","
   echo "\"runs\": {"

@@ -14,7 +14,7 @@ use crate::policy::TextPolicy;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::repo::RepoError;
 use crate::sniff::DocumentKind;
@@ -31,6 +31,10 @@ const EXIT_DOCUMENT_FAILED: u8 = 3;
 /// The exit code of a child whose text (on stdout) was recognised by OCR, not read from the
 /// document.
 const EXIT_OCR_TEXT: u8 = 4;
+/// How much of a document is read before it waits for an extraction process: a resume whole,
+/// so a process is never held while the first bytes of an object cross the network.
+pub const READ_AHEAD: u64 = 256 * 1024;
+
 /// How long an extraction waits for one of the replica's extraction processes.
 #[derive(Clone, Copy, Debug)]
 pub enum Wait {
@@ -69,6 +73,15 @@ pub async fn extract_isolated<R>(
 where
     R: AsyncRead + Unpin + Send + 'static,
 {
+    // The document's first bytes (most documents whole) are in hand before a process is taken:
+    // the processes parse, they do not wait on storage.
+    let mut head = Vec::new();
+    (&mut input)
+        .take(READ_AHEAD)
+        .read_to_end(&mut head)
+        .await
+        .map_err(|e| RunError::Input(e.to_string()))?;
+    let mut input = std::io::Cursor::new(head).chain(input);
     // One shared limit of children per replica: an upload waits at most its time limit for a
     // turn, a background job as long as it takes.
     let wait = match wait {

@@ -156,6 +156,9 @@ impl Policies {
     }
 }
 
+/// Text jobs in flight per extraction process (see [`TextPolicy::job_slots`]).
+pub const JOBS_PER_PROCESS: usize = 8;
+
 /// How extractions run.
 #[derive(Clone, Debug)]
 pub struct TextPolicy {
@@ -199,9 +202,18 @@ impl TextPolicy {
         }
     }
 
-    /// How long a worker holds a job: the extraction's time limit, reading the document, and a
-    /// margin, so a live worker records its job before another may take it.
+    /// Text jobs one worker runs at once: [`JOBS_PER_PROCESS`] per extraction process, so
+    /// reading the next documents and recording the last texts overlap the parsing (a job
+    /// holds a process only while it parses, `extraction::READ_AHEAD`).
+    pub fn job_slots(&self) -> usize {
+        self.concurrency.saturating_mul(JOBS_PER_PROCESS)
+    }
+
+    /// How long a worker holds a job: its turn behind the jobs ahead of it, the extraction's
+    /// time limit, reading the document, and a margin, so a live worker records its job before
+    /// another may take it.
     pub fn lease(&self) -> Duration {
-        self.timeout.saturating_mul(2) + Duration::from_secs(60)
+        let turns = u32::try_from(JOBS_PER_PROCESS).unwrap_or(u32::MAX);
+        self.timeout.saturating_mul(turns + 1) + Duration::from_secs(60)
     }
 }

@@ -155,9 +155,10 @@ async fn follow_key_changes(app: App, mut stopping: watch::Receiver<bool>) {
 async fn run(app: App, mut stopping: watch::Receiver<bool>) {
     let keys = tokio::spawn(follow_key_changes(app.clone(), stopping.clone()));
     let mut deliveries = Lane::new(crate::delivery::CONCURRENCY);
-    // Each job is a child process; the children are shared with upload-time checks
-    // (`TextPolicy::concurrency`), which the jobs wait for.
-    let mut jobs = Lane::new(app.text().concurrency);
+    // A text job parses in one of the replica's extraction processes, shared with upload-time
+    // checks (`TextPolicy::concurrency`); more jobs than processes are in flight, so that
+    // reading documents and recording texts overlap the parsing.
+    let mut jobs = Lane::new(app.text().job_slots());
     loop {
         if *stopping.borrow() {
             break;

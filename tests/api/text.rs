@@ -21,6 +21,7 @@ both_backends!(
     a_short_cv_is_refused_at_upload_when_asked,
     upload_time_checks_share_one_limit_of_extraction_processes,
     a_scanned_resume_is_read_by_ocr_when_asked,
+    a_backlog_larger_than_the_processes_gets_each_file_its_own_text,
 );
 
 fn with_txt(config: &mut stowage::config::Config) {
@@ -519,4 +520,57 @@ async fn a_scanned_resume_is_read_by_ocr_when_asked(backend: Backend) {
     let id = promote(&app, "typeset.pdf", typeset, "u-2").await;
     let file = settled(&app, &id).await;
     assert_eq!(file["text"]["source"], "document", "{file}");
+}
+
+/// More promoted files than extraction processes: jobs read their documents while others parse,
+/// and each file still gets its own text, a document longer than what a job reads ahead whole.
+async fn a_backlog_larger_than_the_processes_gets_each_file_its_own_text(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        with_txt(c);
+        c.text_concurrency = Some(1);
+    })
+    .await;
+    // ~600 KB of text: the first 256 KiB are read ahead, the rest streamed behind them.
+    let mut long = String::from("Opening line of Ada Lovelace's notes.\n");
+    for n in 0..12_000 {
+        long.push_str(&format!("Note {n} on the Analytical Engine.\n"));
+    }
+    long.push_str("Closing line: the last note.\n");
+    let long_id = promote(&app, "notes.txt", long.clone().into_bytes(), "u-long").await;
+    let mut short = Vec::new();
+    for n in 0..10 {
+        let name = format!("Candidate Number{n} Surname{n}");
+        let id = promote(
+            &app,
+            "cv.pdf",
+            fixtures::text_pdf(&[&[name.as_str()]]),
+            &format!("u-{n}"),
+        )
+        .await;
+        short.push((id, name));
+    }
+
+    let file = settled(&app, &long_id).await;
+    assert_eq!(file["text"]["status"], "extracted", "{file}");
+    let text = text_of(&app, &long_id).await;
+    assert!(
+        text.starts_with("Opening line of Ada Lovelace's notes."),
+        "{}",
+        &text[..80]
+    );
+    assert!(text.contains("Note 11999 on the Analytical Engine."));
+    assert!(text.trim_end().ends_with("Closing line: the last note."));
+    assert_eq!(text.lines().count(), long.lines().count());
+    for (id, name) in &short {
+        let file = settled(&app, id).await;
+        assert_eq!(file["text"]["status"], "extracted", "{file}");
+        let text = text_of(&app, id).await;
+        assert!(text.contains(name.as_str()), "{id}: {text}");
+        for (_, other) in short.iter().filter(|(other_id, _)| other_id != id) {
+            assert!(
+                !text.contains(other.as_str()),
+                "{id} has {other}'s text: {text}"
+            );
+        }
+    }
 }
