@@ -98,9 +98,9 @@ impl<D: Dialect> SweepRepo for SqlRepo<D> {
         erasures_before: DateTime<Utc>,
     ) -> Result<u64> {
         let files = D::query(
-            "DELETE FROM files WHERE (state IN ('expired', 'discarded') \
-                 OR (state = 'erased' AND objects_deleted_at IS NOT NULL)) \
-             AND state_changed_at < $1",
+            "DELETE FROM files WHERE state IN ('expired', 'discarded', 'erased') \
+             AND state_changed_at < $1 \
+             AND (state <> 'erased' OR objects_deleted_at IS NOT NULL)",
         )
         .bind(before)
         .execute(&self.pool)

@@ -183,7 +183,8 @@ fn sample_rss(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task
     })
 }
 
-/// CPU time (user + system, in clock ticks) of a process and all its descendants.
+/// CPU time (user + system, in clock ticks) of a process and all its descendants, the ones
+/// that already ended included (each process's `cutime` + `cstime`: children it waited for).
 fn tree_cpu_ticks(root: u32) -> u64 {
     let mut stats = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
@@ -200,14 +201,10 @@ fn tree_cpu_ticks(root: u32) -> u64 {
             };
             let fields: Vec<&str> = rest.split_whitespace().collect();
             let ppid: u32 = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-            let ticks: u64 = fields
-                .get(11)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                + fields
-                    .get(12)
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
+            // utime, stime, cutime, cstime.
+            let ticks: u64 = (11..=14)
+                .filter_map(|i| fields.get(i)?.parse::<u64>().ok())
+                .sum();
             stats.push((pid, ppid, ticks));
         }
     }
