@@ -85,6 +85,32 @@ row("direct path: Stowage CPU ms per 50 MB upload vs per 2 MB (both past the one
     cpu_of("direct50m_c16_stowage-direct", "stowage"),
     cpu_of("direct2m_c16_stowage-direct", "stowage"), "per 2 MB", 1.2, higher_is_better=False, unit=" ms")
 
+
+
+def own_cpu(name):
+    """Stowage's (every replica's) and PostgreSQL's CPU ms per operation of a run."""
+    cpu = get(name, "cpu_ms_per_op")
+    if not cpu:
+        return None
+    return sum(v for k, v in cpu.items() if k.startswith("stowage") or k == "postgres")
+
+
+# Cost per operation (DESIGN §14).
+row("webhooks: Stowage + PostgreSQL CPU ms per webhook vs the S3 server's per copy + delete",
+    own_cpu("webhook_c16_stowage"), cpu_of("webhook_c16_direct", "s3"), "S3 server, direct copy+delete", 1.5,
+    higher_is_better=False, unit=" ms")
+row("200 KB uploads: Stowage + PostgreSQL CPU ms per upload vs the S3 server's per PUT",
+    own_cpu("upload200k_c16_stowage"), cpu_of("upload200k_c16_direct", "s3"), "S3 server, direct PUT", 1.0,
+    higher_is_better=False, unit=" ms")
+for size, direct, proxied in (("200 KB", "direct200k_c16_stowage-direct", "upload200k_c16_stowage"),
+                              ("2 MB", "direct2m_c16_stowage-direct", "upload2m_c16_stowage"),
+                              ("50 MB", "direct50m_c16_stowage-direct", "upload50m_c16_stowage")):
+    row(f"direct path: Stowage CPU ms per {size} upload vs per proxied {size} upload", cpu_of(direct, "stowage"),
+        cpu_of(proxied, "stowage"), "proxied", 0.5, higher_is_better=False, unit=" ms")
+backlog = runs.get("backlog_stowage") or {}
+row("text extraction: a backlog of promoted resumes drained/s vs webhooks/s", backlog.get("backlog_per_s"),
+    get("webhook_c16_stowage", "per_s"), "webhooks/s, 16 clients", 1.0)
+
 rss50 = get("rss50m_c16_stowage", "peak_rss_mb")
 rss1 = get("rss1m_c16_stowage", "peak_rss_mb")
 
@@ -97,6 +123,7 @@ out.append("## Machine and versions\n")
 out.append(f"- {m['cores']} cores ({m['cpu']}), {m['mem_gib']} GiB, Linux {m['kernel']}")
 out.append(f"- {v['stowage']} (release build), {v['rustc']}")
 out.append(f"- S3 server: s3s-fs {v['s3_fs'] if 's3_fs' in v else v['s3s_fs']} (signature checking, data on local disk); {v['postgres']}")
+out.append("- CPU per operation counts each process tree, its children that ended during the run included")
 out.append(f"- peer: @tus/server {v['tus_server']} + @tus/s3-store {v['tus_s3_store']} on Node {v['node']}")
 out.append("- every process (S3 server, PostgreSQL, Stowage, the peer, the load generator) shares the same cores\n")
 out.append("## Results (ratios to the same run)\n")
@@ -160,6 +187,33 @@ if ev:
                f"**{fmt(e.get('per_s'))} events/s** from the first upload to the last delivery, "
                f"{fmt(e.get('duplicates'))} duplicates; {fmt(e.get('pending_when_load_ended'))} were still "
                f"pending when the load ended and arrived {fmt(e.get('drain_s'), 2)} s later.\n")
+if backlog:
+    out.append("## Text extraction keeping up\n")
+    out.append(f"{fmt(backlog.get('documents'))} two-page text resumes promoted by webhooks at 16 clients "
+               f"({fmt(backlog.get('webhooks_per_s'))} webhooks/s while extraction shares the cores); every text "
+               f"recorded {fmt(backlog.get('drain_s'), 2)} s after the first webhook ({fmt(backlog.get('per_s'))}/s); "
+               f"{fmt(backlog.get('left_after_webhooks'))} were pending when the webhooks stopped and drained at "
+               f"**{fmt(backlog.get('backlog_per_s'))}/s**.\n")
+r3 = {kind: runs.get(f"replicas3_{kind}_c16") for kind in ("upload200k", "webhook")}
+if any(r3.values()):
+    out.append("## Three replicas, one PostgreSQL\n")
+    out.append("The same load spread round robin over three replicas, against the one-replica run; each")
+    out.append("replica's CPU per operation of the whole load is its share of it:\n")
+    out.append("| workload | 1 replica | 3 replicas | ratio | replica CPU ms per op (1 / 2 / 3) | PostgreSQL CPU ms per op (1 replica → 3) |")
+    out.append("| --- | --- | --- | --- | --- | --- |")
+    for kind, label, one in (("upload200k", "200 KB uploads/s", "upload200k_c16_stowage"),
+                             ("webhook", "webhooks/s", "webhook_c16_stowage")):
+        run3 = r3.get(kind)
+        if not run3:
+            continue
+        cpu3 = run3.get("cpu_ms_per_op") or {}
+        shares = " / ".join(fmt(cpu3.get(k), 2) for k in ("stowage", "stowage2", "stowage3"))
+        out.append(f"| {label}, 16 clients | {fmt(get(one, 'per_s'))} | {fmt(run3.get('per_s'))} | "
+                   f"{fmt(ratio(run3.get('per_s'), get(one, 'per_s')), 2)} | {shares} | "
+                   f"{fmt(cpu_of(one, 'postgres'), 2)} → {fmt(cpu3.get('postgres'), 2)} |")
+    conns = runs.get("replicas3_connections") or {}
+    out.append(f"\nPostgreSQL connections held by the three replicas when the load ended: "
+               f"{fmt(conns.get('connections'))} (budget: 3 × `STOWAGE_DATABASE_MAX_CONNECTIONS`, default 10).\n")
 scan = runs.get("scan200k_c16_stowage")
 if scan:
     base = runs.get("upload200k_c16_stowage", {})
@@ -210,8 +264,9 @@ errors = [(n, str(r.get("first_error") or r.get("last_error"))[:160]) for n, r i
 if errors:
     out.append("\nErrors seen: " + "; ".join(f"{n}: {e}" for n, e in errors))
 out.append("\n## How to reproduce\n")
-out.append("```sh\nbench/run.sh          # ~10 min after the first run's builds; BENCH_QUICK=1 for a smoke run\n```\n")
-out.append("It starts s3s-fs, PostgreSQL, Stowage (release) and the peer on free loopback ports, runs the")
+out.append("```sh\nbench/run.sh          # ~25 min after the first run's builds; BENCH_QUICK=1 for a smoke run\n```\n")
+out.append("It starts the S3 server (s3s-fs's storage with TCP_NODELAY, bench/s3server), PostgreSQL, Stowage")
+out.append("(release) and the peer on free loopback ports, runs the")
 out.append("load generator (`bench/loadgen`) against each, stops them, and rewrites this file.")
 out.append("For trying one change: `BENCH_ONLY=REGEX` runs the workloads whose names match and prints")
 out.append("their figures instead of rewriting this file; `BENCH_STOWAGE_BIN=PATH` measures another build")

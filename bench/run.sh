@@ -142,9 +142,21 @@ n() { if [ "$Q" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 # is then printed, not written).
 ONLY=${BENCH_ONLY:-}
 wanted() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
+# Before a workload through Stowage: wait (up to 5 minutes) until the texts and events earlier
+# workloads left behind are done, so that no workload pays for the one before it.
+settle() {
+  local left
+  for _ in $(seq 1 3000); do
+    left=$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT (SELECT count(*) FROM files WHERE text_status = 'pending') + (SELECT count(*) FROM deliveries WHERE status = 'pending')")
+    [ "$left" = 0 ] && return 0
+    sleep 0.1
+  done
+  log "still $left texts and deliveries pending; going on"
+}
 run() { # NAME ARGS...
   local name=$1; shift
   wanted "$name" || return 0
+  [[ $name == *stowage* || $name == replicas* ]] && settle
   log "$name"
   "$BENCH" "$@" >"$RESULTS/$name.json"
 }
@@ -171,6 +183,9 @@ run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --co
 for t in direct stowage; do
   run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)" --cpu "$CPU"
 done
+# Proxied uploads of the direct path's other sizes, for its CPU per upload against the proxy's.
+run upload2m_c16_stowage upload --target stowage --size 2097152 --concurrency 16 --count "$(n 400 100)" --cpu "$CPU"
+run upload50m_c16_stowage upload --target stowage --size $MB50 --concurrency 16 --count "$(n 48 16)" --cpu "$CPU"
 # Direct uploads: Stowage's direct path (declare, presigned PUT, complete) against presigned PUTs
 # the load generator makes itself (the limit of that path), 200 KB and 50 MB, 16 clients.
 for t in presigned stowage-direct; do
@@ -205,6 +220,7 @@ done
 if wanted backlog_stowage; then
   python3 bench/resume_pdf.py >"$WORK/resume.pdf"
   BACKLOG_N=$(n 2000 300)
+  settle
   BACKLOG_T0=$(date +%s.%N)
   BENCH_DOCUMENT=$WORK/resume.pdf run backlog_webhooks_stowage webhook --target stowage --size 0 \
     --concurrency 16 --count "$BACKLOG_N" --cpu "$CPU"
@@ -227,6 +243,26 @@ print(json.dumps({"documents": n, "extracted": extracted, "drain_s": round(t2 - 
                   "webhooks_per_s": webhooks.get("per_s")}))
 PYEOF
   log "backlog_stowage: $(cat "$RESULTS/backlog_stowage.json")"
+fi
+
+# Several replicas against one PostgreSQL: the 200 KB upload and webhook workloads at 16
+# clients, spread round robin over three replicas (each with its worker, sweeper and default
+# connection budget), against the one-replica runs above; each replica's CPU is its share of the
+# same load, and the connections PostgreSQL holds are counted when the load ends.
+if wanted replicas3; then
+  REPLICA_URLS=$STOWAGE_URL REPLICA_CPU="s3=$S3_PID,postgres=$PGPID,stowage=$MAIN_PID" REPLICA_PIDS=()
+  for r in 2 3; do
+    start_stowage
+    REPLICA_URLS="$REPLICA_URLS,$STOWAGE_URL" REPLICA_CPU="$REPLICA_CPU,stowage$r=$STOWAGE_PID"
+    REPLICA_PIDS+=("$STOWAGE_PID")
+  done
+  BENCH_STOWAGE_URL=$REPLICA_URLS run replicas3_upload200k_c16 upload --target stowage --size $KB200 \
+    --concurrency 16 --count "$(n 4000 500)" --cpu "$REPLICA_CPU,all=$$"
+  BENCH_STOWAGE_URL=$REPLICA_URLS run replicas3_webhook_c16 webhook --target stowage --size $KB200 \
+    --concurrency 16 --count "$(n 2000 300)" --cpu "$REPLICA_CPU,all=$$"
+  psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT json_build_object('connections', count(*)) FROM pg_stat_activity \
+    WHERE backend_type = 'client backend' AND application_name <> 'psql'" >"$RESULTS/replicas3_connections.json"
+  for pid in "${REPLICA_PIDS[@]}"; do stop_pid "$pid"; done
 fi
 
 # The same upload and webhook workloads with an event endpoint registered (ratios to the two above).
@@ -282,7 +318,7 @@ fi
 [ -n "$PGSS_OPTS" ] && pgss_report
 if [ -n "$ONLY" ]; then
   for f in "$RESULTS"/*.json; do
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "p50_ms", r.get("p50_ms"), "p99_ms", r.get("p99_ms"), "max_ms", r.get("max_ms"), "cpu_ms_per_op", r.get("cpu_ms_per_op"))' "$f" "$(basename "$f" .json)"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "p50_ms", r.get("p50_ms"), "p99_ms", r.get("p99_ms"), "max_ms", r.get("max_ms"), "cpu_ms_per_op", r.get("cpu_ms_per_op"), "events", r.get("events"))' "$f" "$(basename "$f" .json)"
   done
   if [ -f "$RESULTS/sweep_stowage.json" ]; then  # deletions/s as the report counts them
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("sweep_stowage deleted_per_s", round(r["objects_deleted"] / max(r["expire_ms"], 1) * 1000, 1), "expired", r["expired"], "expire_ms", r["expire_ms"])' "$RESULTS/sweep_stowage.json"

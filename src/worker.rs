@@ -159,6 +159,11 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
     // checks (`TextPolicy::concurrency`); more jobs than processes are in flight, so that
     // reading documents and recording texts overlap the parsing.
     let mut jobs = Lane::new(app.text().job_slots());
+    // When to look again before the next poll: when a delivery ends (an endpoint at its cap of
+    // deliveries in flight may take the next one; a look that found nothing may only have met
+    // that cap), and when a job ends if the last look at jobs found some (more may be due than
+    // the slots took).
+    let mut jobs_found = false;
     loop {
         if *stopping.borrow() {
             break;
@@ -170,21 +175,23 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
         }
         let free = jobs.free();
         if free > 0 {
-            saturated |= start_jobs(&app, &mut jobs, free).await == free;
+            let started = start_jobs(&app, &mut jobs, free).await;
+            saturated |= started == free;
+            jobs_found = started > 0;
         }
-        // More may be due at once when every free slot was used; otherwise wait a little (or
-        // for a slot to free up).
+        // More may be due at once when every free slot was used; otherwise wait a little, or
+        // for work in flight to end.
         if saturated {
             tokio::task::yield_now().await;
             continue;
         }
-        let deliveries_full = deliveries.in_flight.len() >= deliveries.slots;
-        let jobs_full = jobs.in_flight.len() >= jobs.slots;
+        let deliveries_wake = !deliveries.in_flight.is_empty();
+        let jobs_wake = jobs_found || jobs.in_flight.len() >= jobs.slots;
         tokio::select! {
             () = tokio::time::sleep(POLL_INTERVAL) => {}
             _ = stopping.changed() => {}
-            Some(_) = deliveries.in_flight.join_next(), if deliveries_full => {}
-            Some(_) = jobs.in_flight.join_next(), if jobs_full => {}
+            Some(_) = deliveries.in_flight.join_next(), if deliveries_wake => {}
+            Some(_) = jobs.in_flight.join_next(), if jobs_wake => {}
         }
     }
     while deliveries.in_flight.join_next().await.is_some() {}

@@ -189,6 +189,17 @@ pub trait Dialect: Sized + Send + Sync + 'static {
     const FILE_STATES: &'static str;
     /// Expires staged files due at `$1`, at most `$2`, each claimed by one sweeper.
     const EXPIRE_DUE: &'static str;
+    /// Leases due deliveries fairly (`$1`: now, `$2`: lease end, `$3`: how many, `$4`:
+    /// deliveries per endpoint in flight) and returns them (`claimed_delivery!`): an endpoint
+    /// gets no more than `$4` minus what it has in flight, and turns go round-robin — each
+    /// client's first due delivery before anyone's second, and within a client each endpoint's
+    /// first before its second — so a slow or failing endpoint delays only itself. The lease is
+    /// a conditional update: with several workers each delivery goes to one of them (a row
+    /// leased meanwhile no longer matches). The work is bounded by the endpoints, not by the
+    /// backlog: each endpoint's candidates are its first `$4` due deliveries
+    /// (`deliveries_endpoint_due_idx`), its leases in force are counted from
+    /// `deliveries_endpoint_leased_idx`.
+    const CLAIM_DELIVERIES: &'static str;
     /// Leases due jobs (`$1`: now, `$2`: lease end, `$3`: how many), each to one worker.
     const CLAIM_JOBS: &'static str;
     /// The deliveries of the events in `$1` (a list of ids).

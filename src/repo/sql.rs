@@ -46,37 +46,19 @@ macro_rules! sweep_columns {
     };
 }
 
-/// Leases due deliveries fairly (`$1`: now, `$2`: lease end, `$3`: how many, `$4`: deliveries
-/// per endpoint in flight): an endpoint gets no more than `$4` minus what it has in flight, and
-/// turns go round-robin — each client's first due delivery before anyone's second, and within a
-/// client each endpoint's first before its second — so a slow or failing endpoint delays only
-/// itself. The lease is a conditional update: with several workers each delivery goes to one
-/// of them (a row leased meanwhile no longer matches).
-pub(super) const CLAIM_DUE: &str = "UPDATE deliveries SET leased_until = $2 \
-     WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
-       AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM ( \
-         SELECT due.event_id, due.endpoint_id, due.next_attempt_at, \
-                ROW_NUMBER() OVER (PARTITION BY due.client_id \
-                                   ORDER BY due.turn, due.next_attempt_at) AS client_turn \
-         FROM (SELECT d.event_id, d.endpoint_id, d.next_attempt_at, ep.client_id, \
-                      ROW_NUMBER() OVER (PARTITION BY d.endpoint_id \
-                                         ORDER BY d.next_attempt_at, d.event_id) AS turn \
-               FROM deliveries d JOIN event_endpoints ep ON ep.id = d.endpoint_id \
-               WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
-                 AND (d.leased_until IS NULL OR d.leased_until <= $1) \
-                 AND ep.deleted_at IS NULL AND ep.disabled_at IS NULL) due \
-         LEFT JOIN (SELECT endpoint_id, COUNT(*) AS busy FROM deliveries \
-                    WHERE status = 'pending' AND leased_until > $1 GROUP BY endpoint_id) b \
-           ON b.endpoint_id = due.endpoint_id \
-         WHERE due.turn + COALESCE(b.busy, 0) <= $4) fair \
-       ORDER BY client_turn, next_attempt_at LIMIT $3) \
-     RETURNING event_id, endpoint_id, attempt_count, \
-         (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
-         (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
-         (SELECT previous_secret FROM event_endpoints \
-          WHERE id = deliveries.endpoint_id AND previous_secret_until > $1), \
-         (SELECT body FROM events WHERE id = deliveries.event_id), \
-         (SELECT created_at FROM events WHERE id = deliveries.event_id)";
+/// What a delivery claim (`Dialect::CLAIM_DELIVERIES`) returns of each delivery it leased, `$1`
+/// being now: the delivery, its endpoint's URL and secrets, the event's body and time.
+macro_rules! claimed_delivery {
+    () => {
+        " RETURNING event_id, endpoint_id, attempt_count, \
+             (SELECT url FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+             (SELECT secret FROM event_endpoints WHERE id = deliveries.endpoint_id), \
+             (SELECT previous_secret FROM event_endpoints \
+              WHERE id = deliveries.endpoint_id AND previous_secret_until > $1), \
+             (SELECT body FROM events WHERE id = deliveries.event_id), \
+             (SELECT created_at FROM events WHERE id = deliveries.event_id)"
+    };
+}
 
 /// The deliveries of a list of events (`$in`: how a backend matches an id list), by endpoint.
 macro_rules! deliveries_of {

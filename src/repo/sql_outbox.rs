@@ -274,7 +274,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
             Option<String>,
             String,
             DbTime,
-        )> = D::query(super::sql::CLAIM_DUE)
+        )> = D::query(D::CLAIM_DELIVERIES)
             .bind(now)
             .bind(lease_until)
             .bind(limit)

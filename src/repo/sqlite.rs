@@ -127,6 +127,34 @@ impl Dialect for Lite {
     const AFTER_ERASURE: Option<&'static str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
     const FILE_STATES: &'static str =
         "SELECT id, state FROM files WHERE id IN (SELECT value FROM json_each($1))";
+    /// Without `LATERAL`: each endpoint's `$4`-th due time (`until`) bounds its candidates.
+    const CLAIM_DELIVERIES: &'static str = concat!(
+        "WITH ep AS MATERIALIZED ( \
+             SELECT e.id, e.client_id, \
+                    (SELECT COUNT(*) FROM deliveries b WHERE b.endpoint_id = e.id \
+                       AND b.status = 'pending' AND b.leased_until > $1) AS busy, \
+                    COALESCE((SELECT x.next_attempt_at FROM deliveries x \
+                              WHERE x.endpoint_id = e.id AND x.status = 'pending' \
+                                AND x.next_attempt_at <= $1 \
+                                AND (x.leased_until IS NULL OR x.leased_until <= $1) \
+                              ORDER BY x.next_attempt_at LIMIT 1 OFFSET $4 - 1), $1) AS until \
+             FROM event_endpoints e WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL) \
+         UPDATE deliveries SET leased_until = $2 \
+         WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
+           AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM ( \
+             SELECT due.event_id, due.endpoint_id, due.next_attempt_at, \
+                    ROW_NUMBER() OVER (PARTITION BY due.client_id \
+                                       ORDER BY due.turn, due.next_attempt_at) AS client_turn \
+             FROM (SELECT d.event_id, d.endpoint_id, d.next_attempt_at, ep.client_id, ep.busy, \
+                          ROW_NUMBER() OVER (PARTITION BY d.endpoint_id \
+                                             ORDER BY d.next_attempt_at, d.event_id) AS turn \
+                   FROM ep JOIN deliveries d ON d.endpoint_id = ep.id \
+                   WHERE d.status = 'pending' AND d.next_attempt_at <= ep.until \
+                     AND (d.leased_until IS NULL OR d.leased_until <= $1)) due \
+             WHERE due.turn + due.busy <= $4) fair \
+           ORDER BY client_turn, next_attempt_at LIMIT $3)",
+        claimed_delivery!()
+    );
     /// One writer at a time (`BEGIN_WRITE`) keeps several sweepers from claiming the same row.
     const EXPIRE_DUE: &'static str = concat!(
         "UPDATE files SET state = 'expired', state_changed_at = $1 \

@@ -30,7 +30,8 @@ struct Cli {
     /// Bucket standing for Stowage's long-term bucket in direct workloads.
     #[arg(long, env = "BENCH_DIRECT_FILES", default_value = "direct-files")]
     direct_files: String,
-    /// Stowage's base URL.
+    /// Stowage's base URL; several, comma-separated, for replicas behind one database (each
+    /// request goes to the next, round robin).
     #[arg(
         long,
         env = "BENCH_STOWAGE_URL",
@@ -52,6 +53,19 @@ struct Cli {
     peer_url: String,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// The base URL of the replica the next request goes to.
+    fn stowage(&self) -> &str {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let replicas = self.stowage_url.split(',').count();
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % replicas;
+        self.stowage_url
+            .split(',')
+            .nth(i)
+            .unwrap_or(&self.stowage_url)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -349,7 +363,7 @@ fn multipart_body(file: &Bytes) -> Bytes {
 /// POST /uploads with a prebuilt multipart body.
 async fn stowage_upload(http: &reqwest::Client, cli: &Cli, form: Bytes) -> Result<Value, String> {
     let response = http
-        .post(format!("{}/uploads", cli.stowage_url))
+        .post(format!("{}/uploads", cli.stowage()))
         .header("X-API-Key", &cli.api_key)
         .header("X-ATS-Client-ID", &cli.client_id)
         .header(
@@ -398,7 +412,7 @@ async fn stowage_direct_upload(
     sha256: &str,
 ) -> Result<(), String> {
     let opened = http
-        .post(format!("{}/uploads/direct", cli.stowage_url))
+        .post(format!("{}/uploads/direct", cli.stowage()))
         .header("X-API-Key", &cli.api_key)
         .header("X-ATS-Client-ID", &cli.client_id)
         .json(&serde_json::json!({"file_name": "resume.pdf", "file_size": body.len(), "sha256": sha256}))
@@ -422,7 +436,7 @@ async fn stowage_direct_upload(
     put_presigned(http, url, &headers, body).await?;
     let id = opened["carv_file_id"].as_str().unwrap_or_default();
     let completed = http
-        .post(format!("{}/uploads/{id}/complete", cli.stowage_url))
+        .post(format!("{}/uploads/{id}/complete", cli.stowage()))
         .header("X-API-Key", &cli.api_key)
         .header("X-ATS-Client-ID", &cli.client_id)
         .send()
@@ -621,7 +635,7 @@ async fn webhook(
                         "files": { "resume": { "carv_file_id": id } }
                     });
                     let response = http
-                        .post(format!("{}/webhooks/candidates", cli.stowage_url))
+                        .post(format!("{}/webhooks/candidates", cli.stowage()))
                         .header("X-API-Key", &cli.api_key)
                         .header("X-ATS-Client-ID", &cli.client_id)
                         .json(&payload)
@@ -767,7 +781,7 @@ async fn events(
     tokio::spawn(async move { axum::serve(listener, app).await });
     let http = http_client();
     let registered: Value = http
-        .post(format!("{}/event-endpoints", cli.stowage_url))
+        .post(format!("{}/event-endpoints", cli.stowage()))
         .header("X-API-Key", &cli.api_key)
         .header("X-ATS-Client-ID", &cli.client_id)
         .json(&json!({ "url": url }))
@@ -803,7 +817,7 @@ async fn events(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = http
-        .delete(format!("{}/event-endpoints/{endpoint}", cli.stowage_url))
+        .delete(format!("{}/event-endpoints/{endpoint}", cli.stowage()))
         .header("X-API-Key", &cli.api_key)
         .header("X-ATS-Client-ID", &cli.client_id)
         .send()
