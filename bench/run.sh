@@ -123,7 +123,7 @@ start_stowage() {
 }
 stop_pid() { kill "$1" 2>/dev/null; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1"; }
 start_stowage
-MAIN_PID=$STOWAGE_PID
+MAIN_PID=$STOWAGE_PID MAIN_URL=$STOWAGE_URL
 export BENCH_STOWAGE_URL=$STOWAGE_URL BENCH_CLIENT_ID=default
 BENCH_API_KEY=$(grep -o 'stw_[0-9a-f_]*' "$WORK/stowage.out" | head -1); export BENCH_API_KEY
 log "Stowage at $STOWAGE_URL (pid $MAIN_PID)"
@@ -162,6 +162,10 @@ run() { # NAME ARGS...
 }
 KB200=204800
 MB50=52428800
+# Webhooks promote a 200 KB resume whose text is read (bench/resume_pdf.py: two pages of text
+# and an embedded font's worth of bytes), as an ATS's would be; uploads send synthetic bodies.
+python3 bench/resume_pdf.py $KB200 >"$WORK/resume200k.pdf"
+export BENCH_DOCUMENT=$WORK/resume200k.pdf
 
 for t in direct stowage peer; do run "warmup_$t" upload --target $t --size $KB200 --concurrency 8 --count 200; done
 for t in direct stowage peer; do
@@ -250,7 +254,7 @@ fi
 # connection budget), against the one-replica runs above; each replica's CPU is its share of the
 # same load, and the connections PostgreSQL holds are counted when the load ends.
 if wanted replicas3; then
-  REPLICA_URLS=$STOWAGE_URL REPLICA_CPU="s3=$S3_PID,postgres=$PGPID,stowage=$MAIN_PID" REPLICA_PIDS=()
+  REPLICA_URLS=$MAIN_URL REPLICA_CPU="s3=$S3_PID,postgres=$PGPID,stowage=$MAIN_PID" REPLICA_PIDS=()
   for r in 2 3; do
     start_stowage
     REPLICA_URLS="$REPLICA_URLS,$STOWAGE_URL" REPLICA_CPU="$REPLICA_CPU,stowage$r=$STOWAGE_PID"

@@ -89,8 +89,8 @@ SQL
   echo "# median of $REPEAT runs in ms (curl's total time for HTTP; the process's wall time for the CLI,"
   echo "# its start and connection included); the pass: one run, expiring 1,000 due files"
   echo
-  echo "| files | stowage stats | GET /ops/storage | GET /files first page | tenth page | ?state=staged | sweep pass (1,000 expired) |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| files | bytes a file in PostgreSQL (row and indexes) | stowage stats | GET /ops/storage | GET /files first page | tenth page | ?state=staged | sweep pass (1,000 expired) |"
+  echo "|---|---|---|---|---|---|---|---|"
 } >"$OUT"
 
 for n in $TIERS; do
@@ -102,6 +102,7 @@ for n in $TIERS; do
   KEY=$("$STOWAGE" clients add acme --key bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
   echo "scale: filling $n files" >&2
   fill "$n"
+  bytes=$("$PSQL" -tA "$URL" -c "SELECT pg_total_relation_size('files') / count(*) FROM files")
 
   PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
   # No scheduled pass while measuring: the one pass below is run by hand.
@@ -127,8 +128,8 @@ for n in $TIERS; do
   expired=$("$STOWAGE" sweep --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["expired"])')
   pass=$(( ($(date +%s%N) - t0) / 1000000 ))
   [ "$expired" = 1000 ] || { echo "scale: the pass expired $expired files, not 1000" >&2; exit 1; }
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' \
-    "$(printf "%'d" "$n")" "$stats" "$ops" "$first" "$tenth" "$staged" "$pass" >>"$OUT"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' \
+    "$(printf "%'d" "$n")" "$bytes" "$stats" "$ops" "$first" "$tenth" "$staged" "$pass" >>"$OUT"
   "$PSQL" -q "$STOWAGE_TEST_PG_URL" -c "DROP DATABASE $DB WITH (FORCE)"; DB=""
 done
 cat "$OUT"

@@ -392,6 +392,10 @@ async fn purge(app: &App, tally: &mut Tally) {
         Ok(purged) => tally.run.tombstones_purged += purged as i64,
         Err(e) => tally.error("purge", e),
     }
+    // After the purge, so that its deletions are in the totals at once.
+    if let Err(e) = app.repo().fold_file_counts().await {
+        tally.error("counts", e);
+    }
 }
 
 /// The running schedule.

@@ -837,6 +837,9 @@ pub trait SweepRepo: Send + Sync {
     async fn ping(&self) -> Result<()>;
     /// Files and bytes per state, across all clients.
     async fn count_by_state(&self) -> Result<Vec<StateCount>>;
+    /// Adds the per-state changes recorded since the last fold to the totals
+    /// `count_by_state` reads; how many changes it folded.
+    async fn fold_file_counts(&self) -> Result<u64>;
     /// In one write transaction, marks up to `limit` staged files whose `expires_at` is at or
     /// before `now` `expired` and returns them. The rows are tombstones before any object is
     /// deleted, so no webhook can bind a file whose object is going away; with several sweepers
