@@ -8,8 +8,9 @@ CREATE TABLE file_counts (
     files BIGINT NOT NULL,
     bytes BIGINT NOT NULL
 );
+-- No key, no sequence: rows are only appended and, by the fold, all deleted (a role
+-- granted the tables needs nothing more).
 CREATE TABLE file_count_changes (
-    id    BIGSERIAL PRIMARY KEY,
     state TEXT NOT NULL,
     files BIGINT NOT NULL,
     bytes BIGINT NOT NULL

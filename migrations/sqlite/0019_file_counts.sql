@@ -5,8 +5,9 @@ CREATE TABLE file_counts (
     files INTEGER NOT NULL,
     bytes INTEGER NOT NULL
 );
+-- No key, no sequence: rows are only appended and, by the fold, all deleted (a role
+-- granted the tables needs nothing more).
 CREATE TABLE file_count_changes (
-    id    INTEGER PRIMARY KEY AUTOINCREMENT,
     state TEXT NOT NULL,
     files INTEGER NOT NULL,
     bytes INTEGER NOT NULL

@@ -217,11 +217,14 @@ impl<D: Dialect> SweepRepo for SqlRepo<D> {
         let by_state = self.count_by_state().await?;
         let now = Utc::now();
         let (expiring_1h, expiring_24h, overdue): (i64, i64, i64) = D::query(
+            // Three ranges of the staged files' deadline index: what is counted is what
+            // expires soon, not every staged file.
             "SELECT \
-                 COUNT(*) FILTER (WHERE expires_at > $1 AND expires_at <= $2), \
-                 COUNT(*) FILTER (WHERE expires_at > $1 AND expires_at <= $3), \
-                 COUNT(*) FILTER (WHERE expires_at <= $1) \
-             FROM files WHERE state = 'staged'",
+                 (SELECT COUNT(*) FROM files \
+                  WHERE state = 'staged' AND expires_at > $1 AND expires_at <= $2), \
+                 (SELECT COUNT(*) FROM files \
+                  WHERE state = 'staged' AND expires_at > $1 AND expires_at <= $3), \
+                 (SELECT COUNT(*) FROM files WHERE state = 'staged' AND expires_at <= $1)",
         )
         .bind(now)
         .bind(now + chrono::TimeDelta::hours(1))
