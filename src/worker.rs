@@ -162,19 +162,23 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
     // When to look again before the next poll: when a delivery ends (an endpoint at its cap of
     // deliveries in flight may take the next one; a look that found nothing may only have met
     // that cap), and when a job ends if the last look at jobs found some (more may be due than
-    // the slots took).
+    // the slots took). Only the lane whose work ended is looked at then: a delivery's end says
+    // nothing new about jobs, nor the reverse.
     let mut jobs_found = false;
+    let (mut look_at_deliveries, mut look_at_jobs) = (true, true);
+    // Both lanes are looked at every poll interval however often work ends in one of them.
+    let mut poll_at = tokio::time::Instant::now() + POLL_INTERVAL;
     loop {
         if *stopping.borrow() {
             break;
         }
         let mut saturated = false;
         let free = deliveries.free();
-        if free > 0 {
+        if look_at_deliveries && free > 0 {
             saturated |= start_deliveries(&app, &mut deliveries, free).await == free;
         }
         let free = jobs.free();
-        if free > 0 {
+        if look_at_jobs && free > 0 {
             let started = start_jobs(&app, &mut jobs, free).await;
             saturated |= started == free;
             jobs_found = started > 0;
@@ -183,15 +187,20 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
         // for work in flight to end.
         if saturated {
             tokio::task::yield_now().await;
+            (look_at_deliveries, look_at_jobs) = (true, true);
             continue;
         }
         let deliveries_wake = !deliveries.in_flight.is_empty();
         let jobs_wake = jobs_found || jobs.in_flight.len() >= jobs.slots;
-        tokio::select! {
-            () = tokio::time::sleep(POLL_INTERVAL) => {}
-            _ = stopping.changed() => {}
-            Some(_) = deliveries.in_flight.join_next(), if deliveries_wake => {}
-            Some(_) = jobs.in_flight.join_next(), if jobs_wake => {}
+        (look_at_deliveries, look_at_jobs) = tokio::select! {
+            () = tokio::time::sleep_until(poll_at) => (true, true),
+            _ = stopping.changed() => (true, true),
+            Some(_) = deliveries.in_flight.join_next(), if deliveries_wake => (true, false),
+            Some(_) = jobs.in_flight.join_next(), if jobs_wake => (false, true),
+        };
+        if tokio::time::Instant::now() >= poll_at {
+            (look_at_deliveries, look_at_jobs) = (true, true);
+            poll_at = tokio::time::Instant::now() + POLL_INTERVAL;
         }
     }
     while deliveries.in_flight.join_next().await.is_some() {}
