@@ -63,7 +63,8 @@ row("50 MB uploads, 4 clients, MB/s", get("upload50m_c4_stowage", "mb_per_s"), g
     "direct", 0.9)
 row("webhooks/s (bind + promote a 200 KB file), 16 clients", get("webhook_c16_stowage", "per_s"),
     get("webhook_c16_direct", "per_s"), "direct copy+delete", 0.8)
-row("sweep deletions/s", sweep_rate(), get("sweep_direct", "per_s"), "direct DeleteObjects", 0.8)
+row("sweep deletions/s (the pass alone, files on disk)", sweep_rate(), get("sweep_direct", "per_s"),
+    "direct DeleteObjects, 3 calls at a time", 0.8)
 row("200 KB uploads/s, 16 clients, vs the peer", get("upload200k_c16_stowage", "per_s"),
     get("upload200k_c16_peer", "per_s"), "peer", 5.0)
 row("peak RSS during 200 KB uploads, 16 clients, vs the peer", get("upload200k_c16_stowage", "peak_rss_mb"),
@@ -258,8 +259,17 @@ if sweep:
         f"\nSweep pass: {sweep['objects_deleted']:,} objects deleted and {sweep['expired']:,} rows expired in "
         f"{sweep.get('expire_ms', 0) / 1000:.2f} s of expiry (whole pass incl. reconciliation listing: "
         f"{sweep.get('pass_ms', 0) / 1000:.2f} s); direct: {fmt(get('sweep_direct', 'deleted'))} keys in "
-        f"{fmt(get('sweep_direct', 'elapsed_s'), 2)} s."
+        f"{fmt(get('sweep_direct', 'elapsed_s'), 2)} s. The main process is stopped during the pass (its worker "
+        f"would deliver the pass's events meanwhile: the events workload's cost) and both deletions start after "
+        f"`sync`."
     )
+    cpu = sweep.get("cpu_ms_per_op") or {}
+    if cpu:
+        out.append(
+            f"CPU ms per expiry: the pass {fmt(cpu.get('stowage'), 3)}, PostgreSQL {fmt(cpu.get('postgres'), 3)}, "
+            f"the S3 server {fmt(cpu.get('s3'), 3)} (direct: the S3 server "
+            f"{fmt((get('sweep_direct', 'cpu_ms_per_op') or {}).get('s3'), 3)} per delete)."
+        )
 errors = [(n, str(r.get("first_error") or r.get("last_error"))[:160]) for n, r in runs.items() if r.get("errors")]
 if errors:
     out.append("\nErrors seen: " + "; ".join(f"{n}: {e}" for n, e in errors))

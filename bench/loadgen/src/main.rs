@@ -12,6 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 #[derive(Parser)]
@@ -122,10 +123,16 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
-    /// Deletes everything under a prefix with DeleteObjects, 1000 keys a call, one call at a time.
+    /// Deletes everything under a prefix with DeleteObjects, 1000 keys a call, `concurrency`
+    /// calls at a time.
     DeleteDirect {
         #[arg(long)]
         prefix: String,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Account CPU time of these process trees (the deletions only): NAME=PID,NAME=PID.
+        #[arg(long, value_delimiter = ',')]
+        cpu: Vec<String>,
     },
     /// Creates buckets (already existing ones are fine).
     MakeBuckets { names: Vec<String> },
@@ -691,7 +698,7 @@ async fn fill_direct(cli: Arc<Cli>, prefix: String, count: usize, concurrency: u
     .await
 }
 
-async fn delete_direct(cli: Arc<Cli>, prefix: String) -> Value {
+async fn delete_direct(cli: Arc<Cli>, prefix: String, concurrency: usize, cpu: &[String]) -> Value {
     let s3 = s3_client(&cli.s3_endpoint).await;
     let mut keys = Vec::new();
     let mut token = None;
@@ -714,32 +721,42 @@ async fn delete_direct(cli: Arc<Cli>, prefix: String) -> Value {
             _ => break,
         }
     }
+    let trees = cpu_start(cpu);
     let started = Instant::now();
-    let mut deleted = 0usize;
-    let mut errors = 0usize;
-    for batch in keys.chunks(1000) {
+    let calls = keys.chunks(1000).map(|batch| {
+        let s3 = s3.clone();
+        let bucket = cli.direct_staging.clone();
         let objects: Vec<ObjectIdentifier> = batch
             .iter()
             .map(|k| ObjectIdentifier::builder().key(k).build().expect("key"))
             .collect();
-        let output = s3
-            .delete_objects()
-            .bucket(&cli.direct_staging)
-            .delete(
-                Delete::builder()
-                    .set_objects(Some(objects))
-                    .quiet(true)
-                    .build()
-                    .expect("delete"),
-            )
-            .send()
-            .await
-            .expect("delete objects");
-        errors += output.errors().len();
-        deleted += batch.len() - output.errors().len();
+        async move {
+            let output = s3
+                .delete_objects()
+                .bucket(bucket)
+                .delete(
+                    Delete::builder()
+                        .set_objects(Some(objects))
+                        .quiet(true)
+                        .build()
+                        .expect("delete"),
+                )
+                .send()
+                .await
+                .expect("delete objects");
+            (batch.len(), output.errors().len())
+        }
+    });
+    let (mut deleted, mut errors) = (0usize, 0usize);
+    let mut done = futures_util::stream::iter(calls).buffer_unordered(concurrency.max(1));
+    while let Some((sent, failed)) = done.next().await {
+        errors += failed;
+        deleted += sent - failed;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    json!({ "deleted": deleted, "errors": errors, "elapsed_s": elapsed, "per_s": deleted as f64 / elapsed })
+    let mut result = json!({ "ok": deleted, "deleted": deleted, "errors": errors, "elapsed_s": elapsed, "per_s": deleted as f64 / elapsed });
+    cpu_finish(&mut result, trees);
+    result
 }
 
 /// What the event receiver has seen: distinct event ids and when each first arrived.
@@ -876,7 +893,11 @@ async fn main() {
             count,
             concurrency,
         } => fill_direct(cli.clone(), prefix.clone(), *count, *concurrency).await,
-        Command::DeleteDirect { prefix } => delete_direct(cli.clone(), prefix.clone()).await,
+        Command::DeleteDirect {
+            prefix,
+            concurrency,
+            cpu,
+        } => delete_direct(cli.clone(), prefix.clone(), *concurrency, cpu).await,
         Command::Events {
             size,
             concurrency,
