@@ -182,6 +182,8 @@ run() { # NAME ARGS...
   "$BENCH" "$@" >"$RESULTS/$name.json"
 }
 KB200=204800
+# A webhook's CPU includes the text extraction it causes: counted until every text is recorded.
+TEXTS_LEFT="psql -tAq '$STOWAGE_DATABASE_URL' -c \"SELECT count(*) FROM files WHERE text_status = 'pending'\""
 MB50=52428800
 # Webhooks promote a 200 KB resume whose text is read (bench/resume_pdf.py: two pages of text
 # and an embedded font's worth of bytes), as an ATS's would be; uploads send synthetic bodies.
@@ -223,7 +225,7 @@ done
 for c in 1 64; do
   for t in direct stowage; do
     run "upload200k_c${c}_${t}" upload --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 500 || echo 4000) 100)" --cpu "$CPU"
-    run "webhook_c${c}_${t}" webhook --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU"
+    run "webhook_c${c}_${t}" webhook --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU" --cpu-until "$TEXTS_LEFT"
   done
   for t in presigned stowage-direct; do
     run "direct200k_c${c}_$t" upload --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU"
@@ -237,7 +239,7 @@ for spec in "rss1m_c16_stowage 1048576 160" "rss50m_c16_stowage $MB50 16"; do
   stop_pid "$STOWAGE_PID"
 done
 for t in direct stowage; do
-  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU"
+  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU" --cpu-until "$TEXTS_LEFT"
 done
 # Text extraction keeping up with promotion: 2,000 two-page text resumes (bench/resume_pdf.py)
 # promoted by webhooks, 16 clients, then the time from the first webhook until every text is
@@ -284,7 +286,7 @@ if wanted replicas3; then
   BENCH_STOWAGE_URL=$REPLICA_URLS run replicas3_upload200k_c16 upload --target stowage --size $KB200 \
     --concurrency 16 --count "$(n 4000 500)" --cpu "$REPLICA_CPU,all=$$"
   BENCH_STOWAGE_URL=$REPLICA_URLS run replicas3_webhook_c16 webhook --target stowage --size $KB200 \
-    --concurrency 16 --count "$(n 2000 300)" --cpu "$REPLICA_CPU,all=$$"
+    --concurrency 16 --count "$(n 2000 300)" --cpu "$REPLICA_CPU,all=$$" --cpu-until "$TEXTS_LEFT"
   psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT json_build_object('connections', count(*)) FROM pg_stat_activity \
     WHERE backend_type = 'client backend' AND application_name <> 'psql'" >"$RESULTS/replicas3_connections.json"
   for pid in "${REPLICA_PIDS[@]}"; do stop_pid "$pid"; done

@@ -113,6 +113,10 @@ enum Command {
         /// Account CPU time of these process trees (measured part only): NAME=PID,NAME=PID.
         #[arg(long, value_delimiter = ',')]
         cpu: Vec<String>,
+        /// A shell command printing how much work the webhooks left behind (texts to extract):
+        /// CPU is counted until it prints 0, so each webhook's figure includes what it caused.
+        #[arg(long)]
+        cpu_until: Option<String>,
     },
     /// Puts `count` small objects directly under a prefix (to delete later with `delete-direct`).
     FillDirect {
@@ -565,6 +569,7 @@ async fn webhook(
     concurrency: usize,
     count: usize,
     cpu: &[String],
+    cpu_until: Option<&str>,
 ) -> Value {
     // BENCH_DOCUMENT: a real document to stage instead of the synthetic body (the extraction
     // backlog workload promotes resumes whose text is read).
@@ -675,6 +680,21 @@ async fn webhook(
         }
     })
     .await;
+    // Direct copies leave nothing behind.
+    if let (Target::Stowage, Some(command)) = (target, cpu_until) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(300) {
+            let output = std::process::Command::new("sh")
+                .args(["-c", command])
+                .output()
+                .expect("run the --cpu-until command");
+            if String::from_utf8_lossy(&output.stdout).trim() == "0" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        result["settle_s"] = json!(started.elapsed().as_secs_f64());
+    }
     cpu_finish(&mut result, trees);
     result
 }
@@ -824,6 +844,7 @@ async fn events(
         concurrency,
         webhooks,
         cpu,
+        None,
     )
     .await;
     let load_done = Instant::now();
@@ -887,7 +908,20 @@ async fn main() {
             concurrency,
             count,
             cpu,
-        } => webhook(cli.clone(), *target, *size, *concurrency, *count, cpu).await,
+            cpu_until,
+        } => {
+            let until = cpu_until.as_deref();
+            webhook(
+                cli.clone(),
+                *target,
+                *size,
+                *concurrency,
+                *count,
+                cpu,
+                until,
+            )
+            .await
+        }
         Command::FillDirect {
             prefix,
             count,
