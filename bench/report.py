@@ -266,9 +266,12 @@ if sweep:
     cpu = sweep.get("cpu_ms_per_op") or {}
     if cpu:
         out.append(
-            f"CPU ms per expiry: the pass {fmt(cpu.get('stowage'), 3)}, PostgreSQL {fmt(cpu.get('postgres'), 3)}, "
-            f"the S3 server {fmt(cpu.get('s3'), 3)} (direct: the S3 server "
-            f"{fmt((get('sweep_direct', 'cpu_ms_per_op') or {}).get('s3'), 3)} per delete)."
+            f"CPU of the whole pass per expiry: the pass {fmt(cpu.get('stowage'), 3)} ms, PostgreSQL "
+            f"{fmt(cpu.get('postgres'), 3)} ms, the S3 server {fmt(cpu.get('s3'), 3)} ms (direct: the S3 server "
+            f"{fmt((get('sweep_direct', 'cpu_ms_per_op') or {}).get('s3'), 3)} ms per delete). The pass also lists "
+            f"both buckets for orphans, every object the earlier workloads left included: that listing is most of "
+            f"the S3 server's figure here (`BENCH_ONLY='^sweep_'` runs, with only the sweep's objects, show the "
+            f"expiry's own: bench/notes.md)."
         )
 errors = [(n, str(r.get("first_error") or r.get("last_error"))[:160]) for n, r in runs.items() if r.get("errors")]
 if errors:

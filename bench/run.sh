@@ -331,7 +331,7 @@ BENCH_STOWAGE_URL=$STOWAGE_URL run sweep_fill_stowage upload --target stowage --
 stop_pid "$STOWAGE_PID"
 # The outbox on: an endpoint subscribed to every event, so each expiry writes its event and a
 # delivery (to a closed port: the pass itself delivers nothing; the main process's worker tries).
-SWEEP_ENDPOINT=$(curl -sf -X POST "$BENCH_STOWAGE_URL/event-endpoints" -H "X-API-Key: $BENCH_API_KEY" \
+SWEEP_ENDPOINT=$(curl -sS --fail-with-body -X POST "$BENCH_STOWAGE_URL/event-endpoints" -H "X-API-Key: $BENCH_API_KEY" \
   -H "X-ATS-Client-ID: $BENCH_CLIENT_ID" -H 'Content-Type: application/json' \
   -d '{"url": "http://127.0.0.1:9/sweep-bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 sleep 1.5
@@ -356,7 +356,7 @@ json.dump(r, open(path, "w"))' "$RESULTS/sweep_stowage.json" "$(cat "$WORK/sweep
 if [ "${BENCH_SWEEP_ALONE:-1}" = 1 ]; then
   start_stowage; MAIN_PID=$STOWAGE_PID MAIN_URL=$STOWAGE_URL BENCH_STOWAGE_URL=$STOWAGE_URL
 fi
-curl -sf -X DELETE "$BENCH_STOWAGE_URL/event-endpoints/$SWEEP_ENDPOINT" -H "X-API-Key: $BENCH_API_KEY" \
+curl -sS --fail-with-body -X DELETE "$BENCH_STOWAGE_URL/event-endpoints/$SWEEP_ENDPOINT" -H "X-API-Key: $BENCH_API_KEY" \
   -H "X-ATS-Client-ID: $BENCH_CLIENT_ID" >/dev/null
 log "sweep_stowage"
 run sweep_fill_direct fill-direct --prefix sweep --count "$SWEEP_N"
