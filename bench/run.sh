@@ -190,6 +190,7 @@ MB50=52428800
 python3 bench/resume_pdf.py $KB200 >"$WORK/resume200k.pdf"
 export BENCH_DOCUMENT=$WORK/resume200k.pdf
 
+sync  # a previous run's files (deleted at its end) are written out before the first workload
 for t in direct stowage peer; do run "warmup_$t" upload --target $t --size $KB200 --concurrency 8 --count 200; done
 for t in direct stowage peer; do
   run "upload200k_c1_$t" upload --target $t --size $KB200 --concurrency 1 --count "$(n 500 100)"
@@ -293,7 +294,7 @@ if wanted replicas3; then
 fi
 
 # The same upload and webhook workloads with an event endpoint registered (ratios to the two above).
-run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU"
+run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU" --cpu-until "$TEXTS_LEFT"
 
 # Malware scanning: the 200 KB upload workload through a Stowage that streams every upload to
 # clamd (Debian's clamav-daemon, an offline signature database: EICAR), against the same workload

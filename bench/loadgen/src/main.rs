@@ -155,6 +155,9 @@ enum Command {
         /// Account CPU time of these process trees: NAME=PID,NAME=PID.
         #[arg(long, value_delimiter = ',')]
         cpu: Vec<String>,
+        /// As `webhook --cpu-until`: the webhooks' CPU counted until the command prints 0.
+        #[arg(long)]
+        cpu_until: Option<String>,
     },
 }
 
@@ -808,6 +811,7 @@ async fn events(
     uploads: usize,
     webhooks: usize,
     cpu: &[String],
+    cpu_until: Option<&str>,
 ) -> Value {
     let seen = Arc::new(std::sync::Mutex::new(Received::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -844,7 +848,7 @@ async fn events(
         concurrency,
         webhooks,
         cpu,
-        None,
+        cpu_until,
     )
     .await;
     let load_done = Instant::now();
@@ -938,7 +942,20 @@ async fn main() {
             uploads,
             webhooks,
             cpu,
-        } => events(cli.clone(), *size, *concurrency, *uploads, *webhooks, cpu).await,
+            cpu_until,
+        } => {
+            let until = cpu_until.as_deref();
+            events(
+                cli.clone(),
+                *size,
+                *concurrency,
+                *uploads,
+                *webhooks,
+                cpu,
+                until,
+            )
+            .await
+        }
         Command::MakeBuckets { names } => {
             let s3 = s3_client(&cli.s3_endpoint).await;
             for name in names {
