@@ -121,27 +121,6 @@ start_stowage() {
   STOWAGE_URL=http://127.0.0.1:$port
   wait_http "$STOWAGE_URL/healthz"
 }
-# CPU ticks (1/100 s) of each process tree named by its root PID, children that ended included.
-tree_ticks() {
-  python3 - "$@" <<'PY'
-import os, sys
-stats = {}
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        rest = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    except OSError:
-        continue
-    stats[int(pid)] = (int(rest[1]), sum(int(v) for v in rest[11:15]))
-out = []
-for root in map(int, sys.argv[1:]):
-    tree, total = [root], 0
-    for parent in tree:
-        total += stats.get(parent, (0, 0))[1]
-        tree += [p for p, (pp, _) in stats.items() if pp == parent and p not in tree]
-    out.append(str(total))
-print(" ".join(out))
-PY
-}
 stop_pid() { kill "$1" 2>/dev/null; for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1"; }
 start_stowage
 MAIN_PID=$STOWAGE_PID MAIN_URL=$STOWAGE_URL
@@ -341,7 +320,7 @@ sleep 1.5
 [ "${BENCH_SWEEP_ALONE:-1}" = 1 ] && stop_pid "$MAIN_PID"
 sync  # both deletions start with the fill's files written out (the direct one below too)
 # CPU of the pass (the `stowage sweep` process), of PostgreSQL and of the S3 server, per expiry.
-SWEEP_TICKS=$(tree_ticks "$S3_PID" "$PGPID")
+SWEEP_TICKS=$("$BENCH" cpu-ticks "$S3_PID" "$PGPID")
 python3 -c 'import resource, subprocess, sys
 with open(sys.argv[1], "w") as out:
     subprocess.run(sys.argv[3:], stdout=out, stderr=open(sys.argv[2], "a"))
@@ -349,11 +328,11 @@ u = resource.getrusage(resource.RUSAGE_CHILDREN)
 print((u.ru_utime + u.ru_stime) * 1000)' "$RESULTS/sweep_stowage.json" "$WORK/stowage.err" "$STOWAGE" sweep --json \
   >"$WORK/sweep_cpu_ms"
 python3 -c 'import json, sys
-path, ms, before, after = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+path, ms, before, after = sys.argv[1], float(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4])
 r = json.load(open(path)); n = max(r["expired"], 1)
 ticks = [(int(a) - int(b)) * 10.0 / n for a, b in zip(after, before)]
 r["cpu_ms_per_op"] = {"stowage": ms / n, "s3": ticks[0], "postgres": ticks[1]}
-json.dump(r, open(path, "w"))' "$RESULTS/sweep_stowage.json" "$(cat "$WORK/sweep_cpu_ms")" "$SWEEP_TICKS" "$(tree_ticks "$S3_PID" "$PGPID")"
+json.dump(r, open(path, "w"))' "$RESULTS/sweep_stowage.json" "$(cat "$WORK/sweep_cpu_ms")" "$SWEEP_TICKS" "$("$BENCH" cpu-ticks "$S3_PID" "$PGPID")"
 if [ "${BENCH_SWEEP_ALONE:-1}" = 1 ]; then
   start_stowage; MAIN_PID=$STOWAGE_PID MAIN_URL=$STOWAGE_URL BENCH_STOWAGE_URL=$STOWAGE_URL
 fi

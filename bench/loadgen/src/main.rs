@@ -140,6 +140,9 @@ enum Command {
     },
     /// Creates buckets (already existing ones are fine).
     MakeBuckets { names: Vec<String> },
+    /// CPU ticks (1/100 s) of each process tree named by its root PID, children that ended
+    /// included, as a JSON array in the order given.
+    CpuTicks { pids: Vec<u32> },
     /// With an event endpoint registered on a receiver this process runs on 127.0.0.1: uploads,
     /// then webhooks, through Stowage (as `upload` and `webhook`), then waits until every event
     /// (one per upload, two per webhook) has arrived. Needs STOWAGE_EVENTS_ALLOW_PRIVATE=true.
@@ -956,6 +959,11 @@ async fn main() {
             )
             .await
         }
+        Command::CpuTicks { pids } => json!(
+            pids.iter()
+                .map(|&pid| tree_cpu_ticks(pid))
+                .collect::<Vec<_>>()
+        ),
         Command::MakeBuckets { names } => {
             let s3 = s3_client(&cli.s3_endpoint).await;
             for name in names {
