@@ -142,6 +142,8 @@ n() { if [ "$Q" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 # is then printed, not written).
 ONLY=${BENCH_ONLY:-}
 wanted() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
+# BENCH_PERF=REGEX profiles the main Stowage process (`perf record -g`) during the workloads
+# whose names match: bench/.work/perf-NAME.data.
 # Before a workload through Stowage: wait (up to 5 minutes) until the texts and events earlier
 # workloads left behind are done, so that no workload pays for the one before it.
 settle() {
@@ -158,7 +160,14 @@ run() { # NAME ARGS...
   wanted "$name" || return 0
   [[ $name == *stowage* || $name == replicas* ]] && settle
   log "$name"
+  local perf_pid=""
+  if [ -n "${BENCH_PERF:-}" ] && [[ $name =~ $BENCH_PERF ]]; then
+    mkdir -p bench/.work
+    perf record -F 999 -g -p "$MAIN_PID" -o "bench/.work/perf-$name.data" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   "$BENCH" "$@" >"$RESULTS/$name.json"
+  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 }
 KB200=204800
 # A webhook's CPU includes the text extraction it causes: counted until every text is recorded.
@@ -179,13 +188,7 @@ PGPID=$(head -1 "$PGDATA/postmaster.pid")
 # (which daemonizes): load generator, S3 server, Stowage, the peer.
 CPU="s3=$S3_PID,postgres=$PGPID,stowage=$MAIN_PID,all=$$"
 run upload200k_c16_direct upload --target direct --size $KB200 --concurrency 16 --count "$(n 4000 500)" --cpu "$CPU"
-if [ "${BENCH_PERF:-0}" = 1 ]; then  # profile Stowage during this workload: bench/.work/perf.data
-  mkdir -p bench/.work
-  perf record -F 999 -g -p "$MAIN_PID" -o bench/.work/perf.data >/dev/null 2>&1 &
-  PERF_PID=$!
-fi
 run upload200k_c16_stowage upload --target stowage --size $KB200 --concurrency 16 --count "$(n 4000 500)" --rss-pid "$MAIN_PID" --cpu "$CPU"
-if [ -n "${PERF_PID:-}" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi
 run upload200k_c16_peer upload --target peer --size $KB200 --concurrency 16 --count "$(n 1000 200)" --rss-pid "$PEER_PID" --cpu "$CPU,peer=$PEER_PID"
 for t in direct stowage; do
   run "upload50m_c4_$t" upload --target $t --size $MB50 --concurrency 4 --count "$(n 16 8)" --cpu "$CPU"

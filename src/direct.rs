@@ -237,7 +237,7 @@ fn recorded(refusal: &str) -> UploadError {
 }
 
 /// The stored object, read once from its start, as the staging pipeline's source of bytes.
-struct StoredBytes(tokio_util::io::ReaderStream<crate::store::ObjectReader>);
+struct StoredBytes(crate::store::ObjectStream);
 
 #[async_trait::async_trait]
 impl ByteSource for StoredBytes {
@@ -261,16 +261,14 @@ async fn check_arrived(
 ) -> Result<StagedFacts, UploadError> {
     let kind = Admission::service(app).kind_of(&record.file_name)?;
     let declared = u64::try_from(direct.file_size).unwrap_or(0);
-    let Some((reader, size)) = app.store().read(Area::Staging, &record.staging_key).await? else {
+    let Some((stream, size)) = app.store().read(Area::Staging, &record.staging_key).await? else {
         return Err(UploadError::NotReceived);
     };
     let mismatch = |received| UploadError::SizeMismatch { declared, received };
     if size != declared {
         return Err(mismatch(size));
     }
-    let mut source = StoredBytes(tokio_util::io::ReaderStream::with_capacity(
-        reader, READ_CHUNK,
-    ));
+    let mut source = StoredBytes(stream);
     let mut meter = Meter::new(declared);
     let taken = |e| match e {
         UploadError::TooLarge { .. } => mismatch(size),
@@ -309,6 +307,3 @@ async fn check_arrived(
         scan: streamed.scan,
     })
 }
-
-/// How much of the stored object is read at a time.
-const READ_CHUNK: usize = 256 * 1024;

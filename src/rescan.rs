@@ -77,14 +77,13 @@ pub async fn rescan(app: &App, since: Option<DateTime<Utc>>) -> Result<RescanRep
 async fn scan_one(app: &App, file: &FileRecord) -> Result<Option<Infected>, String> {
     let scanner = app.scanner().ok_or("no scanner")?;
     let key = file.promoted_key.as_deref().ok_or("no long-term key")?;
-    let (reader, _) = app
+    let (mut stream, _) = app
         .store()
         .read(Area::Files, key)
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("the object {key} is missing"))?;
     let mut session = scanner.session();
-    let mut stream = tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024);
     while let Some(chunk) = stream.next().await {
         session.feed(&chunk.map_err(|e| e.to_string())?).await;
     }

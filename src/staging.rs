@@ -302,9 +302,16 @@ impl Tail {
         }
     }
 
+    /// The last [`sniff::TAIL_LEN`] bytes (all of them when fewer), copied once.
     fn bytes(&self) -> Vec<u8> {
-        let joined: Vec<u8> = self.chunks.iter().flat_map(|c| c.iter().copied()).collect();
-        joined[joined.len().saturating_sub(sniff::TAIL_LEN)..].to_vec()
+        let mut skip = self.len.saturating_sub(sniff::TAIL_LEN);
+        let mut tail = Vec::with_capacity(self.len - skip);
+        for chunk in &self.chunks {
+            let from = skip.min(chunk.len());
+            skip -= from;
+            tail.extend_from_slice(&chunk[from..]);
+        }
+        tail
     }
 }
 
@@ -963,7 +970,29 @@ pub async fn discard(app: &App, client_id: &str, id: Uuid) -> Result<Discard, Re
 
 #[cfg(test)]
 mod tests {
-    use super::human_size;
+    use super::{Tail, human_size};
+    use crate::sniff::TAIL_LEN;
+    use bytes::Bytes;
+
+    #[test]
+    fn the_tail_is_the_streams_last_bytes_whatever_the_chunks() {
+        let stream: Vec<u8> = (0..3 * TAIL_LEN + 17).map(|i| (i % 251) as u8).collect();
+        for cut in [1, 7, 4096, TAIL_LEN - 1, TAIL_LEN, TAIL_LEN + 3, 200 * 1024] {
+            let mut tail = Tail::default();
+            for chunk in stream.chunks(cut) {
+                tail.push(&Bytes::copy_from_slice(chunk));
+            }
+            assert_eq!(
+                tail.bytes(),
+                &stream[stream.len() - TAIL_LEN..],
+                "chunks of {cut}"
+            );
+        }
+        let mut short = Tail::default();
+        short.push(&Bytes::from_static(b"%PDF-1.7"));
+        short.push(&Bytes::from_static(b" %%EOF"));
+        assert_eq!(short.bytes(), b"%PDF-1.7 %%EOF");
+    }
 
     #[test]
     fn sizes_are_worded_in_mebibytes() {

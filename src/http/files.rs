@@ -555,7 +555,7 @@ async fn serve_signed(
         return Err(quarantined(scan));
     }
     // Erased (or never promoted) since the URL was signed: nothing to hand out.
-    let Some((reader, length)) = state.store().read(Area::Files, &key).await? else {
+    let Some((stream, length)) = state.store().read(Area::Files, &key).await? else {
         return Err(ApiError::file_not_found());
     };
     let headers = [
@@ -564,7 +564,7 @@ async fn serve_signed(
         (header::CONTENT_DISPOSITION, query.disposition),
         (header::CACHE_CONTROL, "no-store".to_owned()),
     ];
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    let body = Body::from_stream(stream);
     Ok((headers, body).into_response())
 }
 

@@ -373,7 +373,7 @@ impl Store for FsStore {
         }
     }
 
-    async fn read(&self, area: Area, key: &str) -> Result<Option<(super::ObjectReader, u64)>> {
+    async fn read(&self, area: Area, key: &str) -> Result<Option<(super::ObjectStream, u64)>> {
         let path = self.path(area, key)?;
         let file = match tokio::fs::File::open(&path).await {
             Ok(file) => file,
@@ -385,7 +385,8 @@ impl Store for FsStore {
             .await
             .map_err(|e| io_err("metadata", e))?
             .len();
-        Ok(Some((Box::new(file), size)))
+        let stream = tokio_util::io::ReaderStream::with_capacity(file, super::FILE_READ_CHUNK);
+        Ok(Some((Box::pin(stream), size)))
     }
 
     async fn presign_put(

@@ -129,8 +129,15 @@ pub struct DeleteFailure {
     pub reason: String,
 }
 
-/// An object's bytes, read as they arrive.
-pub type ObjectReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+/// An object's bytes, read as they arrive: the chunks the store hands over, not copied again.
+pub type ObjectStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+/// An object's bytes as a reader (for a child process's pipe).
+pub type ObjectReader = tokio_util::io::StreamReader<ObjectStream, Bytes>;
+
+/// How much of a file on disk is read at a time when it is streamed.
+pub(crate) const FILE_READ_CHUNK: usize = 256 * 1024;
 
 /// What a signed download on Stowage itself allows (the local store's "presigned" GET): one
 /// object, until `expires`, served with these headers.
@@ -211,12 +218,12 @@ pub trait Store: Send + Sync {
     /// Reads an object from its start (for text extraction).
     async fn open(&self, area: Area, key: &str) -> Result<ObjectReader> {
         match self.read(area, key).await? {
-            Some((reader, _)) => Ok(reader),
+            Some((stream, _)) => Ok(tokio_util::io::StreamReader::new(stream)),
             None => Err(StoreError::NotFound(format!("no object {key}"))),
         }
     }
     /// An object's bytes as they arrive and its size, in one request; `None`: no such object.
-    async fn read(&self, area: Area, key: &str) -> Result<Option<(ObjectReader, u64)>>;
+    async fn read(&self, area: Area, key: &str) -> Result<Option<(ObjectStream, u64)>>;
     /// A URL a client PUTs exactly `size` bytes with this SHA-256 (hex) to, under `key` in the
     /// staging area, for `ttl`. A store that cannot presign signs a URL on Stowage itself,
     /// under `base_url`.

@@ -829,7 +829,7 @@ impl Store for S3Store {
         }
     }
 
-    async fn read(&self, area: Area, key: &str) -> Result<Option<(super::ObjectReader, u64)>> {
+    async fn read(&self, area: Area, key: &str) -> Result<Option<(super::ObjectStream, u64)>> {
         let got = self
             .client
             .get_object()
@@ -843,7 +843,12 @@ impl Store for S3Store {
             Err(e) => return Err(sdk_err("get object", e)),
         };
         let size = object.content_length().unwrap_or(0).max(0) as u64;
-        Ok(Some((Box::new(object.body.into_async_read()), size)))
+        // The body's chunks as the connection hands them over (no reader copying them again).
+        let chunks = futures_util::stream::unfold(object.body, |mut body| async move {
+            let chunk = body.next().await?;
+            Some((chunk.map_err(std::io::Error::other), body))
+        });
+        Ok(Some((Box::pin(chunks), size)))
     }
     async fn presign_put(
         &self,
