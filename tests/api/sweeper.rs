@@ -500,7 +500,7 @@ impl Store for CountingStore {
         &self,
         area: Area,
         key: &str,
-    ) -> stowage::store::Result<Option<(stowage::store::ObjectReader, u64)>> {
+    ) -> stowage::store::Result<Option<(stowage::store::ObjectStream, u64)>> {
         self.inner.read(area, key).await
     }
     async fn presign_put(
