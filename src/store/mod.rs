@@ -130,6 +130,7 @@ pub struct DeleteFailure {
 }
 
 /// An object's bytes, read as they arrive: the chunks the store hands over, not copied again.
+/// Asked again after its end, it answers the end again.
 pub type ObjectStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = std::io::Result<Bytes>> + Send>>;
 

@@ -848,7 +848,11 @@ impl Store for S3Store {
             let chunk = body.next().await?;
             Some((chunk.map_err(std::io::Error::other), body))
         });
-        Ok(Some((Box::pin(chunks), size)))
+        // Fused: a reader may ask again after the end.
+        Ok(Some((
+            Box::pin(futures_util::StreamExt::fuse(chunks)),
+            size,
+        )))
     }
     async fn presign_put(
         &self,
