@@ -95,11 +95,14 @@ impl Dialect for Pg {
     const FILE_STATES: &'static str = "SELECT id, state FROM files WHERE id = ANY($1)";
     /// Each endpoint's candidates come from a `LATERAL` scan stopped by its `LIMIT`, whatever
     /// the planner's estimates (a join bounded by a per-endpoint time was planned as a scan of
-    /// every pending delivery).
+    /// every pending delivery). The picked rows are locked with `SKIP LOCKED`: a delivery
+    /// another transaction holds (an endpoint's removal failing its backlog, another replica's
+    /// write) is left for a later claim instead of holding up every client's in this one.
     const CLAIM_DELIVERIES: &'static str = concat!(
         "UPDATE deliveries SET leased_until = $2 \
          WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
-           AND (event_id, endpoint_id) IN (SELECT event_id, endpoint_id FROM ( \
+           AND (event_id, endpoint_id) IN (SELECT locked.event_id, locked.endpoint_id FROM ( \
+           SELECT event_id, endpoint_id FROM ( \
              SELECT c.event_id, c.endpoint_id, c.next_attempt_at, \
                     ROW_NUMBER() OVER (PARTITION BY e.client_id \
                                        ORDER BY c.turn, c.next_attempt_at) AS client_turn \
@@ -116,7 +119,10 @@ impl Dialect for Pg {
                ORDER BY d.next_attempt_at, d.event_id \
                LIMIT GREATEST($4 - l.busy, 0)) c \
              WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL) fair \
-           ORDER BY client_turn, next_attempt_at LIMIT $3)",
+           ORDER BY client_turn, next_attempt_at LIMIT $3) picked \
+           JOIN deliveries locked ON locked.event_id = picked.event_id \
+             AND locked.endpoint_id = picked.endpoint_id \
+           FOR UPDATE OF locked SKIP LOCKED)",
         claimed_delivery!()
     );
     /// With several sweepers, each row goes to one of them: the others skip the locked rows.

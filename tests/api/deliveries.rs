@@ -745,3 +745,103 @@ async fn a_sweep_that_expires_many_files_notifies_each_client_of_its_own(backend
     }
     assert!(unsubscribed.received().is_empty());
 }
+
+/// §8 "Fair", with row locks: acme's due deliveries are held by another transaction (as an
+/// endpoint's removal failing its pending deliveries holds them, or another replica's long
+/// write). The worker skips them instead of waiting: globex's event arrives meanwhile, and
+/// acme's arrive once the lock is gone. (SQLite has one writer and no row locks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_locked_by_another_transaction_do_not_hold_up_another_clients() {
+    use sqlx::Connection;
+    let app = TestApp::spawn_with(Backend::PostgresS3, |c| {
+        c.events_allow_private = true;
+        c.event_timeout = Duration::from_secs(2);
+        c.event_retry_base = Duration::from_secs(120);
+        c.event_endpoint_concurrency = 1;
+    })
+    .await;
+    let acme = Receiver::start().await;
+    acme.answer(&[Answer::Hang], Answer::Ok);
+    let (acme_endpoint, secret) = register(&app, &acme.url, Some(&["file.staged"])).await;
+    acme.set_secret(&secret);
+    for i in 0..3 {
+        json_with(
+            app.upload(&format!("a{i}.pdf"), fixtures::pdf(2_000)).await,
+            201,
+        )
+        .await;
+    }
+    // The first hangs in flight; the endpoint's one slot is taken, the other two wait.
+    acme.wait_until(Duration::from_secs(10), "the hanging delivery", |got| {
+        !got.is_empty()
+    })
+    .await;
+    let mut holder = sqlx::PgConnection::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let mut lock = holder.begin().await.unwrap();
+    let held: Vec<(uuid::Uuid,)> = sqlx::query_as(
+        "SELECT event_id FROM deliveries WHERE endpoint_id = $1::uuid \
+         AND status = 'pending' AND attempt_count = 0 AND leased_until IS NULL FOR UPDATE",
+    )
+    .bind(&acme_endpoint)
+    .fetch_all(&mut *lock)
+    .await
+    .unwrap();
+    assert_eq!(held.len(), 2, "acme's waiting deliveries, locked");
+    // The hanging delivery is cut off: acme's slot is free and its two locked deliveries are
+    // the next due.
+    let mut watcher = sqlx::PgConnection::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (attempted,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM deliveries WHERE endpoint_id = $1::uuid \
+             AND attempt_count = 1 AND (leased_until IS NULL OR leased_until <= now())",
+        )
+        .bind(&acme_endpoint)
+        .fetch_one(&mut watcher)
+        .await
+        .unwrap();
+        if attempted == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the hang was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let globex = Receiver::start().await;
+    let created = json_with(
+        app.globex(Method::POST, "/event-endpoints")
+            .json(&json!({ "url": globex.url, "events": ["file.staged"] }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    globex.set_secret(created["secret"].as_str().unwrap());
+    let upload = app
+        .globex(Method::POST, "/uploads")
+        .multipart(file_form("g.pdf", fixtures::pdf(2_000), "application/pdf"))
+        .send()
+        .await
+        .unwrap();
+    json_with(upload, 201).await;
+    globex
+        .wait_until(Duration::from_secs(5), "globex's file.staged", |got| {
+            got.iter().any(|d| d.event_type() == "file.staged")
+        })
+        .await;
+    assert_eq!(acme.received().len(), 1, "acme's locked deliveries waited");
+
+    lock.rollback().await.unwrap();
+    acme.wait_until(Duration::from_secs(15), "acme's other two", |got| {
+        got.len() >= 3
+    })
+    .await;
+}
