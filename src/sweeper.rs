@@ -136,8 +136,9 @@ async fn run_steps(app: &App, tally: &mut Tally) {
 /// (≤ 1000 keys a call). An object whose delete fails belongs to a tombstone from then on and
 /// is removed by the orphan step.
 async fn expire(app: &App, tally: &mut Tally) {
-    // Several batches at once (`SweepPolicy::expiry_workers`): while some mark their rows, the
-    // others wait on DeleteObjects (bench/notes.md: 4 against 2, interleaved).
+    // Several batches at once (`SweepPolicy::expiry_workers`), and each worker deletes one
+    // batch's objects while it marks the next: DeleteObjects calls follow one another instead
+    // of waiting on PostgreSQL (bench/notes.md).
     let workers = app.sweep().expiry_workers;
     let results = futures_util::future::join_all((0..workers).map(|_| expire_worker(app))).await;
     for worker in results {
@@ -150,48 +151,69 @@ async fn expire(app: &App, tally: &mut Tally) {
     }
 }
 
+/// One expiry worker: claims a batch (its tombstones committed), then deletes its objects while
+/// it claims the next, so its DeleteObjects calls follow one another without waiting on
+/// PostgreSQL. A batch's objects are deleted only after its rows are tombstones, as before.
 async fn expire_worker(app: &App) -> Tally {
     let mut tally = Tally {
         run: SweepRun::default(),
     };
+    // The batch whose objects are to be deleted next.
+    let mut deleting: Option<Vec<String>> = None;
     for _ in 0..MAX_EXPIRY_BATCHES {
-        let expired = match app
+        let claim = app
             .repo()
-            .expire_due(Utc::now(), EXPIRY_BATCH, &crate::events::Events)
-            .await
-        {
+            .expire_due(Utc::now(), EXPIRY_BATCH, &crate::events::Events);
+        let previous = deleting.take();
+        let delete = async {
+            match &previous {
+                Some(keys) => delete_expired(app, keys, &mut tally).await,
+                None => true,
+            }
+        };
+        let (claimed, deleted) = tokio::join!(claim, delete);
+        let expired = match claimed {
             Ok(expired) => expired,
             Err(e) => {
                 tally.error("expire", e);
                 break;
             }
         };
-        if expired.is_empty() {
-            break;
-        }
         tally.run.expired += expired.len() as i64;
         let keys: Vec<String> = expired.iter().map(|f| f.staging_key.clone()).collect();
-        match app.store().delete(Area::Staging, &keys).await {
-            Ok(failures) => {
-                tally.run.objects_deleted += (keys.len() - failures.len()) as i64;
-                for failure in &failures {
-                    tally.error(
-                        "expire",
-                        format!("delete {}: {}", failure.key, failure.reason),
-                    );
-                }
-            }
-            // The rows are tombstones already; the orphan step deletes these objects later.
-            Err(e) => {
-                tally.error("expire", e);
-                break;
-            }
+        let last = (expired.len() as i64) < EXPIRY_BATCH || !deleted;
+        if !keys.is_empty() {
+            deleting = Some(keys);
         }
-        if (expired.len() as i64) < EXPIRY_BATCH {
+        if last {
             break;
         }
     }
+    if let Some(keys) = deleting {
+        delete_expired(app, &keys, &mut tally).await;
+    }
     tally
+}
+
+/// Deletes an expired batch's objects; whether the store answered. The rows are tombstones
+/// already: an object left behind is deleted by the orphan step later.
+async fn delete_expired(app: &App, keys: &[String], tally: &mut Tally) -> bool {
+    match app.store().delete(Area::Staging, keys).await {
+        Ok(failures) => {
+            tally.run.objects_deleted += (keys.len() - failures.len()) as i64;
+            for failure in &failures {
+                tally.error(
+                    "expire",
+                    format!("delete {}: {}", failure.key, failure.reason),
+                );
+            }
+            true
+        }
+        Err(e) => {
+            tally.error("expire", e);
+            false
+        }
+    }
 }
 
 /// `receiving` rows silent for longer than the grace period: their upload died. The row is
