@@ -143,7 +143,8 @@ n() { if [ "$Q" = 1 ]; then echo "$2"; else echo "$1"; fi; }
 ONLY=${BENCH_ONLY:-}
 wanted() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
 # BENCH_PERF=REGEX profiles the main Stowage process (`perf record -g`) during the workloads
-# whose names match: bench/.work/perf-NAME.data.
+# whose names match: bench/.work/perf-NAME.data. Release builds keep no frame pointers: for
+# call stacks, BENCH_PERF_CALLGRAPH=dwarf (and a lower BENCH_PERF_FREQ, e.g. 199).
 # Before a workload through Stowage: wait (up to 5 minutes) until the texts and events earlier
 # workloads left behind are done, so that no workload pays for the one before it.
 settle() {
@@ -163,7 +164,8 @@ run() { # NAME ARGS...
   local perf_pid=""
   if [ -n "${BENCH_PERF:-}" ] && [[ $name =~ $BENCH_PERF ]]; then
     mkdir -p bench/.work
-    perf record -F 999 -g -p "$MAIN_PID" -o "bench/.work/perf-$name.data" >/dev/null 2>&1 &
+    perf record -F "${BENCH_PERF_FREQ:-999}" --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" -p "$MAIN_PID" \
+      -o "bench/.work/perf-$name.data" >/dev/null 2>&1 &
     perf_pid=$!
   fi
   "$BENCH" "$@" >"$RESULTS/$name.json"
