@@ -351,7 +351,7 @@ fi
 [ -n "$PGSS_OPTS" ] && pgss_report
 if [ -n "$ONLY" ]; then
   for f in "$RESULTS"/*.json; do
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "p50_ms", r.get("p50_ms"), "p99_ms", r.get("p99_ms"), "max_ms", r.get("max_ms"), "cpu_ms_per_op", r.get("cpu_ms_per_op"), "events", r.get("events"))' "$f" "$(basename "$f" .json)"
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(sys.argv[2], "per_s", r.get("per_s"), "p50_ms", r.get("p50_ms"), "p99_ms", r.get("p99_ms"), "max_ms", r.get("max_ms"), "cpu_ms_per_op", r.get("cpu_ms_per_op"), "events", r.get("events"), "peak_rss_mb", r.get("peak_rss_mb"))' "$f" "$(basename "$f" .json)"
   done
   if [ -f "$RESULTS/sweep_stowage.json" ]; then  # deletions/s as the report counts them
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("sweep_stowage deleted_per_s", round(r["objects_deleted"] / max(r["expire_ms"], 1) * 1000, 1), "expired", r["expired"], "expire_ms", r["expire_ms"])' "$RESULTS/sweep_stowage.json"
