@@ -60,6 +60,9 @@ pub struct SweepPolicy {
     /// Batches a pass expires at once: each holds a database connection while it marks its
     /// rows, so at most a third of the replica's connections (1 to 4).
     pub expiry_workers: usize,
+    /// Expired files one worker claims, and whose keys go in one DeleteObjects call, at a time
+    /// ([`crate::sweeper::EXPIRY_BATCH`]; smaller only in tests).
+    pub expiry_batch: i64,
 }
 
 /// Where events may be delivered.
@@ -135,6 +138,7 @@ impl Policies {
                 file_retention: config.file_retention,
                 erasure_settle: config.s3_operation_timeout,
                 expiry_workers: (config.database_max_connections / 3).clamp(1, 4) as usize,
+                expiry_batch: crate::sweeper::EXPIRY_BATCH,
             },
             events: EventPolicy {
                 allow_private: config.events_allow_private,

@@ -158,12 +158,13 @@ async fn expire_worker(app: &App) -> Tally {
     let mut tally = Tally {
         run: SweepRun::default(),
     };
+    let batch = app.sweep().expiry_batch;
     // The batch whose objects are to be deleted next.
     let mut deleting: Option<Vec<String>> = None;
     for _ in 0..MAX_EXPIRY_BATCHES {
         let claim = app
             .repo()
-            .expire_due(Utc::now(), EXPIRY_BATCH, &crate::events::Events);
+            .expire_due(Utc::now(), batch, &crate::events::Events);
         let previous = deleting.take();
         let delete = async {
             match &previous {
@@ -181,7 +182,7 @@ async fn expire_worker(app: &App) -> Tally {
         };
         tally.run.expired += expired.len() as i64;
         let keys: Vec<String> = expired.iter().map(|f| f.staging_key.clone()).collect();
-        let last = (expired.len() as i64) < EXPIRY_BATCH || !deleted;
+        let last = (expired.len() as i64) < batch || !deleted;
         if !keys.is_empty() {
             deleting = Some(keys);
         }

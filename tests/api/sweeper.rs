@@ -24,6 +24,7 @@ both_backends!(
     tombstones_are_purged_after_their_retention,
     metrics_and_the_storage_view_match_the_rows,
     operations_endpoints_honour_the_ops_token,
+    a_pass_of_many_batches_deletes_each_object_once_after_its_tombstone,
 );
 
 /// Waits until a staged file's `expires_at` has passed (the TTL in these tests is a second).
@@ -437,10 +438,15 @@ async fn operations_endpoints_honour_the_ops_token(backend: Backend) {
     assert_eq!(health.status(), 200, "liveness stays open");
 }
 
-/// The real store, with every key handed to `delete` written down.
+/// The files' rows, and the staging keys deleted while their file was not yet a tombstone.
+type TombstoneCheck = (Arc<dyn stowage::repo::Repo>, Arc<Mutex<Vec<String>>>);
+
+/// The real store, with every key handed to `delete` written down — and, with `rows`, every
+/// staging key deleted while its file was not yet an `expired` tombstone.
 struct CountingStore {
     inner: Arc<dyn Store>,
     deleted: Arc<Mutex<Vec<String>>>,
+    rows: Option<TombstoneCheck>,
 }
 
 #[async_trait]
@@ -469,6 +475,20 @@ impl Store for CountingStore {
         keys: &[String],
     ) -> stowage::store::Result<Vec<DeleteFailure>> {
         self.deleted.lock().unwrap().extend(keys.iter().cloned());
+        if let (Area::Staging, Some((repo, early))) = (area, &self.rows) {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter_map(|k| k.rsplit('/').next()?.parse().ok())
+                .collect();
+            assert_eq!(ids.len(), keys.len(), "keys name their files: {keys:?}");
+            let states = repo.file_states(&ids).await.unwrap();
+            early.lock().unwrap().extend(
+                states
+                    .iter()
+                    .filter(|(_, state)| *state != FileState::Expired)
+                    .map(|(id, state)| format!("{id}: {state:?}")),
+            );
+        }
         self.inner.delete(area, keys).await
     }
     async fn size(&self, area: Area, key: &str) -> stowage::store::Result<Option<u64>> {
@@ -540,6 +560,7 @@ async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
         let counting = Arc::new(CountingStore {
             inner: store,
             deleted: deleted.clone(),
+            rows: None,
         });
         replicas.push(stowage::App::new(
             repo,
@@ -563,6 +584,53 @@ async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
     keys.dedup();
     assert_eq!(total, 40, "DeleteObjects saw each key once");
     assert_eq!(keys.len(), 40);
+    assert!(app.objects(Area::Staging).await.is_empty());
+    assert_eq!(app.rows_in(FileState::Expired).await, 40);
+}
+
+/// Expiry in many batches (seven files each, two workers, each deleting one batch while it
+/// marks the next): every file becomes a tombstone and every object is deleted exactly once,
+/// and never before its file is an `expired` tombstone.
+async fn a_pass_of_many_batches_deletes_each_object_once_after_its_tombstone(backend: Backend) {
+    let app = TestApp::spawn_with(backend, short_ttl).await;
+    let mut last = Value::Null;
+    for _ in 0..40 {
+        last = json_with(app.upload("cv.pdf", fixtures::pdf(500)).await, 201).await;
+    }
+    wait_until_expired(&last).await;
+
+    let repo = stowage::repo::connect(
+        &app.config.database_url,
+        app.config.database_max_connections,
+    )
+    .await
+    .unwrap();
+    let spill = stowage::spill::Spill::from_config(&app.config);
+    let store = stowage::store::connect(&app.config, &spill).await.unwrap();
+    let deleted = Arc::new(Mutex::new(Vec::new()));
+    let early = Arc::new(Mutex::new(Vec::new()));
+    let counting = Arc::new(CountingStore {
+        inner: store,
+        deleted: deleted.clone(),
+        rows: Some((repo.clone(), early.clone())),
+    });
+    let mut policies = stowage::Policies::from_config(&app.config);
+    policies.sweep.expiry_batch = 7;
+    policies.sweep.expiry_workers = 2;
+    let sweeper = stowage::App::new(repo, counting, spill, policies);
+    let run = stowage::sweeper::run_pass(&sweeper).await;
+    assert_eq!((run.expired, run.objects_deleted), (40, 40), "{run:?}");
+    assert_eq!(run.errors, 0, "{run:?}");
+    assert_eq!(
+        early.lock().unwrap().clone(),
+        Vec::<String>::new(),
+        "objects deleted before their file was a tombstone"
+    );
+    let mut keys = deleted.lock().unwrap().clone();
+    let total = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!((total, keys.len()), (40, 40), "each key deleted once");
     assert!(app.objects(Area::Staging).await.is_empty());
     assert_eq!(app.rows_in(FileState::Expired).await, 40);
 }
