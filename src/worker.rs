@@ -62,6 +62,11 @@ impl Lane {
         while self.in_flight.try_join_next().is_some() {}
         self.slots.saturating_sub(self.in_flight.len())
     }
+
+    /// Whether half the slots (at least one) are free: worth a claim for a batch.
+    fn half_free(&mut self) -> bool {
+        self.free() >= (self.slots / 2).max(1)
+    }
 }
 
 fn until(lease: Duration) -> chrono::DateTime<Utc> {
@@ -162,8 +167,10 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
     // When to look again before the next poll: when a delivery ends (an endpoint at its cap of
     // deliveries in flight may take the next one; a look that found nothing may only have met
     // that cap), and when a job ends if the last look at jobs found some (more may be due than
-    // the slots took). Only the lane whose work ended is looked at then: a delivery's end says
-    // nothing new about jobs, nor the reverse.
+    // the slots took) and half the job slots are free: a backlog is then claimed half the slots
+    // at a time, not one claim per job, and the other half keeps the processes busy meanwhile.
+    // Only the lane whose work ended is looked at then: a delivery's end says nothing new
+    // about jobs, nor the reverse.
     let mut jobs_found = false;
     let (mut look_at_deliveries, mut look_at_jobs) = (true, true);
     // Both lanes are looked at every poll interval however often work ends in one of them.
@@ -196,7 +203,7 @@ async fn run(app: App, mut stopping: watch::Receiver<bool>) {
             () = tokio::time::sleep_until(poll_at) => (true, true),
             _ = stopping.changed() => (true, true),
             Some(_) = deliveries.in_flight.join_next(), if deliveries_wake => (true, false),
-            Some(_) = jobs.in_flight.join_next(), if jobs_wake => (false, true),
+            Some(_) = jobs.in_flight.join_next(), if jobs_wake => (false, jobs.half_free()),
         };
         if tokio::time::Instant::now() >= poll_at {
             (look_at_deliveries, look_at_jobs) = (true, true);
