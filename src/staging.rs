@@ -282,39 +282,6 @@ impl Admission {
     }
 }
 
-/// The last chunks of a stream, at least [`sniff::TAIL_LEN`] bytes of them (not copied).
-#[derive(Default)]
-struct Tail {
-    chunks: std::collections::VecDeque<Bytes>,
-    len: usize,
-}
-
-impl Tail {
-    fn push(&mut self, chunk: &Bytes) {
-        self.len += chunk.len();
-        self.chunks.push_back(chunk.clone());
-        while let Some(front) = self.chunks.front() {
-            if self.len - front.len() < sniff::TAIL_LEN {
-                break;
-            }
-            self.len -= front.len();
-            self.chunks.pop_front();
-        }
-    }
-
-    /// The last [`sniff::TAIL_LEN`] bytes (all of them when fewer), copied once.
-    fn bytes(&self) -> Vec<u8> {
-        let mut skip = self.len.saturating_sub(sniff::TAIL_LEN);
-        let mut tail = Vec::with_capacity(self.len - skip);
-        for chunk in &self.chunks {
-            let from = skip.min(chunk.len());
-            skip -= from;
-            tail.extend_from_slice(&chunk[from..]);
-        }
-        tail
-    }
-}
-
 /// Byte counting, hashing and the size limit, chunk by chunk.
 pub(crate) struct Meter {
     size: u64,
@@ -359,7 +326,7 @@ impl Meter {
 pub(crate) struct StreamChecks {
     app: App,
     kind: DocumentKind,
-    tail: Option<Tail>,
+    tail: Option<sniff::PdfTail>,
     archive: Option<sniff::ArchiveScanner>,
     utf8: Option<sniff::Utf8Stream>,
     rtf: Option<sniff::RtfStream>,
@@ -391,7 +358,7 @@ impl StreamChecks {
         Ok(StreamChecks {
             app: app.clone(),
             kind,
-            tail: pdf.then(Tail::default),
+            tail: pdf.then(sniff::PdfTail::default),
             archive: pdf.then(sniff::ArchiveScanner::default),
             utf8: (kind == DocumentKind::Txt).then(sniff::Utf8Stream::default),
             rtf: (kind == DocumentKind::Rtf).then(sniff::RtfStream::default),
@@ -404,7 +371,7 @@ impl StreamChecks {
     pub(crate) async fn feed(&mut self, chunk: &Bytes) -> Result<(), UploadError> {
         let kind = self.kind;
         if let Some(tail) = self.tail.as_mut() {
-            tail.push(chunk);
+            tail.feed(chunk);
         }
         if let Some(archive) = self.archive.as_mut() {
             archive.feed(chunk);
@@ -448,7 +415,7 @@ impl StreamChecks {
                 rtf.finish().map_err(|e| UploadError::content(kind, e))?;
             }
             if let Some(tail) = self.tail {
-                sniff::check_pdf_tail(&tail.bytes()).map_err(|e| UploadError::content(kind, e))?;
+                tail.finish().map_err(|e| UploadError::content(kind, e))?;
             }
             Ok::<_, UploadError>(())
         })();
@@ -970,29 +937,7 @@ pub async fn discard(app: &App, client_id: &str, id: Uuid) -> Result<Discard, Re
 
 #[cfg(test)]
 mod tests {
-    use super::{Tail, human_size};
-    use crate::sniff::TAIL_LEN;
-    use bytes::Bytes;
-
-    #[test]
-    fn the_tail_is_the_streams_last_bytes_whatever_the_chunks() {
-        let stream: Vec<u8> = (0..3 * TAIL_LEN + 17).map(|i| (i % 251) as u8).collect();
-        for cut in [1, 7, 4096, TAIL_LEN - 1, TAIL_LEN, TAIL_LEN + 3, 200 * 1024] {
-            let mut tail = Tail::default();
-            for chunk in stream.chunks(cut) {
-                tail.push(&Bytes::copy_from_slice(chunk));
-            }
-            assert_eq!(
-                tail.bytes(),
-                &stream[stream.len() - TAIL_LEN..],
-                "chunks of {cut}"
-            );
-        }
-        let mut short = Tail::default();
-        short.push(&Bytes::from_static(b"%PDF-1.7"));
-        short.push(&Bytes::from_static(b" %%EOF"));
-        assert_eq!(short.bytes(), b"%PDF-1.7 %%EOF");
-    }
+    use super::human_size;
 
     #[test]
     fn sizes_are_worded_in_mebibytes() {

@@ -231,6 +231,45 @@ pub fn check_pdf_tail(tail: &[u8]) -> Result<(), ContentError> {
     Ok(())
 }
 
+/// A PDF's end, chunk by chunk: keeps the last chunks of the stream, at least [`TAIL_LEN`]
+/// bytes of them (not copied), and checks them at the end ([`check_pdf_tail`]).
+#[derive(Default)]
+pub struct PdfTail {
+    chunks: std::collections::VecDeque<bytes::Bytes>,
+    len: usize,
+}
+
+impl PdfTail {
+    pub fn feed(&mut self, chunk: &bytes::Bytes) {
+        self.len += chunk.len();
+        self.chunks.push_back(chunk.clone());
+        while let Some(front) = self.chunks.front() {
+            if self.len - front.len() < TAIL_LEN {
+                break;
+            }
+            self.len -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    /// The last [`TAIL_LEN`] bytes (all of them when fewer), copied once.
+    fn bytes(&self) -> Vec<u8> {
+        let mut skip = self.len.saturating_sub(TAIL_LEN);
+        let mut tail = Vec::with_capacity(self.len - skip);
+        for chunk in &self.chunks {
+            let from = skip.min(chunk.len());
+            skip -= from;
+            tail.extend_from_slice(&chunk[from..]);
+        }
+        tail
+    }
+
+    /// Whether the stream ended as a complete PDF ends.
+    pub fn finish(self) -> Result<(), ContentError> {
+        check_pdf_tail(&self.bytes())
+    }
+}
+
 /// Checks, chunk by chunk, that a stream is UTF-8 text: valid sequences (one may straddle two
 /// chunks) and no NUL byte, which no text file holds.
 #[derive(Default)]
@@ -418,6 +457,27 @@ pub fn check_whole<R: Read + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pdf_tail_is_the_streams_last_bytes_whatever_the_chunks() {
+        let stream: Vec<u8> = (0..3 * TAIL_LEN + 17).map(|i| (i % 251) as u8).collect();
+        for cut in [1, 7, 4096, TAIL_LEN - 1, TAIL_LEN, TAIL_LEN + 3, 200 * 1024] {
+            let mut tail = PdfTail::default();
+            for chunk in stream.chunks(cut) {
+                tail.feed(&bytes::Bytes::copy_from_slice(chunk));
+            }
+            assert_eq!(
+                tail.bytes(),
+                &stream[stream.len() - TAIL_LEN..],
+                "chunks of {cut}"
+            );
+        }
+        let mut short = PdfTail::default();
+        short.feed(&bytes::Bytes::from_static(b"%PDF-1.7"));
+        short.feed(&bytes::Bytes::from_static(b" %%EOF"));
+        assert_eq!(short.bytes(), b"%PDF-1.7 %%EOF");
+        assert_eq!(short.finish(), Ok(()));
+    }
 
     fn utf8(bytes: &[u8], chunk: usize) -> Result<(), ContentError> {
         let mut stream = Utf8Stream::default();
