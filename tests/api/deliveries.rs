@@ -46,6 +46,21 @@ pub async fn register(app: &TestApp, url: &str, events: Option<&[&str]>) -> (Str
     )
 }
 
+/// Registers an endpoint for globex on a receiver, subscribed to `events`; the receiver checks
+/// its signatures with the endpoint's secret.
+async fn register_globex(app: &TestApp, receiver: &Receiver, events: &[&str]) {
+    let created = json_with(
+        app.globex(Method::POST, "/event-endpoints")
+            .json(&json!({ "url": receiver.url, "events": events }))
+            .send()
+            .await
+            .unwrap(),
+        201,
+    )
+    .await;
+    receiver.set_secret(created["secret"].as_str().unwrap());
+}
+
 fn private(c: &mut stowage::config::Config) {
     c.events_allow_private = true;
 }
@@ -679,16 +694,7 @@ async fn a_sweep_that_expires_many_files_notifies_each_client_of_its_own(backend
     let unsubscribed = Receiver::start().await;
     register(&app, &unsubscribed.url, Some(&["file.promoted"])).await;
     let globex = Receiver::start().await;
-    let created = json_with(
-        app.globex(Method::POST, "/event-endpoints")
-            .json(&json!({ "url": globex.url, "events": ["file.expired"] }))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    globex.set_secret(created["secret"].as_str().unwrap());
+    register_globex(&app, &globex, &["file.expired"]).await;
 
     let mut acme_ids = Vec::new();
     for i in 0..5 {
@@ -815,16 +821,7 @@ async fn deliveries_locked_by_another_transaction_do_not_hold_up_another_clients
     }
 
     let globex = Receiver::start().await;
-    let created = json_with(
-        app.globex(Method::POST, "/event-endpoints")
-            .json(&json!({ "url": globex.url, "events": ["file.staged"] }))
-            .send()
-            .await
-            .unwrap(),
-        201,
-    )
-    .await;
-    globex.set_secret(created["secret"].as_str().unwrap());
+    register_globex(&app, &globex, &["file.staged"]).await;
     let upload = app
         .globex(Method::POST, "/uploads")
         .multipart(file_form("g.pdf", fixtures::pdf(2_000), "application/pdf"))

@@ -537,37 +537,51 @@ impl Store for CountingStore {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
-    let app = TestApp::spawn_with(Backend::PostgresS3, short_ttl).await;
+/// Uploads forty files and waits until they are past their expiry.
+async fn forty_expired(app: &TestApp) {
     let mut last = Value::Null;
     for _ in 0..40 {
         last = json_with(app.upload("cv.pdf", fixtures::pdf(500)).await, 201).await;
     }
     wait_until_expired(&last).await;
+}
+
+/// Another replica on the test's database and storage, through a [`CountingStore`] writing
+/// down the keys it deletes in `deleted` (and, with `early`, those deleted before their file
+/// was a tombstone), with the sweep policy `tweak` leaves.
+async fn counting_replica(
+    app: &TestApp,
+    deleted: &Arc<Mutex<Vec<String>>>,
+    early: Option<&Arc<Mutex<Vec<String>>>>,
+    tweak: impl FnOnce(&mut stowage::policy::SweepPolicy),
+) -> stowage::App {
+    let repo = stowage::repo::connect(
+        &app.config.database_url,
+        app.config.database_max_connections,
+    )
+    .await
+    .unwrap();
+    let spill = stowage::spill::Spill::from_config(&app.config);
+    let store = stowage::store::connect(&app.config, &spill).await.unwrap();
+    let counting = Arc::new(CountingStore {
+        inner: store,
+        deleted: deleted.clone(),
+        rows: early.map(|early| (repo.clone(), early.clone())),
+    });
+    let mut policies = stowage::Policies::from_config(&app.config);
+    tweak(&mut policies.sweep);
+    stowage::App::new(repo, counting, spill, policies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
+    let app = TestApp::spawn_with(Backend::PostgresS3, short_ttl).await;
+    forty_expired(&app).await;
 
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let mut replicas = Vec::new();
     for _ in 0..2 {
-        let repo = stowage::repo::connect(
-            &app.config.database_url,
-            app.config.database_max_connections,
-        )
-        .await
-        .unwrap();
-        let spill = stowage::spill::Spill::from_config(&app.config);
-        let store = stowage::store::connect(&app.config, &spill).await.unwrap();
-        let counting = Arc::new(CountingStore {
-            inner: store,
-            deleted: deleted.clone(),
-            rows: None,
-        });
-        replicas.push(stowage::App::new(
-            repo,
-            counting,
-            spill,
-            stowage::Policies::from_config(&app.config),
-        ));
+        replicas.push(counting_replica(&app, &deleted, None, |_| {}).await);
     }
     let (a, b) = tokio::join!(
         stowage::sweeper::run_pass(&replicas[0]),
@@ -593,31 +607,15 @@ async fn two_sweepers_on_postgres_delete_each_object_exactly_once() {
 /// and never before its file is an `expired` tombstone.
 async fn a_pass_of_many_batches_deletes_each_object_once_after_its_tombstone(backend: Backend) {
     let app = TestApp::spawn_with(backend, short_ttl).await;
-    let mut last = Value::Null;
-    for _ in 0..40 {
-        last = json_with(app.upload("cv.pdf", fixtures::pdf(500)).await, 201).await;
-    }
-    wait_until_expired(&last).await;
+    forty_expired(&app).await;
 
-    let repo = stowage::repo::connect(
-        &app.config.database_url,
-        app.config.database_max_connections,
-    )
-    .await
-    .unwrap();
-    let spill = stowage::spill::Spill::from_config(&app.config);
-    let store = stowage::store::connect(&app.config, &spill).await.unwrap();
     let deleted = Arc::new(Mutex::new(Vec::new()));
     let early = Arc::new(Mutex::new(Vec::new()));
-    let counting = Arc::new(CountingStore {
-        inner: store,
-        deleted: deleted.clone(),
-        rows: Some((repo.clone(), early.clone())),
-    });
-    let mut policies = stowage::Policies::from_config(&app.config);
-    policies.sweep.expiry_batch = 7;
-    policies.sweep.expiry_workers = 2;
-    let sweeper = stowage::App::new(repo, counting, spill, policies);
+    let sweeper = counting_replica(&app, &deleted, Some(&early), |sweep| {
+        sweep.expiry_batch = 7;
+        sweep.expiry_workers = 2;
+    })
+    .await;
     let run = stowage::sweeper::run_pass(&sweeper).await;
     assert_eq!((run.expired, run.objects_deleted), (40, 40), "{run:?}");
     assert_eq!(run.errors, 0, "{run:?}");
