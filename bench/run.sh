@@ -60,8 +60,12 @@ fi
 if [ ! -d bench/peer/node_modules/@tus/server ]; then
   log "installing the peer (npm ci)"; (cd bench/peer && npm ci --no-audit --no-fund >/dev/null 2>&1)
 fi
-log "building release binaries"
-cargo build --release --locked -p stowage -p stowage-bench 2>&1 | tail -1 >&2
+# BENCH_NO_BUILD=1: measure the release binaries as they are (an A/B of copies made earlier, while
+# the sources change).
+if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  log "building release binaries"
+  cargo build --release --locked -p stowage -p stowage-bench 2>&1 | tail -1 >&2
+fi
 BENCH=$ROOT/target/release/stowage-bench
 # BENCH_STOWAGE_BIN: another build of Stowage to measure (e.g. an earlier commit), same harness.
 STOWAGE=${BENCH_STOWAGE_BIN:-$ROOT/target/release/stowage}
@@ -147,36 +151,44 @@ wanted() { [ -z "$ONLY" ] || [[ $1 =~ $ONLY ]]; }
 # call stacks, BENCH_PERF_CALLGRAPH=dwarf (and a lower BENCH_PERF_FREQ, e.g. 199).
 # Before a workload through Stowage: wait (up to 5 minutes) until the texts and events earlier
 # workloads left behind are done, so that no workload pays for the one before it.
+# Counts are asked on one psql session (`stowage-bench wait-zero`, `--cpu-until-sql`): a psql
+# started per poll cost ~30 ms of CPU and a PostgreSQL backend's start on the cores the measured
+# work shares (bench/notes.md).
 settle() {
-  local left
-  for _ in $(seq 1 3000); do
-    left=$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT (SELECT count(*) FROM jobs WHERE kind = 'extract_text') + (SELECT count(*) FROM deliveries WHERE status = 'pending')")
-    [ "$left" = 0 ] && return 0
-    sleep 0.1
-  done
-  log "still $left texts and deliveries pending; going on"
+  local waited
+  waited=$("$BENCH" wait-zero --sql "SELECT (SELECT count(*) FROM jobs WHERE kind = 'extract_text') + (SELECT count(*) FROM deliveries WHERE status = 'pending')")
+  [[ $waited == *'"left":0'* ]] || log "still pending after 5 minutes, going on: $waited"
 }
+# BENCH_PERF_ALL=1: every process on the machine instead (PostgreSQL's backends and the
+# extraction processes too; `perf report --sort comm,dso,symbol`). The held backlog's drain is
+# named backlog_held_drain.
+PERF_PID=""
+perf_start() { # NAME
+  PERF_PID=""
+  if [ -n "${BENCH_PERF:-}" ] && [[ $1 =~ $BENCH_PERF ]]; then
+    mkdir -p bench/.work
+    local who=(-p "$MAIN_PID"); [ "${BENCH_PERF_ALL:-0}" = 1 ] && who=(-a)
+    perf record -F "${BENCH_PERF_FREQ:-999}" --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" "${who[@]}" \
+      -o "bench/.work/perf-$1.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+  fi
+}
+perf_stop() { if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" || true; fi; }
 run() { # NAME ARGS...
   local name=$1; shift
   wanted "$name" || return 0
   [[ $name == *stowage* || $name == replicas* ]] && settle
   log "$name"
-  local perf_pid=""
-  if [ -n "${BENCH_PERF:-}" ] && [[ $name =~ $BENCH_PERF ]]; then
-    mkdir -p bench/.work
-    perf record -F "${BENCH_PERF_FREQ:-999}" --call-graph "${BENCH_PERF_CALLGRAPH:-fp}" -p "$MAIN_PID" \
-      -o "bench/.work/perf-$name.data" >/dev/null 2>&1 &
-    perf_pid=$!
-  fi
+  perf_start "$name"
   "$BENCH" "$@" >"$RESULTS/$name.json"
-  if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+  perf_stop
 }
 KB200=204800
 # A webhook's CPU includes the text extraction it causes: counted until every text is recorded.
 # Texts still to record are counted from the jobs table (a job goes with its text's record), not
-# from `files`: polled every 50 ms inside the measured window, a count over every file was a
+# from `files`: polled every 20 ms inside the measured window, a count over every file was a
 # sequential scan that PostgreSQL's CPU figure carried.
-TEXTS_LEFT="psql -tAq '$STOWAGE_DATABASE_URL' -c \"SELECT count(*) FROM jobs WHERE kind = 'extract_text'\""
+TEXTS_LEFT="SELECT count(*) FROM jobs WHERE kind = 'extract_text'"
 MB50=52428800
 # Webhooks promote a 200 KB resume whose text is read (bench/resume_pdf.py: two pages of text
 # and an embedded font's worth of bytes), as an ATS's would be; uploads send synthetic bodies.
@@ -213,7 +225,7 @@ done
 for c in 1 64; do
   for t in direct stowage; do
     run "upload200k_c${c}_${t}" upload --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 500 || echo 4000) 100)" --cpu "$CPU"
-    run "webhook_c${c}_${t}" webhook --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU" --cpu-until "$TEXTS_LEFT"
+    run "webhook_c${c}_${t}" webhook --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU" --cpu-until-sql "$TEXTS_LEFT"
   done
   for t in presigned stowage-direct; do
     run "direct200k_c${c}_$t" upload --target $t --size $KB200 --concurrency $c --count "$(n $([ $c = 1 ] && echo 300 || echo 2000) 100)" --cpu "$CPU"
@@ -227,7 +239,7 @@ for spec in "rss1m_c16_stowage 1048576 160" "rss50m_c16_stowage $MB50 16"; do
   stop_pid "$STOWAGE_PID"
 done
 for t in direct stowage; do
-  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU" --cpu-until "$TEXTS_LEFT"
+  run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU" --cpu-until-sql "$TEXTS_LEFT"
 done
 # Text extraction keeping up with promotion: 2,000 two-page text resumes (bench/resume_pdf.py)
 # promoted by webhooks, 16 clients, then the time from the first webhook until every text is
@@ -240,10 +252,8 @@ if wanted backlog_stowage; then
   BENCH_DOCUMENT=$WORK/resume.pdf run backlog_webhooks_stowage webhook --target stowage --size 0 \
     --concurrency 16 --count "$BACKLOG_N" --cpu "$CPU"
   BACKLOG_T1=$(date +%s.%N)
-  BACKLOG_LEFT=$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM jobs WHERE kind = 'extract_text'")
-  while [ "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM jobs WHERE kind = 'extract_text'")" != 0 ]; do
-    sleep 0.05
-  done
+  BACKLOG_LEFT=$(psql -tAq "$STOWAGE_DATABASE_URL" -c "$TEXTS_LEFT")
+  "$BENCH" wait-zero --sql "$TEXTS_LEFT" >/dev/null
   python3 - "$BACKLOG_T0" "$BACKLOG_T1" "$(date +%s.%N)" "$RESULTS/backlog_webhooks_stowage.json" "$BACKLOG_N" "$BACKLOG_LEFT" \
     "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM files WHERE text_status = 'extracted'")" \
     >"$RESULTS/backlog_stowage.json" <<'PYEOF'
@@ -268,24 +278,23 @@ PYEOF
   BENCH_DOCUMENT=$WORK/resume.pdf run backlog_held_webhooks_stowage webhook --target stowage --size 0 \
     --concurrency 16 --count "$BACKLOG_N" --cpu "$CPU"
   HELD=$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM jobs WHERE run_at = 'infinity'")
+  psql -q "$STOWAGE_DATABASE_URL" -c "DROP TRIGGER bench_hold_jobs ON jobs; DROP FUNCTION bench_hold_jobs()"
   HELD_TICKS=$("$BENCH" cpu-ticks "$MAIN_PID" "$PGPID" "$S3_PID")
-  HELD_T0=$(date +%s.%N)
-  psql -q "$STOWAGE_DATABASE_URL" -c "DROP TRIGGER bench_hold_jobs ON jobs; DROP FUNCTION bench_hold_jobs();
-    UPDATE jobs SET run_at = now() WHERE run_at = 'infinity'"
-  while [ "$(psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT count(*) FROM jobs WHERE kind = 'extract_text'")" != 0 ]; do
-    sleep 0.05
-  done
-  HELD_T1=$(date +%s.%N)
-  python3 - "$HELD_T0" "$HELD_T1" "$HELD" "$RESULTS/backlog_held_webhooks_stowage.json" \
+  # Released and counted down on one session: the seconds from the release to the last text.
+  perf_start backlog_held_drain
+  HELD_WAIT=$("$BENCH" wait-zero --first "UPDATE jobs SET run_at = now() WHERE run_at = 'infinity'" --sql "$TEXTS_LEFT")
+  perf_stop
+  python3 - "$HELD_WAIT" "$HELD" "$RESULTS/backlog_held_webhooks_stowage.json" \
     "$HELD_TICKS" "$("$BENCH" cpu-ticks "$MAIN_PID" "$PGPID" "$S3_PID")" \
     >"$RESULTS/backlog_held_stowage.json" <<'PYEOF'
 import json, sys
-t0, t1, held = float(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
-webhooks = json.load(open(sys.argv[4]))
+waited, held = json.loads(sys.argv[1]), int(sys.argv[2])
+webhooks = json.load(open(sys.argv[3]))
 # CPU per document drained: Stowage (its extraction processes included), PostgreSQL, S3 server.
-ms = [(a - b) * 10.0 / max(held, 1) for a, b in zip(json.loads(sys.argv[6]), json.loads(sys.argv[5]))]
-print(json.dumps({"documents": held, "drain_s": round(t1 - t0, 3),
-                  "per_s": round(held / (t1 - t0), 1) if t1 > t0 else None,
+ms = [(a - b) * 10.0 / max(held, 1) for a, b in zip(json.loads(sys.argv[5]), json.loads(sys.argv[4]))]
+seconds = waited["seconds"] if waited.get("left") == 0 else None
+print(json.dumps({"documents": held, "drain_s": round(seconds, 3) if seconds else None,
+                  "per_s": round(held / seconds, 1) if seconds else None,
                   "webhooks_per_s": webhooks.get("per_s"),
                   "cpu_ms_per_op": dict(zip(("stowage", "postgres", "s3"), ms))}))
 PYEOF
@@ -306,14 +315,14 @@ if wanted replicas3; then
   BENCH_STOWAGE_URL=$REPLICA_URLS run replicas3_upload200k_c16 upload --target stowage --size $KB200 \
     --concurrency 16 --count "$(n 4000 500)" --cpu "$REPLICA_CPU,all=$$"
   BENCH_STOWAGE_URL=$REPLICA_URLS run replicas3_webhook_c16 webhook --target stowage --size $KB200 \
-    --concurrency 16 --count "$(n 2000 300)" --cpu "$REPLICA_CPU,all=$$" --cpu-until "$TEXTS_LEFT"
+    --concurrency 16 --count "$(n 2000 300)" --cpu "$REPLICA_CPU,all=$$" --cpu-until-sql "$TEXTS_LEFT"
   psql -tAq "$STOWAGE_DATABASE_URL" -c "SELECT json_build_object('connections', count(*)) FROM pg_stat_activity \
     WHERE backend_type = 'client backend' AND application_name <> 'psql'" >"$RESULTS/replicas3_connections.json"
   for pid in "${REPLICA_PIDS[@]}"; do stop_pid "$pid"; done
 fi
 
 # The same upload and webhook workloads with an event endpoint registered (ratios to the two above).
-run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU" --cpu-until "$TEXTS_LEFT"
+run events_c16_stowage events --size $KB200 --concurrency 16 --uploads "$(n 4000 500)" --webhooks "$(n 2000 300)" --cpu "$CPU" --cpu-until-sql "$TEXTS_LEFT"
 
 # Malware scanning: the 200 KB upload workload through a Stowage that streams every upload to
 # clamd (Debian's clamav-daemon, an offline signature database: EICAR), against the same workload

@@ -113,10 +113,11 @@ enum Command {
         /// Account CPU time of these process trees (measured part only): NAME=PID,NAME=PID.
         #[arg(long, value_delimiter = ',')]
         cpu: Vec<String>,
-        /// A shell command printing how much work the webhooks left behind (texts to extract):
-        /// CPU is counted until it prints 0, so each webhook's figure includes what it caused.
+        /// A query counting the work the webhooks left behind (texts to extract), asked on one
+        /// psql session (`$STOWAGE_DATABASE_URL`): CPU is counted until it answers 0, so each
+        /// webhook's figure includes what it caused.
         #[arg(long)]
-        cpu_until: Option<String>,
+        cpu_until_sql: Option<String>,
     },
     /// Puts `count` small objects directly under a prefix (to delete later with `delete-direct`).
     FillDirect {
@@ -158,9 +159,21 @@ enum Command {
         /// Account CPU time of these process trees: NAME=PID,NAME=PID.
         #[arg(long, value_delimiter = ',')]
         cpu: Vec<String>,
-        /// As `webhook --cpu-until`: the webhooks' CPU counted until the command prints 0.
+        /// As `webhook --cpu-until-sql`: the webhooks' CPU counted until the query answers 0.
         #[arg(long)]
-        cpu_until: Option<String>,
+        cpu_until_sql: Option<String>,
+    },
+    /// Waits until a query (asked on one psql session, `$STOWAGE_DATABASE_URL`, every 20 ms)
+    /// answers 0, at most `timeout` seconds; prints what it last answered and the seconds waited.
+    WaitZero {
+        #[arg(long)]
+        sql: String,
+        /// A statement run on the same session first, inside the seconds counted (the release
+        /// of a held backlog: no process or connection started inside the measured time).
+        #[arg(long)]
+        first: Option<String>,
+        #[arg(long, default_value = "300")]
+        timeout: f64,
     },
 }
 
@@ -212,6 +225,76 @@ fn sample_rss(pid: u32, stop: Arc<std::sync::atomic::AtomicBool>) -> tokio::task
         }
         peak
     })
+}
+
+/// One psql session asked the same count again and again: a poll costs a query. (A `psql` per
+/// poll cost ~30 ms of CPU and a PostgreSQL backend's start, ~6 ms more, on the cores the
+/// measured work shares: bench/notes.md.)
+struct Counter {
+    child: std::process::Child,
+    ask: std::process::ChildStdin,
+    answers: std::io::BufReader<std::process::ChildStdout>,
+    sql: String,
+}
+
+impl Counter {
+    fn start(sql: &str) -> Counter {
+        use std::process::Stdio;
+        let url = std::env::var("STOWAGE_DATABASE_URL").expect("STOWAGE_DATABASE_URL");
+        let mut child = std::process::Command::new("psql")
+            .args(["-tAqX", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start psql");
+        let ask = child.stdin.take().expect("psql stdin");
+        let answers = std::io::BufReader::new(child.stdout.take().expect("psql stdout"));
+        let sql = format!("{};\n", sql.trim().trim_end_matches(';'));
+        Counter {
+            child,
+            ask,
+            answers,
+            sql,
+        }
+    }
+
+    /// Sends a statement (its answer, if any, is not read: run only what prints nothing).
+    fn run(&mut self, statement: &str) {
+        use std::io::Write;
+        let statement = format!("{};\n", statement.trim().trim_end_matches(';'));
+        self.ask
+            .write_all(statement.as_bytes())
+            .expect("write to psql");
+    }
+
+    /// The count now (`None` if psql did not answer with a number).
+    fn count(&mut self) -> Option<u64> {
+        use std::io::{BufRead, Write};
+        self.ask.write_all(self.sql.as_bytes()).ok()?;
+        self.ask.flush().ok()?;
+        let mut line = String::new();
+        self.answers.read_line(&mut line).ok()?;
+        line.trim().parse().ok()
+    }
+
+    /// Asks every 20 ms until the count is 0 or `timeout` has passed; the last answer.
+    async fn wait_zero(mut self, timeout: Duration) -> Option<u64> {
+        let started = Instant::now();
+        loop {
+            let left = self.count();
+            if left == Some(0) || started.elapsed() >= timeout {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// CPU time (user + system, in clock ticks) of a process and all its descendants, the ones
@@ -687,18 +770,9 @@ async fn webhook(
     })
     .await;
     // Direct copies leave nothing behind.
-    if let (Target::Stowage, Some(command)) = (target, cpu_until) {
+    if let (Target::Stowage, Some(sql)) = (target, cpu_until) {
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(300) {
-            let output = std::process::Command::new("sh")
-                .args(["-c", command])
-                .output()
-                .expect("run the --cpu-until command");
-            if String::from_utf8_lossy(&output.stdout).trim() == "0" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        Counter::start(sql).wait_zero(Duration::from_secs(300)).await;
         result["settle_s"] = json!(started.elapsed().as_secs_f64());
     }
     cpu_finish(&mut result, trees);
@@ -915,9 +989,9 @@ async fn main() {
             concurrency,
             count,
             cpu,
-            cpu_until,
+            cpu_until_sql,
         } => {
-            let until = cpu_until.as_deref();
+            let until = cpu_until_sql.as_deref();
             webhook(
                 cli.clone(),
                 *target,
@@ -945,9 +1019,9 @@ async fn main() {
             uploads,
             webhooks,
             cpu,
-            cpu_until,
+            cpu_until_sql,
         } => {
-            let until = cpu_until.as_deref();
+            let until = cpu_until_sql.as_deref();
             events(
                 cli.clone(),
                 *size,
@@ -958,6 +1032,21 @@ async fn main() {
                 until,
             )
             .await
+        }
+        Command::WaitZero {
+            sql,
+            first,
+            timeout,
+        } => {
+            let mut counter = Counter::start(sql);
+            // The session is up before the clock starts.
+            counter.count();
+            let started = Instant::now();
+            if let Some(first) = first {
+                counter.run(first);
+            }
+            let left = counter.wait_zero(Duration::from_secs_f64(*timeout)).await;
+            json!({"left": left, "seconds": started.elapsed().as_secs_f64()})
         }
         Command::CpuTicks { pids } => json!(
             pids.iter()
