@@ -38,6 +38,16 @@ macro_rules! webhook_columns {
     };
 }
 
+/// A file's webhook read beside it by `LEFT JOIN webhooks w` (see [`FileWithWebhookRow`]).
+macro_rules! joined_webhook_columns {
+    () => {
+        "w.id AS w_id, w.client_id AS w_client_id, w.kind AS w_kind, w.user_id AS w_user_id, \
+         w.payload AS w_payload, w.payload_hash AS w_payload_hash, \
+         w.idempotency_key AS w_idempotency_key, w.status AS w_status, w.result AS w_result, \
+         w.created_at AS w_created_at"
+    };
+}
+
 macro_rules! sweep_columns {
     () => {
         "id, started_at, finished_at, expired, objects_deleted, receiving_aborted, \
@@ -271,6 +281,64 @@ impl TryFrom<WebhookRow> for WebhookRecord {
             result: row.result,
             created_at: row.created_at.0,
         })
+    }
+}
+
+/// A file and its webhook in one row: the file's columns as [`FileRow`], the webhook's
+/// (`joined_webhook_columns!`) all NULL when the file is not bound.
+#[derive(sqlx::FromRow)]
+pub(super) struct FileWithWebhookRow {
+    #[sqlx(flatten)]
+    pub(super) file: FileRow,
+    pub(super) w_id: Option<DbId>,
+    pub(super) w_client_id: Option<String>,
+    pub(super) w_kind: Option<String>,
+    pub(super) w_user_id: Option<String>,
+    pub(super) w_payload: Option<String>,
+    pub(super) w_payload_hash: Option<String>,
+    pub(super) w_idempotency_key: Option<String>,
+    pub(super) w_status: Option<String>,
+    pub(super) w_result: Option<String>,
+    pub(super) w_created_at: Option<DbTime>,
+}
+
+impl FileWithWebhookRow {
+    /// The file and its webhook, if it has one.
+    pub(super) fn records(self) -> Result<(FileRecord, Option<WebhookRecord>)> {
+        let webhook = match (
+            self.w_id,
+            self.w_client_id,
+            self.w_kind,
+            self.w_user_id,
+            self.w_payload,
+            self.w_payload_hash,
+            self.w_status,
+            self.w_created_at,
+        ) {
+            (
+                Some(id),
+                Some(client_id),
+                Some(kind),
+                Some(user_id),
+                Some(payload),
+                Some(payload_hash),
+                Some(status),
+                Some(created_at),
+            ) => Some(WebhookRecord::try_from(WebhookRow {
+                id,
+                client_id,
+                kind,
+                user_id,
+                payload,
+                payload_hash,
+                idempotency_key: self.w_idempotency_key,
+                status,
+                result: self.w_result,
+                created_at,
+            })?),
+            _ => None,
+        };
+        Ok((FileRecord::try_from(self.file)?, webhook))
     }
 }
 

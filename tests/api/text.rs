@@ -169,6 +169,16 @@ async fn every_format_comes_back_with_its_words(backend: Backend) {
             .iter()
             .all(|e| e["data"]["file"]["text"]["status"] == "extracted")
     );
+    // Each names the webhook that promoted its file, as the file's record does.
+    for event in &events {
+        let id = event["data"]["file"]["carv_file_id"].as_str().unwrap();
+        let webhook = &app.get_json(&format!("/files/{id}")).await["webhook"];
+        assert!(
+            webhook["user_id"].as_str().unwrap().starts_with("u-"),
+            "{webhook}"
+        );
+        assert_eq!(&event["data"]["file"]["webhook"], webhook, "{event}");
+    }
 
     // Another client sees nothing.
     let other = app

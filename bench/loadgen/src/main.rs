@@ -772,7 +772,9 @@ async fn webhook(
     // Direct copies leave nothing behind.
     if let (Target::Stowage, Some(sql)) = (target, cpu_until) {
         let started = Instant::now();
-        Counter::start(sql).wait_zero(Duration::from_secs(300)).await;
+        Counter::start(sql)
+            .wait_zero(Duration::from_secs(300))
+            .await;
         result["settle_s"] = json!(started.elapsed().as_secs_f64());
     }
     cpu_finish(&mut result, trees);
