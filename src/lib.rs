@@ -52,6 +52,13 @@ pub async fn connect(config: &config::Config) -> Result<App, StartError> {
     App::connect(config).await
 }
 
+/// The most a connection reads from its socket at once (hyper's read buffer; a request's head
+/// must fit in it too). hyper's default, ~400 KiB, is what each connection's buffer grows to
+/// while a fast client sends a body, and the chunks it hands over keep that buffer alive until
+/// they are copied into the multipart reader: 16 uploads at once held ~6 MiB in these buffers
+/// alone (bench/notes.md). A 64 KiB read costs a few more system calls per megabyte.
+pub const CONNECTION_READ_BUFFER: usize = 64 * 1024;
+
 /// Serves the API on `listener` and runs background work (the [`worker`]: event deliveries, text extraction) until `shutdown`
 /// completes, then stops accepting and lets in-flight requests and deliveries finish.
 pub async fn serve(
@@ -68,7 +75,8 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        .max_buf_size(CONNECTION_READ_BUFFER);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
