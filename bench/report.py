@@ -291,8 +291,11 @@ out.append("load generator (`bench/loadgen`) against each, stops them, and rewri
 out.append("For trying one change: `BENCH_ONLY=REGEX` runs the workloads whose names match and prints")
 out.append("their figures instead of rewriting this file; `BENCH_STOWAGE_BIN=PATH` measures another build")
 out.append("(an earlier commit) in the same harness; `BENCH_PGSS=1` writes PostgreSQL's time per")
-out.append("statement (`pg_stat_statements`) to `bench/.work/statements.txt`; `BENCH_PERF=1` profiles")
-out.append("Stowage during the 200 KB upload run (`bench/.work/perf.data`).\n")
+out.append("statement (`pg_stat_statements`) to `bench/.work/statements.txt`; `BENCH_PERF=REGEX` profiles")
+out.append("Stowage during the workloads whose names match (`bench/.work/perf-NAME.data`; `BENCH_PERF_ALL=1`:")
+out.append("every process, the held backlog's drain as `backlog_held_drain`); `BENCH_NO_BUILD=1` measures the")
+out.append("binaries as built; `BENCH_S3_ROOT=DIR` keeps the S3 server's objects under DIR; `BENCH_HOLD_TEXT=1`")
+out.append("runs a workload without the text jobs it causes; `BENCH_KEEP=1` leaves the run's files.\n")
 notes = os.path.join(os.path.dirname(os.path.abspath(sys.argv[1])), "notes.md")
 if os.path.exists(notes):
     out.append(open(notes).read())
