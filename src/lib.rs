@@ -52,11 +52,12 @@ pub async fn connect(config: &config::Config) -> Result<App, StartError> {
     App::connect(config).await
 }
 
-/// The most a connection reads from its socket at once (hyper's read buffer; a request's head
-/// must fit in it too). hyper's default, ~400 KiB, is what each connection's buffer grows to
-/// while a fast client sends a body, and the chunks it hands over keep that buffer alive until
-/// they are copied into the multipart reader: 16 uploads at once held ~6 MiB in these buffers
-/// alone (bench/notes.md). A 64 KiB read costs a few more system calls per megabyte.
+/// The most a connection reads from its socket at once (hyper's read buffer; the limit on a
+/// request's head is hyper's own, unchanged). hyper's default, ~400 KiB, is what each
+/// connection's buffer grows to while a fast client sends a body, and the chunks it hands over
+/// keep that buffer alive until they are copied into the multipart reader: 16 uploads at once
+/// held ~6 MiB in these buffers alone (bench/notes.md). A 64 KiB read costs a few more system
+/// calls per megabyte.
 pub const CONNECTION_READ_BUFFER: usize = 64 * 1024;
 
 /// Serves the API on `listener` and runs background work (the [`worker`]: event deliveries, text extraction) until `shutdown`
