@@ -242,7 +242,9 @@ impl Counter {
         use std::process::Stdio;
         let url = std::env::var("STOWAGE_DATABASE_URL").expect("STOWAGE_DATABASE_URL");
         let mut child = std::process::Command::new("psql")
-            .args(["-tAqX", &url])
+            // A failing query ends the session (its answers then read as none) instead of
+            // leaving the reader waiting for a line that never comes.
+            .args(["-tAqX", "-v", "ON_ERROR_STOP=1", &url])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
