@@ -251,29 +251,30 @@ impl Counter {
             .expect("start psql");
         let ask = child.stdin.take().expect("psql stdin");
         let answers = std::io::BufReader::new(child.stdout.take().expect("psql stdout"));
-        let sql = format!("{};\n", sql.trim().trim_end_matches(';'));
         Counter {
             child,
             ask,
             answers,
-            sql,
+            sql: sql.to_owned(),
         }
+    }
+
+    /// Writes one statement, ended by one `;`.
+    fn send(&mut self, statement: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        writeln!(self.ask, "{};", statement.trim().trim_end_matches(';'))
     }
 
     /// Sends a statement (its answer, if any, is not read: run only what prints nothing).
     fn run(&mut self, statement: &str) {
-        use std::io::Write;
-        let statement = format!("{};\n", statement.trim().trim_end_matches(';'));
-        self.ask
-            .write_all(statement.as_bytes())
-            .expect("write to psql");
+        self.send(statement).expect("write to psql");
     }
 
     /// The count now (`None` if psql did not answer with a number).
     fn count(&mut self) -> Option<u64> {
-        use std::io::{BufRead, Write};
-        self.ask.write_all(self.sql.as_bytes()).ok()?;
-        self.ask.flush().ok()?;
+        use std::io::BufRead;
+        let sql = self.sql.clone();
+        self.send(&sql).ok()?;
         let mut line = String::new();
         self.answers.read_line(&mut line).ok()?;
         line.trim().parse().ok()
