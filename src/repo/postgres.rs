@@ -98,6 +98,8 @@ impl Dialect for Pg {
     /// every pending delivery). The picked rows are locked with `SKIP LOCKED`: a delivery
     /// another transaction holds (an endpoint's removal failing its backlog, another replica's
     /// write) is left for a later claim instead of holding up every client's in this one.
+    /// A delivery whose event is gone (no foreign key keeps them together: migration 0021; the
+    /// purge deletes deliveries first) is never claimed, so it cannot stop the others.
     const CLAIM_DELIVERIES: &'static str = concat!(
         "UPDATE deliveries SET leased_until = $2 \
          WHERE status = 'pending' AND (leased_until IS NULL OR leased_until <= $1) \
@@ -116,6 +118,7 @@ impl Dialect for Pg {
                FROM deliveries d \
                WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= $1 \
                  AND (d.leased_until IS NULL OR d.leased_until <= $1) \
+                 AND EXISTS (SELECT 1 FROM events ev WHERE ev.id = d.event_id) \
                ORDER BY d.next_attempt_at, d.event_id \
                LIMIT GREATEST($4 - l.busy, 0)) c \
              WHERE e.deleted_at IS NULL AND e.disabled_at IS NULL) fair \

@@ -143,15 +143,20 @@ impl<D: Dialect> SweepRepo for SqlRepo<D> {
             .bind(before)
             .execute(&self.pool)
             .await?;
-        // An event goes with its deliveries and their attempts (ON DELETE CASCADE).
-        D::query(
+        // An event goes with its deliveries (deleted first, so none is ever left without its
+        // event; PostgreSQL has no foreign key to do it) and their attempts (ON DELETE CASCADE).
+        for purge in [
+            "DELETE FROM deliveries WHERE event_id IN (SELECT id FROM events \
+               WHERE created_at < $1 AND (event_type <> 'file.erased' OR created_at < $2))",
             "DELETE FROM events WHERE created_at < $1 \
                AND (event_type <> 'file.erased' OR created_at < $2)",
-        )
-        .bind(before)
-        .bind(erasures_before)
-        .execute(&self.pool)
-        .await?;
+        ] {
+            D::query(purge)
+                .bind(before)
+                .bind(erasures_before)
+                .execute(&self.pool)
+                .await?;
+        }
         D::query("DELETE FROM sweep_runs WHERE started_at < $1")
             .bind(before)
             .execute(&self.pool)

@@ -312,8 +312,20 @@ impl TestApp {
     /// Files per state, counted in the table itself (not through the totals the service keeps
     /// for `count_by_state`).
     async fn table_counts(&self) -> Vec<(String, i64)> {
+        self.counts("SELECT state, COUNT(*) FROM files GROUP BY state")
+            .await
+    }
+
+    /// Rows of a table, whatever they are (what the service's own counts may not show).
+    pub async fn rows_of(&self, table: &str) -> i64 {
+        let query = format!("SELECT '{table}', COUNT(*) FROM {table}");
+        self.counts(&query).await.first().map_or(0, |(_, n)| *n)
+    }
+
+    /// A query's (name, count) rows, on either backend.
+    async fn counts(&self, query: &str) -> Vec<(String, i64)> {
         let url = &self.config.database_url;
-        let query = "SELECT state, COUNT(*) FROM files GROUP BY state";
+        let query = sqlx::AssertSqlSafe(query.to_owned());
         if url.starts_with("postgres") {
             let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
                 .await

@@ -238,9 +238,24 @@ async fn a_slow_but_live_upload_is_not_taken_for_dead(backend: Backend) {
 }
 
 async fn tombstones_are_purged_after_their_retention(backend: Backend) {
-    let kept = TestApp::spawn(backend).await;
-    let purged = TestApp::spawn_with(backend, |c| c.tombstone_retention = Duration::ZERO).await;
+    let kept = TestApp::spawn_with(backend, |c| c.events_allow_private = true).await;
+    let purged = TestApp::spawn_with(backend, |c| {
+        c.tombstone_retention = Duration::ZERO;
+        c.events_allow_private = true;
+    })
+    .await;
     for app in [&kept, &purged] {
+        // An endpoint nobody answers: each event's delivery stays pending (its retry is 30 s
+        // away).
+        json_with(
+            app.acme(Method::POST, "/event-endpoints")
+                .json(&json!({ "url": "http://127.0.0.1:9/hooks" }))
+                .send()
+                .await
+                .unwrap(),
+            201,
+        )
+        .await;
         let body = json_with(app.upload("cv.pdf", fixtures::pdf(1_000)).await, 201).await;
         let path = format!("/uploads/{}", body["carv_file_id"].as_str().unwrap());
         assert_eq!(
@@ -270,6 +285,15 @@ async fn tombstones_are_purged_after_their_retention(backend: Backend) {
     assert_eq!(run.tombstones_purged, 1);
     assert_eq!(purged.rows().await, 0);
     assert_eq!(events(&purged).await, 0, "events go with the tombstones");
+    let pending = |text: String| series(&text, "stowage_event_deliveries_pending");
+    assert_eq!(pending(kept.metrics().await), Some(2.0));
+    assert_eq!(pending(purged.metrics().await), Some(0.0));
+    assert_eq!(kept.rows_of("deliveries").await, 2);
+    assert_eq!(
+        purged.rows_of("deliveries").await,
+        0,
+        "and their deliveries with them"
+    );
 }
 
 /// The value of one series in a Prometheus text exposition.
