@@ -108,6 +108,12 @@ for size, direct, proxied in (("200 KB", "direct200k_c16_stowage-direct", "uploa
                               ("50 MB", "direct50m_c16_stowage-direct", "upload50m_c16_stowage")):
     row(f"direct path: Stowage CPU ms per {size} upload vs per proxied {size} upload", cpu_of(direct, "stowage"),
         cpu_of(proxied, "stowage"), "proxied", 0.5, higher_is_better=False, unit=" ms")
+# Erasure (no target in §14; its cost is in docs/capacity.md).
+row("erasures/s (DELETE /files/{id} of a promoted 200 KB resume), 16 clients", get("erase_c16_stowage", "per_s"),
+    get("erase_c16_direct", "per_s"), "direct DeleteObject", None)
+row("erasures: Stowage + PostgreSQL CPU ms per erasure vs the S3 server's per DeleteObject",
+    own_cpu("erase_c16_stowage"), cpu_of("erase_c16_direct", "s3"), "S3 server, direct DeleteObject", None,
+    higher_is_better=False, unit=" ms")
 backlog = runs.get("backlog_stowage") or {}
 held = runs.get("backlog_held_stowage") or {}
 row(f"text extraction: a backlog of {fmt(held.get('documents'))} promoted resumes drained/s vs the webhooks/s "

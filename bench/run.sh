@@ -255,6 +255,12 @@ done
 for t in direct stowage; do
   run "webhook_c16_$t" webhook --target $t --size $KB200 --concurrency 16 --count "$(n 2000 300)" --cpu "$CPU" --cpu-until-sql "$TEXTS_LEFT"
 done
+# Erasures: DELETE /files/{id} of a promoted 200 KB resume (its text recorded), against
+# DeleteObject of a promoted object — what erasing it must do on S3 at least. The files are
+# staged and promoted first, not measured.
+for t in direct stowage; do
+  run "erase_c16_$t" erase --target $t --size $KB200 --concurrency 16 --count "$(n 1000 200)" --cpu "$CPU" --settle-sql "$TEXTS_LEFT"
+done
 # Text extraction keeping up with promotion: 2,000 two-page text resumes (bench/resume_pdf.py)
 # promoted by webhooks, 16 clients, then the time from the first webhook until every text is
 # recorded; the drain rate is reported beside the webhook rate of the same workload.

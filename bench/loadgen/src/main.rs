@@ -119,6 +119,25 @@ enum Command {
         #[arg(long)]
         cpu_until_sql: Option<String>,
     },
+    /// Erase promoted files, one request each: `DELETE /files/{id}`, or DeleteObject of the
+    /// long-term object (staged and promoted first, not measured).
+    Erase {
+        #[arg(long, value_enum)]
+        target: Target,
+        #[arg(long)]
+        size: usize,
+        #[arg(long)]
+        concurrency: usize,
+        #[arg(long)]
+        count: usize,
+        /// Account CPU time of these process trees (the erasures only): NAME=PID,NAME=PID.
+        #[arg(long, value_delimiter = ',')]
+        cpu: Vec<String>,
+        /// A query counting the work the promotions left (texts to extract), asked on one psql
+        /// session: the erasures start once it answers 0.
+        #[arg(long)]
+        settle_sql: Option<String>,
+    },
     /// Puts `count` small objects directly under a prefix (to delete later with `delete-direct`).
     FillDirect {
         #[arg(long)]
@@ -654,36 +673,30 @@ async fn upload(
     .await
 }
 
-async fn webhook(
-    cli: Arc<Cli>,
-    target: Target,
-    size: usize,
-    concurrency: usize,
-    count: usize,
-    cpu: &[String],
-    cpu_until: Option<&str>,
-) -> Value {
-    // BENCH_DOCUMENT: a real document to stage instead of the synthetic body (the extraction
-    // backlog workload promotes resumes whose text is read).
-    let body = match std::env::var_os("BENCH_DOCUMENT") {
+/// The document the webhook and erasure workloads stage: BENCH_DOCUMENT (a real document, for
+/// the extraction backlog, whose text is read) or the synthetic body.
+fn staged_document(size: usize) -> Bytes {
+    match std::env::var_os("BENCH_DOCUMENT") {
         Some(path) => Bytes::from(std::fs::read(path).expect("BENCH_DOCUMENT")),
         None => pdf(size),
-    };
-    let http = http_client();
-    let s3 = s3_client(&cli.s3_endpoint).await;
+    }
+}
+
+/// Stages `count` files (not measured): POST /uploads, or a PutObject into the direct staging
+/// bucket. Their ids (or keys), or the setup's failure.
+async fn stage_files(
+    cli: &Arc<Cli>,
+    http: &reqwest::Client,
+    s3: &S3,
+    target: Target,
+    body: Bytes,
+    count: usize,
+) -> Result<Arc<Vec<String>>, Value> {
     let run = uuid::Uuid::new_v4().simple().to_string();
-    // Stage the files first (not measured).
     let ids: Arc<std::sync::Mutex<Vec<String>>> =
         Arc::new(std::sync::Mutex::new(vec![String::new(); count]));
     let setup = {
-        let (cli, http, s3, body, run, ids) = (
-            cli.clone(),
-            http.clone(),
-            s3.clone(),
-            body.clone(),
-            run.clone(),
-            ids.clone(),
-        );
+        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
         drive(16, count, move |i| {
             let (cli, http, s3, body, run, ids) = (
                 cli.clone(),
@@ -722,52 +735,83 @@ async fn webhook(
         .await
     };
     if setup["errors"].as_u64() != Some(0) {
-        return json!({ "setup_failed": setup });
+        return Err(json!({ "setup_failed": setup }));
     }
-    let ids = Arc::new(ids.lock().unwrap().clone());
+    let ids = ids.lock().unwrap().clone();
+    Ok(Arc::new(ids))
+}
+
+/// Promotes one staged file: a webhook naming it (for candidate `user-{i}`), or CopyObject into
+/// the direct long-term bucket + DeleteObject of the staging object.
+async fn promote(
+    cli: &Cli,
+    http: &reqwest::Client,
+    s3: &S3,
+    target: Target,
+    id: &str,
+    i: usize,
+) -> Result<(), String> {
+    match target {
+        Target::Stowage => {
+            let payload = json!({
+                "client_id": cli.client_id,
+                "user_id": format!("user-{i}"),
+                "data": { "first_name": "Jane", "last_name": "Doe" },
+                "files": { "resume": { "carv_file_id": id } }
+            });
+            let response = http
+                .post(format!("{}/webhooks/candidates", cli.stowage()))
+                .header("X-API-Key", &cli.api_key)
+                .header("X-ATS-Client-ID", &cli.client_id)
+                .json(&payload)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body: Value = response.json().await.map_err(|e| e.to_string())?;
+            if status.as_u16() != 200 || body["files"]["resume"]["state"] != "promoted" {
+                return Err(format!("{status}: {body}"));
+            }
+        }
+        _ => {
+            s3.copy_object()
+                .bucket(&cli.direct_files)
+                .key(id)
+                .copy_source(format!("{}/{}", cli.direct_staging, id))
+                .send()
+                .await
+                .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            s3.delete_object()
+                .bucket(&cli.direct_staging)
+                .key(id)
+                .send()
+                .await
+                .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        }
+    }
+    Ok(())
+}
+
+async fn webhook(
+    cli: Arc<Cli>,
+    target: Target,
+    size: usize,
+    concurrency: usize,
+    count: usize,
+    cpu: &[String],
+    cpu_until: Option<&str>,
+) -> Value {
+    let http = http_client();
+    let s3 = s3_client(&cli.s3_endpoint).await;
+    let ids = match stage_files(&cli, &http, &s3, target, staged_document(size), count).await {
+        Ok(ids) => ids,
+        Err(failed) => return failed,
+    };
     let trees = cpu_start(cpu);
     let mut result = drive(concurrency, count, move |i| {
         let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
         async move {
-            let id = &ids[i];
-            match target {
-                Target::Stowage => {
-                    let payload = json!({
-                        "client_id": cli.client_id,
-                        "user_id": format!("user-{i}"),
-                        "data": { "first_name": "Jane", "last_name": "Doe" },
-                        "files": { "resume": { "carv_file_id": id } }
-                    });
-                    let response = http
-                        .post(format!("{}/webhooks/candidates", cli.stowage()))
-                        .header("X-API-Key", &cli.api_key)
-                        .header("X-ATS-Client-ID", &cli.client_id)
-                        .json(&payload)
-                        .send()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let status = response.status();
-                    let body: Value = response.json().await.map_err(|e| e.to_string())?;
-                    if status.as_u16() != 200 || body["files"]["resume"]["state"] != "promoted" {
-                        return Err(format!("{status}: {body}"));
-                    }
-                }
-                _ => {
-                    s3.copy_object()
-                        .bucket(&cli.direct_files)
-                        .key(id)
-                        .copy_source(format!("{}/{}", cli.direct_staging, id))
-                        .send()
-                        .await
-                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-                    s3.delete_object()
-                        .bucket(&cli.direct_staging)
-                        .key(id)
-                        .send()
-                        .await
-                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-                }
-            }
+            promote(&cli, &http, &s3, target, &ids[i], i).await?;
             Ok(0)
         }
     })
@@ -780,6 +824,78 @@ async fn webhook(
             .await;
         result["settle_s"] = json!(started.elapsed().as_secs_f64());
     }
+    cpu_finish(&mut result, trees);
+    result
+}
+
+/// Erasing promoted files, one request each: `DELETE /files/{id}`, or DeleteObject of the
+/// long-term object (what an erasure must do on S3 at least). The files are staged and promoted
+/// first, and (Stowage) their texts recorded (`settle_sql` answers 0), none of it measured.
+async fn erase(
+    cli: Arc<Cli>,
+    target: Target,
+    size: usize,
+    concurrency: usize,
+    count: usize,
+    cpu: &[String],
+    settle_sql: Option<&str>,
+) -> Value {
+    let http = http_client();
+    let s3 = s3_client(&cli.s3_endpoint).await;
+    let ids = match stage_files(&cli, &http, &s3, target, staged_document(size), count).await {
+        Ok(ids) => ids,
+        Err(failed) => return failed,
+    };
+    let promoted = {
+        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
+        drive(16, count, move |i| {
+            let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
+            async move {
+                promote(&cli, &http, &s3, target, &ids[i], i).await?;
+                Ok(0)
+            }
+        })
+        .await
+    };
+    if promoted["errors"].as_u64() != Some(0) {
+        return json!({ "setup_failed": promoted });
+    }
+    if let (Target::Stowage, Some(sql)) = (target, settle_sql) {
+        Counter::start(sql)
+            .wait_zero(Duration::from_secs(300))
+            .await;
+    }
+    let trees = cpu_start(cpu);
+    let mut result = drive(concurrency, count, move |i| {
+        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
+        async move {
+            let id = &ids[i];
+            match target {
+                Target::Stowage => {
+                    let response = http
+                        .delete(format!("{}/files/{id}", cli.stowage()))
+                        .header("X-API-Key", &cli.api_key)
+                        .header("X-ATS-Client-ID", &cli.client_id)
+                        .send()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if response.status().as_u16() != 204 {
+                        return Err(format!("{}", response.status()));
+                    }
+                }
+                _ => {
+                    s3.delete_object()
+                        .bucket(&cli.direct_files)
+                        .key(id)
+                        .send()
+                        .await
+                        .map_err(|e| format!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+                }
+            }
+            Ok(0)
+        }
+    })
+    .await;
     cpu_finish(&mut result, trees);
     result
 }
@@ -1005,6 +1121,26 @@ async fn main() {
                 *count,
                 cpu,
                 until,
+            )
+            .await
+        }
+        Command::Erase {
+            target,
+            size,
+            concurrency,
+            count,
+            cpu,
+            settle_sql,
+        } => {
+            let settle = settle_sql.as_deref();
+            erase(
+                cli.clone(),
+                *target,
+                *size,
+                *concurrency,
+                *count,
+                cpu,
+                settle,
             )
             .await
         }
