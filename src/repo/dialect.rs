@@ -266,6 +266,34 @@ pub trait Dialect: Sized + Send + Sync + 'static {
         }
     }
 
+    /// Deletes what an erased file leaves besides its row — its text, its jobs, what its direct
+    /// upload's declaration said — and returns its earlier events (id, body), in the caller's
+    /// transaction.
+    fn erase_remains(
+        conn: &mut Conn<Self>,
+        file_id: Uuid,
+    ) -> impl Future<Output = Result<Vec<(DbId, String)>>> + Send {
+        super::sql::erase_remains_by_steps::<Self>(conn, file_id)
+    }
+
+    /// Replaces events' bodies (an erased file's earlier events, redacted), in the caller's
+    /// transaction.
+    fn replace_event_bodies(
+        conn: &mut Conn<Self>,
+        bodies: &[(Uuid, String)],
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            for (id, body) in bodies {
+                Self::query("UPDATE events SET body = $2 WHERE id = $1")
+                    .bind(*id)
+                    .bind(body)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+
     /// Marks a receiving file staged with its event; whether it was still receiving.
     fn mark_staged(
         pool: &Pool<Self::Db>,

@@ -219,6 +219,33 @@ impl Dialect for Pg {
         Ok(())
     }
 
+    /// The text, the jobs and the declaration in one statement, which returns the earlier
+    /// events.
+    async fn erase_remains(
+        conn: &mut sqlx::PgConnection,
+        file_id: Uuid,
+    ) -> Result<Vec<(DbId, String)>> {
+        Pg::query(ERASE_REMAINS).bind(file_id).fetch_all(conn).await
+    }
+
+    /// Every body in one statement.
+    async fn replace_event_bodies(
+        conn: &mut sqlx::PgConnection,
+        bodies: &[(Uuid, String)],
+    ) -> Result<()> {
+        Pg::query(
+            "UPDATE events SET body = r.body \
+             FROM UNNEST($1::uuid[], $2::text[]) AS r (id, body) WHERE events.id = r.id",
+        )
+        .bind(Arg::Ids(bodies.iter().map(|(id, _)| *id).collect()))
+        .bind(Arg::Texts(
+            bodies.iter().map(|(_, body)| body.clone()).collect(),
+        ))
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+
     /// The file, its event and the event's deliveries in one statement.
     async fn mark_staged(
         pool: &PgPool,
@@ -468,6 +495,14 @@ const EVENTS_WITH_DELIVERIES: &str = "WITH e AS (INSERT INTO events (id, client_
      WHERE ep.deleted_at IS NULL AND ep.disabled_at IS NULL \
        AND (ep.event_types IS NULL OR ep.event_types LIKE $7) \
      ON CONFLICT DO NOTHING";
+
+/// What an erased file leaves besides its row (`$1`), deleted as `erase_remains_by_steps`
+/// does, and its earlier events.
+const ERASE_REMAINS: &str = "WITH t AS (DELETE FROM file_texts WHERE file_id = $1), \
+          j AS (DELETE FROM jobs WHERE file_id = $1), \
+          d AS (UPDATE direct_uploads SET file_size = NULL, sha256 = NULL, refusal = NULL \
+                WHERE file_id = $1) \
+     SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'";
 
 /// A received file staged (`$1`–`$6`) with its event (`$7`–`$10`, at `$5`) and deliveries
 /// (`$11`: the subscription pattern), in one statement; whether it was still receiving.

@@ -595,34 +595,14 @@ impl<D: Dialect> SqlRepo<D> {
             .await?;
             let Some(row) = row else { continue };
             let file = FileRecord::try_from(row)?;
-            for statement in [
-                "DELETE FROM file_texts WHERE file_id = $1",
-                "DELETE FROM jobs WHERE file_id = $1",
-                // A direct upload's window stays, for the sweeper to delete its staging
-                // key again once the window has closed.
-                "UPDATE direct_uploads SET file_size = NULL, sha256 = NULL, refusal = NULL \
-                 WHERE file_id = $1",
-            ] {
-                D::query(statement)
-                    .bind(file_id)
-                    .execute(&mut *conn)
-                    .await?;
-            }
+            let earlier = D::erase_remains(&mut *conn, file_id).await?;
             D::write_event(&mut *conn, &rules.erased(&file, reason, at)).await?;
-            let earlier: Vec<(DbId, String)> = D::query(
-                "SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'",
-            )
-            .bind(file_id)
-            .fetch_all(&mut *conn)
-            .await?;
-            for (event_id, body) in earlier {
-                if let Some(redacted) = rules.redact(&body) {
-                    D::query("UPDATE events SET body = $2 WHERE id = $1")
-                        .bind(event_id)
-                        .bind(redacted)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+            let redacted: Vec<(Uuid, String)> = earlier
+                .into_iter()
+                .filter_map(|(event_id, body)| Some((event_id.0, rules.redact(&body)?)))
+                .collect();
+            if !redacted.is_empty() {
+                D::replace_event_bodies(&mut *conn, &redacted).await?;
             }
             return Ok(Erase::Erased(ErasedFile {
                 id: file.id,
@@ -689,6 +669,31 @@ pub(super) async fn write_event_by_steps<D: Dialect>(
         event.created_at,
     )
     .await
+}
+
+/// What an erased file leaves besides its row, deleted (its text, its jobs, what its direct
+/// upload's declaration said), and its earlier events (id, body) — statement by statement.
+pub(super) async fn erase_remains_by_steps<D: Dialect>(
+    conn: &mut Conn<D>,
+    file_id: Uuid,
+) -> Result<Vec<(DbId, String)>> {
+    for statement in [
+        "DELETE FROM file_texts WHERE file_id = $1",
+        "DELETE FROM jobs WHERE file_id = $1",
+        // A direct upload's window stays, for the sweeper to delete its staging key again once
+        // the window has closed.
+        "UPDATE direct_uploads SET file_size = NULL, sha256 = NULL, refusal = NULL \
+         WHERE file_id = $1",
+    ] {
+        D::query(statement)
+            .bind(file_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    D::query("SELECT id, body FROM events WHERE file_id = $1 AND event_type <> 'file.erased'")
+        .bind(file_id)
+        .fetch_all(&mut *conn)
+        .await
 }
 
 /// Marks a receiving file staged and writes its event, in one transaction; whether it was

@@ -555,10 +555,12 @@ impl<D: Dialect> FileRepo for SqlRepo<D> {
     }
 
     async fn objects_erased(&self, ids: &[Uuid]) -> Result<()> {
+        // Relaxed: a mark lost in a crash leaves the tombstone to the sweeper, which deletes
+        // its objects again (they are gone: nothing to do) and marks it.
         D::query(D::OBJECTS_ERASED)
             .bind(Arg::ids(ids))
             .bind(Utc::now())
-            .execute(&self.pool)
+            .execute(&self.relaxed)
             .await?;
         Ok(())
     }
