@@ -842,3 +842,38 @@ async fn deliveries_locked_by_another_transaction_do_not_hold_up_another_clients
     })
     .await;
 }
+
+/// On PostgreSQL a delivery has no foreign key to its event (migration 0021): a delivery left
+/// without one — here by a hand-made deletion in the database, due before anything else — is
+/// never claimed, and the deliveries behind it still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_event_is_gone_does_not_stop_the_others() {
+    use sqlx::Connection;
+    let app = TestApp::spawn_with(Backend::PostgresS3, private).await;
+    let receiver = Receiver::start().await;
+    let (endpoint, secret) = register(&app, &receiver.url, Some(&["file.staged"])).await;
+    receiver.set_secret(&secret);
+    let mut db = sqlx::PgConnection::connect(&app.config.database_url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO deliveries (event_id, endpoint_id, status, attempt_count, next_attempt_at) \
+         VALUES (gen_random_uuid(), $1::uuid, 'pending', 0, now() - interval '1 hour')",
+    )
+    .bind(&endpoint)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let staged = json_with(app.upload("cv.pdf", fixtures::pdf(2_000)).await, 201).await;
+    receiver
+        .wait_until(Duration::from_secs(10), "the file.staged event", |got| {
+            got.iter().any(|d| d.event_type() == "file.staged")
+        })
+        .await;
+    let delivered = receiver.received();
+    assert_eq!(delivered.len(), 1, "only the event that exists");
+    assert_eq!(
+        delivered[0].json()["data"]["file"]["carv_file_id"],
+        staged["carv_file_id"]
+    );
+}
