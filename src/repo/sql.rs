@@ -108,17 +108,21 @@ macro_rules! list_files {
     };
 }
 
-/// The statement that leases due jobs; `$lock` is how a backend keeps two workers from
+/// The statement that leases due jobs: the ids matched by `$open … $close` (a list, or on
+/// PostgreSQL an array looked up by key); `$lock` is how a backend keeps two workers from
 /// picking the same rows.
 macro_rules! claim_jobs {
-    ($lock:literal) => {
+    ($open:literal, $lock:literal, $close:literal) => {
         concat!(
             "UPDATE jobs SET leased_until = $2, attempts = attempts + 1 \
-             WHERE (leased_until IS NULL OR leased_until <= $1) AND id IN (SELECT id FROM jobs \
+             WHERE (leased_until IS NULL OR leased_until <= $1) AND id ",
+            $open,
+            "SELECT id FROM jobs \
                  WHERE run_at <= $1 AND (leased_until IS NULL OR leased_until <= $1) \
                  ORDER BY run_at LIMIT $3",
             $lock,
-            ") RETURNING id, kind, file_id, attempts, last_error"
+            $close,
+            " RETURNING id, kind, file_id, attempts, last_error"
         )
     };
 }

@@ -164,7 +164,7 @@ impl Dialect for Lite {
         file_columns!()
     );
     /// One writer at a time keeps two workers from leasing the same job.
-    const CLAIM_JOBS: &'static str = claim_jobs!("");
+    const CLAIM_JOBS: &'static str = claim_jobs!("IN (", "", ")");
     const DELIVERIES_OF: &'static str = deliveries_of!("IN (SELECT value FROM json_each($1))");
     /// The write transaction already keeps an erasure out.
     const PROMOTED_FILE: &'static str = promoted_file!("");
