@@ -792,6 +792,26 @@ async fn promote(
     Ok(())
 }
 
+/// Promotes every staged file (`promote`), `concurrency` at a time; the run's figures.
+async fn promote_all(
+    cli: &Arc<Cli>,
+    http: &reqwest::Client,
+    s3: &S3,
+    target: Target,
+    ids: &Arc<Vec<String>>,
+    concurrency: usize,
+) -> Value {
+    let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
+    drive(concurrency, ids.len(), move |i| {
+        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
+        async move {
+            promote(&cli, &http, &s3, target, &ids[i], i).await?;
+            Ok(0)
+        }
+    })
+    .await
+}
+
 async fn webhook(
     cli: Arc<Cli>,
     target: Target,
@@ -808,14 +828,7 @@ async fn webhook(
         Err(failed) => return failed,
     };
     let trees = cpu_start(cpu);
-    let mut result = drive(concurrency, count, move |i| {
-        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
-        async move {
-            promote(&cli, &http, &s3, target, &ids[i], i).await?;
-            Ok(0)
-        }
-    })
-    .await;
+    let mut result = promote_all(&cli, &http, &s3, target, &ids, concurrency).await;
     // Direct copies leave nothing behind.
     if let (Target::Stowage, Some(sql)) = (target, cpu_until) {
         let started = Instant::now();
@@ -846,17 +859,7 @@ async fn erase(
         Ok(ids) => ids,
         Err(failed) => return failed,
     };
-    let promoted = {
-        let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
-        drive(16, count, move |i| {
-            let (cli, http, s3, ids) = (cli.clone(), http.clone(), s3.clone(), ids.clone());
-            async move {
-                promote(&cli, &http, &s3, target, &ids[i], i).await?;
-                Ok(0)
-            }
-        })
-        .await
-    };
+    let promoted = promote_all(&cli, &http, &s3, target, &ids, 16).await;
     if promoted["errors"].as_u64() != Some(0) {
         return json!({ "setup_failed": promoted });
     }
