@@ -247,15 +247,7 @@ async fn tombstones_are_purged_after_their_retention(backend: Backend) {
     for app in [&kept, &purged] {
         // An endpoint nobody answers: each event's delivery stays pending (its retry is 30 s
         // away).
-        json_with(
-            app.acme(Method::POST, "/event-endpoints")
-                .json(&json!({ "url": "http://127.0.0.1:9/hooks" }))
-                .send()
-                .await
-                .unwrap(),
-            201,
-        )
-        .await;
+        crate::deliveries::register(app, "http://127.0.0.1:9/hooks", None).await;
         let body = json_with(app.upload("cv.pdf", fixtures::pdf(1_000)).await, 201).await;
         let path = format!("/uploads/{}", body["carv_file_id"].as_str().unwrap());
         assert_eq!(
