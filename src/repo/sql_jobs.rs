@@ -17,11 +17,13 @@ impl<D: Dialect> JobRepo for SqlRepo<D> {
         until: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<Job>> {
+        // A lease on the relaxed pool: one lost in a PostgreSQL crash only lets the job be
+        // leased again, as its running out would (docs/decisions.md).
         let rows: Vec<(DbId, String, DbId, i32, Option<String>)> = D::query(D::CLAIM_JOBS)
             .bind(now)
             .bind(until)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.relaxed)
             .await?;
         rows.into_iter()
             .map(|(job_id, kind, file_id, attempts, last_error)| {

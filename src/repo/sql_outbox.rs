@@ -264,6 +264,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
         limit: i64,
         per_endpoint: u32,
     ) -> Result<Vec<DueDelivery>> {
+        // A lease on the relaxed pool, as the jobs' (`claim_jobs`).
         #[allow(clippy::type_complexity)]
         let rows: Vec<(
             DbId,
@@ -279,7 +280,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
             .bind(lease_until)
             .bind(limit)
             .bind(i64::from(per_endpoint))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.relaxed)
             .await?;
         rows.into_iter()
             .map(
