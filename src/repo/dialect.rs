@@ -21,7 +21,7 @@ use sqlx::{Database, FromRow, Pool};
 use uuid::Uuid;
 
 use super::key_cache::KeyCache;
-use super::{KeyChanges, NewFile, Result, TextWrite};
+use super::{AttemptRecord, KeyChanges, NewFile, Result, TextWrite};
 use crate::domain::{DirectUpload, StagedFacts};
 use crate::event_model::NewEvent;
 
@@ -321,6 +321,15 @@ pub trait Dialect: Sized + Send + Sync + 'static {
         write: TextWrite<'_>,
     ) -> impl Future<Output = Result<bool>> + Send {
         super::sql::finish_text_job_by_steps::<Self>(pool, write)
+    }
+
+    /// Records a delivery attempt: the delivery's new state and the attempt's row, where the
+    /// delivery is still at the attempt before; whether it was.
+    fn record_attempt(
+        pool: &Pool<Self::Db>,
+        attempt: &AttemptRecord,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        super::sql::record_attempt_by_steps::<Self>(pool, attempt)
     }
 
     /// Writes a direct upload's `receiving` row and its declaration.

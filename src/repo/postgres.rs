@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::dialect::{Arg, DbId, DbTime, Decoded, Dialect, On};
 use super::sql::SqlRepo;
-use super::{NewFile, RepoError, Result, TextWrite};
+use super::{AttemptRecord, NewFile, RepoError, Result, TextWrite};
 use crate::domain::{DirectUpload, StagedFacts};
 use crate::event_model::NewEvent;
 use crate::repo::key_cache::KeyCache;
@@ -298,6 +298,15 @@ impl Dialect for Pg {
         Ok(changed)
     }
 
+    /// The delivery's state and the attempt's row in one statement.
+    async fn record_attempt(pool: &PgPool, attempt: &AttemptRecord) -> Result<bool> {
+        let (recorded,): (bool,) = super::sql::bind_delivery(Pg::query(RECORD_ATTEMPT), attempt)
+            .bind(attempt.duration_ms)
+            .fetch_one(pool)
+            .await?;
+        Ok(recorded)
+    }
+
     /// The outcome, the text, the event, its deliveries and the job's end in one statement.
     async fn finish_text_job(pool: &PgPool, write: TextWrite<'_>) -> Result<bool> {
         let failure = write.state.failure.as_ref();
@@ -519,6 +528,19 @@ const MARK_STAGED: &str = concat!(
      d AS (",
     deliveries_of_e!("$5", "$8", "$11"),
     ") SELECT EXISTS (SELECT 1 FROM u)"
+);
+
+/// A delivery attempt in one statement: the delivery's state (`RECORD_DELIVERY`, `$1`–`$8`)
+/// and, if it was still at the attempt before, the attempt's row (`$9`: its duration in ms);
+/// whether it was.
+const RECORD_ATTEMPT: &str = concat!(
+    "WITH u AS (",
+    record_delivery!(),
+    " RETURNING event_id), \
+     a AS (INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
+                                         duration_ms, response_status_code, error_message) \
+           SELECT $1, $2, $4, $6, $9, $7, $8 FROM u ON CONFLICT DO NOTHING) \
+     SELECT EXISTS (SELECT 1 FROM u)"
 );
 
 /// A text job's outcome in one statement: the file's text status (`$1`–`$5`, `$14`) where it is still

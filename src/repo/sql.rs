@@ -11,11 +11,11 @@ use chrono::{DateTime, Utc};
 use sqlx::Pool;
 use uuid::Uuid;
 
-use super::dialect::{Conn, DbId, DbTime, Dialect, KeyEcho as _};
+use super::dialect::{Conn, DbId, DbTime, Dialect, KeyEcho as _, Query};
 use super::key_cache::KeyCache;
 use super::{
-    DeliveryRecord, Erase, ErasedFile, EventRecord, NewFile, RepoError, Result, TextWrite,
-    parse_named,
+    AttemptRecord, DeliveryRecord, Erase, ErasedFile, EventRecord, NewFile, RepoError, Result,
+    TextWrite, parse_named,
 };
 use crate::domain::{
     DirectUpload, ErasureReason, FileRecord, FileState, StagedFacts, WebhookRecord,
@@ -28,6 +28,19 @@ macro_rules! file_columns {
          multipart_upload_id, created_at, uploaded_at, expires_at, webhook_id, slot, \
          promoted_key, bound_at, promoted_at, erased_at, text_status, text_chars, text_error, \
          text_reason, text_source, scan_status, scan_engine, scan_signatures, scan_found"
+    };
+}
+
+/// A delivery's state after an attempt (`$1`, `$2`: event and endpoint; `$3`: status; `$4`: the
+/// attempt's number; `$5`: the next attempt's time, if any; `$6`–`$8`: when, the response's
+/// status code, the error), where it is still at the attempt before. PostgreSQL's
+/// `RECORD_ATTEMPT` writes it with the attempt's row in one statement.
+macro_rules! record_delivery {
+    () => {
+        "UPDATE deliveries SET status = $3, attempt_count = $4, \
+                next_attempt_at = COALESCE($5, next_attempt_at), leased_until = NULL, \
+                last_attempt_at = $6, response_status_code = $7, error_message = $8 \
+         WHERE event_id = $1 AND endpoint_id = $2 AND attempt_count = $4 - 1"
     };
 }
 
@@ -813,6 +826,55 @@ pub(super) async fn finish_text_job_by_steps<D: Dialect>(
         .await?;
     tx.commit().await?;
     Ok(taken)
+}
+
+/// `record_delivery!`'s `$1`–`$8`, from an attempt.
+pub(super) fn bind_delivery<'q, D: Dialect>(
+    query: Query<'q, D>,
+    attempt: &'q AttemptRecord,
+) -> Query<'q, D> {
+    query
+        .bind(attempt.event_id)
+        .bind(attempt.endpoint_id)
+        .bind(attempt.status.as_str())
+        .bind(attempt.attempt)
+        .bind(attempt.next_attempt_at)
+        .bind(attempt.attempted_at)
+        .bind(attempt.response_status_code)
+        .bind(&attempt.error_message)
+}
+
+/// Records a delivery attempt where the delivery is still at the attempt before: its new state
+/// and the attempt's row, in one transaction; whether it was (another worker may have recorded
+/// it first).
+pub(super) async fn record_attempt_by_steps<D: Dialect>(
+    pool: &Pool<D::Db>,
+    attempt: &AttemptRecord,
+) -> Result<bool> {
+    let mut tx = pool.begin().await?;
+    let done = bind_delivery(D::query(record_delivery!()), attempt)
+        .execute(&mut *tx)
+        .await?;
+    if done == 0 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    D::query(
+        "INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
+                                        duration_ms, response_status_code, error_message) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(attempt.event_id)
+    .bind(attempt.endpoint_id)
+    .bind(attempt.attempt)
+    .bind(attempt.attempted_at)
+    .bind(attempt.duration_ms)
+    .bind(attempt.response_status_code)
+    .bind(&attempt.error_message)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// Writes a direct upload's `receiving` row and its declaration. No transaction, on the relaxed

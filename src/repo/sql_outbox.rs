@@ -311,43 +311,7 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
 
     async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<bool> {
         // Relaxed: a lost record only means the delivery is sent again (at least once).
-        let mut tx = self.relaxed.begin().await?;
-        let done = D::query(
-            "UPDATE deliveries SET status = $3, attempt_count = $4, \
-                    next_attempt_at = COALESCE($5, next_attempt_at), leased_until = NULL, \
-                    last_attempt_at = $6, response_status_code = $7, error_message = $8 \
-             WHERE event_id = $1 AND endpoint_id = $2 AND attempt_count = $4 - 1",
-        )
-        .bind(attempt.event_id)
-        .bind(attempt.endpoint_id)
-        .bind(attempt.status.as_str())
-        .bind(attempt.attempt)
-        .bind(attempt.next_attempt_at)
-        .bind(attempt.attempted_at)
-        .bind(attempt.response_status_code)
-        .bind(&attempt.error_message)
-        .execute(&mut *tx)
-        .await?;
-        if done == 0 {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        D::query(
-            "INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
-                                            duration_ms, response_status_code, error_message) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        )
-        .bind(attempt.event_id)
-        .bind(attempt.endpoint_id)
-        .bind(attempt.attempt)
-        .bind(attempt.attempted_at)
-        .bind(attempt.duration_ms)
-        .bind(attempt.response_status_code)
-        .bind(&attempt.error_message)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        D::record_attempt(&self.relaxed, attempt).await
     }
 
     async fn list_events(
