@@ -16,6 +16,7 @@ use crate::receiver::{Answer, Delivery, Receiver};
 both_backends!(
     an_endpoint_is_changed_disabled_and_enabled,
     an_endpoint_failing_for_too_long_is_disabled,
+    a_delivery_ends_an_endpoints_run_of_failures,
 );
 
 fn private(c: &mut stowage::config::Config) {
@@ -338,4 +339,42 @@ async fn an_endpoint_failing_for_too_long_is_disabled(backend: Backend) {
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(failing.received().len(), attempts);
+}
+
+/// A failure followed by a delivery, then, past `disable_after`, another failure: the delivery
+/// ended the first run of failures, so the second starts a new one and the endpoint stays
+/// enabled (and takes the event on its retry).
+async fn a_delivery_ends_an_endpoints_run_of_failures(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| {
+        c.events_allow_private = true;
+        c.event_retry_base = Duration::from_millis(200);
+        c.event_disable_after = Duration::from_secs(2);
+    })
+    .await;
+    let flaky = Receiver::start().await;
+    let (id, _) = register(&app, &flaky.url, None).await;
+    let taken = |n: usize| {
+        let flaky = &flaky;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while flaky.taken().len() < n {
+                assert!(tokio::time::Instant::now() < deadline, "{:?}", flaky.received());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    flaky.answer(&[Answer::Status(500)], Answer::Ok);
+    json_with(app.upload("cv.pdf", fixtures::pdf(2_000)).await, 201).await;
+    taken(1).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    flaky.answer(&[Answer::Status(500)], Answer::Ok);
+    json_with(app.upload("cv2.pdf", fixtures::pdf(2_100)).await, 201).await;
+    taken(2).await;
+    assert_eq!(listed(&app, &id).await["disabled"], false);
+    let failures = flaky
+        .received()
+        .iter()
+        .filter(|d| d.answered != Answer::Ok)
+        .count();
+    assert_eq!(failures, 2, "each event failed once, then was taken");
 }
