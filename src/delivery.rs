@@ -69,15 +69,18 @@ pub(crate) async fn deliver(app: &App, due: DueDelivery) -> Result<(), RepoError
         tracing::debug!(event = %due.event_id, endpoint = %due.endpoint_id,
             "another worker recorded this attempt first");
     }
-    endpoint_outcome(app, &due, delivered, finished_at).await
+    // A delivery ended the endpoint's run of failures with its record.
+    if delivered {
+        return Ok(());
+    }
+    endpoint_failed(app, &due, finished_at).await
 }
 
 /// Keeps the endpoint's run of failures, and disables it once every attempt has failed for
 /// `STOWAGE_EVENT_DISABLE_AFTER`.
-async fn endpoint_outcome(
+async fn endpoint_failed(
     app: &App,
     due: &DueDelivery,
-    delivered: bool,
     at: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), RepoError> {
     let disable_before = app
@@ -87,7 +90,7 @@ async fn endpoint_outcome(
         .map(|after| at - after);
     if app
         .repo()
-        .endpoint_outcome(due.endpoint_id, delivered, at, disable_before)
+        .endpoint_failed(due.endpoint_id, at, disable_before)
         .await?
     {
         app.telemetry().endpoint_disabled();

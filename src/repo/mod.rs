@@ -588,14 +588,13 @@ pub trait OutboxRepo: Send + Sync {
         secret: &str,
         overlap_until: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Records whether an attempt at `at` delivered. A failure starts (or continues) the
-    /// endpoint's run of failures; a delivery ends it. With `disable_before`, an endpoint whose
-    /// run of failures began before then is disabled (its pending deliveries failed): `true` if
-    /// this call disabled it.
-    async fn endpoint_outcome(
+    /// Records that an attempt at `at` failed: it starts (or continues) the endpoint's run of
+    /// failures (a delivery ends it: `record_attempt`). With `disable_before`, an endpoint
+    /// whose run of failures began before then is disabled (its pending deliveries failed):
+    /// `true` if this call disabled it.
+    async fn endpoint_failed(
         &self,
         id: Uuid,
-        delivered: bool,
         at: DateTime<Utc>,
         disable_before: Option<DateTime<Utc>>,
     ) -> Result<bool>;
@@ -613,8 +612,8 @@ pub trait OutboxRepo: Send + Sync {
         limit: i64,
         per_endpoint: u32,
     ) -> Result<Vec<DueDelivery>>;
-    /// Logs an attempt and moves its delivery on; `false` (nothing written) if another worker
-    /// recorded this attempt first.
+    /// Logs an attempt and moves its delivery on, and a delivered one ends its endpoint's run
+    /// of failures; `false` (nothing written) if another worker recorded this attempt first.
     async fn record_attempt(&self, attempt: &AttemptRecord) -> Result<bool>;
     /// A client's events, newest first, after `cursor`, of one type if given, with their
     /// deliveries (without the attempt log).

@@ -298,7 +298,8 @@ impl Dialect for Pg {
         Ok(changed)
     }
 
-    /// The delivery's state and the attempt's row in one statement.
+    /// The delivery's state, the attempt's row and the end of a run of failures in one
+    /// statement.
     async fn record_attempt(pool: &PgPool, attempt: &AttemptRecord) -> Result<bool> {
         let (recorded,): (bool,) = super::sql::bind_delivery(Pg::query(RECORD_ATTEMPT), attempt)
             .bind(attempt.duration_ms)
@@ -530,16 +531,23 @@ const MARK_STAGED: &str = concat!(
     ") SELECT EXISTS (SELECT 1 FROM u)"
 );
 
-/// A delivery attempt in one statement: the delivery's state (`RECORD_DELIVERY`, `$1`–`$8`)
-/// and, if it was still at the attempt before, the attempt's row (`$9`: its duration in ms);
-/// whether it was.
+/// A delivery attempt in one statement: the delivery's state (`record_delivery!`, `$1`–`$8`)
+/// and, if it was still at the attempt before, the attempt's row (`$9`: its duration in ms)
+/// and, if it delivered, the end of its endpoint's run of failures; whether it was. The
+/// endpoint's row is skipped while another transaction holds it (disabling, changing or
+/// removing the endpoint; the first and last then wait for this delivery's row, so waiting here
+/// could deadlock): the endpoint's next delivery ends the run then.
 const RECORD_ATTEMPT: &str = concat!(
     "WITH u AS (",
     record_delivery!(),
     " RETURNING event_id), \
      a AS (INSERT INTO delivery_attempts (event_id, endpoint_id, attempt, attempted_at, \
                                          duration_ms, response_status_code, error_message) \
-           SELECT $1, $2, $4, $6, $9, $7, $8 FROM u ON CONFLICT DO NOTHING) \
+           SELECT $1, $2, $4, $6, $9, $7, $8 FROM u ON CONFLICT DO NOTHING), \
+     e AS (UPDATE event_endpoints SET failing_since = NULL \
+           WHERE id = ANY(ARRAY(SELECT id FROM event_endpoints \
+               WHERE id = $2 AND failing_since IS NOT NULL AND $3 = 'delivered' \
+                 AND EXISTS (SELECT 1 FROM u) FOR UPDATE SKIP LOCKED))) \
      SELECT EXISTS (SELECT 1 FROM u)"
 );
 

@@ -844,9 +844,9 @@ pub(super) fn bind_delivery<'q, D: Dialect>(
         .bind(&attempt.error_message)
 }
 
-/// Records a delivery attempt where the delivery is still at the attempt before: its new state
-/// and the attempt's row, in one transaction; whether it was (another worker may have recorded
-/// it first).
+/// Records a delivery attempt where the delivery is still at the attempt before: its new state,
+/// the attempt's row and, if it delivered, the end of its endpoint's run of failures, in one
+/// transaction; whether it was (another worker may have recorded it first).
 pub(super) async fn record_attempt_by_steps<D: Dialect>(
     pool: &Pool<D::Db>,
     attempt: &AttemptRecord,
@@ -873,9 +873,19 @@ pub(super) async fn record_attempt_by_steps<D: Dialect>(
     .bind(&attempt.error_message)
     .execute(&mut *tx)
     .await?;
+    if attempt.status == DeliveryStatus::Delivered {
+        D::query(END_FAILURES)
+            .bind(attempt.endpoint_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     tx.commit().await?;
     Ok(true)
 }
+
+/// A delivery ends its endpoint's (`$1`) run of failures.
+const END_FAILURES: &str =
+    "UPDATE event_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL";
 
 /// Writes a direct upload's `receiving` row and its declaration. No transaction, on the relaxed
 /// pool, like any `receiving` row: a file row without its declaration (or lost in a crash) is

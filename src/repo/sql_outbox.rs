@@ -183,23 +183,12 @@ impl<D: Dialect> OutboxRepo for SqlRepo<D> {
         Ok(done == 1)
     }
 
-    async fn endpoint_outcome(
+    async fn endpoint_failed(
         &self,
         id: Uuid,
-        delivered: bool,
         at: DateTime<Utc>,
         disable_before: Option<DateTime<Utc>>,
     ) -> Result<bool> {
-        if delivered {
-            D::query(
-                "UPDATE event_endpoints SET failing_since = NULL \
-                 WHERE id = $1 AND failing_since IS NOT NULL",
-            )
-            .bind(id)
-            .execute(&self.relaxed)
-            .await?;
-            return Ok(false);
-        }
         D::query(
             "UPDATE event_endpoints SET failing_since = $2 \
              WHERE id = $1 AND failing_since IS NULL",

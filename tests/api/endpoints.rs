@@ -358,7 +358,11 @@ async fn a_delivery_ends_an_endpoints_run_of_failures(backend: Backend) {
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
             while flaky.taken().len() < n {
-                assert!(tokio::time::Instant::now() < deadline, "{:?}", flaky.received());
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{:?}",
+                    flaky.received()
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
