@@ -323,8 +323,9 @@ pub trait Dialect: Sized + Send + Sync + 'static {
         super::sql::finish_text_job_by_steps::<Self>(pool, write)
     }
 
-    /// Records a delivery attempt: the delivery's new state and the attempt's row, where the
-    /// delivery is still at the attempt before; whether it was.
+    /// Records a delivery attempt: the delivery's new state, the attempt's row and, if it
+    /// delivered, the end of its endpoint's run of failures, where the delivery is still at the
+    /// attempt before; whether it was.
     fn record_attempt(
         pool: &Pool<Self::Db>,
         attempt: &AttemptRecord,
