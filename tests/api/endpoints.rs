@@ -23,6 +23,14 @@ fn private(c: &mut stowage::config::Config) {
     c.events_allow_private = true;
 }
 
+/// Private targets, retries a few hundred milliseconds apart, and an endpoint disabled after
+/// 2 s of nothing but failures.
+fn disabled_after_two_seconds(c: &mut stowage::config::Config) {
+    private(c);
+    c.event_retry_base = Duration::from_millis(200);
+    c.event_disable_after = Duration::from_secs(2);
+}
+
 /// Verifies `delivery` with each secret, in Python and in JavaScript, with the Standard Webhooks
 /// libraries unchanged: `[python, node]` results per secret (`true`: verified).
 async fn verified_by_the_libraries(delivery: &Delivery, secrets: &[&str]) -> Vec<[bool; 2]> {
@@ -296,12 +304,7 @@ async fn an_endpoint_is_changed_disabled_and_enabled(backend: Backend) {
 }
 
 async fn an_endpoint_failing_for_too_long_is_disabled(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| {
-        c.events_allow_private = true;
-        c.event_retry_base = Duration::from_millis(200);
-        c.event_disable_after = Duration::from_secs(2);
-    })
-    .await;
+    let app = TestApp::spawn_with(backend, disabled_after_two_seconds).await;
     let failing = Receiver::start().await;
     failing.answer(&[], Answer::Status(500));
     let healthy = Receiver::start().await;
@@ -345,27 +348,19 @@ async fn an_endpoint_failing_for_too_long_is_disabled(backend: Backend) {
 /// ended the first run of failures, so the second starts a new one and the endpoint stays
 /// enabled (and takes the event on its retry).
 async fn a_delivery_ends_an_endpoints_run_of_failures(backend: Backend) {
-    let app = TestApp::spawn_with(backend, |c| {
-        c.events_allow_private = true;
-        c.event_retry_base = Duration::from_millis(200);
-        c.event_disable_after = Duration::from_secs(2);
-    })
-    .await;
+    let app = TestApp::spawn_with(backend, disabled_after_two_seconds).await;
     let flaky = Receiver::start().await;
     let (id, _) = register(&app, &flaky.url, None).await;
+    // Distinct events answered 2xx.
     let taken = |n: usize| {
-        let flaky = &flaky;
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while flaky.taken().len() < n {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "{:?}",
-                    flaky.received()
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        flaky.wait_until(Duration::from_secs(30), "the events taken", move |all| {
+            let ids: std::collections::HashSet<&str> = all
+                .iter()
+                .filter(|d| d.answered == Answer::Ok)
+                .map(|d| d.id.as_str())
+                .collect();
+            ids.len() >= n
+        })
     };
     flaky.answer(&[Answer::Status(500)], Answer::Ok);
     json_with(app.upload("cv.pdf", fixtures::pdf(2_000)).await, 201).await;
